@@ -1,0 +1,14 @@
+/**
+ * @file workerbus.h
+ * The umbrella header of libworkerbus: include this one.
+ */
+#ifndef WORKERBUS_WORKERBUS_H
+#define WORKERBUS_WORKERBUS_H
+
+#include "common.h"
+#include "error.h"
+#include <workerbus/version.h>
+#include "config.h"
+#include "topic.h"
+
+#endif

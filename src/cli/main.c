@@ -1,0 +1,98 @@
+/* workerbus: entry point and command dispatch. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "workerbus/workerbus.h"
+
+static const wb_cli_command *const commands[] = {
+    &wb_cli_check,
+};
+
+#define NCOMMANDS (sizeof commands / sizeof commands[0])
+
+bool wb_cli_is_help(const char *arg)
+{
+    return strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0;
+}
+
+int wb_cli_usage_error(const char *cmd, const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "workerbus: %s%s", cmd ? cmd : "", cmd ? ": " : "");
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\nRun 'workerbus %s%s--help' for usage.\n", cmd ? cmd : "", cmd ? " " : "");
+    return WB_EXIT_USAGE;
+}
+
+static void print_help(FILE *out)
+{
+    fprintf(out,
+            "workerbus %s: the messaging layer between a CI/CD control plane and its workers\n"
+            "\n"
+            "Usage: workerbus [--help | --version] <command> [options]\n"
+            "\n"
+            "Commands:\n",
+            wb_version());
+    for (size_t i = 0; i < NCOMMANDS; i++)
+        fprintf(out, "  %-10s %s\n", commands[i]->name, commands[i]->summary);
+    fprintf(out, "  %-10s %s\n", "help", "show the help of a command: workerbus help <command>");
+    fprintf(out, "\n"
+                 "The configuration comes from the environment: see docs/configuration.md.\n"
+                 "Exit codes: 0 success, 64 usage error, 66 unreadable input file,\n"
+                 "70 internal error, 78 invalid configuration.\n");
+}
+
+static const wb_cli_command *find(const char *name)
+{
+    for (size_t i = 0; i < NCOMMANDS; i++) {
+        if (strcmp(commands[i]->name, name) == 0)
+            return commands[i];
+    }
+    return NULL;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        print_help(stderr);
+        return WB_EXIT_USAGE;
+    }
+    const char *cmd = argv[1];
+    if (wb_cli_is_help(cmd)) {
+        print_help(stdout);
+        return WB_EXIT_OK;
+    }
+    if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "-V") == 0) {
+        printf("workerbus %s\n", wb_version());
+        return WB_EXIT_OK;
+    }
+    if (strcmp(cmd, "help") == 0) {
+        if (argc < 3) {
+            print_help(stdout);
+            return WB_EXIT_OK;
+        }
+        const wb_cli_command *c = find(argv[2]);
+        if (!c)
+            return wb_cli_usage_error(NULL, "unknown command '%s'", argv[2]);
+        fputs(c->usage, stdout);
+        return WB_EXIT_OK;
+    }
+    if (cmd[0] == '-')
+        return wb_cli_usage_error(NULL, "unknown option '%s'", cmd);
+    const wb_cli_command *c = find(cmd);
+    if (!c)
+        return wb_cli_usage_error(NULL, "unknown command '%s'", cmd);
+    for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "--") == 0)
+            break;
+        if (wb_cli_is_help(argv[i])) {
+            fputs(c->usage, stdout);
+            return WB_EXIT_OK;
+        }
+    }
+    return c->run(argc - 1, argv + 1);
+}

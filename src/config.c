@@ -1,0 +1,1345 @@
+/* The configuration: read once from the environment (or a list, or a file),
+ * validated in one pass that records every problem, then frozen. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <libpq-fe.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "config_internal.h"
+
+extern char **environ;
+
+/* Values longer than this are refused before any other check. */
+#define VALUE_MAX_BYTES 8192
+
+static const char *const var_names[WB__V_COUNT] = {
+    [WB__V_BROKER_TYPE] = "MQTT_BROKER_TYPE",
+    [WB__V_ENDPOINT] = "MQTT_BROKER_ENDPOINT",
+    [WB__V_LOG_LEVEL] = "MQTT_BROKER_BUILTIN_LOG_LEVEL",
+    [WB__V_NAMESPACE] = "MQTT_BROKER_IOTCORE_NAMESPACE",
+    [WB__V_QUEUE_TYPE] = "MESSAGE_QUEUE_TYPE",
+    [WB__V_DATABASE_URL] = "DATABASE_URL",
+    [WB__V_SQS_FIRST + WB_LQ_ASYNC_JOBS] = "MESSAGE_QUEUE_SQS_ASYNC_URL",
+    [WB__V_SQS_FIRST + WB_LQ_ASYNC_JOBS_FIFO] = "MESSAGE_QUEUE_SQS_ASYNC_FIFO_URL",
+    [WB__V_SQS_FIRST + WB_LQ_CRONJOBS] = "MESSAGE_QUEUE_SQS_CRONJOBS_URL",
+    [WB__V_SQS_FIRST + WB_LQ_DLQ] = "MESSAGE_QUEUE_SQS_DLQ_URL",
+    [WB__V_SQS_FIRST + WB_LQ_DLQ_FIFO] = "MESSAGE_QUEUE_SQS_DLQ_FIFO_URL",
+    [WB__V_SQS_FIRST + WB_LQ_EVENTS_INBOX] = "MESSAGE_QUEUE_SQS_EVENTS_INBOX_URL",
+    [WB__V_SQS_FIRST + WB_LQ_IOT] = "MESSAGE_QUEUE_SQS_IOT_URL",
+    [WB__V_SQS_FIRST + WB_LQ_WEBHOOKS] = "MESSAGE_QUEUE_SQS_WEBHOOKS_URL",
+    [WB__V_AWS_REGION] = "AWS_REGION",
+    [WB__V_AWS_DEFAULT_REGION] = "AWS_DEFAULT_REGION",
+};
+
+static const char *const var_defaults[WB__V_COUNT] = {
+    [WB__V_BROKER_TYPE] = "iotcore",
+    [WB__V_LOG_LEVEL] = "error",
+    [WB__V_NAMESPACE] = "spacelift",
+    [WB__V_QUEUE_TYPE] = "sqs",
+};
+
+static const char *const lq_names[WB_LQ__COUNT] = {
+    "async-jobs", "async-jobs.fifo", "cronjobs", "dlq", "dlq.fifo", "events-inbox", "iot",
+    "webhooks",
+};
+
+static const char *const broker_types[] = {"iotcore", "builtin", NULL};
+static const char *const queue_types[] = {"sqs", "postgres", NULL};
+static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
+
+#define ENDPOINT_COMMAND                                                                     \
+    "aws iot describe-endpoint --endpoint-type iot:Data-ATS --region \"%s\" --no-cli-pager "   \
+    "--output json | jq -r '.endpointAddress'"
+
+const char *wb__var_name(enum wb__var v)
+{
+    return var_names[v];
+}
+
+WB_API const char *wb_broker_type_name(wb_broker_type type)
+{
+    return (unsigned)type < 2 ? broker_types[type] : NULL;
+}
+
+WB_API const char *wb_queue_type_name(wb_queue_type type)
+{
+    return (unsigned)type < 2 ? queue_types[type] : NULL;
+}
+
+WB_API const char *wb_log_level_name(wb_log_level level)
+{
+    return (unsigned)level < 4 ? log_levels[level] : NULL;
+}
+
+WB_API const char *wb_logical_queue_name(wb_logical_queue q)
+{
+    return (unsigned)q < WB_LQ__COUNT ? lq_names[q] : NULL;
+}
+
+WB_API const char *wb_logical_queue_variable(wb_logical_queue q)
+{
+    return (unsigned)q < WB_LQ__COUNT ? var_names[WB__V_SQS_FIRST + q] : NULL;
+}
+
+WB_API bool wb_logical_queue_is_fifo(wb_logical_queue q)
+{
+    return q == WB_LQ_ASYNC_JOBS_FIFO || q == WB_LQ_DLQ_FIFO;
+}
+
+struct wb_config {
+    char *values[WB__V_COUNT]; /* effective values, defaults included; NULL: unset */
+    wb_broker_type broker;
+    wb_queue_type queue;
+    wb_log_level log_level;
+    char *host;
+    unsigned port;
+    bool tls;
+    char *iot_region;
+    const char *region; /* points into values[] or iot_region or sqs_region */
+    char *sqs_region;
+};
+
+/* ---- the loader --------------------------------------------------------- */
+
+typedef struct loader {
+    wb__kv_list kv;
+    const char *file; /* for "FILE:LINE" in problems */
+    /* per known variable: the entry that sets it (last one wins) */
+    const wb__kv *set[WB__V_COUNT];
+    bool bad[WB__V_COUNT]; /* a generic check (NUL, length) already failed */
+    wb_config_report *rep;
+    struct wb_config *cfg;
+    bool oom;
+    bool broker_known, queue_known;
+    char *sqs_regions[WB_LQ__COUNT];
+} loader;
+
+static bool is_set(const loader *L, enum wb__var v)
+{
+    return L->set[v] && L->set[v]->value_len > 0;
+}
+
+static const char *raw(const loader *L, enum wb__var v)
+{
+    return is_set(L, v) ? L->set[v]->value : NULL;
+}
+
+static size_t raw_len(const loader *L, enum wb__var v)
+{
+    return is_set(L, v) ? L->set[v]->value_len : 0;
+}
+
+/* A value as it may be shown: secrets redacted, control bytes escaped. */
+static char *display_value(enum wb__var v, const char *s, size_t n)
+{
+    wb__buf red = WB__BUF_INIT;
+    if (v == WB__V_DATABASE_URL)
+        wb__redact_conninfo(&red, s, n);
+    else
+        wb__redact_url(&red, s, n);
+    if (red.failed)
+        return NULL;
+    wb__buf out = WB__BUF_INIT;
+    wb__buf_put_escaped(&out, red.data ? red.data : "", red.len);
+    wb__buf_free(&red);
+    return wb__buf_take(&out);
+}
+
+static void issue_list_push(loader *L, wb_severity sev, char *variable, char *value,
+                            char *message, char *hint)
+{
+    wb__issue_list *l = &L->rep->issues[sev];
+    if (!variable || !message || L->oom) {
+        L->oom = true;
+        goto fail;
+    }
+    if (l->count == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 8;
+        wb_config_issue *items = realloc(l->items, cap * sizeof *items);
+        if (!items) {
+            L->oom = true;
+            goto fail;
+        }
+        l->items = items;
+        l->cap = cap;
+    }
+    l->items[l->count++] = (wb_config_issue){sev, variable, value, message, hint};
+    return;
+fail:
+    free(variable);
+    free(value);
+    free(message);
+    free(hint);
+}
+
+WB__PRINTF(4, 5)
+static void problem(loader *L, wb_severity sev, enum wb__var v, const char *fmt, ...);
+
+/* Records a problem on known variable v. The hint (may be NULL) is taken
+ * over: it must be heap memory or NULL. */
+static void problem_hint(loader *L, wb_severity sev, enum wb__var v, char *hint,
+                         const char *fmt, ...) WB__PRINTF(5, 6);
+
+static void problem_va(loader *L, wb_severity sev, enum wb__var v, char *hint,
+                       const char *fmt, va_list ap)
+{
+    wb__buf m = WB__BUF_INIT;
+    wb__buf_vprintf(&m, fmt, ap);
+    char *value = NULL;
+    if (L->set[v]) {
+        value = display_value(v, L->set[v]->value, L->set[v]->value_len);
+        if (!value)
+            L->oom = true;
+    }
+    issue_list_push(L, sev, wb__strdup(var_names[v]), value, wb__buf_take(&m), hint);
+}
+
+static void problem(loader *L, wb_severity sev, enum wb__var v, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    problem_va(L, sev, v, NULL, fmt, ap);
+    va_end(ap);
+}
+
+static void problem_hint(loader *L, wb_severity sev, enum wb__var v, char *hint,
+                         const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    problem_va(L, sev, v, hint, fmt, ap);
+    va_end(ap);
+}
+
+#define ERR WB_SEVERITY_ERROR
+#define WARN WB_SEVERITY_WARNING
+
+/* A hint for a value that is not one of `choices`: a case or spacing slip, or
+ * the nearest choice. Returns heap memory or NULL. */
+static char *choice_hint(const char *value, const char *const *choices)
+{
+    size_t n = strlen(value);
+    size_t a = 0, b = n;
+    while (a < b && (value[a] == ' ' || value[a] == '\t'))
+        a++;
+    while (b > a && (value[b - 1] == ' ' || value[b - 1] == '\t' || value[b - 1] == '\r' ||
+                     value[b - 1] == '\n'))
+        b--;
+    for (const char *const *c = choices; *c; c++) {
+        if (strlen(*c) == b - a && strncasecmp(*c, value + a, b - a) == 0) {
+            if (a != 0 || b != n)
+                return wb__asprintf("remove the white space around the value: \"%s\"", *c);
+            return wb__asprintf("values are lower case: use \"%s\"", *c);
+        }
+    }
+    const char *best = NULL;
+    size_t bestd = 3;
+    for (const char *const *c = choices; *c; c++) {
+        size_t d = wb__edit_distance(value, *c);
+        if (d < bestd) {
+            bestd = d;
+            best = *c;
+        }
+    }
+    return best ? wb__asprintf("did you mean \"%s\"?", best) : NULL;
+}
+
+static int choice_index(const char *value, const char *const *choices, bool nocase)
+{
+    for (int i = 0; choices[i]; i++) {
+        if (nocase ? strcasecmp(value, choices[i]) == 0 : strcmp(value, choices[i]) == 0)
+            return i;
+    }
+    return -1;
+}
+
+static char *choice_list(const char *const *choices)
+{
+    wb__buf b = WB__BUF_INIT;
+    for (size_t i = 0; choices[i]; i++) {
+        if (i)
+            wb__buf_puts(&b, choices[i + 1] ? ", " : " or ");
+        wb__buf_printf(&b, "\"%s\"", choices[i]);
+    }
+    return wb__buf_take(&b);
+}
+
+/* Validates an enumerated variable; returns the index or -1. */
+static int check_choice(loader *L, enum wb__var v, const char *const *choices, bool nocase)
+{
+    const char *val = raw(L, v) ? raw(L, v) : var_defaults[v];
+    if (L->bad[v])
+        return -1;
+    int i = choice_index(val, choices, nocase);
+    if (i >= 0)
+        return i;
+    char *list = choice_list(choices);
+    problem_hint(L, ERR, v, choice_hint(val, choices), "must be %s%s", list ? list : "",
+                 nocase ? " (any case)" : "");
+    free(list);
+    return -1;
+}
+
+/* ---- generic checks ----------------------------------------------------- */
+
+static void check_generic(loader *L)
+{
+    for (int v = 0; v < WB__V_COUNT; v++) {
+        const wb__kv *kv = L->set[v];
+        if (!kv)
+            continue;
+        if (memchr(kv->value, '\0', kv->value_len)) {
+            L->bad[v] = true;
+            problem(L, ERR, (enum wb__var)v, "holds a NUL byte, which no valid value has");
+        } else if (kv->value_len > VALUE_MAX_BYTES) {
+            L->bad[v] = true;
+            problem(L, ERR, (enum wb__var)v, "is %zu bytes long; no valid value exceeds %d bytes",
+                    kv->value_len, VALUE_MAX_BYTES);
+        }
+    }
+}
+
+/* ---- the broker --------------------------------------------------------- */
+
+static char *endpoint_command_hint(const loader *L, const char *region)
+{
+    if (!region)
+        region = raw(L, WB__V_AWS_REGION) ? raw(L, WB__V_AWS_REGION) : "<region>";
+    return wb__asprintf("print your account's endpoint with: " ENDPOINT_COMMAND, region);
+}
+
+static void set_iot_region(loader *L, const char *s, size_t n)
+{
+    free(L->cfg->iot_region);
+    L->cfg->iot_region = wb__strndup(s, n);
+    if (!L->cfg->iot_region)
+        L->oom = true;
+}
+
+static void check_iotcore_endpoint(loader *L, const char *val, size_t n)
+{
+    const enum wb__var V = WB__V_ENDPOINT;
+    const char *expect = "expected the AWS IoT Core data endpoint "
+                         "<id>-ats.iot.<region>.amazonaws.com (.amazonaws.com.cn in China)";
+    if (wb__has_outer_space(val, n)) {
+        problem_hint(L, ERR, V, wb__strdup("remove the white space around the value"),
+                     "has leading or trailing white space; %s", expect);
+        return;
+    }
+    const char *sep = strstr(val, "://");
+    if (sep) {
+        problem_hint(L, ERR, V, endpoint_command_hint(L, NULL),
+                     "must be a bare host name without a scheme (\"%.*s://\"); %s",
+                     (int)(sep - val), val, expect);
+        return;
+    }
+    if (strchr(val, '/')) {
+        problem_hint(L, ERR, V, endpoint_command_hint(L, NULL),
+                     "must be a bare host name without a path; %s", expect);
+        return;
+    }
+    const char *colon = strchr(val, ':');
+    if (colon) {
+        char *hint = wb__asprintf(
+            "workerbus picks the port itself (8883, or 443): use \"%.*s\"; if this is the "
+            "built-in broker's endpoint, set MQTT_BROKER_TYPE=builtin",
+            (int)(colon - val), val);
+        problem_hint(L, ERR, V, hint, "must not carry a port with MQTT_BROKER_TYPE=iotcore; %s",
+                     expect);
+        return;
+    }
+    char *lower = wb__strndup(val, n);
+    if (!lower) {
+        L->oom = true;
+        return;
+    }
+    for (char *p = lower; *p; p++) {
+        if (*p >= 'A' && *p <= 'Z')
+            *p = (char)(*p - 'A' + 'a');
+    }
+    const char *why = wb__host_check(lower, n, NULL);
+    if (why) {
+        problem_hint(L, ERR, V, endpoint_command_hint(L, NULL), "is not a valid host name (%s); %s",
+                     why, expect);
+        goto out;
+    }
+    bool china = false;
+    size_t base = n;
+    if (n > 17 && strcmp(lower + n - 17, ".amazonaws.com.cn") == 0) {
+        china = true;
+        base = n - 17;
+    } else if (n > 14 && strcmp(lower + n - 14, ".amazonaws.com") == 0) {
+        base = n - 14;
+    } else {
+        problem_hint(L, ERR, V, endpoint_command_hint(L, NULL),
+                     "is not an AWS IoT Core endpoint (custom domains are not supported); %s",
+                     expect);
+        goto out;
+    }
+    /* <first>.<second>.<region> */
+    const char *d1 = memchr(lower, '.', base);
+    const char *d2 = d1 ? memchr(d1 + 1, '.', (size_t)(lower + base - d1 - 1)) : NULL;
+    if (!d1 || !d2 || memchr(d2 + 1, '.', (size_t)(lower + base - d2 - 1))) {
+        problem_hint(L, ERR, V, endpoint_command_hint(L, NULL), "is not an IoT Core endpoint; %s",
+                     expect);
+        goto out;
+    }
+    size_t l1 = (size_t)(d1 - lower), l2 = (size_t)(d2 - d1 - 1);
+    const char *region = d2 + 1;
+    size_t rl = (size_t)(lower + base - region);
+    bool fips = l1 == 4 && memcmp(lower, "data", 4) == 0 && l2 == 8 &&
+                memcmp(d1 + 1, "iot-fips", 8) == 0;
+    bool ats = l1 > 4 && memcmp(lower + l1 - 4, "-ats", 4) == 0 && l2 == 3 &&
+               memcmp(d1 + 1, "iot", 3) == 0;
+    if (!fips && !ats) {
+        if (l2 == 3 && memcmp(d1 + 1, "iot", 3) == 0)
+            problem_hint(L, ERR, V, endpoint_command_hint(L, NULL),
+                         "is a legacy (VeriSign) IoT Core endpoint, which workerbus does not "
+                         "use; %s",
+                         expect);
+        else
+            problem_hint(L, ERR, V, endpoint_command_hint(L, NULL),
+                         "is not an IoT Core endpoint; %s", expect);
+        goto out;
+    }
+    if (ats) {
+        for (size_t i = 0; i + 4 < l1; i++) {
+            char c = lower[i];
+            if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'))) {
+                problem_hint(L, ERR, V, endpoint_command_hint(L, NULL),
+                             "the endpoint id \"%.*s\" may hold only letters and digits; %s",
+                             (int)(l1 - 4), lower, expect);
+                goto out;
+            }
+        }
+    }
+    if (!wb__aws_region_valid(region, rl)) {
+        problem_hint(L, ERR, V, endpoint_command_hint(L, NULL),
+                     "\"%.*s\" is not an AWS region name (expected the shape us-east-1, "
+                     "eu-west-1, us-gov-west-1, cn-north-1); %s",
+                     (int)rl, region, expect);
+        goto out;
+    }
+    bool cn_region = rl > 3 && memcmp(region, "cn-", 3) == 0;
+    if (cn_region != china) {
+        char *hint = wb__asprintf("use \"%.*s.amazonaws.com%s\"", (int)base, lower,
+                                  cn_region ? ".cn" : "");
+        problem_hint(L, ERR, V, hint,
+                     cn_region ? "region %.*s is in China: its endpoints end in .amazonaws.com.cn"
+                               : "only China regions (cn-*) use .amazonaws.com.cn; region %.*s "
+                                 "uses .amazonaws.com",
+                     (int)rl, region);
+        goto out;
+    }
+    set_iot_region(L, region, rl);
+    free(L->cfg->values[V]);
+    L->cfg->values[V] = lower; /* stored in canonical (lower) case */
+    L->cfg->host = wb__strdup(lower);
+    if (!L->cfg->host)
+        L->oom = true;
+    L->cfg->port = 8883;
+    L->cfg->tls = true;
+    return;
+out:
+    free(lower);
+}
+
+static bool looks_like_iot_endpoint(const char *host, size_t n)
+{
+    return n > 14 && (strncasecmp(host + n - 14, ".amazonaws.com", 14) == 0 ||
+                      (n > 17 && strncasecmp(host + n - 17, ".amazonaws.com.cn", 17) == 0));
+}
+
+static void check_builtin_endpoint(loader *L, const char *val, size_t n)
+{
+    const enum wb__var V = WB__V_ENDPOINT;
+    const char *expect = "expected <host>:<port> or tls://<host>:<port>, where host is a DNS "
+                         "name, an IPv4 address or a bracketed IPv6 address, and port is "
+                         "1-65535 except 1983";
+    if (wb__has_outer_space(val, n)) {
+        problem_hint(L, ERR, V, wb__strdup("remove the white space around the value"),
+                     "has leading or trailing white space; %s", expect);
+        return;
+    }
+    bool tls = false;
+    const char *p = val;
+    const char *sep = strstr(val, "://");
+    if (sep) {
+        if ((size_t)(sep - val) == 3 && strncasecmp(val, "tls", 3) == 0) {
+            tls = true;
+            p = sep + 3;
+        } else {
+            problem_hint(L, ERR, V,
+                         wb__strdup("write host:port for plain MQTT, or tls://host:port for MQTT "
+                                    "over TLS (the server terminates TLS itself)"),
+                         "has an unsupported scheme \"%.*s://\"; %s", (int)(sep - val), val,
+                         expect);
+            return;
+        }
+    }
+    size_t pn = n - (size_t)(p - val);
+    if (memchr(p, '/', pn)) {
+        problem(L, ERR, V, "must not have a path; %s", expect);
+        return;
+    }
+    const char *host;
+    size_t hl;
+    const char *port_s;
+    wb__host_kind kind = WB__HOST_DNS;
+    if (pn > 0 && p[0] == '[') {
+        const char *rb = memchr(p, ']', pn);
+        if (!rb) {
+            problem(L, ERR, V, "has an IPv6 address without its closing ']'; %s", expect);
+            return;
+        }
+        host = p + 1;
+        hl = (size_t)(rb - p - 1);
+        char tmp[64];
+        struct in6_addr a6;
+        if (hl == 0 || hl >= sizeof tmp) {
+            problem(L, ERR, V, "has an invalid IPv6 address; %s", expect);
+            return;
+        }
+        memcpy(tmp, host, hl);
+        tmp[hl] = '\0';
+        if (inet_pton(AF_INET6, tmp, &a6) != 1) {
+            problem(L, ERR, V, "\"%s\" is not a valid IPv6 address; %s", tmp, expect);
+            return;
+        }
+        kind = WB__HOST_IPV6;
+        if (rb + 1 == p + pn) {
+            problem_hint(L, ERR, V, wb__asprintf("add the port, e.g. \"%s:1984\"", val),
+                         "has no port; %s", expect);
+            return;
+        }
+        if (rb[1] != ':') {
+            problem(L, ERR, V, "has unexpected text after the IPv6 address; %s", expect);
+            return;
+        }
+        port_s = rb + 2;
+    } else {
+        const char *c1 = memchr(p, ':', pn);
+        if (!c1) {
+            char *hint = looks_like_iot_endpoint(p, pn)
+                             ? wb__strdup("this looks like an AWS IoT Core endpoint: for IoT "
+                                          "Core set MQTT_BROKER_TYPE=iotcore")
+                             : wb__asprintf("add the port, e.g. \"%s:1984\"", val);
+            problem_hint(L, ERR, V, hint, "has no port; %s", expect);
+            return;
+        }
+        if (memchr(c1 + 1, ':', pn - (size_t)(c1 + 1 - p))) {
+            problem_hint(L, ERR, V, wb__strdup("write an IPv6 address in brackets: [::1]:1984"),
+                         "has more than one ':'; %s", expect);
+            return;
+        }
+        host = p;
+        hl = (size_t)(c1 - p);
+        const char *why = wb__host_check(host, hl, &kind);
+        if (why) {
+            problem(L, ERR, V, "has an invalid host \"%.*s\": %s; %s", (int)hl, host, why, expect);
+            return;
+        }
+        port_s = c1 + 1;
+    }
+    unsigned port = 0;
+    size_t psl = n - (size_t)(port_s - val);
+    const char *why = wb__port_parse(port_s, psl, &port);
+    if (why) {
+        problem(L, ERR, V, "has an invalid port \"%.*s\": %s (and not 1983)", (int)psl, port_s, why);
+        return;
+    }
+    if (port == 1983) {
+        problem_hint(L, ERR, V,
+                     wb__asprintf("choose another port; 1984 is the usual one for the built-in "
+                                  "broker, e.g. \"%s%.*s:1984\"",
+                                  tls ? "tls://" : "", (int)(port_s - 1 - p), p),
+                     "uses port 1983, which is reserved for the server's HTTP port; any other "
+                     "port from 1 to 65535 is accepted");
+        return;
+    }
+    if ((kind == WB__HOST_IPV4 && hl == 7 && memcmp(host, "0.0.0.0", 7) == 0) ||
+        (kind == WB__HOST_IPV6 && hl == 2 && memcmp(host, "::", 2) == 0))
+        problem(L, WARN, V,
+                "names the wildcard address %.*s, which workers cannot connect to: the endpoint "
+                "is the address workers use to reach the broker",
+                (int)hl, host);
+    L->cfg->host = wb__strndup(host, hl);
+    if (!L->cfg->host)
+        L->oom = true;
+    L->cfg->port = port;
+    L->cfg->tls = tls;
+}
+
+static void check_broker(loader *L)
+{
+    int t = check_choice(L, WB__V_BROKER_TYPE, broker_types, false);
+    L->broker_known = t >= 0;
+    if (t >= 0)
+        L->cfg->broker = (wb_broker_type)t;
+
+    if (!L->bad[WB__V_ENDPOINT]) {
+        const char *ep = raw(L, WB__V_ENDPOINT);
+        if (!ep) {
+            char *hint = NULL;
+            if (L->broker_known && L->cfg->broker == WB_BROKER_IOTCORE)
+                hint = endpoint_command_hint(L, NULL);
+            else if (L->broker_known)
+                hint = wb__strdup("e.g. tls://broker.example.com:1984");
+            problem_hint(L, ERR, WB__V_ENDPOINT, hint,
+                         "is required: the endpoint workers use to reach the broker (%s)",
+                         !L->broker_known ? "its format depends on MQTT_BROKER_TYPE"
+                         : L->cfg->broker == WB_BROKER_IOTCORE
+                             ? "<id>-ats.iot.<region>.amazonaws.com"
+                             : "<host>:<port> or tls://<host>:<port>");
+        } else if (L->broker_known && L->cfg->broker == WB_BROKER_IOTCORE) {
+            check_iotcore_endpoint(L, ep, raw_len(L, WB__V_ENDPOINT));
+        } else if (L->broker_known) {
+            check_builtin_endpoint(L, ep, raw_len(L, WB__V_ENDPOINT));
+        }
+    }
+
+    int lvl = check_choice(L, WB__V_LOG_LEVEL, log_levels, true);
+    if (lvl >= 0) {
+        L->cfg->log_level = (wb_log_level)lvl;
+        free(L->cfg->values[WB__V_LOG_LEVEL]);
+        L->cfg->values[WB__V_LOG_LEVEL] = wb__strdup(log_levels[lvl]);
+        if (!L->cfg->values[WB__V_LOG_LEVEL])
+            L->oom = true;
+    }
+    if (raw(L, WB__V_LOG_LEVEL) && L->broker_known && L->cfg->broker == WB_BROKER_IOTCORE)
+        problem(L, WARN, WB__V_LOG_LEVEL,
+                "is only used by the built-in broker; it has no effect with "
+                "MQTT_BROKER_TYPE=iotcore");
+}
+
+static void check_namespace(loader *L)
+{
+    const enum wb__var V = WB__V_NAMESPACE;
+    if (L->bad[V])
+        return;
+    if (L->set[V] && L->set[V]->value_len == 0) {
+        problem_hint(L, ERR, V,
+                     wb__strdup("unset it to use the default \"spacelift\", or set the "
+                                "namespace your IoT topic rule selects from"),
+                     "is set but empty; a namespace must be non-empty");
+        return;
+    }
+    const char *ns = raw(L, V) ? raw(L, V) : var_defaults[V];
+    const char *why = NULL;
+    wb_err err = wb_namespace_check(ns, &why);
+    if (err == WB_OK)
+        return;
+    size_t n = strlen(ns), slashes = 0;
+    for (size_t i = 0; i < n; i++)
+        slashes += ns[i] == '/';
+    const char *rule = "; it must also match the topic rule (FROM '<namespace>/writeonly/#')";
+    if (err == WB_ERR_TOO_LARGE && n > WB_NAMESPACE_MAX_BYTES)
+        problem_hint(L, ERR, V, wb__asprintf("shorten it to at most %d bytes%s",
+                                             WB_NAMESPACE_MAX_BYTES, rule),
+                     "is %zu bytes: the longest worker topic (<namespace>/writeonly/<ulid>/<ulid>) "
+                     "would be %zu bytes, over IoT Core's limit of %d",
+                     n, n + 64, WB_IOT_TOPIC_MAX_BYTES);
+    else if (err == WB_ERR_TOO_LARGE)
+        problem_hint(L, ERR, V,
+                     wb__asprintf("use at most %d '/' in the namespace%s",
+                                  WB_NAMESPACE_MAX_SLASHES, rule),
+                     "has %zu '/': worker topics would have %zu, over IoT Core's limit of %d",
+                     slashes, slashes + 3, WB_IOT_TOPIC_MAX_SLASHES);
+    else
+        problem(L, ERR, V,
+                "%s; accepted: non-empty UTF-8 without '+', '#' or control characters, not "
+                "starting with '$', no leading, trailing or doubled '/'",
+                why);
+}
+
+/* ---- the message queue -------------------------------------------------- */
+
+static void check_database_url(loader *L, bool used)
+{
+    const enum wb__var V = WB__V_DATABASE_URL;
+    wb_severity sev = used ? ERR : WARN;
+    if (L->bad[V])
+        return;
+    const char *url = raw(L, V);
+    if (!url) {
+        if (used)
+            problem_hint(L, ERR, V,
+                         wb__strdup("e.g. postgres://workerbus:PASSWORD@db.example.com:5432/"
+                                    "workerbus?sslmode=verify-full"),
+                         "is required with MESSAGE_QUEUE_TYPE=postgres: a libpq connection "
+                         "URI or key=value string");
+        return;
+    }
+    const char *suffix = used ? "" : " (not used by the message queue, which is sqs)";
+    char *errmsg = NULL;
+    PQconninfoOption *opts = PQconninfoParse(url, &errmsg);
+    if (!opts) {
+        char *secret = wb__conninfo_password(url, raw_len(L, V));
+        char *msg = NULL;
+        if (errmsg) {
+            size_t el = strlen(errmsg);
+            while (el > 0 && (errmsg[el - 1] == '\n' || errmsg[el - 1] == ' '))
+                errmsg[--el] = '\0';
+            msg = wb__redact_in_quotes(errmsg, secret);
+            /* belt and braces: never pass on a message that still holds it */
+            if (msg && secret && strlen(secret) >= 4 && strstr(msg, secret)) {
+                free(msg);
+                msg = wb__strdup("(libpq's message withheld: it quoted the password)");
+            }
+        }
+        problem_hint(L, sev, V,
+                     wb__strdup("accepted: postgres://[user[:password]@][host][:port][/dbname]"
+                                "[?param=value&...] or \"host=... dbname=... user=...\""),
+                     "is refused by libpq's parser: %s%s", msg ? msg : "out of memory", suffix);
+        free(msg);
+        free(secret);
+        PQfreemem(errmsg);
+        return;
+    }
+    static const char *const sslmodes[] = {"disable", "allow",     "prefer",
+                                           "require", "verify-ca", "verify-full", NULL};
+    for (PQconninfoOption *o = opts; o->keyword; o++) {
+        if (o->val && strcmp(o->keyword, "sslmode") == 0 &&
+            choice_index(o->val, sslmodes, false) < 0) {
+            char *list = choice_list(sslmodes);
+            problem(L, sev, V, "has sslmode=\"%s\"; libpq accepts %s%s", o->val,
+                    list ? list : "", suffix);
+            free(list);
+        }
+    }
+    PQconninfoFree(opts);
+}
+
+/* The region named by an AWS host (sqs.<region>.amazonaws.com, and the
+ * other forms AWS uses), or NULL. */
+static char *aws_host_region(const char *host, size_t n, bool *is_aws)
+{
+    *is_aws = false;
+    static const char *const suffixes[] = {".amazonaws.com", ".amazonaws.com.cn", ".api.aws",
+                                           NULL};
+    size_t base = 0;
+    for (const char *const *s = suffixes; *s; s++) {
+        size_t sl = strlen(*s);
+        if (n > sl && strncasecmp(host + n - sl, *s, sl) == 0)
+            base = n - sl;
+    }
+    if (base == 0)
+        return NULL;
+    *is_aws = true;
+    if (base == 5 && strncasecmp(host, "queue", 5) == 0)
+        return wb__strdup("us-east-1"); /* the legacy global endpoint */
+    size_t start = 0;
+    for (size_t i = 0; i <= base; i++) {
+        if (i == base || host[i] == '.') {
+            char *label = wb__strndup(host + start, i - start);
+            if (!label)
+                return NULL;
+            for (char *p = label; *p; p++)
+                *p = (char)(*p >= 'A' && *p <= 'Z' ? *p - 'A' + 'a' : *p);
+            if (wb__aws_region_valid(label, i - start))
+                return label;
+            free(label);
+            start = i + 1;
+        }
+    }
+    return NULL;
+}
+
+static bool queue_name_valid(const char *s, size_t n, bool *fifo)
+{
+    *fifo = n > 5 && memcmp(s + n - 5, ".fifo", 5) == 0;
+    size_t base = *fifo ? n - 5 : n;
+    if (n == 0 || n > 80 || base == 0)
+        return false;
+    for (size_t i = 0; i < base; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '_'))
+            return false;
+    }
+    return true;
+}
+
+/* Validates one SQS queue URL; returns true when well formed. */
+static bool check_sqs_url(loader *L, wb_logical_queue q)
+{
+    const enum wb__var V = (enum wb__var)(WB__V_SQS_FIRST + q);
+    const char *val = raw(L, V);
+    size_t n = raw_len(L, V);
+    const char *name = lq_names[q];
+    const char *expect = "expected <scheme>://<host>[:port]/<12-digit account>/<queue name> "
+                         "with scheme http or https";
+    if (wb__has_outer_space(val, n)) {
+        problem_hint(L, ERR, V, wb__strdup("remove the white space around the value"),
+                     "has leading or trailing white space; %s", expect);
+        return false;
+    }
+    wb__url u;
+    const char *why = wb__url_parse(val, n, &u);
+    if (why) {
+        problem(L, ERR, V, "is not a valid queue URL (%s); %s", why, expect);
+        return false;
+    }
+    bool https = u.scheme_len == 5 && strncasecmp(u.scheme, "https", 5) == 0;
+    bool http = u.scheme_len == 4 && strncasecmp(u.scheme, "http", 4) == 0;
+    if (!http && !https) {
+        problem(L, ERR, V, "has the scheme \"%.*s\"; %s", (int)u.scheme_len, u.scheme, expect);
+        return false;
+    }
+    if (u.userinfo) {
+        problem_hint(L, ERR, V,
+                     wb__strdup("remove the user:password@ part; AWS credentials come from the "
+                                "credential chain (AWS_ACCESS_KEY_ID, AWS_PROFILE, roles)"),
+                     "must not carry credentials; %s", expect);
+        return false;
+    }
+    if (u.query || u.fragment) {
+        problem(L, ERR, V, "must not have a query or fragment; %s", expect);
+        return false;
+    }
+    const char *path = u.path;
+    size_t pl = u.path_len;
+    const char *acct = pl > 0 ? path + 1 : path;
+    const char *slash = pl > 1 ? memchr(acct, '/', pl - 1) : NULL;
+    size_t al = slash ? (size_t)(slash - acct) : 0;
+    bool acct_ok = slash && al == 12;
+    for (size_t i = 0; acct_ok && i < al; i++)
+        acct_ok = acct[i] >= '0' && acct[i] <= '9';
+    if (!acct_ok) {
+        problem(L, ERR, V, "has the path \"%.*s\": the first part must be a 12-digit account id; %s",
+                (int)pl, path, expect);
+        return false;
+    }
+    const char *qn = slash + 1;
+    size_t ql = (size_t)(path + pl - qn);
+    if (ql > 0 && qn[ql - 1] == '/') {
+        problem_hint(L, ERR, V, wb__asprintf("remove the trailing '/': \"%.*s\"", (int)(n - 1), val),
+                     "ends with '/'; %s", expect);
+        return false;
+    }
+    bool fifo;
+    if (!queue_name_valid(qn, ql, &fifo)) {
+        problem(L, ERR, V,
+                "has the queue name \"%.*s\"; SQS queue names are 1-80 letters, digits, '-' and "
+                "'_' (FIFO queues end in \".fifo\")",
+                (int)ql, qn);
+        return false;
+    }
+    if (fifo != wb_logical_queue_is_fifo(q)) {
+        if (fifo)
+            problem(L, ERR, V,
+                    "names the FIFO queue \"%.*s\", but the %s queue must be a standard queue%s",
+                    (int)ql, qn, name,
+                    q == WB_LQ_IOT ? " (the IoT topic rule's SQS action cannot target FIFO "
+                                     "queues)"
+                                   : "");
+        else
+            problem(L, ERR, V,
+                    "names the standard queue \"%.*s\", but the %s queue must be a FIFO queue "
+                    "(its name ends in \".fifo\")",
+                    (int)ql, qn, name);
+        return false;
+    }
+    bool is_aws;
+    char *region = aws_host_region(u.host, u.host_len, &is_aws);
+    if (is_aws && http)
+        problem(L, WARN, V,
+                "uses plain http to AWS: requests and messages would cross the network "
+                "unencrypted; use https");
+    L->sqs_regions[q] = region;
+    return true;
+}
+
+static const char *effective_region_env(const loader *L, enum wb__var *which)
+{
+    if (raw(L, WB__V_AWS_REGION) && !L->bad[WB__V_AWS_REGION]) {
+        *which = WB__V_AWS_REGION;
+        return raw(L, WB__V_AWS_REGION);
+    }
+    if (raw(L, WB__V_AWS_DEFAULT_REGION) && !L->bad[WB__V_AWS_DEFAULT_REGION]) {
+        *which = WB__V_AWS_DEFAULT_REGION;
+        return raw(L, WB__V_AWS_DEFAULT_REGION);
+    }
+    return NULL;
+}
+
+static void check_sqs(loader *L)
+{
+    bool ok[WB_LQ__COUNT] = {false};
+    for (int q = 0; q < WB_LQ__COUNT; q++) {
+        enum wb__var V = (enum wb__var)(WB__V_SQS_FIRST + q);
+        if (L->bad[V])
+            continue;
+        if (!raw(L, V)) {
+            problem_hint(L, ERR, V,
+                         wb__asprintf("e.g. https://sqs.%s.amazonaws.com/123456789012/%s; print "
+                                      "it with: aws sqs get-queue-url --queue-name <name>",
+                                      raw(L, WB__V_AWS_REGION) ? raw(L, WB__V_AWS_REGION)
+                                                               : "<region>",
+                                      lq_names[q]),
+                         "is required with MESSAGE_QUEUE_TYPE=sqs: the URL of the %s queue",
+                         lq_names[q]);
+            continue;
+        }
+        ok[q] = check_sqs_url(L, (wb_logical_queue)q);
+    }
+    /* each logical queue needs its own SQS queue */
+    for (int q = 0; q < WB_LQ__COUNT; q++) {
+        for (int p = 0; ok[q] && p < q; p++) {
+            if (ok[p] && strcasecmp(raw(L, (enum wb__var)(WB__V_SQS_FIRST + p)),
+                                    raw(L, (enum wb__var)(WB__V_SQS_FIRST + q))) == 0) {
+                problem(L, ERR, (enum wb__var)(WB__V_SQS_FIRST + q),
+                        "is the same queue as %s: the %s and %s queues must be distinct SQS "
+                        "queues",
+                        var_names[WB__V_SQS_FIRST + p], lq_names[p], lq_names[q]);
+                break;
+            }
+        }
+    }
+    enum wb__var which = WB__V_AWS_REGION;
+    const char *env_region = effective_region_env(L, &which);
+    const char *first_region = NULL;
+    bool any_region = false, mixed = false;
+    for (int q = 0; q < WB_LQ__COUNT; q++) {
+        const char *r = L->sqs_regions[q];
+        if (!ok[q] || !r)
+            continue;
+        any_region = true;
+        if (first_region && strcmp(first_region, r) != 0)
+            mixed = true;
+        if (!first_region)
+            first_region = r;
+        if (env_region && strcmp(env_region, r) != 0)
+            problem_hint(L, ERR, (enum wb__var)(WB__V_SQS_FIRST + q),
+                         wb__asprintf("set %s=%s, or use the queues of region %s", var_names[which],
+                                      r, env_region),
+                         "names a queue in region %s, but %s is %s: requests would be signed "
+                         "for the wrong region",
+                         r, var_names[which], env_region);
+    }
+    if (first_region && !L->cfg->sqs_region) {
+        L->cfg->sqs_region = wb__strdup(first_region);
+        if (!L->cfg->sqs_region)
+            L->oom = true;
+    }
+    if (!env_region && mixed)
+        problem(L, WARN, WB__V_AWS_REGION,
+                "is not set and the SQS queue URLs name different regions; set AWS_REGION to the "
+                "region of the queues");
+    if (!env_region && !any_region && !L->cfg->iot_region) {
+        bool all_given = true;
+        for (int q = 0; q < WB_LQ__COUNT; q++)
+            all_given = all_given && ok[q];
+        if (all_given)
+            problem_hint(L, WARN, WB__V_AWS_REGION,
+                         wb__strdup("set AWS_REGION (any region name works for a local SQS "
+                                    "stand-in, e.g. us-east-1)"),
+                         "is not set, and the SQS queue URLs do not name a region: requests "
+                         "to SQS are signed for a region");
+    }
+}
+
+static void check_queue(loader *L)
+{
+    int t = check_choice(L, WB__V_QUEUE_TYPE, queue_types, false);
+    L->queue_known = t >= 0;
+    if (t < 0)
+        return;
+    L->cfg->queue = (wb_queue_type)t;
+    if (L->broker_known && L->cfg->broker == WB_BROKER_IOTCORE &&
+        L->cfg->queue == WB_QUEUE_POSTGRES) {
+        problem_hint(L, ERR, WB__V_QUEUE_TYPE,
+                     wb__strdup("set MESSAGE_QUEUE_TYPE=sqs with the eight "
+                                "MESSAGE_QUEUE_SQS_*_URL variables, or set "
+                                "MQTT_BROKER_TYPE=builtin to keep PostgreSQL"),
+                     "\"postgres\" cannot be used with MQTT_BROKER_TYPE=iotcore: IoT Core "
+                     "delivers worker messages only to SQS, through an IoT topic rule");
+        return;
+    }
+    check_database_url(L, L->cfg->queue == WB_QUEUE_POSTGRES);
+    if (L->cfg->queue == WB_QUEUE_SQS)
+        check_sqs(L);
+}
+
+/* ---- regions ------------------------------------------------------------ */
+
+static void check_regions(loader *L)
+{
+    const enum wb__var vs[2] = {WB__V_AWS_REGION, WB__V_AWS_DEFAULT_REGION};
+    for (int i = 0; i < 2; i++) {
+        const char *r = raw(L, vs[i]);
+        if (!r || L->bad[vs[i]] || wb__aws_region_valid(r, raw_len(L, vs[i])))
+            continue;
+        L->bad[vs[i]] = true;
+        problem(L, ERR, vs[i],
+                "is not an AWS region name; expected the shape us-east-1, eu-west-1, "
+                "us-gov-west-1, cn-north-1");
+    }
+    const char *a = raw(L, WB__V_AWS_REGION), *d = raw(L, WB__V_AWS_DEFAULT_REGION);
+    if (a && d && !L->bad[WB__V_AWS_REGION] && !L->bad[WB__V_AWS_DEFAULT_REGION] &&
+        strcmp(a, d) != 0)
+        problem(L, WARN, WB__V_AWS_DEFAULT_REGION,
+                "differs from AWS_REGION (%s), which takes precedence; this value is ignored", a);
+}
+
+static void check_iot_region(loader *L)
+{
+    enum wb__var which = WB__V_AWS_REGION;
+    const char *env_region = effective_region_env(L, &which);
+    if (L->cfg->iot_region && env_region && strcmp(env_region, L->cfg->iot_region) != 0)
+        problem(L, WARN, WB__V_ENDPOINT,
+                "is in region %s, but %s is %s: IoT Core is reached in %s while other AWS "
+                "requests use %s",
+                L->cfg->iot_region, var_names[which], env_region, L->cfg->iot_region, env_region);
+}
+
+/* ---- unknown variables -------------------------------------------------- */
+
+static int known_index(const char *name)
+{
+    for (int v = 0; v < WB__V_COUNT; v++) {
+        if (strcmp(var_names[v], name) == 0)
+            return v;
+    }
+    return -1;
+}
+
+static void check_unknown(loader *L)
+{
+    for (size_t i = 0; i < L->kv.count; i++) {
+        const char *name = L->kv.items[i].key;
+        if (known_index(name) >= 0)
+            continue;
+        /* report each unknown name once */
+        bool seen = false;
+        for (size_t j = 0; j < i && !seen; j++)
+            seen = strcmp(L->kv.items[j].key, name) == 0;
+        if (seen)
+            continue;
+        bool ours = strncmp(name, "MQTT_BROKER_", 12) == 0 || strncmp(name, "MESSAGE_QUEUE_", 14) == 0;
+        int best = -1;
+        size_t bestd = (size_t)-1;
+        bool case_only = false;
+        for (int v = 0; v < WB__V_COUNT; v++) {
+            if (strcasecmp(var_names[v], name) == 0) {
+                best = v;
+                case_only = true;
+                break;
+            }
+            size_t d = wb__edit_distance(name, var_names[v]);
+            if (d < bestd) {
+                bestd = d;
+                best = v;
+            }
+        }
+        size_t len = strlen(name);
+        bool close = case_only || (best >= 0 && bestd <= (len >= 20 ? 3u : 2u));
+        if (!ours && !(close && len >= 8))
+            continue;
+        char *hint;
+        if (case_only)
+            hint = wb__asprintf("variable names are case-sensitive: did you mean %s?",
+                                var_names[best]);
+        else if (close)
+            hint = wb__asprintf("did you mean %s?", var_names[best]);
+        else
+            hint = wb__strdup("see docs/configuration.md for the variables workerbus reads");
+        char *msg = wb__strdup(ours ? "is not a variable workerbus knows; it is ignored"
+                                    : "is not a variable workerbus knows, but is close to one; "
+                                      "it is ignored");
+        /* an unknown variable might hold a secret: its value is not shown */
+        issue_list_push(L, WARN, wb__strdup(name), NULL, msg, hint);
+    }
+}
+
+/* ---- sources ------------------------------------------------------------ */
+
+static void envfile_problem(void *ctx, unsigned line, const char *message, const char *hint)
+{
+    loader *L = ctx;
+    issue_list_push(L, ERR, wb__asprintf("%s:%u", L->file, line), NULL, wb__strdup(message),
+                    hint ? wb__strdup(hint) : NULL);
+}
+
+static wb_err read_list(loader *L, const char *const *env)
+{
+    for (; *env; env++) {
+        const char *eq = strchr(*env, '=');
+        if (!eq || eq == *env)
+            continue; /* not KEY=VALUE: environ can hold such strings; skip them */
+        wb_err err = wb__kv_push(&L->kv, *env, (size_t)(eq - *env), eq + 1, strlen(eq + 1), 0);
+        if (err)
+            return err;
+    }
+    return WB_OK;
+}
+
+static void bind_known(loader *L)
+{
+    for (size_t i = 0; i < L->kv.count; i++) {
+        int v = known_index(L->kv.items[i].key);
+        if (v < 0)
+            continue;
+        const wb__kv *prev = L->set[v];
+        L->set[v] = &L->kv.items[i];
+        if (prev) {
+            if (prev->line)
+                problem(L, WARN, (enum wb__var)v,
+                        "is set twice (lines %u and %u); the last value is used", prev->line,
+                        L->kv.items[i].line);
+            else
+                problem(L, WARN, (enum wb__var)v, "is set twice; the last value is used");
+        }
+    }
+}
+
+static void fill_settings(loader *L)
+{
+    const wb_config *c = L->cfg;
+    for (int v = 0; v < WB__V_COUNT; v++) {
+        wb_config_setting *s = &L->rep->settings[v];
+        s->variable = var_names[v];
+        s->secret = v == WB__V_DATABASE_URL;
+        if (raw(L, (enum wb__var)v)) {
+            s->origin = WB_ORIGIN_SET;
+            s->value = display_value((enum wb__var)v, raw(L, (enum wb__var)v),
+                                     raw_len(L, (enum wb__var)v));
+            if (!s->value)
+                L->oom = true;
+        } else if (var_defaults[v]) {
+            s->origin = WB_ORIGIN_DEFAULT;
+            s->value = wb__strdup(var_defaults[v]);
+            if (!s->value)
+                L->oom = true;
+        } else {
+            s->origin = WB_ORIGIN_UNSET;
+            s->value = NULL;
+        }
+        bool used = true;
+        if (v == WB__V_LOG_LEVEL)
+            used = !L->broker_known || c->broker == WB_BROKER_BUILTIN;
+        else if (v == WB__V_DATABASE_URL)
+            used = !L->queue_known || c->queue == WB_QUEUE_POSTGRES;
+        else if (v >= WB__V_SQS_FIRST && v <= WB__V_SQS_LAST)
+            used = !L->queue_known || c->queue == WB_QUEUE_SQS;
+        else if (v == WB__V_AWS_DEFAULT_REGION)
+            used = !raw(L, WB__V_AWS_REGION);
+        s->used = used;
+    }
+}
+
+static void freeze_values(loader *L)
+{
+    wb_config *c = L->cfg;
+    for (int v = 0; v < WB__V_COUNT; v++) {
+        if (c->values[v])
+            continue; /* already canonicalized by a check */
+        const char *val = raw(L, (enum wb__var)v) ? raw(L, (enum wb__var)v) : var_defaults[v];
+        if (!val)
+            continue;
+        bool used = L->rep->settings[v].used;
+        if (!used && v != WB__V_AWS_DEFAULT_REGION)
+            continue; /* irrelevant to this configuration: not kept */
+        c->values[v] = wb__strdup(val);
+        if (!c->values[v])
+            L->oom = true;
+    }
+    enum wb__var which;
+    c->region = effective_region_env(L, &which);
+    if (c->region)
+        c->region = c->values[which];
+    else if (c->iot_region)
+        c->region = c->iot_region;
+    else
+        c->region = c->sqs_region;
+}
+
+static void report_free_contents(wb_config_report *r)
+{
+    for (int s = 0; s < 2; s++) {
+        for (size_t i = 0; i < r->issues[s].count; i++) {
+            wb_config_issue *is = &r->issues[s].items[i];
+            free((char *)is->variable);
+            free((char *)is->value);
+            free((char *)is->message);
+            free((char *)is->hint);
+        }
+        free(r->issues[s].items);
+    }
+    for (int v = 0; v < WB__V_COUNT; v++)
+        free((char *)r->settings[v].value);
+    free(r->source);
+}
+
+WB_API void wb_config_report_free(wb_config_report *report)
+{
+    if (!report)
+        return;
+    report_free_contents(report);
+    free(report);
+}
+
+WB_API void wb_config_free(wb_config *config)
+{
+    if (!config)
+        return;
+    for (int v = 0; v < WB__V_COUNT; v++)
+        free(config->values[v]);
+    free(config->host);
+    free(config->iot_region);
+    free(config->sqs_region);
+    free(config);
+}
+
+WB_API wb_err wb_config_load(const wb_config_load_opts *opts, wb_config **config,
+                             wb_config_report **report)
+{
+    if (config)
+        *config = NULL;
+    if (report)
+        *report = NULL;
+    if (opts && (opts->version != WB_CONFIG_LOAD_OPTS_VERSION || (opts->env && opts->env_file)))
+        return WB_ERR_INVALID_ARGUMENT;
+
+    loader L;
+    memset(&L, 0, sizeof L);
+    L.rep = calloc(1, sizeof *L.rep);
+    L.cfg = calloc(1, sizeof *L.cfg);
+    wb_err err = WB_OK;
+    if (!L.rep || !L.cfg) {
+        err = WB_ERR_NO_MEMORY;
+        goto done;
+    }
+    L.cfg->broker = WB_BROKER_IOTCORE;
+    L.cfg->queue = WB_QUEUE_SQS;
+    L.cfg->log_level = WB_LOG_ERROR;
+
+    if (opts && opts->env_file) {
+        L.file = opts->env_file;
+        L.rep->source = wb__asprintf("the file %s", opts->env_file);
+        int e = 0;
+        err = wb__envfile_read(opts->env_file, &L.kv, envfile_problem, &L, &e);
+        if (err == WB_ERR_IO) {
+            issue_list_push(&L, ERR, wb__strdup(opts->env_file), NULL,
+                            wb__asprintf("cannot read the environment file: %s",
+                                         e == EFBIG ? "larger than 1 MiB" : strerror(e)),
+                            wb__strdup("give the path of a readable file of KEY=VALUE lines"));
+            fill_settings(&L);
+            goto done;
+        }
+    } else if (opts && opts->env) {
+        L.rep->source = wb__strdup("the given list of variables");
+        err = read_list(&L, opts->env);
+    } else {
+        L.rep->source = wb__strdup("the process environment");
+        err = read_list(&L, (const char *const *)environ);
+    }
+    if (err)
+        goto done;
+    if (!L.rep->source)
+        L.oom = true;
+
+    bind_known(&L);
+    check_generic(&L);
+    check_regions(&L);
+    check_broker(&L);
+    check_namespace(&L);
+    check_queue(&L);
+    check_iot_region(&L);
+    check_unknown(&L);
+    fill_settings(&L);
+    freeze_values(&L);
+    err = L.rep->issues[ERR].count ? WB_ERR_CONFIG : WB_OK;
+
+done:
+    if (L.oom && (err == WB_OK || err == WB_ERR_CONFIG))
+        err = WB_ERR_NO_MEMORY;
+    for (int q = 0; q < WB_LQ__COUNT; q++)
+        free(L.sqs_regions[q]);
+    wb__kv_list_free(&L.kv);
+    if (err == WB_OK && config) {
+        *config = L.cfg;
+        L.cfg = NULL;
+    }
+    wb_config_free(L.cfg);
+    if (err == WB_ERR_NO_MEMORY || !report) {
+        wb_config_report_free(L.rep);
+    } else {
+        *report = L.rep;
+    }
+    return err;
+}
+
+/* ---- accessors ---------------------------------------------------------- */
+
+WB_API wb_broker_type wb_config_broker_type(const wb_config *c)
+{
+    return c ? c->broker : WB_BROKER_IOTCORE;
+}
+
+WB_API const char *wb_config_broker_endpoint(const wb_config *c)
+{
+    return c ? c->values[WB__V_ENDPOINT] : NULL;
+}
+
+WB_API const char *wb_config_broker_host(const wb_config *c)
+{
+    return c ? c->host : NULL;
+}
+
+WB_API unsigned int wb_config_broker_port(const wb_config *c)
+{
+    return c ? c->port : 0;
+}
+
+WB_API bool wb_config_broker_tls(const wb_config *c)
+{
+    return c && c->tls;
+}
+
+WB_API const char *wb_config_iotcore_region(const wb_config *c)
+{
+    return c ? c->iot_region : NULL;
+}
+
+WB_API wb_log_level wb_config_builtin_log_level(const wb_config *c)
+{
+    return c ? c->log_level : WB_LOG_ERROR;
+}
+
+WB_API const char *wb_config_namespace(const wb_config *c)
+{
+    return c ? c->values[WB__V_NAMESPACE] : NULL;
+}
+
+WB_API wb_queue_type wb_config_queue_type(const wb_config *c)
+{
+    return c ? c->queue : WB_QUEUE_SQS;
+}
+
+WB_API const char *wb_config_database_url(const wb_config *c)
+{
+    return c && c->queue == WB_QUEUE_POSTGRES ? c->values[WB__V_DATABASE_URL] : NULL;
+}
+
+WB_API const char *wb_config_sqs_url(const wb_config *c, wb_logical_queue q)
+{
+    if (!c || c->queue != WB_QUEUE_SQS || (unsigned)q >= WB_LQ__COUNT)
+        return NULL;
+    return c->values[WB__V_SQS_FIRST + q];
+}
+
+WB_API const char *wb_config_aws_region(const wb_config *c)
+{
+    return c ? c->region : NULL;
+}
+
+WB_API const char *wb_config_get(const wb_config *c, const char *variable)
+{
+    if (!c || !variable)
+        return NULL;
+    int v = known_index(variable);
+    return v >= 0 ? c->values[v] : NULL;
+}

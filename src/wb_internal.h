@@ -1,0 +1,129 @@
+/* Internal declarations shared across the portable layer (not installed). */
+#ifndef WB_INTERNAL_H
+#define WB_INTERNAL_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "workerbus/workerbus.h"
+
+#define WB__ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+#if defined(__GNUC__)
+#define WB__PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define WB__PRINTF(f, a)
+#endif
+
+/* ---- growable string (strbuf.c) ---------------------------------------- */
+
+/* A NUL-terminated, growable string. On allocation failure it sets `failed`
+ * and ignores further appends, so callers check once at the end. */
+typedef struct wb__buf {
+    char *data;
+    size_t len;
+    size_t cap;
+    bool failed;
+} wb__buf;
+
+#define WB__BUF_INIT {NULL, 0, 0, false}
+
+void wb__buf_append(wb__buf *b, const char *s, size_t n);
+void wb__buf_puts(wb__buf *b, const char *s);
+void wb__buf_putc(wb__buf *b, char c);
+void wb__buf_printf(wb__buf *b, const char *fmt, ...) WB__PRINTF(2, 3);
+void wb__buf_vprintf(wb__buf *b, const char *fmt, va_list ap) WB__PRINTF(2, 0);
+/* Returns the string (caller frees) and resets b; NULL if anything failed. */
+char *wb__buf_take(wb__buf *b);
+void wb__buf_free(wb__buf *b);
+
+/* Appends s[0..n) with bytes below 0x20, 0x7f and invalid UTF-8 written as
+ * \xNN, so a value can be shown on one line without ambiguity. */
+void wb__buf_put_escaped(wb__buf *b, const char *s, size_t n);
+
+char *wb__strndup(const char *s, size_t n);
+char *wb__strdup(const char *s);
+WB__PRINTF(1, 2) char *wb__asprintf(const char *fmt, ...);
+
+/* ---- text helpers (text.c) --------------------------------------------- */
+
+/* Length of the valid UTF-8 sequence at s (1-4), or 0 if invalid. */
+size_t wb__utf8_seq_len(const unsigned char *s, size_t n);
+bool wb__utf8_valid(const char *s, size_t n);
+/* Damerau-Levenshtein (optimal string alignment) distance, case-sensitive. */
+size_t wb__edit_distance(const char *a, const char *b);
+bool wb__has_outer_space(const char *s, size_t n);
+
+/* ---- addresses and URLs (netaddr.c) ------------------------------------ */
+
+typedef enum wb__host_kind { WB__HOST_DNS, WB__HOST_IPV4, WB__HOST_IPV6 } wb__host_kind;
+
+/* Checks a host name (DNS name or dotted IPv4; no brackets). Returns NULL when
+ * valid, else a static reason. */
+const char *wb__host_check(const char *host, size_t n, wb__host_kind *kind);
+
+/* Parses a decimal port 1-65535. Returns NULL when valid, else a reason. */
+const char *wb__port_parse(const char *s, size_t n, unsigned *port);
+
+/* The AWS region shape: us-east-1, us-gov-west-1, cn-north-1, ... */
+bool wb__aws_region_valid(const char *s, size_t n);
+
+/* An http(s) URL split into parts (pointers into the input). */
+typedef struct wb__url {
+    const char *scheme;   size_t scheme_len;
+    const char *userinfo; size_t userinfo_len; /* NULL when absent */
+    const char *host;     size_t host_len;     /* IPv6 without brackets */
+    wb__host_kind host_kind;
+    unsigned port;                              /* 0 when absent */
+    const char *path;     size_t path_len;     /* from the first '/', may be 0 */
+    const char *query;    size_t query_len;    /* after '?', NULL when absent */
+    const char *fragment; size_t fragment_len;
+} wb__url;
+
+/* Parses scheme://[userinfo@]host[:port][/path][?query][#fragment].
+ * Returns NULL when well formed, else a static reason. */
+const char *wb__url_parse(const char *s, size_t n, wb__url *u);
+
+/* ---- secrets (redact.c) ------------------------------------------------- */
+
+/* Appends a libpq connection string (URI or key=value) with its password
+ * replaced by "****". Works on lengths: s may hold NUL bytes. */
+void wb__redact_conninfo(wb__buf *out, const char *s, size_t n);
+/* The password inside a libpq connection string, or NULL (caller frees). */
+char *wb__conninfo_password(const char *s, size_t n);
+/* Appends a URL with the password of its userinfo replaced by "****". */
+void wb__redact_url(wb__buf *out, const char *s, size_t n);
+/* A copy of msg with every occurrence of secret inside "..." replaced. */
+char *wb__redact_in_quotes(const char *msg, const char *secret);
+
+/* ---- env files (envfile.c) --------------------------------------------- */
+
+typedef struct wb__kv {
+    char *key;
+    char *value;
+    size_t value_len; /* a value read from a file may hold a NUL byte */
+    unsigned line;    /* 1-based line in the file; 0 for other sources */
+} wb__kv;
+
+typedef struct wb__kv_list {
+    wb__kv *items;
+    size_t count;
+    size_t cap;
+} wb__kv_list;
+
+typedef void (*wb__envfile_problem_fn)(void *ctx, unsigned line, const char *message,
+                                       const char *hint);
+
+/* Reads KEY=VALUE lines. Malformed lines are reported through fn and
+ * skipped. Returns WB_OK, WB_ERR_IO (errno_out set) or WB_ERR_NO_MEMORY. */
+wb_err wb__envfile_read(const char *path, wb__kv_list *out, wb__envfile_problem_fn fn,
+                        void *ctx, int *errno_out);
+/* Parses text already in memory (same rules). */
+wb_err wb__envfile_parse(const char *text, size_t n, wb__kv_list *out,
+                         wb__envfile_problem_fn fn, void *ctx);
+wb_err wb__kv_push(wb__kv_list *l, const char *key, size_t key_len, const char *value,
+                   size_t value_len, unsigned line);
+void wb__kv_list_free(wb__kv_list *l);
+
+#endif
