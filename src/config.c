@@ -234,6 +234,13 @@ static char *choice_hint(const char *value, const char *const *choices)
             return wb__asprintf("values are lower case: use \"%s\"", *c);
         }
     }
+    /* "warning" for "warn", "postgresql" for "postgres": one holds the other */
+    for (const char *const *c = choices; *c; c++) {
+        size_t cl = strlen(*c);
+        if (cl >= 3 && n >= 3 &&
+            (strncasecmp(value, *c, cl < n ? cl : n) == 0))
+            return wb__asprintf("did you mean \"%s\"?", *c);
+    }
     const char *best = NULL;
     size_t bestd = 3;
     for (const char *const *c = choices; *c; c++) {

@@ -1,0 +1,285 @@
+/* The workerbus executable: exit codes, output shapes, secrets. Runs the
+ * built binary (WB_CLI) with an explicit, clean environment. */
+#include <criterion/criterion.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <poll.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+typedef struct run_result {
+    int status;
+    char *out;
+    char *err;
+} run_result;
+
+static void slurp_two(int fo, int fe, char **out, char **err)
+{
+    size_t lo = 0, le = 0, co = 4096, ce = 4096;
+    *out = malloc(co);
+    *err = malloc(ce);
+    struct pollfd p[2] = {{fo, POLLIN, 0}, {fe, POLLIN, 0}};
+    int open_fds = 2;
+    while (open_fds > 0) {
+        cr_assert_geq(poll(p, 2, 10000), 1, "the command hung");
+        for (int i = 0; i < 2; i++) {
+            if (p[i].fd < 0 || !(p[i].revents & (POLLIN | POLLHUP)))
+                continue;
+            char **buf = i ? err : out;
+            size_t *len = i ? &le : &lo, *cap = i ? &ce : &co;
+            if (*len + 4096 > *cap) {
+                *cap *= 2;
+                *buf = realloc(*buf, *cap);
+            }
+            ssize_t r = read(p[i].fd, *buf + *len, *cap - *len - 1);
+            if (r <= 0) {
+                close(p[i].fd);
+                p[i].fd = -1;
+                open_fds--;
+            } else {
+                *len += (size_t)r;
+            }
+        }
+    }
+    (*out)[lo] = '\0';
+    (*err)[le] = '\0';
+}
+
+/* Runs workerbus with argv (after the program name) and envp. */
+static run_result run(const char *const *args, const char *const *envp)
+{
+    const char *cli = getenv("WB_CLI");
+    cr_assert_not_null(cli, "WB_CLI is not set (run through meson test)");
+    const char *argv[32];
+    size_t n = 0;
+    argv[n++] = cli;
+    for (size_t i = 0; args[i]; i++)
+        argv[n++] = args[i];
+    argv[n] = NULL;
+    /* sanitizer settings pass through so a report fails the run */
+    const char *env[64];
+    size_t k = 0;
+    static char asan[512], ubsan[512];
+    if (getenv("ASAN_OPTIONS")) {
+        snprintf(asan, sizeof asan, "ASAN_OPTIONS=%s", getenv("ASAN_OPTIONS"));
+        env[k++] = asan;
+    }
+    if (getenv("UBSAN_OPTIONS")) {
+        snprintf(ubsan, sizeof ubsan, "UBSAN_OPTIONS=%s", getenv("UBSAN_OPTIONS"));
+        env[k++] = ubsan;
+    }
+    for (size_t i = 0; envp && envp[i]; i++)
+        env[k++] = envp[i];
+    env[k] = NULL;
+
+    int po[2], pe[2];
+    cr_assert_eq(pipe(po), 0);
+    cr_assert_eq(pipe(pe), 0);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, po[1], 1);
+    posix_spawn_file_actions_adddup2(&fa, pe[1], 2);
+    posix_spawn_file_actions_addclose(&fa, po[0]);
+    posix_spawn_file_actions_addclose(&fa, pe[0]);
+    pid_t pid;
+    cr_assert_eq(posix_spawn(&pid, cli, &fa, NULL, (char *const *)argv, (char *const *)env), 0);
+    posix_spawn_file_actions_destroy(&fa);
+    close(po[1]);
+    close(pe[1]);
+    run_result r;
+    slurp_two(po[0], pe[0], &r.out, &r.err);
+    int st;
+    cr_assert_eq(waitpid(pid, &st, 0), pid);
+    cr_assert(WIFEXITED(st), "workerbus died: signal %d\nstderr:\n%s", WTERMSIG(st), r.err);
+    r.status = WEXITSTATUS(st);
+    return r;
+}
+
+static void done(run_result *r)
+{
+    free(r->out);
+    free(r->err);
+}
+
+static char *example(const char *name)
+{
+    const char *root = getenv("WB_SOURCE_ROOT");
+    cr_assert_not_null(root);
+    char *p = malloc(strlen(root) + 64);
+    sprintf(p, "%s/docs/examples/%s", root, name);
+    return p;
+}
+
+static json_t *parse(const char *text)
+{
+    json_error_t e;
+    json_t *j = json_loads(text, 0, &e);
+    cr_assert_not_null(j, "not JSON (%s):\n%s", e.text, text);
+    return j;
+}
+
+Test(cli, examples_are_valid)
+{
+    const char *names[] = {"builtin.env", "iotcore.env"};
+    for (int i = 0; i < 2; i++) {
+        char *path = example(names[i]);
+        const char *args[] = {"check", "--json", "--env-file", path, NULL};
+        run_result r = run(args, NULL);
+        cr_assert_eq(r.status, 0, "%s: exit %d\n%s%s", names[i], r.status, r.out, r.err);
+        json_t *j = parse(r.out);
+        cr_assert(json_is_true(json_object_get(j, "valid")));
+        cr_assert_eq(json_array_size(json_object_get(j, "errors")), 0);
+        cr_assert_eq(json_array_size(json_object_get(j, "warnings")), 0, "%s", r.out);
+        json_decref(j);
+        done(&r);
+        free(path);
+    }
+}
+
+Test(cli, iotcore_with_postgres_is_refused)
+{
+    const char *args[] = {"check", "--json", NULL};
+    const char *env[] = {"MQTT_BROKER_TYPE=iotcore", "MESSAGE_QUEUE_TYPE=postgres", NULL};
+    run_result r = run(args, env);
+    cr_assert_eq(r.status, 78, "exit %d", r.status);
+    json_t *j = parse(r.out);
+    cr_assert(json_is_false(json_object_get(j, "valid")));
+    json_t *errors = json_object_get(j, "errors");
+    bool found = false;
+    for (size_t i = 0; i < json_array_size(errors); i++) {
+        json_t *e = json_array_get(errors, i);
+        const char *var = json_string_value(json_object_get(e, "variable"));
+        if (var && !strcmp(var, "MESSAGE_QUEUE_TYPE")) {
+            found = true;
+            cr_assert(strstr(json_string_value(json_object_get(e, "message")), "SQS"));
+            cr_assert_str_eq(json_string_value(json_object_get(e, "value")), "postgres");
+        }
+        /* every error has the four fields */
+        cr_assert(json_is_string(json_object_get(e, "variable")));
+        cr_assert_not_null(json_object_get(e, "value"));
+        cr_assert(json_is_string(json_object_get(e, "message")));
+        cr_assert_not_null(json_object_get(e, "hint"));
+    }
+    cr_assert(found, "no error for MESSAGE_QUEUE_TYPE:\n%s", r.out);
+    cr_assert(json_is_object(json_object_get(j, "config")));
+    cr_assert(json_is_array(json_object_get(j, "warnings")));
+    json_decref(j);
+    done(&r);
+}
+
+Test(cli, port_1983_is_refused)
+{
+    const char *env[] = {"MQTT_BROKER_TYPE=builtin",
+                         "MQTT_BROKER_ENDPOINT=broker.example.com:1983", NULL};
+    const char *args[] = {"check", NULL};
+    run_result r = run(args, env);
+    cr_assert_eq(r.status, 78);
+    cr_assert(strstr(r.out, "error: MQTT_BROKER_ENDPOINT=\"broker.example.com:1983\""), "%s",
+              r.out);
+    cr_assert(strstr(r.out, "1983, which is reserved for the server's HTTP port"), "%s", r.out);
+    done(&r);
+}
+
+Test(cli, quiet_prints_nothing)
+{
+    const char *env[] = {"MQTT_BROKER_TYPE=nope", NULL};
+    const char *args[] = {"check", "--quiet", NULL};
+    run_result r = run(args, env);
+    cr_assert_eq(r.status, 78);
+    cr_assert_str_eq(r.out, "");
+    cr_assert_str_eq(r.err, "");
+    done(&r);
+}
+
+Test(cli, usage_errors_exit_64)
+{
+    const char *cases[][4] = {
+        {"check", "--bogus", NULL},
+        {"check", "--env-file", NULL},
+        {"check", "--json", "--quiet", NULL},
+        {"check", "extra", NULL},
+        {"frobnicate", NULL},
+        {"--frobnicate", NULL},
+        {"help", "frobnicate", NULL},
+        {NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        run_result r = run(cases[i], NULL);
+        cr_assert_eq(r.status, 64, "case %zu: exit %d", i, r.status);
+        cr_assert_neq(strlen(r.err), 0, "case %zu: no message on stderr", i);
+        done(&r);
+    }
+}
+
+Test(cli, help_and_version)
+{
+    const char *cases[][3] = {
+        {"--help", NULL}, {"-h", NULL}, {"help", NULL}, {"help", "check", NULL},
+        {"check", "--help", NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        run_result r = run(cases[i], NULL);
+        cr_assert_eq(r.status, 0, "case %zu", i);
+        cr_assert(strstr(r.out, "Usage: workerbus"), "case %zu:\n%s", i, r.out);
+        done(&r);
+    }
+    const char *v[] = {"--version", NULL};
+    run_result r = run(v, NULL);
+    cr_assert_eq(r.status, 0);
+    cr_assert_eq(strncmp(r.out, "workerbus ", 10), 0);
+    cr_assert(strchr(r.out, '.'));
+    done(&r);
+}
+
+Test(cli, unreadable_env_file_exits_66)
+{
+    const char *args[] = {"check", "--env-file", "/nonexistent/x.env", NULL};
+    run_result r = run(args, NULL);
+    cr_assert_eq(r.status, 66);
+    cr_assert(strstr(r.out, "/nonexistent/x.env"), "%s", r.out);
+    done(&r);
+}
+
+Test(cli, no_secret_in_any_output)
+{
+    const char *secret = "Pa55w0rdThatMustNotLeak";
+    const char *envs[][6] = {
+        {"MQTT_BROKER_TYPE=builtin", "MQTT_BROKER_ENDPOINT=h:1984", "MESSAGE_QUEUE_TYPE=postgres",
+         "DATABASE_URL=postgres://u:Pa55w0rdThatMustNotLeak@h/db", NULL},
+        {"MQTT_BROKER_TYPE=builtin", "MQTT_BROKER_ENDPOINT=h:1983", "MESSAGE_QUEUE_TYPE=postgres",
+         "DATABASE_URL=postgres://u:Pa55w0rdThatMustNotLeak@h/db?x=1", NULL},
+        {"MQTT_BROKER_TYPE=iotcore", "MESSAGE_QUEUE_TYPE=postgres",
+         "DATABASE_URL=host=h password=Pa55w0rdThatMustNotLeak", NULL},
+        {"MQTT_BROKER_TYPE=builtin", "MESSAGE_QUEUE_TYPE=postgres",
+         "DATABASE_URL=postgres://u:Pa55w0rdThatMustNotLeak%zz@h/db", NULL},
+        {"MQTT_BROKER_SECRET_THING=Pa55w0rdThatMustNotLeak", NULL},
+    };
+    const char *modes[][3] = {{"check", NULL}, {"check", "--json", NULL}};
+    for (size_t i = 0; i < sizeof envs / sizeof envs[0]; i++) {
+        for (size_t m = 0; m < 2; m++) {
+            run_result r = run(modes[m], envs[i]);
+            cr_assert(r.status == 0 || r.status == 78);
+            cr_assert_null(strstr(r.out, secret), "env %zu mode %zu leaked:\n%s", i, m, r.out);
+            cr_assert_null(strstr(r.err, secret), "env %zu mode %zu leaked:\n%s", i, m, r.err);
+            done(&r);
+        }
+    }
+}
+
+Test(cli, text_output_marks_defaults)
+{
+    char *path = example("builtin.env");
+    const char *args[] = {"check", "--env-file", path, NULL};
+    run_result r = run(args, NULL);
+    cr_assert_eq(r.status, 0);
+    cr_assert(strstr(r.out, "MQTT_BROKER_IOTCORE_NAMESPACE"), "%s", r.out);
+    cr_assert(strstr(r.out, "spacelift  (default)"), "%s", r.out);
+    cr_assert(strstr(r.out, "postgres://workerbus:****@db.example.com"), "%s", r.out);
+    cr_assert(strstr(r.out, "0 errors, 0 warnings: the configuration is valid."), "%s", r.out);
+    done(&r);
+    free(path);
+}
