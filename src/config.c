@@ -41,16 +41,16 @@ static const char *const var_defaults[WB__V_COUNT] = {
 };
 
 static const char *const lq_names[WB_LQ__COUNT] = {
-    "async-jobs", "async-jobs.fifo", "cronjobs", "dlq", "dlq.fifo", "events-inbox", "iot",
-    "webhooks",
+    "async-jobs", "async-jobs.fifo", "cronjobs", "dlq",
+    "dlq.fifo",   "events-inbox",    "iot",      "webhooks",
 };
 
 static const char *const broker_types[] = {"iotcore", "builtin", NULL};
 static const char *const queue_types[] = {"sqs", "postgres", NULL};
 static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
 
-#define ENDPOINT_COMMAND                                                                     \
-    "aws iot describe-endpoint --endpoint-type iot:Data-ATS --region \"%s\" --no-cli-pager "   \
+#define ENDPOINT_COMMAND                                                                           \
+    "aws iot describe-endpoint --endpoint-type iot:Data-ATS --region \"%s\" --no-cli-pager "       \
     "--output json | jq -r '.endpointAddress'"
 
 const char *wb__var_name(enum wb__var v)
@@ -147,8 +147,8 @@ static char *display_value(enum wb__var v, const char *s, size_t n)
     return wb__buf_take(&out);
 }
 
-static void issue_list_push(loader *L, wb_severity sev, char *variable, char *value,
-                            char *message, char *hint)
+static void issue_list_push(loader *L, wb_severity sev, char *variable, char *value, char *message,
+                            char *hint)
 {
     wb__issue_list *l = &L->rep->issues[sev];
     if (!variable || !message || L->oom) {
@@ -179,11 +179,11 @@ static void problem(loader *L, wb_severity sev, enum wb__var v, const char *fmt,
 
 /* Records a problem on known variable v. The hint (may be NULL) is taken
  * over: it must be heap memory or NULL. */
-static void problem_hint(loader *L, wb_severity sev, enum wb__var v, char *hint,
-                         const char *fmt, ...) WB__PRINTF(5, 6);
+static void problem_hint(loader *L, wb_severity sev, enum wb__var v, char *hint, const char *fmt,
+                         ...) WB__PRINTF(5, 6);
 
-static void problem_va(loader *L, wb_severity sev, enum wb__var v, char *hint,
-                       const char *fmt, va_list ap)
+static void problem_va(loader *L, wb_severity sev, enum wb__var v, char *hint, const char *fmt,
+                       va_list ap)
 {
     wb__buf m = WB__BUF_INIT;
     wb__buf_vprintf(&m, fmt, ap);
@@ -204,8 +204,8 @@ static void problem(loader *L, wb_severity sev, enum wb__var v, const char *fmt,
     va_end(ap);
 }
 
-static void problem_hint(loader *L, wb_severity sev, enum wb__var v, char *hint,
-                         const char *fmt, ...)
+static void problem_hint(loader *L, wb_severity sev, enum wb__var v, char *hint, const char *fmt,
+                         ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -213,7 +213,7 @@ static void problem_hint(loader *L, wb_severity sev, enum wb__var v, char *hint,
     va_end(ap);
 }
 
-#define ERR WB_SEVERITY_ERROR
+#define ERR  WB_SEVERITY_ERROR
 #define WARN WB_SEVERITY_WARNING
 
 /* A hint for a value that is not one of `choices`: a case or spacing slip, or
@@ -237,8 +237,7 @@ static char *choice_hint(const char *value, const char *const *choices)
     /* "warning" for "warn", "postgresql" for "postgres": one holds the other */
     for (const char *const *c = choices; *c; c++) {
         size_t cl = strlen(*c);
-        if (cl >= 3 && n >= 3 &&
-            (strncasecmp(value, *c, cl < n ? cl : n) == 0))
+        if (cl >= 3 && n >= 3 && (strncasecmp(value, *c, cl < n ? cl : n) == 0))
             return wb__asprintf("did you mean \"%s\"?", *c);
     }
     const char *best = NULL;
@@ -396,8 +395,8 @@ static void check_iotcore_endpoint(loader *L, const char *val, size_t n)
     size_t l1 = (size_t)(d1 - lower), l2 = (size_t)(d2 - d1 - 1);
     const char *region = d2 + 1;
     size_t rl = (size_t)(lower + base - region);
-    bool fips = l1 == 4 && memcmp(lower, "data", 4) == 0 && l2 == 8 &&
-                memcmp(d1 + 1, "iot-fips", 8) == 0;
+    bool fips =
+        l1 == 4 && memcmp(lower, "data", 4) == 0 && l2 == 8 && memcmp(d1 + 1, "iot-fips", 8) == 0;
     bool ats = l1 > 4 && memcmp(lower + l1 - 4, "-ats", 4) == 0 && l2 == 3 &&
                memcmp(d1 + 1, "iot", 3) == 0;
     if (!fips && !ats) {
@@ -431,8 +430,8 @@ static void check_iotcore_endpoint(loader *L, const char *val, size_t n)
     }
     bool cn_region = rl > 3 && memcmp(region, "cn-", 3) == 0;
     if (cn_region != china) {
-        char *hint = wb__asprintf("use \"%.*s.amazonaws.com%s\"", (int)base, lower,
-                                  cn_region ? ".cn" : "");
+        char *hint =
+            wb__asprintf("use \"%.*s.amazonaws.com%s\"", (int)base, lower, cn_region ? ".cn" : "");
         problem_hint(L, ERR, V, hint,
                      cn_region ? "region %.*s is in China: its endpoints end in .amazonaws.com.cn"
                                : "only China regions (cn-*) use .amazonaws.com.cn; region %.*s "
@@ -554,7 +553,8 @@ static void check_builtin_endpoint(loader *L, const char *val, size_t n)
     size_t psl = n - (size_t)(port_s - val);
     const char *why = wb__port_parse(port_s, psl, &port);
     if (why) {
-        problem(L, ERR, V, "has an invalid port \"%.*s\": %s (and not 1983)", (int)psl, port_s, why);
+        problem(L, ERR, V, "has an invalid port \"%.*s\": %s (and not 1983)", (int)psl, port_s,
+                why);
         return;
     }
     if (port == 1983) {
@@ -643,17 +643,17 @@ static void check_namespace(loader *L)
         slashes += ns[i] == '/';
     const char *rule = "; it must also match the topic rule (FROM '<namespace>/writeonly/#')";
     if (err == WB_ERR_TOO_LARGE && n > WB_NAMESPACE_MAX_BYTES)
-        problem_hint(L, ERR, V, wb__asprintf("shorten it to at most %d bytes%s",
-                                             WB_NAMESPACE_MAX_BYTES, rule),
+        problem_hint(L, ERR, V,
+                     wb__asprintf("shorten it to at most %d bytes%s", WB_NAMESPACE_MAX_BYTES, rule),
                      "is %zu bytes: the longest worker topic (<namespace>/writeonly/<ulid>/<ulid>) "
                      "would be %zu bytes, over IoT Core's limit of %d",
                      n, n + 64, WB_IOT_TOPIC_MAX_BYTES);
     else if (err == WB_ERR_TOO_LARGE)
-        problem_hint(L, ERR, V,
-                     wb__asprintf("use at most %d '/' in the namespace%s",
-                                  WB_NAMESPACE_MAX_SLASHES, rule),
-                     "has %zu '/': worker topics would have %zu, over IoT Core's limit of %d",
-                     slashes, slashes + 3, WB_IOT_TOPIC_MAX_SLASHES);
+        problem_hint(
+            L, ERR, V,
+            wb__asprintf("use at most %d '/' in the namespace%s", WB_NAMESPACE_MAX_SLASHES, rule),
+            "has %zu '/': worker topics would have %zu, over IoT Core's limit of %d", slashes,
+            slashes + 3, WB_IOT_TOPIC_MAX_SLASHES);
     else
         problem(L, ERR, V,
                 "%s; accepted: non-empty UTF-8 without '+', '#' or control characters, not "
@@ -705,14 +705,14 @@ static void check_database_url(loader *L, bool used)
         PQfreemem(errmsg);
         return;
     }
-    static const char *const sslmodes[] = {"disable", "allow",     "prefer",
-                                           "require", "verify-ca", "verify-full", NULL};
+    static const char *const sslmodes[] = {"disable",   "allow",       "prefer", "require",
+                                           "verify-ca", "verify-full", NULL};
     for (PQconninfoOption *o = opts; o->keyword; o++) {
         if (o->val && strcmp(o->keyword, "sslmode") == 0 &&
             choice_index(o->val, sslmodes, false) < 0) {
             char *list = choice_list(sslmodes);
-            problem(L, sev, V, "has sslmode=\"%s\"; libpq accepts %s%s", o->val,
-                    list ? list : "", suffix);
+            problem(L, sev, V, "has sslmode=\"%s\"; libpq accepts %s%s", o->val, list ? list : "",
+                    suffix);
             free(list);
         }
     }
@@ -724,8 +724,7 @@ static void check_database_url(loader *L, bool used)
 static char *aws_host_region(const char *host, size_t n, bool *is_aws)
 {
     *is_aws = false;
-    static const char *const suffixes[] = {".amazonaws.com", ".amazonaws.com.cn", ".api.aws",
-                                           NULL};
+    static const char *const suffixes[] = {".amazonaws.com", ".amazonaws.com.cn", ".api.aws", NULL};
     size_t base = 0;
     for (const char *const *s = suffixes; *s; s++) {
         size_t sl = strlen(*s);
@@ -815,14 +814,16 @@ static bool check_sqs_url(loader *L, wb_logical_queue q)
     for (size_t i = 0; acct_ok && i < al; i++)
         acct_ok = acct[i] >= '0' && acct[i] <= '9';
     if (!acct_ok) {
-        problem(L, ERR, V, "has the path \"%.*s\": the first part must be a 12-digit account id; %s",
-                (int)pl, path, expect);
+        problem(L, ERR, V,
+                "has the path \"%.*s\": the first part must be a 12-digit account id; %s", (int)pl,
+                path, expect);
         return false;
     }
     const char *qn = slash + 1;
     size_t ql = (size_t)(path + pl - qn);
     if (ql > 0 && qn[ql - 1] == '/') {
-        problem_hint(L, ERR, V, wb__asprintf("remove the trailing '/': \"%.*s\"", (int)(n - 1), val),
+        problem_hint(L, ERR, V,
+                     wb__asprintf("remove the trailing '/': \"%.*s\"", (int)(n - 1), val),
                      "ends with '/'; %s", expect);
         return false;
     }
@@ -880,14 +881,13 @@ static void check_sqs(loader *L)
         if (L->bad[V])
             continue;
         if (!raw(L, V)) {
-            problem_hint(L, ERR, V,
-                         wb__asprintf("e.g. https://sqs.%s.amazonaws.com/123456789012/%s; print "
-                                      "it with: aws sqs get-queue-url --queue-name <name>",
-                                      raw(L, WB__V_AWS_REGION) ? raw(L, WB__V_AWS_REGION)
-                                                               : "<region>",
-                                      lq_names[q]),
-                         "is required with MESSAGE_QUEUE_TYPE=sqs: the URL of the %s queue",
-                         lq_names[q]);
+            problem_hint(
+                L, ERR, V,
+                wb__asprintf("e.g. https://sqs.%s.amazonaws.com/123456789012/%s; print "
+                             "it with: aws sqs get-queue-url --queue-name <name>",
+                             raw(L, WB__V_AWS_REGION) ? raw(L, WB__V_AWS_REGION) : "<region>",
+                             lq_names[q]),
+                "is required with MESSAGE_QUEUE_TYPE=sqs: the URL of the %s queue", lq_names[q]);
             continue;
         }
         ok[q] = check_sqs_url(L, (wb_logical_queue)q);
@@ -1025,7 +1025,8 @@ static void check_unknown(loader *L)
             seen = strcmp(L->kv.items[j].key, name) == 0;
         if (seen)
             continue;
-        bool ours = strncmp(name, "MQTT_BROKER_", 12) == 0 || strncmp(name, "MESSAGE_QUEUE_", 14) == 0;
+        bool ours =
+            strncmp(name, "MQTT_BROKER_", 12) == 0 || strncmp(name, "MESSAGE_QUEUE_", 14) == 0;
         int best = -1;
         size_t bestd = (size_t)-1;
         bool case_only = false;

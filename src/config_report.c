@@ -104,9 +104,9 @@ static char *format_json(const wb_config_report *r)
     for (int sev = 0; sev < 2; sev++) {
         for (size_t i = 0; i < r->issues[sev].count; i++) {
             const wb_config_issue *is = &r->issues[sev].items[i];
-            json_t *o = json_pack("{s:o, s:o, s:o, s:o}", "variable", jstr(is->variable), "value",
-                                  jstr(is->value), "message", jstr(is->message), "hint",
-                                  jstr(is->hint));
+            json_t *o =
+                json_pack("{s:o, s:o, s:o, s:o}", "variable", jstr(is->variable), "value",
+                          jstr(is->value), "message", jstr(is->message), "hint", jstr(is->hint));
             if (!o || json_array_append_new(lists[sev], o))
                 goto fail;
         }

@@ -78,8 +78,9 @@ static wb_err parse_line(const char *s, size_t n, unsigned line, wb__kv_list *ou
         i++;
     if (i == n || s[i] != '=') {
         if (k1 == k0 || (i < n && s[i] != '='))
-            fn(ctx, line, "not a KEY=VALUE line: a variable name holds only letters, digits "
-                          "and '_', and does not start with a digit",
+            fn(ctx, line,
+               "not a KEY=VALUE line: a variable name holds only letters, digits "
+               "and '_', and does not start with a digit",
                "write NAME=value, or start the line with '#' to make it a comment");
         else
             fn(ctx, line, "not a KEY=VALUE line: there is no '='",
@@ -134,8 +135,8 @@ static wb_err parse_line(const char *s, size_t n, unsigned line, wb__kv_list *ou
     return wb__kv_push(out, s + k0, k1 - k0, v, vn, line);
 }
 
-wb_err wb__envfile_parse(const char *text, size_t n, wb__kv_list *out,
-                         wb__envfile_problem_fn fn, void *ctx)
+wb_err wb__envfile_parse(const char *text, size_t n, wb__kv_list *out, wb__envfile_problem_fn fn,
+                         void *ctx)
 {
     unsigned line = 0;
     size_t i = 0;
@@ -157,8 +158,8 @@ wb_err wb__envfile_parse(const char *text, size_t n, wb__kv_list *out,
     return WB_OK;
 }
 
-wb_err wb__envfile_read(const char *path, wb__kv_list *out, wb__envfile_problem_fn fn,
-                        void *ctx, int *errno_out)
+wb_err wb__envfile_read(const char *path, wb__kv_list *out, wb__envfile_problem_fn fn, void *ctx,
+                        int *errno_out)
 {
     FILE *f = fopen(path, "rb");
     if (!f) {

@@ -69,8 +69,7 @@ size_t wb__edit_distance(const char *a, const char *b)
                 v = c[j - 1] + 1;
             if (p[j - 1] + cost < v)
                 v = p[j - 1] + cost;
-            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
-                pp[j - 2] + 1 < v)
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] && pp[j - 2] + 1 < v)
                 v = pp[j - 2] + 1;
             c[j] = v;
         }
@@ -89,6 +88,6 @@ bool wb__has_outer_space(const char *s, size_t n)
     if (n == 0)
         return false;
     unsigned char f = (unsigned char)s[0], l = (unsigned char)s[n - 1];
-    return f == ' ' || f == '\t' || f == '\r' || f == '\n' || l == ' ' || l == '\t' ||
-           l == '\r' || l == '\n';
+    return f == ' ' || f == '\t' || f == '\r' || f == '\n' || l == ' ' || l == '\t' || l == '\r' ||
+           l == '\n';
 }

@@ -27,7 +27,10 @@ typedef struct wb__buf {
     bool failed;
 } wb__buf;
 
-#define WB__BUF_INIT {NULL, 0, 0, false}
+#define WB__BUF_INIT                                                                               \
+    {                                                                                              \
+        NULL, 0, 0, false                                                                          \
+    }
 
 void wb__buf_append(wb__buf *b, const char *s, size_t n);
 void wb__buf_puts(wb__buf *b, const char *s);
@@ -71,14 +74,20 @@ bool wb__aws_region_valid(const char *s, size_t n);
 
 /* An http(s) URL split into parts (pointers into the input). */
 typedef struct wb__url {
-    const char *scheme;   size_t scheme_len;
-    const char *userinfo; size_t userinfo_len; /* NULL when absent */
-    const char *host;     size_t host_len;     /* IPv6 without brackets */
+    const char *scheme;
+    size_t scheme_len;
+    const char *userinfo;
+    size_t userinfo_len; /* NULL when absent */
+    const char *host;
+    size_t host_len; /* IPv6 without brackets */
     wb__host_kind host_kind;
-    unsigned port;                              /* 0 when absent */
-    const char *path;     size_t path_len;     /* from the first '/', may be 0 */
-    const char *query;    size_t query_len;    /* after '?', NULL when absent */
-    const char *fragment; size_t fragment_len;
+    unsigned port; /* 0 when absent */
+    const char *path;
+    size_t path_len; /* from the first '/', may be 0 */
+    const char *query;
+    size_t query_len; /* after '?', NULL when absent */
+    const char *fragment;
+    size_t fragment_len;
 } wb__url;
 
 /* Parses scheme://[userinfo@]host[:port][/path][?query][#fragment].
@@ -117,11 +126,11 @@ typedef void (*wb__envfile_problem_fn)(void *ctx, unsigned line, const char *mes
 
 /* Reads KEY=VALUE lines. Malformed lines are reported through fn and
  * skipped. Returns WB_OK, WB_ERR_IO (errno_out set) or WB_ERR_NO_MEMORY. */
-wb_err wb__envfile_read(const char *path, wb__kv_list *out, wb__envfile_problem_fn fn,
-                        void *ctx, int *errno_out);
+wb_err wb__envfile_read(const char *path, wb__kv_list *out, wb__envfile_problem_fn fn, void *ctx,
+                        int *errno_out);
 /* Parses text already in memory (same rules). */
-wb_err wb__envfile_parse(const char *text, size_t n, wb__kv_list *out,
-                         wb__envfile_problem_fn fn, void *ctx);
+wb_err wb__envfile_parse(const char *text, size_t n, wb__kv_list *out, wb__envfile_problem_fn fn,
+                         void *ctx);
 wb_err wb__kv_push(wb__kv_list *l, const char *key, size_t key_len, const char *value,
                    size_t value_len, unsigned line);
 void wb__kv_list_free(wb__kv_list *l);

@@ -141,7 +141,10 @@ typedef struct wb_config_load_opts {
 } wb_config_load_opts;
 
 #define WB_CONFIG_LOAD_OPTS_VERSION 1
-#define WB_CONFIG_LOAD_OPTS_INIT {WB_CONFIG_LOAD_OPTS_VERSION, NULL, NULL}
+#define WB_CONFIG_LOAD_OPTS_INIT                                                                   \
+    {                                                                                              \
+        WB_CONFIG_LOAD_OPTS_VERSION, NULL, NULL                                                    \
+    }
 
 /**
  * Reads and validates the configuration.
@@ -205,8 +208,7 @@ WB_API const wb_config_issue *wb_config_report_issue(const wb_config_report *rep
 /** Number of known variables described by the report. */
 WB_API size_t wb_config_report_setting_count(const wb_config_report *report);
 /** The i-th known variable, in documentation order; NULL when out of range. */
-WB_API const wb_config_setting *wb_config_report_setting(const wb_config_report *report,
-                                                         size_t i);
+WB_API const wb_config_setting *wb_config_report_setting(const wb_config_report *report, size_t i);
 /** A human-readable description of the source read (e.g. "the process environment"). */
 WB_API const char *wb_config_report_source(const wb_config_report *report);
 

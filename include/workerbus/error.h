@@ -19,21 +19,21 @@ extern "C" {
 
 /** Result codes. New codes are only ever appended. */
 typedef enum wb_err {
-    WB_OK = 0,                  /**< success */
-    WB_ERR_INVALID_ARGUMENT,    /**< a caller-supplied argument is out of its domain */
-    WB_ERR_CONFIG,              /**< the configuration is invalid (see the report) */
-    WB_ERR_NOT_SUPPORTED,       /**< the backend does not support this operation */
-    WB_ERR_NOT_BUILT_IN,        /**< the backend was left out of this build */
-    WB_ERR_TIMEOUT,             /**< the operation did not finish in time */
-    WB_ERR_CONNECTION_LOST,     /**< the connection dropped; retryable */
-    WB_ERR_AUTH_REFUSED,        /**< the peer refused our credentials */
-    WB_ERR_TOO_LARGE,           /**< a payload, topic or batch exceeds a limit */
-    WB_ERR_BACKEND,             /**< the backend library or server failed; see the detail */
-    WB_ERR_NO_MEMORY,           /**< an allocation failed */
-    WB_ERR_IO,                  /**< a file or socket operation failed; see the detail */
-    WB_ERR_NOT_FOUND,           /**< the named thing does not exist */
-    WB_ERR_STATE,               /**< the handle is not in a state that allows the call */
-    WB_ERR_BUSY,                /**< a limit on concurrent work was reached; retryable */
+    WB_OK = 0,               /**< success */
+    WB_ERR_INVALID_ARGUMENT, /**< a caller-supplied argument is out of its domain */
+    WB_ERR_CONFIG,           /**< the configuration is invalid (see the report) */
+    WB_ERR_NOT_SUPPORTED,    /**< the backend does not support this operation */
+    WB_ERR_NOT_BUILT_IN,     /**< the backend was left out of this build */
+    WB_ERR_TIMEOUT,          /**< the operation did not finish in time */
+    WB_ERR_CONNECTION_LOST,  /**< the connection dropped; retryable */
+    WB_ERR_AUTH_REFUSED,     /**< the peer refused our credentials */
+    WB_ERR_TOO_LARGE,        /**< a payload, topic or batch exceeds a limit */
+    WB_ERR_BACKEND,          /**< the backend library or server failed; see the detail */
+    WB_ERR_NO_MEMORY,        /**< an allocation failed */
+    WB_ERR_IO,               /**< a file or socket operation failed; see the detail */
+    WB_ERR_NOT_FOUND,        /**< the named thing does not exist */
+    WB_ERR_STATE,            /**< the handle is not in a state that allows the call */
+    WB_ERR_BUSY,             /**< a limit on concurrent work was reached; retryable */
 } wb_err;
 
 /** Number of defined codes (one past the last). */

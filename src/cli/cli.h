@@ -5,11 +5,11 @@
 #include <stdbool.h>
 
 /* sysexits.h values, spelled out so the meaning is visible where used */
-#define WB_EXIT_OK 0
-#define WB_EXIT_USAGE 64   /* EX_USAGE: the command line is wrong */
-#define WB_EXIT_NOINPUT 66 /* EX_NOINPUT: an input file cannot be read */
+#define WB_EXIT_OK       0
+#define WB_EXIT_USAGE    64 /* EX_USAGE: the command line is wrong */
+#define WB_EXIT_NOINPUT  66 /* EX_NOINPUT: an input file cannot be read */
 #define WB_EXIT_SOFTWARE 70 /* EX_SOFTWARE: an internal error (e.g. out of memory) */
-#define WB_EXIT_CONFIG 78  /* EX_CONFIG: the configuration is invalid */
+#define WB_EXIT_CONFIG   78 /* EX_CONFIG: the configuration is invalid */
 
 typedef struct wb_cli_command {
     const char *name;

@@ -173,8 +173,8 @@ Test(cli, iotcore_with_postgres_is_refused)
 
 Test(cli, port_1983_is_refused)
 {
-    const char *env[] = {"MQTT_BROKER_TYPE=builtin",
-                         "MQTT_BROKER_ENDPOINT=broker.example.com:1983", NULL};
+    const char *env[] = {"MQTT_BROKER_TYPE=builtin", "MQTT_BROKER_ENDPOINT=broker.example.com:1983",
+                         NULL};
     const char *args[] = {"check", NULL};
     run_result r = run(args, env);
     cr_assert_eq(r.status, 78);
@@ -218,7 +218,7 @@ Test(cli, usage_errors_exit_64)
 Test(cli, help_and_version)
 {
     const char *cases[][3] = {
-        {"--help", NULL}, {"-h", NULL}, {"help", NULL}, {"help", "check", NULL},
+        {"--help", NULL},          {"-h", NULL}, {"help", NULL}, {"help", "check", NULL},
         {"check", "--help", NULL},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

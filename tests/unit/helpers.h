@@ -7,8 +7,8 @@
 #include "workerbus/workerbus.h"
 
 /* Valid environments, NULL-terminated. */
-extern const char *const wbt_base_builtin[]; /* builtin + postgres */
-extern const char *const wbt_base_iotcore[]; /* iotcore + sqs (AWS URLs, eu-west-1) */
+extern const char *const wbt_base_builtin[];     /* builtin + postgres */
+extern const char *const wbt_base_iotcore[];     /* iotcore + sqs (AWS URLs, eu-west-1) */
 extern const char *const wbt_base_builtin_sqs[]; /* builtin + sqs stand-in URLs */
 
 /* Loads base with overrides applied: "KEY=VALUE" replaces or adds KEY,

@@ -170,8 +170,7 @@ Test(config_api, accessors_builtin)
     wb_config *cfg = NULL;
     wb_config_report *rep = NULL;
     const char *over[] = {"MQTT_BROKER_ENDPOINT=tls://[2001:db8::1]:1984",
-                          "MQTT_BROKER_BUILTIN_LOG_LEVEL=WARN", "MQTT_BROKER_TYPE=builtin",
-                          NULL};
+                          "MQTT_BROKER_BUILTIN_LOG_LEVEL=WARN", "MQTT_BROKER_TYPE=builtin", NULL};
     cr_assert_eq(wbt_load(wbt_base_builtin, over, &cfg, &rep), WB_OK);
     cr_assert_eq(wb_config_broker_type(cfg), WB_BROKER_BUILTIN);
     cr_assert_str_eq(wb_config_broker_host(cfg), "2001:db8::1");

@@ -41,11 +41,46 @@ static int iterations(int dflt)
 }
 
 static const char *const fragments[] = {
-    ":",    "/",     "//",   "[",      "]",      "@",         "%",         "%zz",     "'",
-    "\"",   "=",     "?",    "#",      "+",      "$",         "\\",        " ",       "\t",
-    "\n",   "\xff",  "\xc3", "\xc2\x85", "::1", ":1983",     ":0",        ":65536",  "tls://",
-    "https://", ".fifo", ".amazonaws.com", ".amazonaws.com.cn", "-ats.iot.", "cn-north-1",
-    "us-gov-west-1", "password=", "sslmode=", "123456789012", "\xe2\x80\xae", "..", "-",
+    ":",
+    "/",
+    "//",
+    "[",
+    "]",
+    "@",
+    "%",
+    "%zz",
+    "'",
+    "\"",
+    "=",
+    "?",
+    "#",
+    "+",
+    "$",
+    "\\",
+    " ",
+    "\t",
+    "\n",
+    "\xff",
+    "\xc3",
+    "\xc2\x85",
+    "::1",
+    ":1983",
+    ":0",
+    ":65536",
+    "tls://",
+    "https://",
+    ".fifo",
+    ".amazonaws.com",
+    ".amazonaws.com.cn",
+    "-ats.iot.",
+    "cn-north-1",
+    "us-gov-west-1",
+    "password=",
+    "sslmode=",
+    "123456789012",
+    "\xe2\x80\xae",
+    "..",
+    "-",
 };
 
 /* Mutates s (NUL-terminated, no NUL inside) in place into out. */
@@ -122,8 +157,8 @@ static void check_invariants(wb_err err, wb_config *cfg, wb_config_report *rep, 
         }
     }
     char *json = wb_config_report_format(rep, WB_REPORT_JSON);
-    cr_assert_not_null(json, "seed %#llx iter %d: JSON formatting failed",
-                       (unsigned long long)seed, iter);
+    cr_assert_not_null(json, "seed %#llx iter %d: JSON formatting failed", (unsigned long long)seed,
+                       iter);
     json_t *root = json_loads(json, 0, NULL);
     cr_assert_not_null(root, "seed %#llx iter %d: invalid JSON", (unsigned long long)seed, iter);
     json_decref(root);
@@ -217,8 +252,9 @@ Test(fuzz, envfile_text, .timeout = 300)
             const char *k = kv.items[i].key;
             cr_assert(k[0] == '_' || (k[0] >= 'A' && k[0] <= 'Z') || (k[0] >= 'a' && k[0] <= 'z'),
                       "seed %#llx: bad key \"%s\"", (unsigned long long)seed, k);
-            cr_assert_eq(strspn(k, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_"),
-                         strlen(k));
+            cr_assert_eq(
+                strspn(k, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_"),
+                strlen(k));
         }
         wb__kv_list_free(&kv);
     }
@@ -235,9 +271,9 @@ Test(fuzz, topics_and_ulids, .timeout = 120)
         wb_topic_parts p;
         if (wb_topic_parse(buf, "spacelift", &p) == WB_OK) {
             /* whatever parses rebuilds to the same topic, up to case */
-            cr_assert_eq(wb_topic_build(topic, sizeof topic, "spacelift", p.dir, p.pool, p.worker,
-                                        NULL),
-                         WB_OK);
+            cr_assert_eq(
+                wb_topic_build(topic, sizeof topic, "spacelift", p.dir, p.pool, p.worker, NULL),
+                WB_OK);
             cr_assert_eq(strcasecmp(topic, buf), 0, "seed %#llx: %s vs %s",
                          (unsigned long long)seed, topic, buf);
         }

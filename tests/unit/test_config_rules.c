@@ -23,6 +23,7 @@ struct ccase {
 /* Criterion runs each parameter in a fresh worker process, where pointers
  * taken in the parent mean nothing: the parameters are indices into this
  * table instead. */
+// clang-format off
 static const struct ccase cases[] = {
         /* ---- the bases themselves ---- */
         {"builtin base", B, {NULL}, OK, NULL, NULL},
@@ -183,6 +184,7 @@ static const struct ccase cases[] = {
         /* ---- generic ---- */
         {"duplicate key", B, {"MQTT_BROKER_BUILTIN_LOG_LEVEL=info", "MQTT_BROKER_BUILTIN_LOG_LEVEL=debug"}, OKW, "MQTT_BROKER_BUILTIN_LOG_LEVEL", "set twice"},
 };
+// clang-format on
 
 #define NCASES (sizeof cases / sizeof cases[0])
 
@@ -231,8 +233,8 @@ ParameterizedTest(size_t *i, rules, table)
             wbt_dump(rep);
         cr_assert_not_null(e, "[%s] expected an error on %s", c->name, c->var);
         cr_assert(strstr(e->message, c->substr) || (e->hint && strstr(e->hint, c->substr)),
-                  "[%s] error on %s lacks \"%s\": %s / %s", c->name, c->var, c->substr,
-                  e->message, e->hint ? e->hint : "(no hint)");
+                  "[%s] error on %s lacks \"%s\": %s / %s", c->name, c->var, c->substr, e->message,
+                  e->hint ? e->hint : "(no hint)");
         /* the value is shown, but never a password */
         if (e->value) {
             cr_assert_null(strstr(e->value, "hunter2secret"), "[%s]", c->name);

@@ -4,7 +4,7 @@
 
 #include "workerbus/workerbus.h"
 
-#define POOL "01ARZ3NDEKTSV4RRFFQ69G5FAV"
+#define POOL   "01ARZ3NDEKTSV4RRFFQ69G5FAV"
 #define WORKER "01BX5ZZKBKACTAV9WEVGEMMVRZ"
 
 Test(ulid, parse_and_format_round_trip)
@@ -117,17 +117,17 @@ Test(topic, build_refuses)
     cr_assert_eq(wb_topic_build(buf, 20, "ns", WB_TOPIC_READONLY, POOL, WORKER, NULL),
                  WB_ERR_TOO_LARGE);
     cr_assert_str_eq(buf, "");
-    cr_assert_eq(wb_topic_build(buf, sizeof buf, "a/b/c/d/e/f", WB_TOPIC_READONLY, POOL, WORKER,
-                                NULL),
-                 WB_ERR_TOO_LARGE);
+    cr_assert_eq(
+        wb_topic_build(buf, sizeof buf, "a/b/c/d/e/f", WB_TOPIC_READONLY, POOL, WORKER, NULL),
+        WB_ERR_TOO_LARGE);
 }
 
 Test(topic, parse)
 {
     wb_topic_parts p;
-    cr_assert_eq(wb_topic_parse("spacelift/writeonly/01arz3ndektsv4rrffq69g5fav/" WORKER,
-                                "spacelift", &p),
-                 WB_OK);
+    cr_assert_eq(
+        wb_topic_parse("spacelift/writeonly/01arz3ndektsv4rrffq69g5fav/" WORKER, "spacelift", &p),
+        WB_OK);
     cr_assert_eq(p.dir, WB_TOPIC_WRITEONLY);
     cr_assert_str_eq(p.pool, POOL);
     cr_assert_str_eq(p.worker, WORKER);
@@ -159,7 +159,7 @@ Test(topic, iot_limits)
     t[256] = 'a';
     t[257] = '\0';
     cr_assert_eq(wb_topic_check_iot_limits(t), WB_ERR_TOO_LARGE);
-    cr_assert_eq(wb_topic_check_iot_limits("a/b/c/d/e/f/g/h"), WB_OK);    /* 7 slashes */
+    cr_assert_eq(wb_topic_check_iot_limits("a/b/c/d/e/f/g/h"), WB_OK);              /* 7 slashes */
     cr_assert_eq(wb_topic_check_iot_limits("a/b/c/d/e/f/g/h/i"), WB_ERR_TOO_LARGE); /* 8 */
     cr_assert_eq(wb_topic_check_iot_limits("a/+/b"), WB_ERR_INVALID_ARGUMENT);
     cr_assert_eq(wb_topic_check_iot_limits("a/#"), WB_ERR_INVALID_ARGUMENT);

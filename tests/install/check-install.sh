@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Installs the build into a temporary DESTDIR, then checks what a user gets:
+# headers, versioned shared library, static library, workerbus.pc, the tool,
+# that only the public wb_* API is exported, and that a program builds
+# against the installed files with pkg-config and runs.
+#   check-install.sh BUILD_DIR SOURCE_DIR
+set -euo pipefail
+build="$1"
+src="$2"
+dest="$(mktemp -d)"
+trap 'rm -rf "$dest"' EXIT
+fail() { echo "check-install: $*" >&2; exit 1; }
+
+meson install -C "$build" --destdir "$dest" --no-rebuild --quiet >/dev/null
+read -r prefix libdir includedir bindir sanitize < <(meson introspect "$build" --buildoptions |
+  python3 -c 'import json,sys
+o={x["name"]:x["value"] for x in json.load(sys.stdin)}
+print(o["prefix"], o["libdir"], o["includedir"], o["bindir"], o["b_sanitize"])')
+abs() { case "$1" in /*) echo "$dest$1" ;; *) echo "$dest$prefix/$1" ;; esac; }
+L="$(abs "$libdir")"; I="$(abs "$includedir")"; B="$(abs "$bindir")"
+
+for h in workerbus.h common.h error.h config.h topic.h version.h; do
+  [ -f "$I/workerbus/$h" ] || fail "header workerbus/$h not installed"
+done
+[ -f "$L/libworkerbus.a" ] || fail "static library not installed"
+[ -L "$L/libworkerbus.so" ] || fail "libworkerbus.so symlink missing"
+real="$(readlink -f "$L/libworkerbus.so")"
+soname="$(objdump -p "$real" | awk '/SONAME/ {print $2}')"
+[ "$soname" = "libworkerbus.so.0" ] || fail "soname is '$soname', expected libworkerbus.so.0"
+[ -e "$L/$soname" ] || fail "$soname not installed"
+[ -x "$B/workerbus" ] || fail "workerbus executable not installed"
+[ -f "$L/pkgconfig/workerbus.pc" ] || fail "workerbus.pc not installed"
+
+leaked="$(nm -D --defined-only "$real" | awk '$2 ~ /^[TDBR]$/ {print $3}' | grep -v '^wb_' | grep -v '^_' || true)"
+[ -z "$leaked" ] || fail "symbols outside the public API are exported: $leaked"
+nm -D --defined-only "$real" | awk '{print $3}' | grep -q '^wb__' && fail "internal wb__ symbols exported"
+
+flags="$(PKG_CONFIG_SYSROOT_DIR="$dest" PKG_CONFIG_PATH="$L/pkgconfig" pkg-config --cflags --libs workerbus)"
+san=""
+[ "$sanitize" != "none" ] && san="-fsanitize=$sanitize"
+cat > "$dest/app.c" <<'C'
+#include <stdio.h>
+#include <string.h>
+#include <workerbus/workerbus.h>
+int main(void)
+{
+    const char *env[] = {"MQTT_BROKER_TYPE=builtin", "MQTT_BROKER_ENDPOINT=127.0.0.1:1984",
+                         "MESSAGE_QUEUE_TYPE=postgres", "DATABASE_URL=postgres://h/db", NULL};
+    wb_config_load_opts o = WB_CONFIG_LOAD_OPTS_INIT;
+    o.env = env;
+    wb_config *c = NULL;
+    if (wb_config_load(&o, &c, NULL) != WB_OK)
+        return 1;
+    printf("%s %s %u\n", wb_version(), wb_config_broker_host(c), wb_config_broker_port(c));
+    wb_config_free(c);
+    return strcmp(wb_version(), WB_VERSION_STRING) != 0;
+}
+C
+# shellcheck disable=SC2086
+cc -std=c11 -Wall -Wextra -Werror $san -o "$dest/app" "$dest/app.c" $flags
+out="$(LD_LIBRARY_PATH="$L" "$dest/app")"
+[ "$out" = "$(meson introspect "$build" --projectinfo | python3 -c 'import json,sys; print(json.load(sys.stdin)["version"])') 127.0.0.1 1984" ] ||
+  fail "the installed library answered '$out'"
+echo "check-install: ok ($soname, $(echo "$flags" | wc -w) pkg-config flags, app printed: $out)"
