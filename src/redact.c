@@ -17,29 +17,45 @@ static bool is_uri(const char *s, size_t n)
            (n >= 11 && strncasecmp(s, "postgres://", 11) == 0);
 }
 
+/* Finds the password of a URL's user-info ("scheme://user:PASSWORD@host").
+ * Returns 1 and fills *out when there is one, else 0; *auth_end, if not
+ * NULL, receives the end of the authority, the first byte of `stops`. */
+static size_t url_userinfo_password(const char *s, size_t n, const char *stops, span *out,
+                                    const char **auth_end)
+{
+    const char *end = s + n;
+    const char *sep = memchr(s, ':', n);
+    if (auth_end)
+        *auth_end = end;
+    if (!sep || end - sep < 3 || sep[1] != '/' || sep[2] != '/')
+        return 0;
+    const char *p = sep + 3, *ae = p;
+    while (ae < end && !strchr(stops, *ae))
+        ae++;
+    if (auth_end)
+        *auth_end = ae;
+    const char *at = NULL;
+    for (const char *q = p; q < ae; q++) {
+        if (*q == '@')
+            at = q;
+    }
+    const char *colon = at ? memchr(p, ':', (size_t)(at - p)) : NULL;
+    if (!colon || colon + 1 >= at)
+        return 0;
+    out->off = (size_t)(colon + 1 - s);
+    out->len = (size_t)(at - colon - 1);
+    return 1;
+}
+
 /* Finds the spans of password values in a libpq connection string. */
 static size_t conninfo_password_spans(const char *s, size_t n, span *out)
 {
     size_t count = 0;
     if (is_uri(s, n)) {
-        const char *p = memchr(s, ':', n) + 3; /* past "://" */
+        const char *auth_end = NULL;
+        /* libpq ends the authority only at '/': '?' and '#' may be in a password */
+        count += url_userinfo_password(s, n, "/", out, &auth_end);
         const char *end = s + n;
-        const char *auth_end = p;
-        while (auth_end < end && *auth_end != '/' && *auth_end != '?')
-            auth_end++;
-        const char *at = NULL;
-        for (const char *q = p; q < auth_end; q++) {
-            if (*q == '@')
-                at = q;
-        }
-        if (at) {
-            const char *colon = memchr(p, ':', (size_t)(at - p));
-            if (colon && colon + 1 < at) {
-                out[count].off = (size_t)(colon + 1 - s);
-                out[count].len = (size_t)(at - colon - 1);
-                count++;
-            }
-        }
         const char *q = memchr(auth_end, '?', (size_t)(end - auth_end));
         while (q && q < end && count < MAX_SPANS) {
             q++;
@@ -133,28 +149,8 @@ char *wb__conninfo_password(const char *s, size_t n)
 
 void wb__redact_url(wb__buf *out, const char *s, size_t n)
 {
-    const char *sep = n >= 3 ? memchr(s, ':', n) : NULL;
     span sp;
-    size_t count = 0;
-    if (sep && (size_t)(s + n - sep) >= 3 && sep[1] == '/' && sep[2] == '/') {
-        const char *p = sep + 3, *end = s + n;
-        const char *auth_end = p;
-        while (auth_end < end && *auth_end != '/' && *auth_end != '?' && *auth_end != '#')
-            auth_end++;
-        const char *at = NULL;
-        for (const char *q = p; q < auth_end; q++) {
-            if (*q == '@')
-                at = q;
-        }
-        if (at) {
-            const char *colon = memchr(p, ':', (size_t)(at - p));
-            if (colon && colon + 1 < at) {
-                sp.off = (size_t)(colon + 1 - s);
-                sp.len = (size_t)(at - colon - 1);
-                count = 1;
-            }
-        }
-    }
+    size_t count = url_userinfo_password(s, n, "/?#", &sp, NULL);
     replace_spans(out, s, n, &sp, count);
 }
 

@@ -278,6 +278,8 @@ Test(config_secrets, redacted_in_every_format)
     const char *cases[][2] = {
         {"DATABASE_URL=postgres://u:S3cretPassw0rd@h/db?bogus=1", "S3cretPassw0rd"},
         {"DATABASE_URL=postgres://u:S3cretPassw0rd@h/db", "S3cretPassw0rd"},
+        {"DATABASE_URL=postgres://u:S3cret#Passw0rd@h/db?bogus=1", "S3cret#Passw0rd"},
+        {"DATABASE_URL=postgres://u:S3cret?Passw0rd@h/db", "Passw0rd"},
         {"DATABASE_URL=host=h password=S3cretPassw0rd bogus=1", "S3cretPassw0rd"},
         {"DATABASE_URL=host=h password='S3cret Passw0rd' bogus=1", "S3cret Passw0rd"},
         {"DATABASE_URL=postgres://h/db?password=S3cretPassw0rd&bogus=1", "S3cretPassw0rd"},
