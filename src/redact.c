@@ -30,7 +30,7 @@ static size_t url_userinfo_password(const char *s, size_t n, const char *stops, 
     if (!sep || end - sep < 3 || sep[1] != '/' || sep[2] != '/')
         return 0;
     const char *p = sep + 3, *ae = p;
-    while (ae < end && !strchr(stops, *ae))
+    while (ae < end && !memchr(stops, *ae, strlen(stops)))
         ae++;
     if (auth_end)
         *auth_end = ae;
