@@ -10,5 +10,6 @@
 #include <workerbus/version.h>
 #include "config.h"
 #include "topic.h"
+#include "pki.h"
 
 #endif

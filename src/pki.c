@@ -1,0 +1,529 @@
+/* Certificates for the built-in broker, on OpenSSL 3. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/bn.h>
+#include <openssl/ec.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/rsa.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "wb_internal.h"
+
+#define LEAF_DAYS 825
+#define CA_DAYS   3650
+/* certificates start a little in the past: clocks of peers differ */
+#define BACKDATE_SECONDS (5 * 60)
+
+static void set_detail(char **detail, const char *fmt, ...) WB__PRINTF(2, 3);
+
+static void set_detail(char **detail, const char *fmt, ...)
+{
+    if (!detail)
+        return;
+    wb__buf b = WB__BUF_INIT;
+    va_list ap;
+    va_start(ap, fmt);
+    wb__buf_vprintf(&b, fmt, ap);
+    va_end(ap);
+    unsigned long e = ERR_peek_last_error();
+    if (e) {
+        char tmp[256];
+        ERR_error_string_n(e, tmp, sizeof tmp);
+        wb__buf_printf(&b, " (OpenSSL: %s)", tmp);
+    }
+    free(*detail);
+    *detail = wb__buf_take(&b);
+}
+
+static EVP_PKEY *new_key(wb_pki_key_type type)
+{
+    switch (type) {
+    case WB_PKI_KEY_EC_P256:
+        return EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+    case WB_PKI_KEY_RSA_4096:
+        return EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)4096);
+    case WB_PKI_KEY_RSA_2048:
+        return EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048);
+    }
+    return NULL;
+}
+
+static bool set_serial(X509 *x)
+{
+    BIGNUM *bn = BN_new();
+    bool ok = bn && BN_rand(bn, 159, BN_RAND_TOP_ANY, BN_RAND_BOTTOM_ANY) &&
+              BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x));
+    BN_free(bn);
+    return ok;
+}
+
+static bool add_ext(X509 *cert, X509 *issuer, int nid, const char *value)
+{
+    X509V3_CTX ctx;
+    X509V3_set_ctx_nodb(&ctx);
+    X509V3_set_ctx(&ctx, issuer, cert, NULL, NULL, 0);
+    X509_EXTENSION *ext = X509V3_EXT_conf_nid(NULL, &ctx, nid, value);
+    if (!ext)
+        return false;
+    bool ok = X509_add_ext(cert, ext, -1) == 1;
+    X509_EXTENSION_free(ext);
+    return ok;
+}
+
+static bool set_cn(X509_NAME *name, const char *cn)
+{
+    return X509_NAME_add_entry_by_txt(name, "O", MBSTRING_UTF8, (const unsigned char *)"workerbus",
+                                      -1, -1, 0) == 1 &&
+           X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, (const unsigned char *)cn, -1, -1,
+                                      0) == 1;
+}
+
+/* A new certificate for pubkey, signed by issuer_key (issuer NULL: self-signed). */
+static X509 *make_cert(EVP_PKEY *pubkey, const char *cn, X509 *issuer, EVP_PKEY *issuer_key,
+                       unsigned days, const char *const *exts_nid_value, const int *nids)
+{
+    X509 *x = X509_new();
+    if (!x)
+        return NULL;
+    bool ok = X509_set_version(x, 2) == 1 && set_serial(x) &&
+              X509_gmtime_adj(X509_getm_notBefore(x), -BACKDATE_SECONDS) &&
+              X509_gmtime_adj(X509_getm_notAfter(x), (long)days * 24 * 3600) &&
+              X509_set_pubkey(x, pubkey) == 1 && set_cn(X509_get_subject_name(x), cn);
+    ok = ok && X509_set_issuer_name(x, issuer ? X509_get_subject_name(issuer)
+                                              : X509_get_subject_name(x)) == 1;
+    X509 *iss = issuer ? issuer : x;
+    for (size_t i = 0; ok && nids[i]; i++)
+        ok = add_ext(x, iss, nids[i], exts_nid_value[i]);
+    ok = ok && X509_sign(x, issuer_key, EVP_sha256()) > 0;
+    if (!ok) {
+        X509_free(x);
+        return NULL;
+    }
+    return x;
+}
+
+static char *pem_of(int (*write)(BIO *, void *), void *obj)
+{
+    BIO *b = BIO_new(BIO_s_mem());
+    if (!b)
+        return NULL;
+    char *out = NULL;
+    if (write(b, obj) == 1) {
+        char *data;
+        long n = BIO_get_mem_data(b, &data);
+        out = wb__strndup(data, (size_t)n);
+    }
+    BIO_free(b);
+    return out;
+}
+
+static int write_cert(BIO *b, void *x)
+{
+    return PEM_write_bio_X509(b, x);
+}
+
+static int write_key(BIO *b, void *k)
+{
+    return PEM_write_bio_PrivateKey(b, k, NULL, NULL, 0, NULL, NULL);
+}
+
+static int write_req(BIO *b, void *r)
+{
+    return PEM_write_bio_X509_REQ(b, r);
+}
+
+static wb_err write_file(const char *dir, const char *name, const char *text, mode_t mode,
+                         bool overwrite, char **detail)
+{
+    char *path = wb__asprintf("%s/%s", dir, name);
+    if (!path)
+        return WB_ERR_NO_MEMORY;
+    int flags = O_WRONLY | O_CREAT | O_CLOEXEC | (overwrite ? O_TRUNC : O_EXCL);
+    int fd = open(path, flags, mode);
+    wb_err err = WB_OK;
+    if (fd < 0) {
+        set_detail(detail, "cannot create %s: %s%s", path, strerror(errno),
+                   errno == EEXIST ? " (use --force to overwrite)" : "");
+        err = WB_ERR_IO;
+    } else {
+        size_t n = strlen(text);
+        if (fchmod(fd, mode) != 0 || write(fd, text, n) != (ssize_t)n) {
+            set_detail(detail, "cannot write %s: %s", path, strerror(errno));
+            err = WB_ERR_IO;
+        }
+        close(fd);
+    }
+    free(path);
+    return err;
+}
+
+static char *san_of(const char *const *hosts)
+{
+    wb__buf b = WB__BUF_INIT;
+    for (size_t i = 0; hosts[i]; i++) {
+        unsigned char addr[16];
+        bool ip =
+            inet_pton(AF_INET, hosts[i], addr) == 1 || inet_pton(AF_INET6, hosts[i], addr) == 1;
+        wb__buf_printf(&b, "%s%s:%s", i ? "," : "", ip ? "IP" : "DNS", hosts[i]);
+    }
+    return wb__buf_take(&b);
+}
+
+WB_API wb_err wb_pki_init(const char *dir, const wb_pki_init_opts *opts, char **detail)
+{
+    static const char *const default_hosts[] = {"localhost", "127.0.0.1", "::1", NULL};
+    wb_pki_init_opts o = WB_PKI_INIT_OPTS_INIT;
+    if (detail)
+        *detail = NULL;
+    if (opts) {
+        if (opts->version != WB_PKI_INIT_OPTS_VERSION)
+            return WB_ERR_INVALID_ARGUMENT;
+        o = *opts;
+    }
+    if (!dir || !*dir || (unsigned)o.key_type > WB_PKI_KEY_RSA_2048)
+        return WB_ERR_INVALID_ARGUMENT;
+    const char *const *hosts = o.broker_hosts ? o.broker_hosts : default_hosts;
+    if (!hosts[0]) {
+        set_detail(detail, "at least one broker host name is needed");
+        return WB_ERR_INVALID_ARGUMENT;
+    }
+    for (size_t i = 0; hosts[i]; i++) {
+        unsigned char addr[16];
+        if (inet_pton(AF_INET6, hosts[i], addr) == 1)
+            continue;
+        const char *why = wb__host_check(hosts[i], strlen(hosts[i]), NULL);
+        if (why) {
+            set_detail(detail, "broker host \"%s\": %s", hosts[i], why);
+            return WB_ERR_INVALID_ARGUMENT;
+        }
+    }
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+        set_detail(detail, "cannot create the directory %s: %s", dir, strerror(errno));
+        return WB_ERR_IO;
+    }
+
+    ERR_clear_error();
+    wb_err err = WB_ERR_BACKEND;
+    EVP_PKEY *ca_key = new_key(o.key_type), *broker_key = new_key(o.key_type),
+             *server_key = new_key(o.key_type);
+    X509 *ca = NULL, *broker = NULL, *server = NULL;
+    char *san = san_of(hosts);
+    char *pems[6] = {NULL};
+    if (!ca_key || !broker_key || !server_key || !san) {
+        set_detail(detail, "cannot generate keys");
+        goto out;
+    }
+    static const int ca_nids[] = {NID_basic_constraints, NID_key_usage, NID_subject_key_identifier,
+                                  0};
+    static const char *const ca_vals[] = {"critical,CA:TRUE,pathlen:0",
+                                          "critical,keyCertSign,cRLSign", "hash"};
+    ca = make_cert(ca_key, "workerbus CA", NULL, ca_key, o.ca_days ? o.ca_days : CA_DAYS, ca_vals,
+                   ca_nids);
+    const int srv_nids[] = {NID_basic_constraints,
+                            NID_key_usage,
+                            NID_ext_key_usage,
+                            NID_subject_alt_name,
+                            NID_subject_key_identifier,
+                            NID_authority_key_identifier,
+                            0};
+    const char *srv_vals[] = {
+        "critical,CA:FALSE", "critical,digitalSignature,keyEncipherment", "serverAuth", san, "hash",
+        "keyid:always"};
+    broker = ca ? make_cert(broker_key, hosts[0], ca, ca_key, LEAF_DAYS, srv_vals, srv_nids) : NULL;
+    static const int cli_nids[] = {NID_basic_constraints,
+                                   NID_key_usage,
+                                   NID_ext_key_usage,
+                                   NID_subject_key_identifier,
+                                   NID_authority_key_identifier,
+                                   0};
+    static const char *const cli_vals[] = {"critical,CA:FALSE",
+                                           "critical,digitalSignature,keyEncipherment",
+                                           "clientAuth", "hash", "keyid:always"};
+    server = ca ? make_cert(server_key, WB_PKI_SERVER_IDENTITY, ca, ca_key, LEAF_DAYS, cli_vals,
+                            cli_nids)
+                : NULL;
+    if (!ca || !broker || !server) {
+        set_detail(detail, "cannot create the certificates");
+        goto out;
+    }
+    pems[0] = pem_of(write_cert, ca);
+    pems[1] = pem_of(write_key, ca_key);
+    pems[2] = pem_of(write_cert, broker);
+    pems[3] = pem_of(write_key, broker_key);
+    pems[4] = pem_of(write_cert, server);
+    pems[5] = pem_of(write_key, server_key);
+    for (int i = 0; i < 6; i++) {
+        if (!pems[i]) {
+            err = WB_ERR_NO_MEMORY;
+            goto out;
+        }
+    }
+    static const char *const names[6] = {WB_PKI_CA_CERT,    WB_PKI_CA_KEY,      WB_PKI_BROKER_CERT,
+                                         WB_PKI_BROKER_KEY, WB_PKI_SERVER_CERT, WB_PKI_SERVER_KEY};
+    err = WB_OK;
+    for (int i = 0; i < 6 && !err; i++)
+        err = write_file(dir, names[i], pems[i], (i % 2) ? 0600 : 0644, o.overwrite, detail);
+out:
+    for (int i = 0; i < 6; i++) {
+        if (pems[i])
+            OPENSSL_cleanse(pems[i], strlen(pems[i]));
+        free(pems[i]);
+    }
+    free(san);
+    X509_free(ca);
+    X509_free(broker);
+    X509_free(server);
+    EVP_PKEY_free(ca_key);
+    EVP_PKEY_free(broker_key);
+    EVP_PKEY_free(server_key);
+    return err;
+}
+
+static wb_err read_cert(const char *file, X509 **out, char **detail)
+{
+    FILE *f = fopen(file, "r");
+    if (!f) {
+        set_detail(detail, "cannot open %s: %s", file, strerror(errno));
+        return WB_ERR_IO;
+    }
+    *out = PEM_read_X509(f, NULL, NULL, NULL);
+    fclose(f);
+    if (!*out) {
+        set_detail(detail, "%s does not hold a PEM certificate", file);
+        return WB_ERR_IO;
+    }
+    return WB_OK;
+}
+
+static wb_err read_key(const char *file, EVP_PKEY **out, char **detail)
+{
+    FILE *f = fopen(file, "r");
+    if (!f) {
+        set_detail(detail, "cannot open %s: %s", file, strerror(errno));
+        return WB_ERR_IO;
+    }
+    *out = PEM_read_PrivateKey(f, NULL, NULL, NULL);
+    fclose(f);
+    if (!*out) {
+        set_detail(detail, "%s does not hold an unencrypted PEM private key", file);
+        return WB_ERR_IO;
+    }
+    return WB_OK;
+}
+
+/* RSA >= 2048 bits, or EC on P-256 / P-384. */
+static const char *key_refusal(EVP_PKEY *k)
+{
+    int id = EVP_PKEY_get_base_id(k);
+    if (id == EVP_PKEY_RSA)
+        return EVP_PKEY_get_bits(k) >= 2048 ? NULL : "an RSA key shorter than 2048 bits";
+    if (id == EVP_PKEY_EC) {
+        char group[64];
+        size_t gl = 0;
+        if (!EVP_PKEY_get_utf8_string_param(k, "group", group, sizeof group, &gl))
+            return "an EC key of unknown curve";
+        if (strcmp(group, "prime256v1") == 0 || strcmp(group, "P-256") == 0 ||
+            strcmp(group, "secp384r1") == 0 || strcmp(group, "P-384") == 0)
+            return NULL;
+        return "an EC key on a curve other than P-256 or P-384";
+    }
+    return "a key that is neither RSA nor EC";
+}
+
+WB_API wb_err wb_pki_sign_csr(const char *ca_cert_file, const char *ca_key_file, const char *pool,
+                              const char *csr_pem, size_t csr_len, unsigned int days,
+                              char **cert_pem, char **detail)
+{
+    if (cert_pem)
+        *cert_pem = NULL;
+    if (detail)
+        *detail = NULL;
+    if (!ca_cert_file || !ca_key_file || !csr_pem || !cert_pem)
+        return WB_ERR_INVALID_ARGUMENT;
+    char pool_c[WB_ULID_STR_SIZE];
+    if (wb_ulid_canonical(pool, pool_c) != WB_OK) {
+        set_detail(detail,
+                   "\"%s\" is not a pool ULID (26 characters of Crockford base32, first 0-7)",
+                   pool ? pool : "(null)");
+        return WB_ERR_INVALID_ARGUMENT;
+    }
+    ERR_clear_error();
+    X509 *ca = NULL;
+    EVP_PKEY *ca_key = NULL, *req_key = NULL;
+    X509_REQ *req = NULL;
+    X509 *cert = NULL;
+    wb_err err = read_cert(ca_cert_file, &ca, detail);
+    if (!err)
+        err = read_key(ca_key_file, &ca_key, detail);
+    if (err)
+        goto out;
+    if (X509_check_private_key(ca, ca_key) != 1) {
+        set_detail(detail, "the CA key %s does not belong to the CA certificate %s", ca_key_file,
+                   ca_cert_file);
+        err = WB_ERR_AUTH_REFUSED;
+        goto out;
+    }
+    BIO *b = csr_len <= INT32_MAX ? BIO_new_mem_buf(csr_pem, (int)csr_len) : NULL;
+    req = b ? PEM_read_bio_X509_REQ(b, NULL, NULL, NULL) : NULL;
+    BIO_free(b);
+    if (!req) {
+        set_detail(detail, "the CSR is not a PEM certificate request "
+                           "(-----BEGIN CERTIFICATE REQUEST-----)");
+        err = WB_ERR_INVALID_ARGUMENT;
+        goto out;
+    }
+    req_key = X509_REQ_get_pubkey(req);
+    if (!req_key || X509_REQ_verify(req, req_key) != 1) {
+        set_detail(detail, "the CSR's signature does not verify: it was not made with its key");
+        err = WB_ERR_INVALID_ARGUMENT;
+        goto out;
+    }
+    const char *why = key_refusal(req_key);
+    if (why) {
+        set_detail(detail,
+                   "the CSR holds %s; accepted: RSA of 2048 bits or more (4096 "
+                   "recommended), or EC on P-256 or P-384",
+                   why);
+        err = WB_ERR_INVALID_ARGUMENT;
+        goto out;
+    }
+    static const int nids[] = {NID_basic_constraints,
+                               NID_key_usage,
+                               NID_ext_key_usage,
+                               NID_subject_key_identifier,
+                               NID_authority_key_identifier,
+                               0};
+    const char *vals[] = {"critical,CA:FALSE",
+                          EVP_PKEY_get_base_id(req_key) == EVP_PKEY_RSA
+                              ? "critical,digitalSignature,keyEncipherment"
+                              : "critical,digitalSignature",
+                          "clientAuth", "hash", "keyid:always"};
+    cert = make_cert(req_key, pool_c, ca, ca_key, days ? days : LEAF_DAYS, vals, nids);
+    if (!cert) {
+        set_detail(detail, "cannot create the certificate");
+        err = WB_ERR_BACKEND;
+        goto out;
+    }
+    *cert_pem = pem_of(write_cert, cert);
+    err = *cert_pem ? WB_OK : WB_ERR_NO_MEMORY;
+out:
+    X509_free(cert);
+    X509_REQ_free(req);
+    EVP_PKEY_free(req_key);
+    EVP_PKEY_free(ca_key);
+    X509_free(ca);
+    return err;
+}
+
+WB_API wb_err wb_pki_new_csr(wb_pki_key_type type, const char *common_name, char **key_pem,
+                             char **csr_pem, char **detail)
+{
+    if (detail)
+        *detail = NULL;
+    if (!key_pem || !csr_pem || !common_name || !*common_name ||
+        (unsigned)type > WB_PKI_KEY_RSA_2048)
+        return WB_ERR_INVALID_ARGUMENT;
+    *key_pem = *csr_pem = NULL;
+    ERR_clear_error();
+    EVP_PKEY *k = new_key(type);
+    X509_REQ *req = X509_REQ_new();
+    wb_err err = WB_ERR_BACKEND;
+    if (!k || !req || X509_REQ_set_version(req, 0) != 1 || X509_REQ_set_pubkey(req, k) != 1 ||
+        !set_cn(X509_REQ_get_subject_name(req), common_name) ||
+        X509_REQ_sign(req, k, EVP_sha256()) <= 0) {
+        set_detail(detail, "cannot make the key and CSR");
+        goto out;
+    }
+    *key_pem = pem_of(write_key, k);
+    *csr_pem = pem_of(write_req, req);
+    err = (*key_pem && *csr_pem) ? WB_OK : WB_ERR_NO_MEMORY;
+    if (err) {
+        free(*key_pem);
+        free(*csr_pem);
+        *key_pem = *csr_pem = NULL;
+    }
+out:
+    X509_REQ_free(req);
+    EVP_PKEY_free(k);
+    return err;
+}
+
+static wb_err check_dates(X509 *x, const char *file, char **detail)
+{
+    if (X509_cmp_current_time(X509_get0_notBefore(x)) > 0) {
+        set_detail(detail, "the certificate %s is not valid yet", file);
+        return WB_ERR_AUTH_REFUSED;
+    }
+    if (X509_cmp_current_time(X509_get0_notAfter(x)) < 0) {
+        set_detail(detail, "the certificate %s has expired", file);
+        return WB_ERR_AUTH_REFUSED;
+    }
+    return WB_OK;
+}
+
+WB_API wb_err wb_pki_check_pair(const char *cert_file, const char *key_file, char **detail)
+{
+    if (detail)
+        *detail = NULL;
+    if (!cert_file || !key_file)
+        return WB_ERR_INVALID_ARGUMENT;
+    ERR_clear_error();
+    X509 *x = NULL;
+    EVP_PKEY *k = NULL;
+    wb_err err = read_cert(cert_file, &x, detail);
+    if (!err)
+        err = read_key(key_file, &k, detail);
+    if (!err && X509_check_private_key(x, k) != 1) {
+        ERR_clear_error();
+        set_detail(detail, "the key %s does not belong to the certificate %s", key_file, cert_file);
+        err = WB_ERR_AUTH_REFUSED;
+    }
+    if (!err)
+        err = check_dates(x, cert_file, detail);
+    EVP_PKEY_free(k);
+    X509_free(x);
+    return err;
+}
+
+WB_API wb_err wb_pki_check_issued_by(const char *cert_file, const char *ca_file, char **detail)
+{
+    if (detail)
+        *detail = NULL;
+    if (!cert_file || !ca_file)
+        return WB_ERR_INVALID_ARGUMENT;
+    ERR_clear_error();
+    X509 *x = NULL, *ca = NULL;
+    wb_err err = read_cert(cert_file, &x, detail);
+    if (!err)
+        err = read_cert(ca_file, &ca, detail);
+    X509_STORE *store = err ? NULL : X509_STORE_new();
+    X509_STORE_CTX *ctx = store ? X509_STORE_CTX_new() : NULL;
+    if (!err && (!store || !ctx))
+        err = WB_ERR_NO_MEMORY;
+    if (!err &&
+        (X509_STORE_add_cert(store, ca) != 1 || X509_STORE_CTX_init(ctx, store, x, NULL) != 1)) {
+        err = WB_ERR_BACKEND;
+        set_detail(detail, "cannot set up the verification of %s", cert_file);
+    }
+    if (!err && X509_verify_cert(ctx) != 1) {
+        int v = X509_STORE_CTX_get_error(ctx);
+        ERR_clear_error();
+        set_detail(detail, "the certificate %s is not accepted by the CA %s: %s", cert_file,
+                   ca_file, X509_verify_cert_error_string(v));
+        err = WB_ERR_AUTH_REFUSED;
+    }
+    X509_STORE_CTX_free(ctx);
+    X509_STORE_free(store);
+    X509_free(ca);
+    X509_free(x);
+    return err;
+}
