@@ -88,51 +88,10 @@ WB_API bool wb_logical_queue_is_fifo(wb_logical_queue q)
     return q == WB_LQ_ASYNC_JOBS_FIFO || q == WB_LQ_DLQ_FIFO;
 }
 
-struct wb_config {
-    char *values[WB__V_COUNT]; /* effective values, defaults included; NULL: unset */
-    wb_broker_type broker;
-    wb_queue_type queue;
-    wb_log_level log_level;
-    char *host;
-    unsigned port;
-    bool tls;
-    char *iot_region;
-    const char *region; /* points into values[] or iot_region or sqs_region */
-    char *sqs_region;
-};
-
 /* ---- the loader --------------------------------------------------------- */
 
-typedef struct loader {
-    wb__kv_list kv;
-    const char *file; /* for "FILE:LINE" in problems */
-    /* per known variable: the entry that sets it (last one wins) */
-    const wb__kv *set[WB__V_COUNT];
-    bool bad[WB__V_COUNT]; /* a generic check (NUL, length) already failed */
-    wb_config_report *rep;
-    struct wb_config *cfg;
-    bool oom;
-    bool broker_known, queue_known;
-    char *sqs_regions[WB_LQ__COUNT];
-} loader;
-
-static bool is_set(const loader *L, enum wb__var v)
-{
-    return L->set[v] && L->set[v]->value_len > 0;
-}
-
-static const char *raw(const loader *L, enum wb__var v)
-{
-    return is_set(L, v) ? L->set[v]->value : NULL;
-}
-
-static size_t raw_len(const loader *L, enum wb__var v)
-{
-    return is_set(L, v) ? L->set[v]->value_len : 0;
-}
-
 /* A value as it may be shown: secrets redacted, control bytes escaped. */
-static char *display_value(enum wb__var v, const char *s, size_t n)
+char *wb__cfg_display_value(enum wb__var v, const char *s, size_t n)
 {
     wb__buf red = WB__BUF_INIT;
     if (v == WB__V_DATABASE_URL)
@@ -147,8 +106,8 @@ static char *display_value(enum wb__var v, const char *s, size_t n)
     return wb__buf_take(&out);
 }
 
-static void issue_list_push(loader *L, wb_severity sev, char *variable, char *value, char *message,
-                            char *hint)
+void wb__cfg_issue_push(wb__loader *L, wb_severity sev, char *variable, char *value, char *message,
+                        char *hint)
 {
     wb__issue_list *l = &L->rep->issues[sev];
     if (!variable || !message || L->oom) {
@@ -174,29 +133,21 @@ fail:
     free(hint);
 }
 
-WB__PRINTF(4, 5)
-static void problem(loader *L, wb_severity sev, enum wb__var v, const char *fmt, ...);
-
-/* Records a problem on known variable v. The hint (may be NULL) is taken
- * over: it must be heap memory or NULL. */
-static void problem_hint(loader *L, wb_severity sev, enum wb__var v, char *hint, const char *fmt,
-                         ...) WB__PRINTF(5, 6);
-
-static void problem_va(loader *L, wb_severity sev, enum wb__var v, char *hint, const char *fmt,
+static void problem_va(wb__loader *L, wb_severity sev, enum wb__var v, char *hint, const char *fmt,
                        va_list ap)
 {
     wb__buf m = WB__BUF_INIT;
     wb__buf_vprintf(&m, fmt, ap);
     char *value = NULL;
     if (L->set[v]) {
-        value = display_value(v, L->set[v]->value, L->set[v]->value_len);
+        value = wb__cfg_display_value(v, L->set[v]->value, L->set[v]->value_len);
         if (!value)
             L->oom = true;
     }
-    issue_list_push(L, sev, wb__strdup(var_names[v]), value, wb__buf_take(&m), hint);
+    wb__cfg_issue_push(L, sev, wb__strdup(var_names[v]), value, wb__buf_take(&m), hint);
 }
 
-static void problem(loader *L, wb_severity sev, enum wb__var v, const char *fmt, ...)
+void wb__cfg_problem(wb__loader *L, wb_severity sev, enum wb__var v, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -204,17 +155,14 @@ static void problem(loader *L, wb_severity sev, enum wb__var v, const char *fmt,
     va_end(ap);
 }
 
-static void problem_hint(loader *L, wb_severity sev, enum wb__var v, char *hint, const char *fmt,
-                         ...)
+void wb__cfg_problem_hint(wb__loader *L, wb_severity sev, enum wb__var v, char *hint,
+                          const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
     problem_va(L, sev, v, hint, fmt, ap);
     va_end(ap);
 }
-
-#define ERR  WB_SEVERITY_ERROR
-#define WARN WB_SEVERITY_WARNING
 
 /* A hint for a value that is not one of `choices`: a case or spacing slip, or
  * the nearest choice. Returns heap memory or NULL. */
@@ -273,24 +221,24 @@ static char *choice_list(const char *const *choices)
 }
 
 /* Validates an enumerated variable; returns the index or -1. */
-static int check_choice(loader *L, enum wb__var v, const char *const *choices, bool nocase)
+static int check_choice(wb__loader *L, enum wb__var v, const char *const *choices, bool nocase)
 {
-    const char *val = raw(L, v) ? raw(L, v) : var_defaults[v];
+    const char *val = wb__cfg_raw(L, v) ? wb__cfg_raw(L, v) : var_defaults[v];
     if (L->bad[v])
         return -1;
     int i = choice_index(val, choices, nocase);
     if (i >= 0)
         return i;
     char *list = choice_list(choices);
-    problem_hint(L, ERR, v, choice_hint(val, choices), "must be %s%s", list ? list : "",
-                 nocase ? " (any case)" : "");
+    wb__cfg_problem_hint(L, WB__ERR, v, choice_hint(val, choices), "must be %s%s", list ? list : "",
+                         nocase ? " (any case)" : "");
     free(list);
     return -1;
 }
 
 /* ---- generic checks ----------------------------------------------------- */
 
-static void check_generic(loader *L)
+static void check_generic(wb__loader *L)
 {
     for (int v = 0; v < WB__V_COUNT; v++) {
         const wb__kv *kv = L->set[v];
@@ -298,25 +246,27 @@ static void check_generic(loader *L)
             continue;
         if (memchr(kv->value, '\0', kv->value_len)) {
             L->bad[v] = true;
-            problem(L, ERR, (enum wb__var)v, "holds a NUL byte, which no valid value has");
+            wb__cfg_problem(L, WB__ERR, (enum wb__var)v,
+                            "holds a NUL byte, which no valid value has");
         } else if (kv->value_len > VALUE_MAX_BYTES) {
             L->bad[v] = true;
-            problem(L, ERR, (enum wb__var)v, "is %zu bytes long; no valid value exceeds %d bytes",
-                    kv->value_len, VALUE_MAX_BYTES);
+            wb__cfg_problem(L, WB__ERR, (enum wb__var)v,
+                            "is %zu bytes long; no valid value exceeds %d bytes", kv->value_len,
+                            VALUE_MAX_BYTES);
         }
     }
 }
 
 /* ---- the broker --------------------------------------------------------- */
 
-static char *endpoint_command_hint(const loader *L, const char *region)
+static char *endpoint_command_hint(const wb__loader *L, const char *region)
 {
     if (!region)
-        region = raw(L, WB__V_AWS_REGION) ? raw(L, WB__V_AWS_REGION) : "<region>";
+        region = wb__cfg_raw(L, WB__V_AWS_REGION) ? wb__cfg_raw(L, WB__V_AWS_REGION) : "<region>";
     return wb__asprintf("print your account's endpoint with: " ENDPOINT_COMMAND, region);
 }
 
-static void set_iot_region(loader *L, const char *s, size_t n)
+static void set_iot_region(wb__loader *L, const char *s, size_t n)
 {
     free(L->cfg->iot_region);
     L->cfg->iot_region = wb__strndup(s, n);
@@ -324,26 +274,26 @@ static void set_iot_region(loader *L, const char *s, size_t n)
         L->oom = true;
 }
 
-static void check_iotcore_endpoint(loader *L, const char *val, size_t n)
+static void check_iotcore_endpoint(wb__loader *L, const char *val, size_t n)
 {
     const enum wb__var V = WB__V_ENDPOINT;
     const char *expect = "expected the AWS IoT Core data endpoint "
                          "<id>-ats.iot.<region>.amazonaws.com (.amazonaws.com.cn in China)";
     if (wb__has_outer_space(val, n)) {
-        problem_hint(L, ERR, V, wb__strdup("remove the white space around the value"),
-                     "has leading or trailing white space; %s", expect);
+        wb__cfg_problem_hint(L, WB__ERR, V, wb__strdup("remove the white space around the value"),
+                             "has leading or trailing white space; %s", expect);
         return;
     }
     const char *sep = strstr(val, "://");
     if (sep) {
-        problem_hint(L, ERR, V, endpoint_command_hint(L, NULL),
-                     "must be a bare host name without a scheme (\"%.*s://\"); %s",
-                     (int)(sep - val), val, expect);
+        wb__cfg_problem_hint(L, WB__ERR, V, endpoint_command_hint(L, NULL),
+                             "must be a bare host name without a scheme (\"%.*s://\"); %s",
+                             (int)(sep - val), val, expect);
         return;
     }
     if (strchr(val, '/')) {
-        problem_hint(L, ERR, V, endpoint_command_hint(L, NULL),
-                     "must be a bare host name without a path; %s", expect);
+        wb__cfg_problem_hint(L, WB__ERR, V, endpoint_command_hint(L, NULL),
+                             "must be a bare host name without a path; %s", expect);
         return;
     }
     const char *colon = strchr(val, ':');
@@ -352,8 +302,8 @@ static void check_iotcore_endpoint(loader *L, const char *val, size_t n)
             "workerbus picks the port itself (8883, or 443): use \"%.*s\"; if this is the "
             "built-in broker's endpoint, set MQTT_BROKER_TYPE=builtin",
             (int)(colon - val), val);
-        problem_hint(L, ERR, V, hint, "must not carry a port with MQTT_BROKER_TYPE=iotcore; %s",
-                     expect);
+        wb__cfg_problem_hint(L, WB__ERR, V, hint,
+                             "must not carry a port with MQTT_BROKER_TYPE=iotcore; %s", expect);
         return;
     }
     char *lower = wb__strndup(val, n);
@@ -367,8 +317,8 @@ static void check_iotcore_endpoint(loader *L, const char *val, size_t n)
     }
     const char *why = wb__host_check(lower, n, NULL);
     if (why) {
-        problem_hint(L, ERR, V, endpoint_command_hint(L, NULL), "is not a valid host name (%s); %s",
-                     why, expect);
+        wb__cfg_problem_hint(L, WB__ERR, V, endpoint_command_hint(L, NULL),
+                             "is not a valid host name (%s); %s", why, expect);
         goto out;
     }
     bool china = false;
@@ -379,17 +329,17 @@ static void check_iotcore_endpoint(loader *L, const char *val, size_t n)
     } else if (n > 14 && strcmp(lower + n - 14, ".amazonaws.com") == 0) {
         base = n - 14;
     } else {
-        problem_hint(L, ERR, V, endpoint_command_hint(L, NULL),
-                     "is not an AWS IoT Core endpoint (custom domains are not supported); %s",
-                     expect);
+        wb__cfg_problem_hint(
+            L, WB__ERR, V, endpoint_command_hint(L, NULL),
+            "is not an AWS IoT Core endpoint (custom domains are not supported); %s", expect);
         goto out;
     }
     /* <first>.<second>.<region> */
     const char *d1 = memchr(lower, '.', base);
     const char *d2 = d1 ? memchr(d1 + 1, '.', (size_t)(lower + base - d1 - 1)) : NULL;
     if (!d1 || !d2 || memchr(d2 + 1, '.', (size_t)(lower + base - d2 - 1))) {
-        problem_hint(L, ERR, V, endpoint_command_hint(L, NULL), "is not an IoT Core endpoint; %s",
-                     expect);
+        wb__cfg_problem_hint(L, WB__ERR, V, endpoint_command_hint(L, NULL),
+                             "is not an IoT Core endpoint; %s", expect);
         goto out;
     }
     size_t l1 = (size_t)(d1 - lower), l2 = (size_t)(d2 - d1 - 1);
@@ -401,42 +351,45 @@ static void check_iotcore_endpoint(loader *L, const char *val, size_t n)
                memcmp(d1 + 1, "iot", 3) == 0;
     if (!fips && !ats) {
         if (l2 == 3 && memcmp(d1 + 1, "iot", 3) == 0)
-            problem_hint(L, ERR, V, endpoint_command_hint(L, NULL),
-                         "is a legacy (VeriSign) IoT Core endpoint, which workerbus does not "
-                         "use; %s",
-                         expect);
+            wb__cfg_problem_hint(
+                L, WB__ERR, V, endpoint_command_hint(L, NULL),
+                "is a legacy (VeriSign) IoT Core endpoint, which workerbus does not "
+                "use; %s",
+                expect);
         else
-            problem_hint(L, ERR, V, endpoint_command_hint(L, NULL),
-                         "is not an IoT Core endpoint; %s", expect);
+            wb__cfg_problem_hint(L, WB__ERR, V, endpoint_command_hint(L, NULL),
+                                 "is not an IoT Core endpoint; %s", expect);
         goto out;
     }
     if (ats) {
         for (size_t i = 0; i + 4 < l1; i++) {
             char c = lower[i];
             if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'))) {
-                problem_hint(L, ERR, V, endpoint_command_hint(L, NULL),
-                             "the endpoint id \"%.*s\" may hold only letters and digits; %s",
-                             (int)(l1 - 4), lower, expect);
+                wb__cfg_problem_hint(
+                    L, WB__ERR, V, endpoint_command_hint(L, NULL),
+                    "the endpoint id \"%.*s\" may hold only letters and digits; %s", (int)(l1 - 4),
+                    lower, expect);
                 goto out;
             }
         }
     }
     if (!wb__aws_region_valid(region, rl)) {
-        problem_hint(L, ERR, V, endpoint_command_hint(L, NULL),
-                     "\"%.*s\" is not an AWS region name (expected the shape us-east-1, "
-                     "eu-west-1, us-gov-west-1, cn-north-1); %s",
-                     (int)rl, region, expect);
+        wb__cfg_problem_hint(L, WB__ERR, V, endpoint_command_hint(L, NULL),
+                             "\"%.*s\" is not an AWS region name (expected the shape us-east-1, "
+                             "eu-west-1, us-gov-west-1, cn-north-1); %s",
+                             (int)rl, region, expect);
         goto out;
     }
     bool cn_region = rl > 3 && memcmp(region, "cn-", 3) == 0;
     if (cn_region != china) {
         char *hint =
             wb__asprintf("use \"%.*s.amazonaws.com%s\"", (int)base, lower, cn_region ? ".cn" : "");
-        problem_hint(L, ERR, V, hint,
-                     cn_region ? "region %.*s is in China: its endpoints end in .amazonaws.com.cn"
-                               : "only China regions (cn-*) use .amazonaws.com.cn; region %.*s "
-                                 "uses .amazonaws.com",
-                     (int)rl, region);
+        wb__cfg_problem_hint(L, WB__ERR, V, hint,
+                             cn_region
+                                 ? "region %.*s is in China: its endpoints end in .amazonaws.com.cn"
+                                 : "only China regions (cn-*) use .amazonaws.com.cn; region %.*s "
+                                   "uses .amazonaws.com",
+                             (int)rl, region);
         goto out;
     }
     set_iot_region(L, region, rl);
@@ -458,15 +411,15 @@ static bool looks_like_iot_endpoint(const char *host, size_t n)
                       (n > 17 && strncasecmp(host + n - 17, ".amazonaws.com.cn", 17) == 0));
 }
 
-static void check_builtin_endpoint(loader *L, const char *val, size_t n)
+static void check_builtin_endpoint(wb__loader *L, const char *val, size_t n)
 {
     const enum wb__var V = WB__V_ENDPOINT;
     const char *expect = "expected <host>:<port> or tls://<host>:<port>, where host is a DNS "
                          "name, an IPv4 address or a bracketed IPv6 address, and port is "
                          "1-65535 except 1983";
     if (wb__has_outer_space(val, n)) {
-        problem_hint(L, ERR, V, wb__strdup("remove the white space around the value"),
-                     "has leading or trailing white space; %s", expect);
+        wb__cfg_problem_hint(L, WB__ERR, V, wb__strdup("remove the white space around the value"),
+                             "has leading or trailing white space; %s", expect);
         return;
     }
     bool tls = false;
@@ -477,17 +430,17 @@ static void check_builtin_endpoint(loader *L, const char *val, size_t n)
             tls = true;
             p = sep + 3;
         } else {
-            problem_hint(L, ERR, V,
-                         wb__strdup("write host:port for plain MQTT, or tls://host:port for MQTT "
-                                    "over TLS (the server terminates TLS itself)"),
-                         "has an unsupported scheme \"%.*s://\"; %s", (int)(sep - val), val,
-                         expect);
+            wb__cfg_problem_hint(
+                L, WB__ERR, V,
+                wb__strdup("write host:port for plain MQTT, or tls://host:port for MQTT "
+                           "over TLS (the server terminates TLS itself)"),
+                "has an unsupported scheme \"%.*s://\"; %s", (int)(sep - val), val, expect);
             return;
         }
     }
     size_t pn = n - (size_t)(p - val);
     if (memchr(p, '/', pn)) {
-        problem(L, ERR, V, "must not have a path; %s", expect);
+        wb__cfg_problem(L, WB__ERR, V, "must not have a path; %s", expect);
         return;
     }
     const char *host;
@@ -497,7 +450,8 @@ static void check_builtin_endpoint(loader *L, const char *val, size_t n)
     if (pn > 0 && p[0] == '[') {
         const char *rb = memchr(p, ']', pn);
         if (!rb) {
-            problem(L, ERR, V, "has an IPv6 address without its closing ']'; %s", expect);
+            wb__cfg_problem(L, WB__ERR, V, "has an IPv6 address without its closing ']'; %s",
+                            expect);
             return;
         }
         host = p + 1;
@@ -505,23 +459,24 @@ static void check_builtin_endpoint(loader *L, const char *val, size_t n)
         char tmp[64];
         struct in6_addr a6;
         if (hl == 0 || hl >= sizeof tmp) {
-            problem(L, ERR, V, "has an invalid IPv6 address; %s", expect);
+            wb__cfg_problem(L, WB__ERR, V, "has an invalid IPv6 address; %s", expect);
             return;
         }
         memcpy(tmp, host, hl);
         tmp[hl] = '\0';
         if (inet_pton(AF_INET6, tmp, &a6) != 1) {
-            problem(L, ERR, V, "\"%s\" is not a valid IPv6 address; %s", tmp, expect);
+            wb__cfg_problem(L, WB__ERR, V, "\"%s\" is not a valid IPv6 address; %s", tmp, expect);
             return;
         }
         kind = WB__HOST_IPV6;
         if (rb + 1 == p + pn) {
-            problem_hint(L, ERR, V, wb__asprintf("add the port, e.g. \"%s:1984\"", val),
-                         "has no port; %s", expect);
+            wb__cfg_problem_hint(L, WB__ERR, V, wb__asprintf("add the port, e.g. \"%s:1984\"", val),
+                                 "has no port; %s", expect);
             return;
         }
         if (rb[1] != ':') {
-            problem(L, ERR, V, "has unexpected text after the IPv6 address; %s", expect);
+            wb__cfg_problem(L, WB__ERR, V, "has unexpected text after the IPv6 address; %s",
+                            expect);
             return;
         }
         port_s = rb + 2;
@@ -532,19 +487,21 @@ static void check_builtin_endpoint(loader *L, const char *val, size_t n)
                              ? wb__strdup("this looks like an AWS IoT Core endpoint: for IoT "
                                           "Core set MQTT_BROKER_TYPE=iotcore")
                              : wb__asprintf("add the port, e.g. \"%s:1984\"", val);
-            problem_hint(L, ERR, V, hint, "has no port; %s", expect);
+            wb__cfg_problem_hint(L, WB__ERR, V, hint, "has no port; %s", expect);
             return;
         }
         if (memchr(c1 + 1, ':', pn - (size_t)(c1 + 1 - p))) {
-            problem_hint(L, ERR, V, wb__strdup("write an IPv6 address in brackets: [::1]:1984"),
-                         "has more than one ':'; %s", expect);
+            wb__cfg_problem_hint(L, WB__ERR, V,
+                                 wb__strdup("write an IPv6 address in brackets: [::1]:1984"),
+                                 "has more than one ':'; %s", expect);
             return;
         }
         host = p;
         hl = (size_t)(c1 - p);
         const char *why = wb__host_check(host, hl, &kind);
         if (why) {
-            problem(L, ERR, V, "has an invalid host \"%.*s\": %s; %s", (int)hl, host, why, expect);
+            wb__cfg_problem(L, WB__ERR, V, "has an invalid host \"%.*s\": %s; %s", (int)hl, host,
+                            why, expect);
             return;
         }
         port_s = c1 + 1;
@@ -553,25 +510,27 @@ static void check_builtin_endpoint(loader *L, const char *val, size_t n)
     size_t psl = n - (size_t)(port_s - val);
     const char *why = wb__port_parse(port_s, psl, &port);
     if (why) {
-        problem(L, ERR, V, "has an invalid port \"%.*s\": %s (and not 1983)", (int)psl, port_s,
-                why);
+        wb__cfg_problem(L, WB__ERR, V, "has an invalid port \"%.*s\": %s (and not 1983)", (int)psl,
+                        port_s, why);
         return;
     }
     if (port == 1983) {
-        problem_hint(L, ERR, V,
-                     wb__asprintf("choose another port; 1984 is the usual one for the built-in "
-                                  "broker, e.g. \"%s%.*s:1984\"",
-                                  tls ? "tls://" : "", (int)(port_s - 1 - p), p),
-                     "uses port 1983, which is reserved for the server's HTTP port; any other "
-                     "port from 1 to 65535 is accepted");
+        wb__cfg_problem_hint(
+            L, WB__ERR, V,
+            wb__asprintf("choose another port; 1984 is the usual one for the built-in "
+                         "broker, e.g. \"%s%.*s:1984\"",
+                         tls ? "tls://" : "", (int)(port_s - 1 - p), p),
+            "uses port 1983, which is reserved for the server's HTTP port; any other "
+            "port from 1 to 65535 is accepted");
         return;
     }
     if ((kind == WB__HOST_IPV4 && hl == 7 && memcmp(host, "0.0.0.0", 7) == 0) ||
         (kind == WB__HOST_IPV6 && hl == 2 && memcmp(host, "::", 2) == 0))
-        problem(L, WARN, V,
-                "names the wildcard address %.*s, which workers cannot connect to: the endpoint "
-                "is the address workers use to reach the broker",
-                (int)hl, host);
+        wb__cfg_problem(
+            L, WB__WARN, V,
+            "names the wildcard address %.*s, which workers cannot connect to: the endpoint "
+            "is the address workers use to reach the broker",
+            (int)hl, host);
     L->cfg->host = wb__strndup(host, hl);
     if (!L->cfg->host)
         L->oom = true;
@@ -579,7 +538,7 @@ static void check_builtin_endpoint(loader *L, const char *val, size_t n)
     L->cfg->tls = tls;
 }
 
-static void check_broker(loader *L)
+static void check_broker(wb__loader *L)
 {
     int t = check_choice(L, WB__V_BROKER_TYPE, broker_types, false);
     L->broker_known = t >= 0;
@@ -587,23 +546,23 @@ static void check_broker(loader *L)
         L->cfg->broker = (wb_broker_type)t;
 
     if (!L->bad[WB__V_ENDPOINT]) {
-        const char *ep = raw(L, WB__V_ENDPOINT);
+        const char *ep = wb__cfg_raw(L, WB__V_ENDPOINT);
         if (!ep) {
             char *hint = NULL;
             if (L->broker_known && L->cfg->broker == WB_BROKER_IOTCORE)
                 hint = endpoint_command_hint(L, NULL);
             else if (L->broker_known)
                 hint = wb__strdup("e.g. tls://broker.example.com:1984");
-            problem_hint(L, ERR, WB__V_ENDPOINT, hint,
-                         "is required: the endpoint workers use to reach the broker (%s)",
-                         !L->broker_known ? "its format depends on MQTT_BROKER_TYPE"
-                         : L->cfg->broker == WB_BROKER_IOTCORE
-                             ? "<id>-ats.iot.<region>.amazonaws.com"
-                             : "<host>:<port> or tls://<host>:<port>");
+            wb__cfg_problem_hint(L, WB__ERR, WB__V_ENDPOINT, hint,
+                                 "is required: the endpoint workers use to reach the broker (%s)",
+                                 !L->broker_known ? "its format depends on MQTT_BROKER_TYPE"
+                                 : L->cfg->broker == WB_BROKER_IOTCORE
+                                     ? "<id>-ats.iot.<region>.amazonaws.com"
+                                     : "<host>:<port> or tls://<host>:<port>");
         } else if (L->broker_known && L->cfg->broker == WB_BROKER_IOTCORE) {
-            check_iotcore_endpoint(L, ep, raw_len(L, WB__V_ENDPOINT));
+            check_iotcore_endpoint(L, ep, wb__cfg_raw_len(L, WB__V_ENDPOINT));
         } else if (L->broker_known) {
-            check_builtin_endpoint(L, ep, raw_len(L, WB__V_ENDPOINT));
+            check_builtin_endpoint(L, ep, wb__cfg_raw_len(L, WB__V_ENDPOINT));
         }
     }
 
@@ -615,25 +574,25 @@ static void check_broker(loader *L)
         if (!L->cfg->values[WB__V_LOG_LEVEL])
             L->oom = true;
     }
-    if (raw(L, WB__V_LOG_LEVEL) && L->broker_known && L->cfg->broker == WB_BROKER_IOTCORE)
-        problem(L, WARN, WB__V_LOG_LEVEL,
-                "is only used by the built-in broker; it has no effect with "
-                "MQTT_BROKER_TYPE=iotcore");
+    if (wb__cfg_raw(L, WB__V_LOG_LEVEL) && L->broker_known && L->cfg->broker == WB_BROKER_IOTCORE)
+        wb__cfg_problem(L, WB__WARN, WB__V_LOG_LEVEL,
+                        "is only used by the built-in broker; it has no effect with "
+                        "MQTT_BROKER_TYPE=iotcore");
 }
 
-static void check_namespace(loader *L)
+static void check_namespace(wb__loader *L)
 {
     const enum wb__var V = WB__V_NAMESPACE;
     if (L->bad[V])
         return;
     if (L->set[V] && L->set[V]->value_len == 0) {
-        problem_hint(L, ERR, V,
-                     wb__strdup("unset it to use the default \"spacelift\", or set the "
-                                "namespace your IoT topic rule selects from"),
-                     "is set but empty; a namespace must be non-empty");
+        wb__cfg_problem_hint(L, WB__ERR, V,
+                             wb__strdup("unset it to use the default \"spacelift\", or set the "
+                                        "namespace your IoT topic rule selects from"),
+                             "is set but empty; a namespace must be non-empty");
         return;
     }
-    const char *ns = raw(L, V) ? raw(L, V) : var_defaults[V];
+    const char *ns = wb__cfg_raw(L, V) ? wb__cfg_raw(L, V) : var_defaults[V];
     const char *why = NULL;
     wb_err err = wb_namespace_check(ns, &why);
     if (err == WB_OK)
@@ -643,47 +602,49 @@ static void check_namespace(loader *L)
         slashes += ns[i] == '/';
     const char *rule = "; it must also match the topic rule (FROM '<namespace>/writeonly/#')";
     if (err == WB_ERR_TOO_LARGE && n > WB_NAMESPACE_MAX_BYTES)
-        problem_hint(L, ERR, V,
-                     wb__asprintf("shorten it to at most %d bytes%s", WB_NAMESPACE_MAX_BYTES, rule),
-                     "is %zu bytes: the longest worker topic (<namespace>/writeonly/<ulid>/<ulid>) "
-                     "would be %zu bytes, over IoT Core's limit of %d",
-                     n, n + 64, WB_IOT_TOPIC_MAX_BYTES);
+        wb__cfg_problem_hint(
+            L, WB__ERR, V,
+            wb__asprintf("shorten it to at most %d bytes%s", WB_NAMESPACE_MAX_BYTES, rule),
+            "is %zu bytes: the longest worker topic (<namespace>/writeonly/<ulid>/<ulid>) "
+            "would be %zu bytes, over IoT Core's limit of %d",
+            n, n + 64, WB_IOT_TOPIC_MAX_BYTES);
     else if (err == WB_ERR_TOO_LARGE)
-        problem_hint(
-            L, ERR, V,
+        wb__cfg_problem_hint(
+            L, WB__ERR, V,
             wb__asprintf("use at most %d '/' in the namespace%s", WB_NAMESPACE_MAX_SLASHES, rule),
             "has %zu '/': worker topics would have %zu, over IoT Core's limit of %d", slashes,
             slashes + 3, WB_IOT_TOPIC_MAX_SLASHES);
     else
-        problem(L, ERR, V,
-                "%s; accepted: non-empty UTF-8 without '+', '#' or control characters, not "
-                "starting with '$', no leading, trailing or doubled '/'",
-                why);
+        wb__cfg_problem(L, WB__ERR, V,
+                        "%s; accepted: non-empty UTF-8 without '+', '#' or control characters, not "
+                        "starting with '$', no leading, trailing or doubled '/'",
+                        why);
 }
 
 /* ---- the message queue -------------------------------------------------- */
 
-static void check_database_url(loader *L, bool used)
+static void check_database_url(wb__loader *L, bool used)
 {
     const enum wb__var V = WB__V_DATABASE_URL;
-    wb_severity sev = used ? ERR : WARN;
+    wb_severity sev = used ? WB__ERR : WB__WARN;
     if (L->bad[V])
         return;
-    const char *url = raw(L, V);
+    const char *url = wb__cfg_raw(L, V);
     if (!url) {
         if (used)
-            problem_hint(L, ERR, V,
-                         wb__strdup("e.g. postgres://workerbus:PASSWORD@db.example.com:5432/"
-                                    "workerbus?sslmode=verify-full"),
-                         "is required with MESSAGE_QUEUE_TYPE=postgres: a libpq connection "
-                         "URI or key=value string");
+            wb__cfg_problem_hint(
+                L, WB__ERR, V,
+                wb__strdup("e.g. postgres://workerbus:PASSWORD@db.example.com:5432/"
+                           "workerbus?sslmode=verify-full"),
+                "is required with MESSAGE_QUEUE_TYPE=postgres: a libpq connection "
+                "URI or key=value string");
         return;
     }
     const char *suffix = used ? "" : " (not used by the message queue, which is sqs)";
     char *errmsg = NULL;
     PQconninfoOption *opts = PQconninfoParse(url, &errmsg);
     if (!opts) {
-        char *secret = wb__conninfo_password(url, raw_len(L, V));
+        char *secret = wb__conninfo_password(url, wb__cfg_raw_len(L, V));
         char *msg = NULL;
         if (errmsg) {
             size_t el = strlen(errmsg);
@@ -696,10 +657,11 @@ static void check_database_url(loader *L, bool used)
                 msg = wb__strdup("(libpq's message withheld: it quoted the password)");
             }
         }
-        problem_hint(L, sev, V,
-                     wb__strdup("accepted: postgres://[user[:password]@][host][:port][/dbname]"
-                                "[?param=value&...] or \"host=... dbname=... user=...\""),
-                     "is refused by libpq's parser: %s%s", msg ? msg : "out of memory", suffix);
+        wb__cfg_problem_hint(
+            L, sev, V,
+            wb__strdup("accepted: postgres://[user[:password]@][host][:port][/dbname]"
+                       "[?param=value&...] or \"host=... dbname=... user=...\""),
+            "is refused by libpq's parser: %s%s", msg ? msg : "out of memory", suffix);
         free(msg);
         free(secret);
         PQfreemem(errmsg);
@@ -711,8 +673,8 @@ static void check_database_url(loader *L, bool used)
         if (o->val && strcmp(o->keyword, "sslmode") == 0 &&
             choice_index(o->val, sslmodes, false) < 0) {
             char *list = choice_list(sslmodes);
-            problem(L, sev, V, "has sslmode=\"%s\"; libpq accepts %s%s", o->val, list ? list : "",
-                    suffix);
+            wb__cfg_problem(L, sev, V, "has sslmode=\"%s\"; libpq accepts %s%s", o->val,
+                            list ? list : "", suffix);
             free(list);
         }
     }
@@ -769,40 +731,42 @@ static bool queue_name_valid(const char *s, size_t n, bool *fifo)
 }
 
 /* Validates one SQS queue URL; returns true when well formed. */
-static bool check_sqs_url(loader *L, wb_logical_queue q)
+static bool check_sqs_url(wb__loader *L, wb_logical_queue q)
 {
     const enum wb__var V = (enum wb__var)(WB__V_SQS_FIRST + q);
-    const char *val = raw(L, V);
-    size_t n = raw_len(L, V);
+    const char *val = wb__cfg_raw(L, V);
+    size_t n = wb__cfg_raw_len(L, V);
     const char *name = lq_names[q];
     const char *expect = "expected <scheme>://<host>[:port]/<12-digit account>/<queue name> "
                          "with scheme http or https";
     if (wb__has_outer_space(val, n)) {
-        problem_hint(L, ERR, V, wb__strdup("remove the white space around the value"),
-                     "has leading or trailing white space; %s", expect);
+        wb__cfg_problem_hint(L, WB__ERR, V, wb__strdup("remove the white space around the value"),
+                             "has leading or trailing white space; %s", expect);
         return false;
     }
     wb__url u;
     const char *why = wb__url_parse(val, n, &u);
     if (why) {
-        problem(L, ERR, V, "is not a valid queue URL (%s); %s", why, expect);
+        wb__cfg_problem(L, WB__ERR, V, "is not a valid queue URL (%s); %s", why, expect);
         return false;
     }
     bool https = u.scheme_len == 5 && strncasecmp(u.scheme, "https", 5) == 0;
     bool http = u.scheme_len == 4 && strncasecmp(u.scheme, "http", 4) == 0;
     if (!http && !https) {
-        problem(L, ERR, V, "has the scheme \"%.*s\"; %s", (int)u.scheme_len, u.scheme, expect);
+        wb__cfg_problem(L, WB__ERR, V, "has the scheme \"%.*s\"; %s", (int)u.scheme_len, u.scheme,
+                        expect);
         return false;
     }
     if (u.userinfo) {
-        problem_hint(L, ERR, V,
-                     wb__strdup("remove the user:password@ part; AWS credentials come from the "
-                                "credential chain (AWS_ACCESS_KEY_ID, AWS_PROFILE, roles)"),
-                     "must not carry credentials; %s", expect);
+        wb__cfg_problem_hint(
+            L, WB__ERR, V,
+            wb__strdup("remove the user:password@ part; AWS credentials come from the "
+                       "credential chain (AWS_ACCESS_KEY_ID, AWS_PROFILE, roles)"),
+            "must not carry credentials; %s", expect);
         return false;
     }
     if (u.query || u.fragment) {
-        problem(L, ERR, V, "must not have a query or fragment; %s", expect);
+        wb__cfg_problem(L, WB__ERR, V, "must not have a query or fragment; %s", expect);
         return false;
     }
     const char *path = u.path;
@@ -814,78 +778,82 @@ static bool check_sqs_url(loader *L, wb_logical_queue q)
     for (size_t i = 0; acct_ok && i < al; i++)
         acct_ok = acct[i] >= '0' && acct[i] <= '9';
     if (!acct_ok) {
-        problem(L, ERR, V,
-                "has the path \"%.*s\": the first part must be a 12-digit account id; %s", (int)pl,
-                path, expect);
+        wb__cfg_problem(L, WB__ERR, V,
+                        "has the path \"%.*s\": the first part must be a 12-digit account id; %s",
+                        (int)pl, path, expect);
         return false;
     }
     const char *qn = slash + 1;
     size_t ql = (size_t)(path + pl - qn);
     if (ql > 0 && qn[ql - 1] == '/') {
-        problem_hint(L, ERR, V,
-                     wb__asprintf("remove the trailing '/': \"%.*s\"", (int)(n - 1), val),
-                     "ends with '/'; %s", expect);
+        wb__cfg_problem_hint(L, WB__ERR, V,
+                             wb__asprintf("remove the trailing '/': \"%.*s\"", (int)(n - 1), val),
+                             "ends with '/'; %s", expect);
         return false;
     }
     bool fifo;
     if (!queue_name_valid(qn, ql, &fifo)) {
-        problem(L, ERR, V,
-                "has the queue name \"%.*s\"; SQS queue names are 1-80 letters, digits, '-' and "
-                "'_' (FIFO queues end in \".fifo\")",
-                (int)ql, qn);
+        wb__cfg_problem(
+            L, WB__ERR, V,
+            "has the queue name \"%.*s\"; SQS queue names are 1-80 letters, digits, '-' and "
+            "'_' (FIFO queues end in \".fifo\")",
+            (int)ql, qn);
         return false;
     }
     if (fifo != wb_logical_queue_is_fifo(q)) {
         if (fifo)
-            problem(L, ERR, V,
-                    "names the FIFO queue \"%.*s\", but the %s queue must be a standard queue%s",
-                    (int)ql, qn, name,
-                    q == WB_LQ_IOT ? " (the IoT topic rule's SQS action cannot target FIFO "
-                                     "queues)"
-                                   : "");
+            wb__cfg_problem(
+                L, WB__ERR, V,
+                "names the FIFO queue \"%.*s\", but the %s queue must be a standard queue%s",
+                (int)ql, qn, name,
+                q == WB_LQ_IOT ? " (the IoT topic rule's SQS action cannot target FIFO "
+                                 "queues)"
+                               : "");
         else
-            problem(L, ERR, V,
-                    "names the standard queue \"%.*s\", but the %s queue must be a FIFO queue "
-                    "(its name ends in \".fifo\")",
-                    (int)ql, qn, name);
+            wb__cfg_problem(
+                L, WB__ERR, V,
+                "names the standard queue \"%.*s\", but the %s queue must be a FIFO queue "
+                "(its name ends in \".fifo\")",
+                (int)ql, qn, name);
         return false;
     }
     bool is_aws;
     char *region = aws_host_region(u.host, u.host_len, &is_aws);
     if (is_aws && http)
-        problem(L, WARN, V,
-                "uses plain http to AWS: requests and messages would cross the network "
-                "unencrypted; use https");
+        wb__cfg_problem(L, WB__WARN, V,
+                        "uses plain http to AWS: requests and messages would cross the network "
+                        "unencrypted; use https");
     L->sqs_regions[q] = region;
     return true;
 }
 
-static const char *effective_region_env(const loader *L, enum wb__var *which)
+static const char *effective_region_env(const wb__loader *L, enum wb__var *which)
 {
-    if (raw(L, WB__V_AWS_REGION) && !L->bad[WB__V_AWS_REGION]) {
+    if (wb__cfg_raw(L, WB__V_AWS_REGION) && !L->bad[WB__V_AWS_REGION]) {
         *which = WB__V_AWS_REGION;
-        return raw(L, WB__V_AWS_REGION);
+        return wb__cfg_raw(L, WB__V_AWS_REGION);
     }
-    if (raw(L, WB__V_AWS_DEFAULT_REGION) && !L->bad[WB__V_AWS_DEFAULT_REGION]) {
+    if (wb__cfg_raw(L, WB__V_AWS_DEFAULT_REGION) && !L->bad[WB__V_AWS_DEFAULT_REGION]) {
         *which = WB__V_AWS_DEFAULT_REGION;
-        return raw(L, WB__V_AWS_DEFAULT_REGION);
+        return wb__cfg_raw(L, WB__V_AWS_DEFAULT_REGION);
     }
     return NULL;
 }
 
-static void check_sqs(loader *L)
+static void check_sqs(wb__loader *L)
 {
     bool ok[WB_LQ__COUNT] = {false};
     for (int q = 0; q < WB_LQ__COUNT; q++) {
         enum wb__var V = (enum wb__var)(WB__V_SQS_FIRST + q);
         if (L->bad[V])
             continue;
-        if (!raw(L, V)) {
-            problem_hint(
-                L, ERR, V,
+        if (!wb__cfg_raw(L, V)) {
+            wb__cfg_problem_hint(
+                L, WB__ERR, V,
                 wb__asprintf("e.g. https://sqs.%s.amazonaws.com/123456789012/%s; print "
                              "it with: aws sqs get-queue-url --queue-name <name>",
-                             raw(L, WB__V_AWS_REGION) ? raw(L, WB__V_AWS_REGION) : "<region>",
+                             wb__cfg_raw(L, WB__V_AWS_REGION) ? wb__cfg_raw(L, WB__V_AWS_REGION)
+                                                              : "<region>",
                              lq_names[q]),
                 "is required with MESSAGE_QUEUE_TYPE=sqs: the URL of the %s queue", lq_names[q]);
             continue;
@@ -895,12 +863,13 @@ static void check_sqs(loader *L)
     /* each logical queue needs its own SQS queue */
     for (int q = 0; q < WB_LQ__COUNT; q++) {
         for (int p = 0; ok[q] && p < q; p++) {
-            if (ok[p] && strcasecmp(raw(L, (enum wb__var)(WB__V_SQS_FIRST + p)),
-                                    raw(L, (enum wb__var)(WB__V_SQS_FIRST + q))) == 0) {
-                problem(L, ERR, (enum wb__var)(WB__V_SQS_FIRST + q),
-                        "is the same queue as %s: the %s and %s queues must be distinct SQS "
-                        "queues",
-                        var_names[WB__V_SQS_FIRST + p], lq_names[p], lq_names[q]);
+            if (ok[p] && strcasecmp(wb__cfg_raw(L, (enum wb__var)(WB__V_SQS_FIRST + p)),
+                                    wb__cfg_raw(L, (enum wb__var)(WB__V_SQS_FIRST + q))) == 0) {
+                wb__cfg_problem(
+                    L, WB__ERR, (enum wb__var)(WB__V_SQS_FIRST + q),
+                    "is the same queue as %s: the %s and %s queues must be distinct SQS "
+                    "queues",
+                    var_names[WB__V_SQS_FIRST + p], lq_names[p], lq_names[q]);
                 break;
             }
         }
@@ -919,12 +888,13 @@ static void check_sqs(loader *L)
         if (!first_region)
             first_region = r;
         if (env_region && strcmp(env_region, r) != 0)
-            problem_hint(L, ERR, (enum wb__var)(WB__V_SQS_FIRST + q),
-                         wb__asprintf("set %s=%s, or use the queues of region %s", var_names[which],
-                                      r, env_region),
-                         "names a queue in region %s, but %s is %s: requests would be signed "
-                         "for the wrong region",
-                         r, var_names[which], env_region);
+            wb__cfg_problem_hint(
+                L, WB__ERR, (enum wb__var)(WB__V_SQS_FIRST + q),
+                wb__asprintf("set %s=%s, or use the queues of region %s", var_names[which], r,
+                             env_region),
+                "names a queue in region %s, but %s is %s: requests would be signed "
+                "for the wrong region",
+                r, var_names[which], env_region);
     }
     if (first_region && !L->cfg->sqs_region) {
         L->cfg->sqs_region = wb__strdup(first_region);
@@ -932,23 +902,25 @@ static void check_sqs(loader *L)
             L->oom = true;
     }
     if (!env_region && mixed)
-        problem(L, WARN, WB__V_AWS_REGION,
-                "is not set and the SQS queue URLs name different regions; set AWS_REGION to the "
-                "region of the queues");
+        wb__cfg_problem(
+            L, WB__WARN, WB__V_AWS_REGION,
+            "is not set and the SQS queue URLs name different regions; set AWS_REGION to the "
+            "region of the queues");
     if (!env_region && !any_region && !L->cfg->iot_region) {
         bool all_given = true;
         for (int q = 0; q < WB_LQ__COUNT; q++)
             all_given = all_given && ok[q];
         if (all_given)
-            problem_hint(L, WARN, WB__V_AWS_REGION,
-                         wb__strdup("set AWS_REGION (any region name works for a local SQS "
-                                    "stand-in, e.g. us-east-1)"),
-                         "is not set, and the SQS queue URLs do not name a region: requests "
-                         "to SQS are signed for a region");
+            wb__cfg_problem_hint(
+                L, WB__WARN, WB__V_AWS_REGION,
+                wb__strdup("set AWS_REGION (any region name works for a local SQS "
+                           "stand-in, e.g. us-east-1)"),
+                "is not set, and the SQS queue URLs do not name a region: requests "
+                "to SQS are signed for a region");
     }
 }
 
-static void check_queue(loader *L)
+static void check_queue(wb__loader *L)
 {
     int t = check_choice(L, WB__V_QUEUE_TYPE, queue_types, false);
     L->queue_known = t >= 0;
@@ -957,12 +929,12 @@ static void check_queue(loader *L)
     L->cfg->queue = (wb_queue_type)t;
     if (L->broker_known && L->cfg->broker == WB_BROKER_IOTCORE &&
         L->cfg->queue == WB_QUEUE_POSTGRES) {
-        problem_hint(L, ERR, WB__V_QUEUE_TYPE,
-                     wb__strdup("set MESSAGE_QUEUE_TYPE=sqs with the eight "
-                                "MESSAGE_QUEUE_SQS_*_URL variables, or set "
-                                "MQTT_BROKER_TYPE=builtin to keep PostgreSQL"),
-                     "\"postgres\" cannot be used with MQTT_BROKER_TYPE=iotcore: IoT Core "
-                     "delivers worker messages only to SQS, through an IoT topic rule");
+        wb__cfg_problem_hint(L, WB__ERR, WB__V_QUEUE_TYPE,
+                             wb__strdup("set MESSAGE_QUEUE_TYPE=sqs with the eight "
+                                        "MESSAGE_QUEUE_SQS_*_URL variables, or set "
+                                        "MQTT_BROKER_TYPE=builtin to keep PostgreSQL"),
+                             "\"postgres\" cannot be used with MQTT_BROKER_TYPE=iotcore: IoT Core "
+                             "delivers worker messages only to SQS, through an IoT topic rule");
         return;
     }
     check_database_url(L, L->cfg->queue == WB_QUEUE_POSTGRES);
@@ -972,34 +944,36 @@ static void check_queue(loader *L)
 
 /* ---- regions ------------------------------------------------------------ */
 
-static void check_regions(loader *L)
+static void check_regions(wb__loader *L)
 {
     const enum wb__var vs[2] = {WB__V_AWS_REGION, WB__V_AWS_DEFAULT_REGION};
     for (int i = 0; i < 2; i++) {
-        const char *r = raw(L, vs[i]);
-        if (!r || L->bad[vs[i]] || wb__aws_region_valid(r, raw_len(L, vs[i])))
+        const char *r = wb__cfg_raw(L, vs[i]);
+        if (!r || L->bad[vs[i]] || wb__aws_region_valid(r, wb__cfg_raw_len(L, vs[i])))
             continue;
         L->bad[vs[i]] = true;
-        problem(L, ERR, vs[i],
-                "is not an AWS region name; expected the shape us-east-1, eu-west-1, "
-                "us-gov-west-1, cn-north-1");
+        wb__cfg_problem(L, WB__ERR, vs[i],
+                        "is not an AWS region name; expected the shape us-east-1, eu-west-1, "
+                        "us-gov-west-1, cn-north-1");
     }
-    const char *a = raw(L, WB__V_AWS_REGION), *d = raw(L, WB__V_AWS_DEFAULT_REGION);
+    const char *a = wb__cfg_raw(L, WB__V_AWS_REGION), *d = wb__cfg_raw(L, WB__V_AWS_DEFAULT_REGION);
     if (a && d && !L->bad[WB__V_AWS_REGION] && !L->bad[WB__V_AWS_DEFAULT_REGION] &&
         strcmp(a, d) != 0)
-        problem(L, WARN, WB__V_AWS_DEFAULT_REGION,
-                "differs from AWS_REGION (%s), which takes precedence; this value is ignored", a);
+        wb__cfg_problem(
+            L, WB__WARN, WB__V_AWS_DEFAULT_REGION,
+            "differs from AWS_REGION (%s), which takes precedence; this value is ignored", a);
 }
 
-static void check_iot_region(loader *L)
+static void check_iot_region(wb__loader *L)
 {
     enum wb__var which = WB__V_AWS_REGION;
     const char *env_region = effective_region_env(L, &which);
     if (L->cfg->iot_region && env_region && strcmp(env_region, L->cfg->iot_region) != 0)
-        problem(L, WARN, WB__V_ENDPOINT,
-                "is in region %s, but %s is %s: IoT Core is reached in %s while other AWS "
-                "requests use %s",
-                L->cfg->iot_region, var_names[which], env_region, L->cfg->iot_region, env_region);
+        wb__cfg_problem(L, WB__WARN, WB__V_ENDPOINT,
+                        "is in region %s, but %s is %s: IoT Core is reached in %s while other AWS "
+                        "requests use %s",
+                        L->cfg->iot_region, var_names[which], env_region, L->cfg->iot_region,
+                        env_region);
 }
 
 /* ---- unknown variables -------------------------------------------------- */
@@ -1013,7 +987,7 @@ static int known_index(const char *name)
     return -1;
 }
 
-static void check_unknown(loader *L)
+static void check_unknown(wb__loader *L)
 {
     for (size_t i = 0; i < L->kv.count; i++) {
         const char *name = L->kv.items[i].key;
@@ -1058,7 +1032,7 @@ static void check_unknown(loader *L)
                                     : "is not a variable workerbus knows, but is close to one; "
                                       "it is ignored");
         /* an unknown variable might hold a secret: its value is not shown */
-        issue_list_push(L, WARN, wb__strdup(name), NULL, msg, hint);
+        wb__cfg_issue_push(L, WB__WARN, wb__strdup(name), NULL, msg, hint);
     }
 }
 
@@ -1066,12 +1040,12 @@ static void check_unknown(loader *L)
 
 static void envfile_problem(void *ctx, unsigned line, const char *message, const char *hint)
 {
-    loader *L = ctx;
-    issue_list_push(L, ERR, wb__asprintf("%s:%u", L->file, line), NULL, wb__strdup(message),
-                    hint ? wb__strdup(hint) : NULL);
+    wb__loader *L = ctx;
+    wb__cfg_issue_push(L, WB__ERR, wb__asprintf("%s:%u", L->file, line), NULL, wb__strdup(message),
+                       hint ? wb__strdup(hint) : NULL);
 }
 
-static wb_err read_list(loader *L, const char *const *env)
+static wb_err read_list(wb__loader *L, const char *const *env)
 {
     for (; *env; env++) {
         const char *eq = strchr(*env, '=');
@@ -1084,7 +1058,7 @@ static wb_err read_list(loader *L, const char *const *env)
     return WB_OK;
 }
 
-static void bind_known(loader *L)
+static void bind_known(wb__loader *L)
 {
     for (size_t i = 0; i < L->kv.count; i++) {
         int v = known_index(L->kv.items[i].key);
@@ -1094,26 +1068,27 @@ static void bind_known(loader *L)
         L->set[v] = &L->kv.items[i];
         if (prev) {
             if (prev->line)
-                problem(L, WARN, (enum wb__var)v,
-                        "is set twice (lines %u and %u); the last value is used", prev->line,
-                        L->kv.items[i].line);
+                wb__cfg_problem(L, WB__WARN, (enum wb__var)v,
+                                "is set twice (lines %u and %u); the last value is used",
+                                prev->line, L->kv.items[i].line);
             else
-                problem(L, WARN, (enum wb__var)v, "is set twice; the last value is used");
+                wb__cfg_problem(L, WB__WARN, (enum wb__var)v,
+                                "is set twice; the last value is used");
         }
     }
 }
 
-static void fill_settings(loader *L)
+static void fill_settings(wb__loader *L)
 {
     const wb_config *c = L->cfg;
     for (int v = 0; v < WB__V_COUNT; v++) {
         wb_config_setting *s = &L->rep->settings[v];
         s->variable = var_names[v];
         s->secret = v == WB__V_DATABASE_URL;
-        if (raw(L, (enum wb__var)v)) {
+        if (wb__cfg_raw(L, (enum wb__var)v)) {
             s->origin = WB_ORIGIN_SET;
-            s->value = display_value((enum wb__var)v, raw(L, (enum wb__var)v),
-                                     raw_len(L, (enum wb__var)v));
+            s->value = wb__cfg_display_value((enum wb__var)v, wb__cfg_raw(L, (enum wb__var)v),
+                                             wb__cfg_raw_len(L, (enum wb__var)v));
             if (!s->value)
                 L->oom = true;
         } else if (var_defaults[v]) {
@@ -1133,18 +1108,19 @@ static void fill_settings(loader *L)
         else if (v >= WB__V_SQS_FIRST && v <= WB__V_SQS_LAST)
             used = !L->queue_known || c->queue == WB_QUEUE_SQS;
         else if (v == WB__V_AWS_DEFAULT_REGION)
-            used = !raw(L, WB__V_AWS_REGION);
+            used = !wb__cfg_raw(L, WB__V_AWS_REGION);
         s->used = used;
     }
 }
 
-static void freeze_values(loader *L)
+static void freeze_values(wb__loader *L)
 {
     wb_config *c = L->cfg;
     for (int v = 0; v < WB__V_COUNT; v++) {
         if (c->values[v])
             continue; /* already canonicalized by a check */
-        const char *val = raw(L, (enum wb__var)v) ? raw(L, (enum wb__var)v) : var_defaults[v];
+        const char *val =
+            wb__cfg_raw(L, (enum wb__var)v) ? wb__cfg_raw(L, (enum wb__var)v) : var_defaults[v];
         if (!val)
             continue;
         bool used = L->rep->settings[v].used;
@@ -1211,7 +1187,7 @@ WB_API wb_err wb_config_load(const wb_config_load_opts *opts, wb_config **config
     if (opts && (opts->version != WB_CONFIG_LOAD_OPTS_VERSION || (opts->env && opts->env_file)))
         return WB_ERR_INVALID_ARGUMENT;
 
-    loader L;
+    wb__loader L;
     memset(&L, 0, sizeof L);
     L.rep = calloc(1, sizeof *L.rep);
     L.cfg = calloc(1, sizeof *L.cfg);
@@ -1230,10 +1206,10 @@ WB_API wb_err wb_config_load(const wb_config_load_opts *opts, wb_config **config
         int e = 0;
         err = wb__envfile_read(opts->env_file, &L.kv, envfile_problem, &L, &e);
         if (err == WB_ERR_IO) {
-            issue_list_push(&L, ERR, wb__strdup(opts->env_file), NULL,
-                            wb__asprintf("cannot read the environment file: %s",
-                                         e == EFBIG ? "larger than 1 MiB" : strerror(e)),
-                            wb__strdup("give the path of a readable file of KEY=VALUE lines"));
+            wb__cfg_issue_push(&L, WB__ERR, wb__strdup(opts->env_file), NULL,
+                               wb__asprintf("cannot read the environment file: %s",
+                                            e == EFBIG ? "larger than 1 MiB" : strerror(e)),
+                               wb__strdup("give the path of a readable file of KEY=VALUE lines"));
             fill_settings(&L);
             goto done;
         }
@@ -1259,7 +1235,7 @@ WB_API wb_err wb_config_load(const wb_config_load_opts *opts, wb_config **config
     check_unknown(&L);
     fill_settings(&L);
     freeze_values(&L);
-    err = L.rep->issues[ERR].count ? WB_ERR_CONFIG : WB_OK;
+    err = L.rep->issues[WB__ERR].count ? WB_ERR_CONFIG : WB_OK;
 
 done:
     if (L.oom && (err == WB_OK || err == WB_ERR_CONFIG))

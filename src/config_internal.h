@@ -31,6 +31,63 @@ struct wb_config_report {
     wb_config_setting settings[WB__V_COUNT];
 };
 
+struct wb_config {
+    char *values[WB__V_COUNT]; /* effective values, defaults included; NULL: unset */
+    wb_broker_type broker;
+    wb_queue_type queue;
+    wb_log_level log_level;
+    char *host;
+    unsigned port;
+    bool tls;
+    char *iot_region;
+    const char *region; /* points into values[] or iot_region or sqs_region */
+    char *sqs_region;
+};
+
+/* The state of one wb_config_load() call. */
+typedef struct wb__loader {
+    wb__kv_list kv;
+    const char *file; /* for "FILE:LINE" in problems */
+    /* per known variable: the entry that sets it (last one wins) */
+    const wb__kv *set[WB__V_COUNT];
+    bool bad[WB__V_COUNT]; /* a generic check (NUL, length) already failed */
+    wb_config_report *rep;
+    struct wb_config *cfg;
+    bool oom;
+    bool broker_known, queue_known;
+    char *sqs_regions[WB_LQ__COUNT];
+} wb__loader;
+
+static inline bool wb__cfg_is_set(const wb__loader *L, enum wb__var v)
+{
+    return L->set[v] && L->set[v]->value_len > 0;
+}
+
+/* The value of a set, non-empty variable, else NULL. */
+static inline const char *wb__cfg_raw(const wb__loader *L, enum wb__var v)
+{
+    return wb__cfg_is_set(L, v) ? L->set[v]->value : NULL;
+}
+
+static inline size_t wb__cfg_raw_len(const wb__loader *L, enum wb__var v)
+{
+    return wb__cfg_is_set(L, v) ? L->set[v]->value_len : 0;
+}
+
+#define WB__ERR  WB_SEVERITY_ERROR
+#define WB__WARN WB_SEVERITY_WARNING
+
+/* Records a problem on known variable v (its value is shown, redacted). */
+void wb__cfg_problem(wb__loader *L, wb_severity sev, enum wb__var v, const char *fmt, ...)
+    WB__PRINTF(4, 5);
+/* The same with a hint, which is taken over (heap memory or NULL). */
+void wb__cfg_problem_hint(wb__loader *L, wb_severity sev, enum wb__var v, char *hint,
+                          const char *fmt, ...) WB__PRINTF(5, 6);
+/* Records a problem; every string is taken over (heap memory). */
+void wb__cfg_issue_push(wb__loader *L, wb_severity sev, char *variable, char *value, char *message,
+                        char *hint);
+char *wb__cfg_display_value(enum wb__var v, const char *s, size_t n);
+
 const char *wb__var_name(enum wb__var v);
 
 #endif
