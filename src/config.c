@@ -19,6 +19,17 @@ static const char *const var_names[WB__V_COUNT] = {
     [WB__V_ENDPOINT] = "MQTT_BROKER_ENDPOINT",
     [WB__V_LOG_LEVEL] = "MQTT_BROKER_BUILTIN_LOG_LEVEL",
     [WB__V_NAMESPACE] = "MQTT_BROKER_IOTCORE_NAMESPACE",
+    [WB__V_B_PKI_DIR] = "MQTT_BROKER_BUILTIN_PKI_DIR",
+    [WB__V_B_CA_FILE] = "MQTT_BROKER_BUILTIN_CA_FILE",
+    [WB__V_B_CA_KEY_FILE] = "MQTT_BROKER_BUILTIN_CA_KEY_FILE",
+    [WB__V_B_CERT_FILE] = "MQTT_BROKER_BUILTIN_CERT_FILE",
+    [WB__V_B_KEY_FILE] = "MQTT_BROKER_BUILTIN_KEY_FILE",
+    [WB__V_B_CLIENT_CERT_FILE] = "MQTT_BROKER_BUILTIN_CLIENT_CERT_FILE",
+    [WB__V_B_CLIENT_KEY_FILE] = "MQTT_BROKER_BUILTIN_CLIENT_KEY_FILE",
+    [WB__V_B_TOKEN_KEY_FILE] = "MQTT_BROKER_BUILTIN_TOKEN_KEY_FILE",
+    [WB__V_B_LISTEN] = "MQTT_BROKER_BUILTIN_LISTEN",
+    [WB__V_B_RUNTIME_DIR] = "MQTT_BROKER_BUILTIN_RUNTIME_DIR",
+    [WB__V_B_MOSQUITTO] = "MQTT_BROKER_BUILTIN_MOSQUITTO",
     [WB__V_QUEUE_TYPE] = "MESSAGE_QUEUE_TYPE",
     [WB__V_DATABASE_URL] = "DATABASE_URL",
     [WB__V_SQS_FIRST + WB_LQ_ASYNC_JOBS] = "MESSAGE_QUEUE_SQS_ASYNC_URL",
@@ -34,10 +45,9 @@ static const char *const var_names[WB__V_COUNT] = {
 };
 
 static const char *const var_defaults[WB__V_COUNT] = {
-    [WB__V_BROKER_TYPE] = "iotcore",
-    [WB__V_LOG_LEVEL] = "error",
-    [WB__V_NAMESPACE] = "spacelift",
-    [WB__V_QUEUE_TYPE] = "sqs",
+    [WB__V_BROKER_TYPE] = "iotcore",   [WB__V_LOG_LEVEL] = "error",
+    [WB__V_NAMESPACE] = "spacelift",   [WB__V_B_RUNTIME_DIR] = "/var/lib/workerbus/broker",
+    [WB__V_B_MOSQUITTO] = "mosquitto", [WB__V_QUEUE_TYPE] = "sqs",
 };
 
 static const char *const lq_names[WB_LQ__COUNT] = {
@@ -52,6 +62,13 @@ static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL}
 #define ENDPOINT_COMMAND                                                                           \
     "aws iot describe-endpoint --endpoint-type iot:Data-ATS --region \"%s\" --no-cli-pager "       \
     "--output json | jq -r '.endpointAddress'"
+
+const char *wb__cfg_effective(const wb__loader *L, enum wb__var v)
+{
+    if (wb__cfg_raw(L, v))
+        return wb__cfg_raw(L, v);
+    return L->derived[v] ? L->derived[v] : var_defaults[v];
+}
 
 const char *wb__var_name(enum wb__var v)
 {
@@ -1066,7 +1083,7 @@ static void bind_known(wb__loader *L)
             continue;
         const wb__kv *prev = L->set[v];
         L->set[v] = &L->kv.items[i];
-        if (prev) {
+        if (prev && i < L->overrides_from) { /* an override replaces on purpose */
             if (prev->line)
                 wb__cfg_problem(L, WB__WARN, (enum wb__var)v,
                                 "is set twice (lines %u and %u); the last value is used",
@@ -1091,9 +1108,9 @@ static void fill_settings(wb__loader *L)
                                              wb__cfg_raw_len(L, (enum wb__var)v));
             if (!s->value)
                 L->oom = true;
-        } else if (var_defaults[v]) {
+        } else if (wb__cfg_effective(L, (enum wb__var)v)) {
             s->origin = WB_ORIGIN_DEFAULT;
-            s->value = wb__strdup(var_defaults[v]);
+            s->value = wb__strdup(wb__cfg_effective(L, (enum wb__var)v));
             if (!s->value)
                 L->oom = true;
         } else {
@@ -1109,6 +1126,8 @@ static void fill_settings(wb__loader *L)
             used = !L->queue_known || c->queue == WB_QUEUE_SQS;
         else if (v == WB__V_AWS_DEFAULT_REGION)
             used = !wb__cfg_raw(L, WB__V_AWS_REGION);
+        else if (v >= WB__V_B_PKI_DIR && v <= WB__V_B_MOSQUITTO)
+            used = wb__cfg_builtin_var_used(L, (enum wb__var)v);
         s->used = used;
     }
 }
@@ -1119,8 +1138,7 @@ static void freeze_values(wb__loader *L)
     for (int v = 0; v < WB__V_COUNT; v++) {
         if (c->values[v])
             continue; /* already canonicalized by a check */
-        const char *val =
-            wb__cfg_raw(L, (enum wb__var)v) ? wb__cfg_raw(L, (enum wb__var)v) : var_defaults[v];
+        const char *val = wb__cfg_effective(L, (enum wb__var)v);
         if (!val)
             continue;
         bool used = L->rep->settings[v].used;
@@ -1174,6 +1192,7 @@ WB_API void wb_config_free(wb_config *config)
     free(config->host);
     free(config->iot_region);
     free(config->sqs_region);
+    free(config->listen_host);
     free(config);
 }
 
@@ -1220,6 +1239,9 @@ WB_API wb_err wb_config_load(const wb_config_load_opts *opts, wb_config **config
         L.rep->source = wb__strdup("the process environment");
         err = read_list(&L, (const char *const *)environ);
     }
+    L.overrides_from = L.kv.count;
+    if (!err && opts && opts->overrides)
+        err = read_list(&L, opts->overrides);
     if (err)
         goto done;
     if (!L.rep->source)
@@ -1230,6 +1252,7 @@ WB_API wb_err wb_config_load(const wb_config_load_opts *opts, wb_config **config
     check_regions(&L);
     check_broker(&L);
     check_namespace(&L);
+    wb__cfg_check_builtin(&L);
     check_queue(&L);
     check_iot_region(&L);
     check_unknown(&L);
@@ -1242,6 +1265,8 @@ done:
         err = WB_ERR_NO_MEMORY;
     for (int q = 0; q < WB_LQ__COUNT; q++)
         free(L.sqs_regions[q]);
+    for (int v = 0; v < WB__V_COUNT; v++)
+        free(L.derived[v]);
     wb__kv_list_free(&L.kv);
     if (err == WB_OK && config) {
         *config = L.cfg;
@@ -1318,6 +1343,16 @@ WB_API const char *wb_config_sqs_url(const wb_config *c, wb_logical_queue q)
 WB_API const char *wb_config_aws_region(const wb_config *c)
 {
     return c ? c->region : NULL;
+}
+
+WB_API const char *wb_config_builtin_listen_host(const wb_config *c)
+{
+    return c && c->broker == WB_BROKER_BUILTIN ? c->listen_host : NULL;
+}
+
+WB_API unsigned int wb_config_builtin_listen_port(const wb_config *c)
+{
+    return c && c->broker == WB_BROKER_BUILTIN ? c->listen_port : 0;
 }
 
 WB_API const char *wb_config_get(const wb_config *c, const char *variable)

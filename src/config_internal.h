@@ -11,6 +11,17 @@ enum wb__var {
     WB__V_ENDPOINT,
     WB__V_LOG_LEVEL,
     WB__V_NAMESPACE,
+    WB__V_B_PKI_DIR,
+    WB__V_B_CA_FILE,
+    WB__V_B_CA_KEY_FILE,
+    WB__V_B_CERT_FILE,
+    WB__V_B_KEY_FILE,
+    WB__V_B_CLIENT_CERT_FILE,
+    WB__V_B_CLIENT_KEY_FILE,
+    WB__V_B_TOKEN_KEY_FILE,
+    WB__V_B_LISTEN,
+    WB__V_B_RUNTIME_DIR,
+    WB__V_B_MOSQUITTO,
     WB__V_QUEUE_TYPE,
     WB__V_DATABASE_URL,
     WB__V_SQS_FIRST,
@@ -42,12 +53,16 @@ struct wb_config {
     char *iot_region;
     const char *region; /* points into values[] or iot_region or sqs_region */
     char *sqs_region;
+    /* builtin broker */
+    char *listen_host;
+    unsigned listen_port;
 };
 
 /* The state of one wb_config_load() call. */
 typedef struct wb__loader {
     wb__kv_list kv;
-    const char *file; /* for "FILE:LINE" in problems */
+    size_t overrides_from; /* kv items from here on came from opts->overrides */
+    const char *file;      /* for "FILE:LINE" in problems */
     /* per known variable: the entry that sets it (last one wins) */
     const wb__kv *set[WB__V_COUNT];
     bool bad[WB__V_COUNT]; /* a generic check (NUL, length) already failed */
@@ -56,6 +71,8 @@ typedef struct wb__loader {
     bool oom;
     bool broker_known, queue_known;
     char *sqs_regions[WB_LQ__COUNT];
+    /* defaults computed from other variables (e.g. files in the PKI dir) */
+    char *derived[WB__V_COUNT];
 } wb__loader;
 
 static inline bool wb__cfg_is_set(const wb__loader *L, enum wb__var v)
@@ -89,5 +106,14 @@ void wb__cfg_issue_push(wb__loader *L, wb_severity sev, char *variable, char *va
 char *wb__cfg_display_value(enum wb__var v, const char *s, size_t n);
 
 const char *wb__var_name(enum wb__var v);
+
+/* The value in force: the set value, else a derived default, else the
+ * static default, else NULL. */
+const char *wb__cfg_effective(const wb__loader *L, enum wb__var v);
+
+/* Checks of the built-in broker's variables (config_builtin.c). */
+void wb__cfg_check_builtin(wb__loader *L);
+/* Whether a variable is relevant to the configuration loaded so far. */
+bool wb__cfg_builtin_var_used(const wb__loader *L, enum wb__var v);
 
 #endif

@@ -6,6 +6,8 @@
 #include <openssl/ec.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
@@ -272,6 +274,21 @@ WB_API wb_err wb_pki_init(const char *dir, const wb_pki_init_opts *opts, char **
     err = WB_OK;
     for (int i = 0; i < 6 && !err; i++)
         err = write_file(dir, names[i], pems[i], (i % 2) ? 0600 : 0644, o.overwrite, detail);
+    if (!err) {
+        unsigned char raw[32];
+        char hex[2 * sizeof raw + 2];
+        if (RAND_bytes(raw, sizeof raw) != 1) {
+            set_detail(detail, "cannot draw random bytes for the token key");
+            err = WB_ERR_BACKEND;
+        } else {
+            for (size_t i = 0; i < sizeof raw; i++)
+                snprintf(hex + 2 * i, 3, "%02x", raw[i]);
+            strcat(hex, "\n");
+            err = write_file(dir, WB_PKI_TOKEN_KEY, hex, 0600, o.overwrite, detail);
+            OPENSSL_cleanse(raw, sizeof raw);
+            OPENSSL_cleanse(hex, sizeof hex);
+        }
+    }
 out:
     for (int i = 0; i < 6; i++) {
         if (pems[i])
@@ -526,4 +543,83 @@ WB_API wb_err wb_pki_check_issued_by(const char *cert_file, const char *ca_file,
     X509_free(ca);
     X509_free(x);
     return err;
+}
+
+WB_API wb_err wb_pki_token(const char *token_key_file, const char *pool,
+                           char out[WB_PKI_TOKEN_LEN + 1], char **detail)
+{
+    if (detail)
+        *detail = NULL;
+    if (!token_key_file || !out)
+        return WB_ERR_INVALID_ARGUMENT;
+    char subject[64];
+    if (pool) {
+        char c[WB_ULID_STR_SIZE];
+        if (wb_ulid_canonical(pool, c) != WB_OK) {
+            set_detail(detail, "\"%s\" is not a pool ULID", pool);
+            return WB_ERR_INVALID_ARGUMENT;
+        }
+        snprintf(subject, sizeof subject, "pool:%s", c);
+    } else {
+        snprintf(subject, sizeof subject, "server:%s", WB_PKI_SERVER_IDENTITY);
+    }
+    FILE *f = fopen(token_key_file, "r");
+    if (!f) {
+        set_detail(detail, "cannot open the token key %s: %s", token_key_file, strerror(errno));
+        return WB_ERR_IO;
+    }
+    char key[256];
+    size_t n = fread(key, 1, sizeof key - 1, f);
+    fclose(f);
+    key[n] = '\0';
+    while (n > 0 && (key[n - 1] == '\n' || key[n - 1] == '\r' || key[n - 1] == ' '))
+        key[--n] = '\0';
+    bool hex = n >= WB_PKI_TOKEN_LEN;
+    for (size_t i = 0; hex && i < n; i++)
+        hex = strchr("0123456789abcdefABCDEF", key[i]) != NULL;
+    if (!hex) {
+        OPENSSL_cleanse(key, sizeof key);
+        set_detail(detail,
+                   "the token key %s must hold at least 64 hexadecimal characters "
+                   "(workerbus pki init writes one)",
+                   token_key_file);
+        return WB_ERR_IO;
+    }
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    unsigned int ml = 0;
+    ERR_clear_error();
+    unsigned char *r =
+        HMAC(EVP_sha256(), key, (int)n, (const unsigned char *)subject, strlen(subject), mac, &ml);
+    OPENSSL_cleanse(key, sizeof key);
+    if (!r || ml != 32) {
+        set_detail(detail, "HMAC-SHA256 failed");
+        return WB_ERR_BACKEND;
+    }
+    for (unsigned i = 0; i < ml; i++)
+        snprintf(out + 2 * i, 3, "%02x", mac[i]);
+    return WB_OK;
+}
+
+char *wb__pki_cert_cn(const char *cert_file)
+{
+    X509 *x = NULL;
+    if (read_cert(cert_file, &x, NULL) != WB_OK)
+        return NULL;
+    char cn[256] = "";
+    int n = X509_NAME_get_text_by_NID(X509_get_subject_name(x), NID_commonName, cn, sizeof cn);
+    X509_free(x);
+    return n >= 0 ? wb__strdup(cn) : NULL;
+}
+
+int wb__pki_cert_matches_host(const char *cert_file, const char *host)
+{
+    X509 *x = NULL;
+    if (read_cert(cert_file, &x, NULL) != WB_OK)
+        return -1;
+    unsigned char addr[16];
+    bool ip = inet_pton(AF_INET, host, addr) == 1 || inet_pton(AF_INET6, host, addr) == 1;
+    int r = ip ? X509_check_ip_asc(x, host, 0) : X509_check_host(x, host, 0, 0, NULL);
+    X509_free(x);
+    ERR_clear_error();
+    return r == 1;
 }

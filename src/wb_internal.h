@@ -106,6 +106,14 @@ void wb__redact_url(wb__buf *out, const char *s, size_t n);
 /* A copy of msg with every occurrence of secret inside "..." replaced. */
 char *wb__redact_in_quotes(const char *msg, const char *secret);
 
+/* ---- certificates (pki.c) ----------------------------------------------- */
+
+/* The subject common name of a PEM certificate file, or NULL (caller frees). */
+char *wb__pki_cert_cn(const char *cert_file);
+/* 1 when the certificate is valid for host (DNS name or IP), 0 when not, -1
+ * when the file cannot be read. */
+int wb__pki_cert_matches_host(const char *cert_file, const char *host);
+
 /* ---- env files (envfile.c) --------------------------------------------- */
 
 typedef struct wb__kv {

@@ -138,13 +138,15 @@ typedef struct wb_config_load_opts {
     /** The path of a file of KEY=VALUE lines to read instead of the process
      *  environment (syntax in docs/configuration.md). Exclusive with env. */
     const char *env_file;
+    /** A NULL-terminated array of "KEY=VALUE" strings applied on top of the
+     *  source (env, env_file or the process environment); "KEY=" unsets. */
+    const char *const *overrides;
 } wb_config_load_opts;
 
 #define WB_CONFIG_LOAD_OPTS_VERSION 1
-#define WB_CONFIG_LOAD_OPTS_INIT                                                                   \
-    {                                                                                              \
-        WB_CONFIG_LOAD_OPTS_VERSION, NULL, NULL                                                    \
-    }
+/* clang-format off */
+#define WB_CONFIG_LOAD_OPTS_INIT {WB_CONFIG_LOAD_OPTS_VERSION, NULL, NULL, NULL}
+/* clang-format on */
 
 /**
  * Reads and validates the configuration.
@@ -195,6 +197,11 @@ WB_API const char *wb_config_sqs_url(const wb_config *config, wb_logical_queue q
 /** AWS_REGION, else AWS_DEFAULT_REGION, else the region named by the IoT Core
  *  endpoint or the SQS queue URLs, else NULL. */
 WB_API const char *wb_config_aws_region(const wb_config *config);
+/** builtin: the address the bundled broker listens on (MQTT_BROKER_BUILTIN_LISTEN,
+ *  by default the endpoint's host); IPv6 without brackets. iotcore: NULL. */
+WB_API const char *wb_config_builtin_listen_host(const wb_config *config);
+/** builtin: the port the bundled broker listens on; iotcore: 0. */
+WB_API unsigned int wb_config_builtin_listen_port(const wb_config *config);
 /** The effective value of any known variable (a default when unset), or NULL
  *  when unset without default or when the name is not a known variable. */
 WB_API const char *wb_config_get(const wb_config *config, const char *variable);

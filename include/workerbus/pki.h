@@ -42,6 +42,7 @@ typedef enum wb_pki_key_type {
 #define WB_PKI_BROKER_KEY  "broker.key"
 #define WB_PKI_SERVER_CERT "server.crt"
 #define WB_PKI_SERVER_KEY  "server.key"
+#define WB_PKI_TOKEN_KEY   "token.key"
 
 /** Options of wb_pki_init(). Initialize with ::WB_PKI_INIT_OPTS_INIT. */
 typedef struct wb_pki_init_opts {
@@ -65,8 +66,9 @@ typedef struct wb_pki_init_opts {
 
 /**
  * Creates dir (mode 0700) if needed and writes a new CA, the broker's
- * certificate and key, and the server's client certificate and key into it.
- * Keys are written with mode 0600.
+ * certificate and key, the server's client certificate and key, and the
+ * token key of plain (non-TLS) listeners into it. Keys are written with
+ * mode 0600.
  * @return ::WB_OK; ::WB_ERR_INVALID_ARGUMENT (bad option or host name);
  *         ::WB_ERR_IO (a file exists, or cannot be written; see detail);
  *         ::WB_ERR_BACKEND (OpenSSL failed; see detail); ::WB_ERR_NO_MEMORY.
@@ -113,6 +115,22 @@ WB_API wb_err wb_pki_check_pair(const char *cert_file, const char *key_file, cha
  * @return ::WB_OK, ::WB_ERR_IO, ::WB_ERR_AUTH_REFUSED (detail says why).
  */
 WB_API wb_err wb_pki_check_issued_by(const char *cert_file, const char *ca_file, char **detail);
+
+/** Characters of a token (hex of HMAC-SHA256), without the NUL. */
+#define WB_PKI_TOKEN_LEN 64
+
+/**
+ * The password of a pool's workers on a plain (non-TLS) listener of the
+ * built-in broker: hex(HMAC-SHA256(token key, "pool:" + canonical pool
+ * ULID)). Pass pool NULL for the server's own password. The MQTT user name
+ * is the pool ULID (or ::WB_PKI_SERVER_IDENTITY for the server).
+ * @param out receives WB_PKI_TOKEN_LEN hex characters and a NUL.
+ * @return ::WB_OK; ::WB_ERR_INVALID_ARGUMENT (bad pool ULID); ::WB_ERR_IO
+ *         (the key file cannot be read or holds fewer than 64 hex
+ *         characters); ::WB_ERR_BACKEND.
+ */
+WB_API wb_err wb_pki_token(const char *token_key_file, const char *pool,
+                           char out[WB_PKI_TOKEN_LEN + 1], char **detail);
 
 #ifdef __cplusplus
 }

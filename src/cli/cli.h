@@ -19,6 +19,7 @@ typedef struct wb_cli_command {
 } wb_cli_command;
 
 extern const wb_cli_command wb_cli_check;
+extern const wb_cli_command wb_cli_pki;
 
 /* Prints "workerbus: <cmd>: message" and the hint to see --help; returns 64. */
 int wb_cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -8,6 +8,7 @@
 
 static const wb_cli_command *const commands[] = {
     &wb_cli_check,
+    &wb_cli_pki,
 };
 
 #define NCOMMANDS (sizeof commands / sizeof commands[0])

@@ -122,12 +122,37 @@ static json_t *parse(const char *text)
     return j;
 }
 
+/* A fresh PKI made with `workerbus pki init`, in a new temporary directory. */
+static char *make_pki(const char *host)
+{
+    char *dir = strdup("/tmp/wbcli-XXXXXX");
+    cr_assert_not_null(mkdtemp(dir));
+    char *pki = malloc(strlen(dir) + 8);
+    sprintf(pki, "%s/pki", dir);
+    const char *args[] = {"pki", "init", pki, "--host", host, NULL};
+    run_result r = run(args, NULL);
+    cr_assert_eq(r.status, 0, "pki init: exit %d\n%s", r.status, r.err);
+    cr_assert(strstr(r.out, "MQTT_BROKER_BUILTIN_PKI_DIR="), "%s", r.out);
+    done(&r);
+    free(dir);
+    return pki;
+}
+
 Test(cli, examples_are_valid)
 {
+    char *pki = make_pki("broker.example.com");
+    char set_pki[300];
+    snprintf(set_pki, sizeof set_pki, "MQTT_BROKER_BUILTIN_PKI_DIR=%s", pki);
     const char *names[] = {"builtin.env", "iotcore.env"};
     for (int i = 0; i < 2; i++) {
         char *path = example(names[i]);
-        const char *args[] = {"check", "--json", "--env-file", path, NULL};
+        /* the builtin example names /var/lib/workerbus/pki: point it at the new one */
+        const char *args[] = {
+            "check", "--json", "--env-file", path,
+            "--set", set_pki,  "--set",      "MQTT_BROKER_BUILTIN_RUNTIME_DIR=/tmp/wbcli-run",
+            NULL};
+        if (i == 1)
+            args[4] = NULL; /* iotcore needs nothing but the file */
         run_result r = run(args, NULL);
         cr_assert_eq(r.status, 0, "%s: exit %d\n%s%s", names[i], r.status, r.out, r.err);
         json_t *j = parse(r.out);
@@ -138,6 +163,79 @@ Test(cli, examples_are_valid)
         done(&r);
         free(path);
     }
+    free(pki);
+}
+
+Test(cli, missing_credentials_say_how_to_make_them)
+{
+    const char *env[] = {"MQTT_BROKER_TYPE=builtin",
+                         "MQTT_BROKER_ENDPOINT=tls://127.0.0.1:1984",
+                         "MESSAGE_QUEUE_TYPE=postgres",
+                         "DATABASE_URL=postgres://h/db",
+                         "MQTT_BROKER_BUILTIN_PKI_DIR=/nonexistent/pki",
+                         NULL};
+    const char *args[] = {"check", NULL};
+    run_result r = run(args, env);
+    cr_assert_eq(r.status, 78);
+    cr_assert(strstr(r.out, "error: MQTT_BROKER_BUILTIN_PKI_DIR=\"/nonexistent/pki\""), "%s",
+              r.out);
+    cr_assert(strstr(r.out, "workerbus pki init /nonexistent/pki"), "%s", r.out);
+    cr_assert(strstr(r.out, "error: MQTT_BROKER_BUILTIN_CERT_FILE: is required"), "%s", r.out);
+    done(&r);
+}
+
+Test(cli, pki_commands)
+{
+    char *pki = make_pki("127.0.0.1");
+    char key[300], csr[300], crt[300], tk[300], cacrt[300];
+    snprintf(key, sizeof key, "%s/w.key", pki);
+    snprintf(csr, sizeof csr, "%s/w.csr", pki);
+    snprintf(crt, sizeof crt, "%s/w.crt", pki);
+    snprintf(tk, sizeof tk, "%s/token.key", pki);
+    snprintf(cacrt, sizeof cacrt, "%s/ca.crt", pki);
+    const char *a1[] = {"pki", "new-csr", "--key-out", key, "--csr-out", csr, NULL};
+    run_result r = run(a1, NULL);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    done(&r);
+    const char *a2[] = {"pki",       "sign-csr", "--pool", "01arz3ndektsv4rrffq69g5fav",
+                        "--pki-dir", pki,        "--out",  crt,
+                        csr,         NULL};
+    r = run(a2, NULL);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    done(&r);
+    FILE *f = fopen(crt, "r");
+    cr_assert_not_null(f);
+    char line[64] = "";
+    cr_assert_not_null(fgets(line, sizeof line, f));
+    fclose(f);
+    cr_assert_str_eq(line, "-----BEGIN CERTIFICATE-----\n");
+    /* bad inputs: exit codes and messages */
+    const char *a3[] = {"pki", "sign-csr", "--pool", "nope", "--pki-dir", pki, csr, NULL};
+    r = run(a3, NULL);
+    cr_assert_eq(r.status, 65);
+    cr_assert(strstr(r.err, "\"nope\" is not a pool ULID"), "%s", r.err);
+    done(&r);
+    const char *a4[] = {"pki",       "sign-csr", "--pool", "01ARZ3NDEKTSV4RRFFQ69G5FAV",
+                        "--pki-dir", pki,        cacrt,    NULL};
+    r = run(a4, NULL);
+    cr_assert_eq(r.status, 65, "a certificate is not a CSR");
+    done(&r);
+    const char *a5[] = {"pki", "init", pki, NULL};
+    r = run(a5, NULL);
+    cr_assert_eq(r.status, 73, "existing files are kept");
+    cr_assert(strstr(r.err, "--force"), "%s", r.err);
+    done(&r);
+    const char *a6[] = {"pki", "token", "--token-key", tk, "--pool", "01ARZ3NDEKTSV4RRFFQ69G5FAV",
+                        NULL};
+    r = run(a6, NULL);
+    cr_assert_eq(r.status, 0);
+    cr_assert_eq(strlen(r.out), 65, "64 hex characters and a newline: %s", r.out);
+    done(&r);
+    const char *a7[] = {"pki", "sign-csr", "--pool", "01ARZ3NDEKTSV4RRFFQ69G5FAV", NULL};
+    r = run(a7, NULL);
+    cr_assert_eq(r.status, 64);
+    done(&r);
+    free(pki);
 }
 
 Test(cli, iotcore_with_postgres_is_refused)
@@ -273,7 +371,11 @@ Test(cli, no_secret_in_any_output)
 Test(cli, text_output_marks_defaults)
 {
     char *path = example("builtin.env");
-    const char *args[] = {"check", "--env-file", path, NULL};
+    char *pki = make_pki("broker.example.com");
+    char set_pki[300];
+    snprintf(set_pki, sizeof set_pki, "MQTT_BROKER_BUILTIN_PKI_DIR=%s", pki);
+    const char *args[] = {"check", "--env-file", path, "--set", set_pki, NULL};
+    free(pki);
     run_result r = run(args, NULL);
     cr_assert_eq(r.status, 0);
     cr_assert(strstr(r.out, "MQTT_BROKER_IOTCORE_NAMESPACE"), "%s", r.out);

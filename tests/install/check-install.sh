@@ -39,13 +39,23 @@ flags="$(PKG_CONFIG_SYSROOT_DIR="$dest" PKG_CONFIG_PATH="$L/pkgconfig" pkg-confi
 san=""
 [ "$sanitize" != "none" ] && san="-fsanitize=$sanitize"
 cat > "$dest/app.c" <<'C'
+#define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <workerbus/workerbus.h>
 int main(void)
 {
+    char dir[] = "/tmp/wbinst-XXXXXX", pki[64], set[96];
+    if (!mkdtemp(dir))
+        return 1;
+    snprintf(pki, sizeof pki, "%s/pki", dir);
+    if (wb_pki_init(pki, NULL, NULL) != WB_OK)
+        return 1;
+    snprintf(set, sizeof set, "MQTT_BROKER_BUILTIN_PKI_DIR=%s", pki);
     const char *env[] = {"MQTT_BROKER_TYPE=builtin", "MQTT_BROKER_ENDPOINT=127.0.0.1:1984",
-                         "MESSAGE_QUEUE_TYPE=postgres", "DATABASE_URL=postgres://h/db", NULL};
+                         "MESSAGE_QUEUE_TYPE=postgres", "DATABASE_URL=postgres://h/db", set,
+                         "MQTT_BROKER_BUILTIN_RUNTIME_DIR=/tmp/wbinst-run", NULL};
     wb_config_load_opts o = WB_CONFIG_LOAD_OPTS_INIT;
     o.env = env;
     wb_config *c = NULL;
@@ -53,6 +63,10 @@ int main(void)
         return 1;
     printf("%s %s %u\n", wb_version(), wb_config_broker_host(c), wb_config_broker_port(c));
     wb_config_free(c);
+    char cmd[96];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd) != 0)
+        return 1;
     return strcmp(wb_version(), WB_VERSION_STRING) != 0;
 }
 C

@@ -47,11 +47,59 @@ static size_t keylen(const char *s)
     return eq ? (size_t)(eq - s) : strlen(s);
 }
 
+const char *wbt_pki_dir(void)
+{
+    static char dir[96];
+    if (dir[0])
+        return dir;
+    snprintf(dir, sizeof dir, "/tmp/wbtest-pki-%u-v1", (unsigned)getuid());
+    if (access(dir, F_OK) == 0)
+        return dir;
+    /* made aside and renamed into place: test processes run in parallel */
+    char tmp[128];
+    snprintf(tmp, sizeof tmp, "%s.%d", dir, (int)getpid());
+    static const char *const hosts[] = {"broker.example.com", "localhost",   "127.0.0.1", "::1",
+                                        "10.0.0.7",           "2001:db8::1", NULL};
+    wb_pki_init_opts o = WB_PKI_INIT_OPTS_INIT;
+    o.broker_hosts = hosts;
+    char *d = NULL;
+    if (wb_pki_init(tmp, &o, &d) != WB_OK) {
+        fprintf(stderr, "wbt_pki_dir: %s\n", d ? d : "failed");
+        abort();
+    }
+    if (rename(tmp, dir) != 0) {
+        char cmd[300];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
+        if (system(cmd) != 0)
+            abort();
+    }
+    return dir;
+}
+
 wb_err wbt_load(const char *const *base, const char *const *over, wb_config **cfg,
                 wb_config_report **rep)
 {
     const char *list[128];
     size_t n = 0;
+    /* builtin bases get the test PKI and a runtime directory in /tmp, unless
+     * the case names those variables itself */
+    static char pki[160], run[160];
+    bool builtin = false, has_pki = false, has_run = false;
+    for (size_t i = 0; base && base[i]; i++)
+        builtin = builtin || strcmp(base[i], "MQTT_BROKER_TYPE=builtin") == 0;
+    for (size_t j = 0; over && over[j]; j++) {
+        has_pki = has_pki || strncmp(over[j], "MQTT_BROKER_BUILTIN_PKI_DIR", 27) == 0;
+        has_run = has_run || strncmp(over[j], "MQTT_BROKER_BUILTIN_RUNTIME_DIR", 31) == 0;
+    }
+    if (builtin && !has_pki) {
+        snprintf(pki, sizeof pki, "MQTT_BROKER_BUILTIN_PKI_DIR=%s", wbt_pki_dir());
+        list[n++] = pki;
+    }
+    if (builtin && !has_run) {
+        snprintf(run, sizeof run, "MQTT_BROKER_BUILTIN_RUNTIME_DIR=/tmp/wbtest-run-%u",
+                 (unsigned)getuid());
+        list[n++] = run;
+    }
     for (size_t i = 0; base && base[i]; i++) {
         bool replaced = false;
         for (size_t j = 0; over && over[j]; j++) {

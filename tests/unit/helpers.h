@@ -11,6 +11,10 @@ extern const char *const wbt_base_builtin[];     /* builtin + postgres */
 extern const char *const wbt_base_iotcore[];     /* iotcore + sqs (AWS URLs, eu-west-1) */
 extern const char *const wbt_base_builtin_sqs[]; /* builtin + sqs stand-in URLs */
 
+/* A directory made by wb_pki_init() for the hosts the tests use, shared by
+ * all test processes of this user (made once). */
+const char *wbt_pki_dir(void);
+
 /* Loads base with overrides applied: "KEY=VALUE" replaces or adds KEY,
  * "KEY" alone removes it. */
 wb_err wbt_load(const char *const *base, const char *const *over, wb_config **cfg,

@@ -199,8 +199,15 @@ Test(config_api, accessors_builtin)
 Test(config_api, configuration_is_a_copy)
 {
     char endpoint[] = "MQTT_BROKER_ENDPOINT=tls://broker.example.com:1984";
-    const char *env[] = {"MQTT_BROKER_TYPE=builtin", endpoint, "MESSAGE_QUEUE_TYPE=postgres",
-                         "DATABASE_URL=postgres://h/db", NULL};
+    char pki[200];
+    snprintf(pki, sizeof pki, "MQTT_BROKER_BUILTIN_PKI_DIR=%s", wbt_pki_dir());
+    const char *env[] = {"MQTT_BROKER_TYPE=builtin",
+                         endpoint,
+                         "MESSAGE_QUEUE_TYPE=postgres",
+                         "DATABASE_URL=postgres://h/db",
+                         pki,
+                         "MQTT_BROKER_BUILTIN_RUNTIME_DIR=/tmp/wbtest-run",
+                         NULL};
     wb_config_load_opts opts = WB_CONFIG_LOAD_OPTS_INIT;
     opts.env = env;
     wb_config *cfg = NULL;
@@ -217,6 +224,8 @@ Test(config_api, process_environment)
     setenv("MQTT_BROKER_ENDPOINT", "127.0.0.1:1984", 1);
     setenv("MESSAGE_QUEUE_TYPE", "postgres", 1);
     setenv("DATABASE_URL", "postgres://127.0.0.1/x", 1);
+    setenv("MQTT_BROKER_BUILTIN_PKI_DIR", wbt_pki_dir(), 1);
+    setenv("MQTT_BROKER_BUILTIN_RUNTIME_DIR", "/tmp/wbtest-run", 1);
     wb_config *cfg = NULL;
     wb_config_report *rep = NULL;
     cr_assert_eq(wb_config_load(NULL, &cfg, &rep), WB_OK);
@@ -246,7 +255,7 @@ Test(config_api, settings_and_defaults)
 {
     wb_config_report *rep = NULL;
     cr_assert_eq(wbt_load(wbt_base_builtin, NULL, NULL, &rep), WB_OK);
-    cr_assert_eq(wb_config_report_setting_count(rep), 16);
+    cr_assert_eq(wb_config_report_setting_count(rep), 27);
     const wb_config_setting *ns = NULL, *db = NULL, *iot = NULL;
     for (size_t i = 0; i < wb_config_report_setting_count(rep); i++) {
         const wb_config_setting *s = wb_config_report_setting(rep, i);
@@ -264,7 +273,7 @@ Test(config_api, settings_and_defaults)
     cr_assert_str_eq(db->value, "postgres://wb:****@db.example.com:5432/wb");
     cr_assert_eq(iot->origin, WB_ORIGIN_UNSET);
     cr_assert_not(iot->used);
-    cr_assert_null(wb_config_report_setting(rep, 16));
+    cr_assert_null(wb_config_report_setting(rep, 27));
     wb_config_report_free(rep);
 }
 
@@ -342,7 +351,7 @@ Test(config_format, json_shape)
     cr_assert(json_is_null(json_object_get(w, "value")), "unknown variables' values are hidden");
     json_t *config = json_object_get(root, "config");
     cr_assert(json_is_object(config));
-    cr_assert_eq(json_object_size(config), 16);
+    cr_assert_eq(json_object_size(config), 27);
     json_t *ns = json_object_get(config, "MQTT_BROKER_IOTCORE_NAMESPACE");
     cr_assert_str_eq(json_string_value(json_object_get(ns, "origin")), "default");
     json_decref(root);
@@ -376,11 +385,17 @@ Test(config_format, control_bytes_escaped)
 
 /* ---- environment files ---- */
 
+/* Loads an environment file; the test PKI and a runtime directory come as
+ * overrides, so the files' own lines stay what each test says. */
 static wb_err load_file(const char *text, size_t len, wb_config **cfg, wb_config_report **rep)
 {
     const char *path = wbt_tmpfile(text, len);
     wb_config_load_opts opts = WB_CONFIG_LOAD_OPTS_INIT;
     opts.env_file = path;
+    char pki[200];
+    snprintf(pki, sizeof pki, "MQTT_BROKER_BUILTIN_PKI_DIR=%s", wbt_pki_dir());
+    const char *over[] = {pki, "MQTT_BROKER_BUILTIN_RUNTIME_DIR=/tmp/wbtest-run", NULL};
+    opts.overrides = over;
     wb_err err = wb_config_load(&opts, cfg, rep);
     unlink(path);
     return err;

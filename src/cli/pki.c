@@ -1,0 +1,289 @@
+/* workerbus pki: credentials for the built-in broker. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "workerbus/workerbus.h"
+
+static const char usage[] =
+    "Usage: workerbus pki init DIR [--host NAME]... [--rsa] [--force]\n"
+    "       workerbus pki sign-csr --pool ULID (--pki-dir DIR | --ca-cert FILE --ca-key FILE)\n"
+    "                              [--days N] [--out FILE] [CSR_FILE | -]\n"
+    "       workerbus pki new-csr --key-out FILE --csr-out FILE [--cn NAME] [--rsa]\n"
+    "       workerbus pki token --token-key FILE (--pool ULID | --server)\n"
+    "\n"
+    "init      creates DIR (0700) with a new CA (ca.crt, ca.key), the broker's TLS\n"
+    "          certificate (broker.crt, broker.key) for each --host (default:\n"
+    "          localhost, 127.0.0.1, ::1), the server's client identity\n"
+    "          (server.crt, server.key, common name workerbus-server) and the\n"
+    "          token key of plain listeners (token.key). Point\n"
+    "          MQTT_BROKER_BUILTIN_PKI_DIR at DIR. Keys are EC P-256, or RSA-4096\n"
+    "          with --rsa. Existing files are kept unless --force.\n"
+    "sign-csr  signs a worker pool's certificate signing request (PEM, from\n"
+    "          CSR_FILE or standard input) into a client certificate whose\n"
+    "          common name is the pool's ULID; prints it or writes --out.\n"
+    "          Accepts RSA keys of 2048 bits or more and EC P-256/P-384 keys.\n"
+    "new-csr   makes a private key and a CSR, as a worker pool owner would.\n"
+    "token     prints the password of a pool's workers (user name: the pool\n"
+    "          ULID), or of the server, on a plain (non-TLS) listener.\n"
+    "\n"
+    "Exit codes: 0 success, 64 usage error, 65 bad input (CSR, ULID),\n"
+    "66 unreadable input, 73 cannot create output, 70 internal error.\n";
+
+#define EX_DATAERR   65
+#define EX_CANTCREAT 73
+
+static int fail(wb_err err, char *detail)
+{
+    fprintf(stderr, "workerbus: pki: %s\n", detail ? detail : wb_strerror(err));
+    wb_free(detail);
+    switch (err) {
+    case WB_ERR_INVALID_ARGUMENT:
+    case WB_ERR_AUTH_REFUSED:
+        return EX_DATAERR;
+    case WB_ERR_IO:
+        return WB_EXIT_NOINPUT;
+    default:
+        return WB_EXIT_SOFTWARE;
+    }
+}
+
+/* The whole of a file (or standard input for "-"), at most 1 MiB. */
+static char *read_all(const char *path, size_t *len)
+{
+    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+    if (!f)
+        return NULL;
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    while (buf) {
+        if (n + 1 == cap) {
+            char *nb = cap < (1u << 20) ? realloc(buf, cap * 2) : NULL;
+            if (!nb)
+                break; /* larger than any CSR: what was read is refused later */
+            buf = nb;
+            cap *= 2;
+        }
+        size_t got = fread(buf + n, 1, cap - n - 1, f);
+        if (got == 0)
+            break;
+        n += got;
+    }
+    if (f != stdin)
+        fclose(f);
+    if (buf) {
+        buf[n] = '\0';
+        *len = n;
+    }
+    return buf;
+}
+
+static int write_out(const char *path, const char *text)
+{
+    FILE *f = path ? fopen(path, "w") : stdout;
+    if (!f) {
+        fprintf(stderr, "workerbus: pki: cannot create %s: %s\n", path, strerror(errno));
+        return EX_CANTCREAT;
+    }
+    fputs(text, f);
+    if (path && fclose(f) != 0) {
+        fprintf(stderr, "workerbus: pki: cannot write %s: %s\n", path, strerror(errno));
+        return EX_CANTCREAT;
+    }
+    return WB_EXIT_OK;
+}
+
+static int cmd_init(int argc, char **argv)
+{
+    const char *dir = NULL;
+    const char **hosts = calloc((size_t)argc + 1, sizeof *hosts);
+    size_t nh = 0;
+    wb_pki_init_opts o = WB_PKI_INIT_OPTS_INIT;
+    int rc = WB_EXIT_OK;
+    for (int i = 1; i < argc && hosts; i++) {
+        if (strcmp(argv[i], "--host") == 0 && i + 1 < argc)
+            hosts[nh++] = argv[++i];
+        else if (strcmp(argv[i], "--rsa") == 0)
+            o.key_type = WB_PKI_KEY_RSA_4096;
+        else if (strcmp(argv[i], "--force") == 0)
+            o.overwrite = 1;
+        else if (argv[i][0] != '-' && !dir)
+            dir = argv[i];
+        else {
+            free(hosts);
+            return wb_cli_usage_error("pki init", "unexpected argument '%s'", argv[i]);
+        }
+    }
+    if (!hosts)
+        return fail(WB_ERR_NO_MEMORY, NULL);
+    if (!dir) {
+        free(hosts);
+        return wb_cli_usage_error("pki init", "the directory is missing");
+    }
+    o.broker_hosts = nh ? hosts : NULL;
+    char *d = NULL;
+    wb_err err = wb_pki_init(dir, &o, &d);
+    if (err == WB_ERR_IO) { /* the files could not be created */
+        fprintf(stderr, "workerbus: pki: %s\n", d ? d : wb_strerror(err));
+        wb_free(d);
+        rc = EX_CANTCREAT;
+    } else if (err)
+        rc = fail(err, d);
+    else
+        printf("workerbus: pki: wrote %s/{%s,%s,%s,%s,%s,%s,%s}\n"
+               "Set MQTT_BROKER_BUILTIN_PKI_DIR=%s; keep %s/%s offline if you can.\n",
+               dir, WB_PKI_CA_CERT, WB_PKI_CA_KEY, WB_PKI_BROKER_CERT, WB_PKI_BROKER_KEY,
+               WB_PKI_SERVER_CERT, WB_PKI_SERVER_KEY, WB_PKI_TOKEN_KEY, dir, dir, WB_PKI_CA_KEY);
+    free(hosts);
+    return rc;
+}
+
+static int cmd_sign(int argc, char **argv)
+{
+    const char *pool = NULL, *pki_dir = NULL, *ca = NULL, *cakey = NULL, *out = NULL,
+               *csr_file = NULL;
+    unsigned days = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(a, "--pool") == 0 && v)
+            pool = argv[++i];
+        else if (strcmp(a, "--pki-dir") == 0 && v)
+            pki_dir = argv[++i];
+        else if (strcmp(a, "--ca-cert") == 0 && v)
+            ca = argv[++i];
+        else if (strcmp(a, "--ca-key") == 0 && v)
+            cakey = argv[++i];
+        else if (strcmp(a, "--out") == 0 && v)
+            out = argv[++i];
+        else if (strcmp(a, "--days") == 0 && v) {
+            char *end;
+            long d = strtol(argv[++i], &end, 10);
+            if (*end || d < 1 || d > 36500)
+                return wb_cli_usage_error("pki sign-csr", "--days takes 1 to 36500, got '%s'",
+                                          argv[i]);
+            days = (unsigned)d;
+        } else if ((a[0] != '-' || strcmp(a, "-") == 0) && !csr_file)
+            csr_file = a;
+        else
+            return wb_cli_usage_error("pki sign-csr", "unexpected argument '%s'", a);
+    }
+    if (!pool)
+        return wb_cli_usage_error("pki sign-csr", "--pool ULID is required");
+    if (!pki_dir && (!ca || !cakey))
+        return wb_cli_usage_error("pki sign-csr",
+                                  "give --pki-dir DIR, or both --ca-cert and --ca-key");
+    char cab[4096], cakb[4096];
+    if (pki_dir) {
+        snprintf(cab, sizeof cab, "%s/%s", pki_dir, WB_PKI_CA_CERT);
+        snprintf(cakb, sizeof cakb, "%s/%s", pki_dir, WB_PKI_CA_KEY);
+        ca = ca ? ca : cab;
+        cakey = cakey ? cakey : cakb;
+    }
+    size_t len = 0;
+    char *csr = read_all(csr_file ? csr_file : "-", &len);
+    if (!csr) {
+        fprintf(stderr, "workerbus: pki: cannot read the CSR %s: %s\n",
+                csr_file ? csr_file : "(standard input)", strerror(errno));
+        return WB_EXIT_NOINPUT;
+    }
+    char *cert = NULL, *d = NULL;
+    wb_err err = wb_pki_sign_csr(ca, cakey, pool, csr, len, days, &cert, &d);
+    free(csr);
+    if (err)
+        return fail(err, d);
+    int rc = write_out(out, cert);
+    wb_free(cert);
+    return rc;
+}
+
+static int cmd_new_csr(int argc, char **argv)
+{
+    const char *key_out = NULL, *csr_out = NULL, *cn = "workerbus worker pool";
+    wb_pki_key_type type = WB_PKI_KEY_EC_P256;
+    for (int i = 1; i < argc; i++) {
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(argv[i], "--key-out") == 0 && v)
+            key_out = argv[++i];
+        else if (strcmp(argv[i], "--csr-out") == 0 && v)
+            csr_out = argv[++i];
+        else if (strcmp(argv[i], "--cn") == 0 && v)
+            cn = argv[++i];
+        else if (strcmp(argv[i], "--rsa") == 0)
+            type = WB_PKI_KEY_RSA_4096;
+        else
+            return wb_cli_usage_error("pki new-csr", "unexpected argument '%s'", argv[i]);
+    }
+    if (!key_out || !csr_out)
+        return wb_cli_usage_error("pki new-csr", "--key-out and --csr-out are required");
+    char *key = NULL, *csr = NULL, *d = NULL;
+    wb_err err = wb_pki_new_csr(type, cn, &key, &csr, &d);
+    if (err)
+        return fail(err, d);
+    FILE *kf = fopen(key_out, "wx");
+    int rc = WB_EXIT_OK;
+    if (!kf) {
+        fprintf(stderr, "workerbus: pki: cannot create %s: %s\n", key_out, strerror(errno));
+        rc = EX_CANTCREAT;
+    } else {
+        fputs(key, kf);
+        fclose(kf);
+        rc = write_out(csr_out, csr);
+    }
+    wb_free(key);
+    wb_free(csr);
+    return rc;
+}
+
+static int cmd_token(int argc, char **argv)
+{
+    const char *key = NULL, *pool = NULL;
+    bool server = false;
+    for (int i = 1; i < argc; i++) {
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(argv[i], "--token-key") == 0 && v)
+            key = argv[++i];
+        else if (strcmp(argv[i], "--pool") == 0 && v)
+            pool = argv[++i];
+        else if (strcmp(argv[i], "--server") == 0)
+            server = true;
+        else
+            return wb_cli_usage_error("pki token", "unexpected argument '%s'", argv[i]);
+    }
+    if (!key || (!pool == !server))
+        return wb_cli_usage_error("pki token",
+                                  "give --token-key FILE and one of --pool ULID or --server");
+    char tok[WB_PKI_TOKEN_LEN + 1];
+    char *d = NULL;
+    wb_err err = wb_pki_token(key, pool, tok, &d);
+    if (err)
+        return fail(err, d);
+    printf("%s\n", tok);
+    return WB_EXIT_OK;
+}
+
+static int run(int argc, char **argv)
+{
+    if (argc < 2)
+        return wb_cli_usage_error("pki", "a subcommand is required: init, sign-csr, new-csr, "
+                                         "token");
+    const char *sub = argv[1];
+    if (strcmp(sub, "init") == 0)
+        return cmd_init(argc - 1, argv + 1);
+    if (strcmp(sub, "sign-csr") == 0)
+        return cmd_sign(argc - 1, argv + 1);
+    if (strcmp(sub, "new-csr") == 0)
+        return cmd_new_csr(argc - 1, argv + 1);
+    if (strcmp(sub, "token") == 0)
+        return cmd_token(argc - 1, argv + 1);
+    return wb_cli_usage_error("pki", "unknown subcommand '%s'", sub);
+}
+
+const wb_cli_command wb_cli_pki = {
+    .name = "pki",
+    .summary = "create the built-in broker's CA and certificates; sign worker pools' CSRs",
+    .usage = usage,
+    .run = run,
+};

@@ -1,0 +1,410 @@
+/* The built-in broker's variables: credentials, listener, runtime directory
+ * and the mosquitto executable. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "config_internal.h"
+
+static const char *const pki_files[WB__V_COUNT] = {
+    [WB__V_B_CA_FILE] = WB_PKI_CA_CERT,
+    [WB__V_B_CA_KEY_FILE] = WB_PKI_CA_KEY,
+    [WB__V_B_CERT_FILE] = WB_PKI_BROKER_CERT,
+    [WB__V_B_KEY_FILE] = WB_PKI_BROKER_KEY,
+    [WB__V_B_CLIENT_CERT_FILE] = WB_PKI_SERVER_CERT,
+    [WB__V_B_CLIENT_KEY_FILE] = WB_PKI_SERVER_KEY,
+    [WB__V_B_TOKEN_KEY_FILE] = WB_PKI_TOKEN_KEY,
+};
+
+static const char *const purposes[WB__V_COUNT] = {
+    [WB__V_B_CA_FILE] = "the CA certificate that signs worker certificates",
+    [WB__V_B_CERT_FILE] = "the broker's TLS certificate",
+    [WB__V_B_KEY_FILE] = "the broker's TLS private key",
+    [WB__V_B_CLIENT_CERT_FILE] = "the server's own client certificate",
+    [WB__V_B_CLIENT_KEY_FILE] = "the server's own client key",
+    [WB__V_B_TOKEN_KEY_FILE] = "the key of the passwords on a plain listener",
+};
+
+static bool is_builtin(const wb__loader *L)
+{
+    return L->broker_known && L->cfg->broker == WB_BROKER_BUILTIN;
+}
+
+/* -1: unknown (the endpoint is invalid), 0: plain, 1: tls:// */
+static int tls_state(const wb__loader *L)
+{
+    if (!is_builtin(L) || !L->cfg->host)
+        return -1;
+    return L->cfg->tls ? 1 : 0;
+}
+
+static bool tls_only(enum wb__var v)
+{
+    return v == WB__V_B_CA_FILE || v == WB__V_B_CERT_FILE || v == WB__V_B_KEY_FILE ||
+           v == WB__V_B_CLIENT_CERT_FILE || v == WB__V_B_CLIENT_KEY_FILE;
+}
+
+bool wb__cfg_builtin_var_used(const wb__loader *L, enum wb__var v)
+{
+    if (!L->broker_known)
+        return true;
+    if (!is_builtin(L))
+        return false;
+    int tls = tls_state(L);
+    if (tls < 0)
+        return true;
+    if (tls_only(v))
+        return tls == 1;
+    if (v == WB__V_B_TOKEN_KEY_FILE)
+        return tls == 0;
+    return true;
+}
+
+static char *join(const char *dir, const char *name)
+{
+    size_t dl = strlen(dir);
+    return wb__asprintf("%s%s%s", dir, dl && dir[dl - 1] == '/' ? "" : "/", name);
+}
+
+static void derive(wb__loader *L, enum wb__var v, char *value)
+{
+    free(L->derived[v]);
+    L->derived[v] = value;
+    if (!value)
+        L->oom = true;
+}
+
+static bool check_pki_dir(wb__loader *L)
+{
+    const enum wb__var V = WB__V_B_PKI_DIR;
+    const char *dir = wb__cfg_raw(L, V);
+    if (!dir || L->bad[V])
+        return false;
+    struct stat st;
+    int e = stat(dir, &st) != 0 ? errno : 0;
+    if (e || !S_ISDIR(st.st_mode)) {
+        wb__cfg_problem_hint(L, WB__ERR, V,
+                             wb__asprintf("create it with: workerbus pki init %s --host <broker "
+                                          "host>",
+                                          dir),
+                             "is not a directory (%s); expected a directory made by "
+                             "`workerbus pki init`",
+                             e ? strerror(e) : "not a directory");
+        return false;
+    }
+    for (int v = WB__V_B_CA_FILE; v <= WB__V_B_TOKEN_KEY_FILE; v++) {
+        if (wb__cfg_raw(L, (enum wb__var)v) || !pki_files[v])
+            continue;
+        char *path = join(dir, pki_files[v]);
+        /* the CA key is optional: a server may keep it elsewhere */
+        if (v == WB__V_B_CA_KEY_FILE && path && access(path, F_OK) != 0) {
+            free(path);
+            continue;
+        }
+        derive(L, (enum wb__var)v, path);
+    }
+    return true;
+}
+
+/* A readable regular file; records an error on v otherwise. */
+static bool check_file(wb__loader *L, enum wb__var v)
+{
+    const char *path = wb__cfg_effective(L, v);
+    if (!path)
+        return false;
+    struct stat st;
+    const char *from = wb__cfg_raw(L, v) ? "" : " (from MQTT_BROKER_BUILTIN_PKI_DIR)";
+    if (path[0] != '/') {
+        wb__cfg_problem(L, WB__ERR, v, "must be an absolute path to %s", purposes[v]);
+        return false;
+    }
+    if (stat(path, &st) != 0) {
+        wb__cfg_problem_hint(L, WB__ERR, v,
+                             wb__strdup("workerbus pki init DIR creates every credential the "
+                                        "built-in broker needs"),
+                             "%s%s cannot be used: %s (%s)", path, from, strerror(errno),
+                             purposes[v]);
+        return false;
+    }
+    if (!S_ISREG(st.st_mode) || access(path, R_OK) != 0) {
+        wb__cfg_problem(L, WB__ERR, v, "%s%s is not a readable file (%s)", path, from, purposes[v]);
+        return false;
+    }
+    return true;
+}
+
+static void require(wb__loader *L, enum wb__var v, const char *why)
+{
+    if (wb__cfg_effective(L, v))
+        return;
+    wb__cfg_problem_hint(L, WB__ERR, v,
+                         wb__strdup("set MQTT_BROKER_BUILTIN_PKI_DIR to a directory made by "
+                                    "`workerbus pki init DIR`, or set this variable"),
+                         "is required %s: the path of %s", why, purposes[v]);
+}
+
+/* cert/key pair; the certificate issued by the CA (when ca_ok) */
+static void check_pair(wb__loader *L, enum wb__var cert, enum wb__var key, bool ca_ok)
+{
+    bool c = check_file(L, cert), k = check_file(L, key);
+    if (!c || !k)
+        return;
+    char *d = NULL;
+    wb_err err = wb_pki_check_pair(wb__cfg_effective(L, cert), wb__cfg_effective(L, key), &d);
+    if (err == WB_ERR_AUTH_REFUSED && d && strstr(d, "does not belong"))
+        wb__cfg_problem(L, WB__ERR, key, "%s", d);
+    else if (err)
+        wb__cfg_problem(L, WB__ERR, cert, "%s", d ? d : wb_strerror(err));
+    wb_free(d);
+    if (err || !ca_ok)
+        return;
+    err = wb_pki_check_issued_by(wb__cfg_effective(L, cert), wb__cfg_effective(L, WB__V_B_CA_FILE),
+                                 &d);
+    if (err)
+        wb__cfg_problem_hint(
+            L, WB__ERR, cert,
+            wb__strdup("workers trust only MQTT_BROKER_BUILTIN_CA_FILE: issue every "
+                       "certificate from that CA (workerbus pki init makes a matching set)"),
+            "%s", d ? d : wb_strerror(err));
+    wb_free(d);
+}
+
+static void check_tls_credentials(wb__loader *L)
+{
+    const char *why = "with a tls:// endpoint";
+    for (int v = WB__V_B_CA_FILE; v <= WB__V_B_CLIENT_KEY_FILE; v++) {
+        if (v != WB__V_B_CA_KEY_FILE)
+            require(L, (enum wb__var)v, why);
+    }
+    bool ca_ok = wb__cfg_effective(L, WB__V_B_CA_FILE) && check_file(L, WB__V_B_CA_FILE);
+    if (wb__cfg_effective(L, WB__V_B_CERT_FILE) && wb__cfg_effective(L, WB__V_B_KEY_FILE))
+        check_pair(L, WB__V_B_CERT_FILE, WB__V_B_KEY_FILE, ca_ok);
+    if (wb__cfg_effective(L, WB__V_B_CLIENT_CERT_FILE) &&
+        wb__cfg_effective(L, WB__V_B_CLIENT_KEY_FILE))
+        check_pair(L, WB__V_B_CLIENT_CERT_FILE, WB__V_B_CLIENT_KEY_FILE, ca_ok);
+
+    /* workers check the broker's certificate against the endpoint's host */
+    const char *cert = wb__cfg_effective(L, WB__V_B_CERT_FILE);
+    if (cert && L->cfg->host && wb__pki_cert_matches_host(cert, L->cfg->host) == 0)
+        wb__cfg_problem_hint(L, WB__ERR, WB__V_B_CERT_FILE,
+                             wb__asprintf("issue it for that name: workerbus pki init DIR "
+                                          "--host %s",
+                                          L->cfg->host),
+                             "%s is not valid for the endpoint's host \"%s\": workers would "
+                             "refuse the broker",
+                             cert, L->cfg->host);
+    const char *client = wb__cfg_effective(L, WB__V_B_CLIENT_CERT_FILE);
+    char *cn = client ? wb__pki_cert_cn(client) : NULL;
+    if (cn && strcmp(cn, WB_PKI_SERVER_IDENTITY) != 0)
+        wb__cfg_problem(L, WB__ERR, WB__V_B_CLIENT_CERT_FILE,
+                        "%s has the common name \"%s\"; the server's identity must be \"%s\" "
+                        "(a worker certificate cannot publish to other workers)",
+                        client, cn, WB_PKI_SERVER_IDENTITY);
+    free(cn);
+    if (wb__cfg_effective(L, WB__V_B_CA_KEY_FILE) && ca_ok && check_file(L, WB__V_B_CA_KEY_FILE)) {
+        char *d = NULL;
+        if (wb_pki_check_pair(wb__cfg_effective(L, WB__V_B_CA_FILE),
+                              wb__cfg_effective(L, WB__V_B_CA_KEY_FILE), &d) != WB_OK)
+            wb__cfg_problem(L, WB__ERR, WB__V_B_CA_KEY_FILE, "%s", d ? d : "invalid");
+        wb_free(d);
+    }
+}
+
+static void check_token_key(wb__loader *L)
+{
+    require(L, WB__V_B_TOKEN_KEY_FILE, "with a plain (non-TLS) endpoint");
+    if (!wb__cfg_effective(L, WB__V_B_TOKEN_KEY_FILE) || !check_file(L, WB__V_B_TOKEN_KEY_FILE))
+        return;
+    char tok[WB_PKI_TOKEN_LEN + 1];
+    char *d = NULL;
+    if (wb_pki_token(wb__cfg_effective(L, WB__V_B_TOKEN_KEY_FILE), NULL, tok, &d) != WB_OK)
+        wb__cfg_problem(L, WB__ERR, WB__V_B_TOKEN_KEY_FILE, "%s", d ? d : "unusable");
+    wb_free(d);
+}
+
+/* MQTT_BROKER_BUILTIN_LISTEN: <host>:<port>, host an IPv4 address, a
+ * bracketed IPv6 address or a DNS name. */
+static void check_listen(wb__loader *L)
+{
+    const enum wb__var V = WB__V_B_LISTEN;
+    const char *v = wb__cfg_raw(L, V);
+    const char *expect = "expected <host>:<port> (e.g. 0.0.0.0:1984, [::]:1984, "
+                         "127.0.0.1:1984), port 1-65535 except 1983";
+    if (!v) {
+        if (L->cfg->host) { /* default: the endpoint's host and port */
+            L->cfg->listen_host = wb__strdup(L->cfg->host);
+            L->cfg->listen_port = L->cfg->port;
+            bool v6 = strchr(L->cfg->host, ':') != NULL;
+            derive(L, V,
+                   wb__asprintf("%s%s%s:%u", v6 ? "[" : "", L->cfg->host, v6 ? "]" : "",
+                                L->cfg->port));
+        }
+        return;
+    }
+    if (L->bad[V])
+        return;
+    size_t n = wb__cfg_raw_len(L, V);
+    const char *colon = strrchr(v, ':');
+    if (!colon) {
+        wb__cfg_problem(L, WB__ERR, V, "has no port; %s", expect);
+        return;
+    }
+    const char *host = v;
+    size_t hl = (size_t)(colon - v);
+    if (hl >= 2 && v[0] == '[' && v[hl - 1] == ']') {
+        char tmp[64];
+        struct in6_addr a6;
+        if (hl - 2 >= sizeof tmp) {
+            wb__cfg_problem(L, WB__ERR, V, "has an invalid IPv6 address; %s", expect);
+            return;
+        }
+        memcpy(tmp, v + 1, hl - 2);
+        tmp[hl - 2] = '\0';
+        if (inet_pton(AF_INET6, tmp, &a6) != 1) {
+            wb__cfg_problem(L, WB__ERR, V, "has an invalid IPv6 address; %s", expect);
+            return;
+        }
+        host = v + 1;
+        hl -= 2;
+    } else {
+        const char *why = memchr(v, ':', hl) ? "an IPv6 address must be in brackets"
+                                             : wb__host_check(v, hl, NULL);
+        if (why) {
+            wb__cfg_problem(L, WB__ERR, V, "has an invalid host (%s); %s", why, expect);
+            return;
+        }
+    }
+    unsigned port = 0;
+    const char *why = wb__port_parse(colon + 1, n - (size_t)(colon + 1 - v), &port);
+    if (why || port == 1983) {
+        wb__cfg_problem(L, WB__ERR, V, "%s; %s", why ? why : "port 1983 is the server's HTTP port",
+                        expect);
+        return;
+    }
+    L->cfg->listen_host = wb__strndup(host, hl);
+    L->cfg->listen_port = port;
+    if (!L->cfg->listen_host)
+        L->oom = true;
+}
+
+static void check_runtime_dir(wb__loader *L)
+{
+    const enum wb__var V = WB__V_B_RUNTIME_DIR;
+    const char *dir = wb__cfg_effective(L, V);
+    if (L->bad[V] || !dir)
+        return;
+    if (dir[0] != '/') {
+        wb__cfg_problem(L, WB__ERR, V, "must be an absolute path");
+        return;
+    }
+    struct stat st;
+    if (stat(dir, &st) == 0) {
+        if (!S_ISDIR(st.st_mode))
+            wb__cfg_problem(L, WB__ERR, V, "%s exists but is not a directory", dir);
+        else if (access(dir, W_OK | X_OK) != 0)
+            wb__cfg_problem(L, WB__ERR, V, "%s is not writable by this user", dir);
+        return;
+    }
+    /* it will be created: some ancestor must exist and be writable */
+    char *parent = wb__strdup(dir);
+    if (!parent) {
+        L->oom = true;
+        return;
+    }
+    char *slash;
+    while ((slash = strrchr(parent, '/')) != NULL) {
+        *(slash == parent ? slash + 1 : slash) = '\0';
+        if (stat(parent, &st) == 0)
+            break;
+        if (slash == parent)
+            break;
+    }
+    if (!S_ISDIR(st.st_mode) || access(parent, W_OK | X_OK) != 0)
+        wb__cfg_problem_hint(L, WB__ERR, V,
+                             wb__asprintf("create %s and give this user write access, or "
+                                          "choose another directory",
+                                          dir),
+                             "%s does not exist and cannot be created here (%s is not "
+                             "writable)",
+                             dir, parent);
+    free(parent);
+}
+
+static char *find_executable(const char *name)
+{
+    if (strchr(name, '/'))
+        return access(name, X_OK) == 0 ? wb__strdup(name) : NULL;
+    const char *path = getenv("PATH");
+    wb__buf dirs = WB__BUF_INIT;
+    wb__buf_puts(&dirs, path ? path : "");
+    wb__buf_puts(&dirs, ":/usr/sbin:/usr/local/sbin:/sbin");
+    char *list = wb__buf_take(&dirs);
+    char *found = NULL;
+    for (char *save = NULL, *d = list ? strtok_r(list, ":", &save) : NULL; d && !found;
+         d = strtok_r(NULL, ":", &save)) {
+        char *cand = join(d, name);
+        struct stat st;
+        if (cand && stat(cand, &st) == 0 && S_ISREG(st.st_mode) && access(cand, X_OK) == 0)
+            found = cand;
+        else
+            free(cand);
+    }
+    free(list);
+    return found;
+}
+
+static void check_mosquitto(wb__loader *L)
+{
+    const enum wb__var V = WB__V_B_MOSQUITTO;
+    const char *name = wb__cfg_effective(L, V);
+    if (L->bad[V] || !name)
+        return;
+    char *path = find_executable(name);
+    if (!path) {
+        wb__cfg_problem_hint(L, WB__ERR, V,
+                             wb__strdup("install the Debian package mosquitto "
+                                        "(scripts/bootstrap does), or give the path of the "
+                                        "executable"),
+                             "\"%s\" is not an executable found in PATH or /usr/sbin", name);
+        return;
+    }
+    if (!wb__cfg_raw(L, V) || strcmp(path, name) != 0)
+        derive(L, V, path); /* the resolved path is what the broker runs */
+    else
+        free(path);
+}
+
+void wb__cfg_check_builtin(wb__loader *L)
+{
+    if (!L->broker_known)
+        return;
+    if (!is_builtin(L)) {
+        for (int v = WB__V_B_PKI_DIR; v <= WB__V_B_MOSQUITTO; v++) {
+            if (wb__cfg_raw(L, (enum wb__var)v))
+                wb__cfg_problem(L, WB__WARN, (enum wb__var)v,
+                                "is only used by the built-in broker; it has no effect with "
+                                "MQTT_BROKER_TYPE=iotcore");
+        }
+        return;
+    }
+    check_pki_dir(L);
+    int tls = tls_state(L);
+    if (tls == 1)
+        check_tls_credentials(L);
+    else if (tls == 0)
+        check_token_key(L);
+    if (tls >= 0) {
+        for (int v = WB__V_B_CA_FILE; v <= WB__V_B_TOKEN_KEY_FILE; v++) {
+            bool wrong = tls ? v == WB__V_B_TOKEN_KEY_FILE : tls_only((enum wb__var)v);
+            if (wrong && wb__cfg_raw(L, (enum wb__var)v))
+                wb__cfg_problem(L, WB__WARN, (enum wb__var)v, "is not used with a %s endpoint",
+                                tls ? "tls://" : "plain (non-TLS)");
+        }
+    }
+    check_listen(L);
+    check_runtime_dir(L);
+    check_mosquitto(L);
+}
