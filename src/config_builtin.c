@@ -335,8 +335,11 @@ static void check_runtime_dir(wb__loader *L)
 
 static char *find_executable(const char *name)
 {
+    struct stat st;
     if (strchr(name, '/'))
-        return access(name, X_OK) == 0 ? wb__strdup(name) : NULL;
+        return stat(name, &st) == 0 && S_ISREG(st.st_mode) && access(name, X_OK) == 0
+                   ? wb__strdup(name)
+                   : NULL;
     const char *path = getenv("PATH");
     wb__buf dirs = WB__BUF_INIT;
     wb__buf_puts(&dirs, path ? path : "");
@@ -346,7 +349,6 @@ static char *find_executable(const char *name)
     for (char *save = NULL, *d = list ? strtok_r(list, ":", &save) : NULL; d && !found;
          d = strtok_r(NULL, ":", &save)) {
         char *cand = join(d, name);
-        struct stat st;
         if (cand && stat(cand, &st) == 0 && S_ISREG(st.st_mode) && access(cand, X_OK) == 0)
             found = cand;
         else

@@ -110,9 +110,19 @@ wb_err wbt_load(const char *const *base, const char *const *over, wb_config **cf
         if (!replaced)
             list[n++] = base[i];
     }
+    static char expanded[8][512];
+    size_t ne = 0;
     for (size_t j = 0; over && over[j]; j++) {
-        if (strchr(over[j], '='))
+        if (!strchr(over[j], '='))
+            continue;
+        const char *at = strstr(over[j], "@PKI@");
+        if (at && ne < 8) { /* "@PKI@" stands for the test PKI directory */
+            snprintf(expanded[ne], sizeof expanded[ne], "%.*s%s%s", (int)(at - over[j]), over[j],
+                     wbt_pki_dir(), at + 5);
+            list[n++] = expanded[ne++];
+        } else {
             list[n++] = over[j];
+        }
     }
     list[n] = NULL;
     wb_config_load_opts opts = WB_CONFIG_LOAD_OPTS_INIT;

@@ -16,7 +16,9 @@ extern const char *const wbt_base_builtin_sqs[]; /* builtin + sqs stand-in URLs 
 const char *wbt_pki_dir(void);
 
 /* Loads base with overrides applied: "KEY=VALUE" replaces or adds KEY,
- * "KEY" alone removes it. */
+ * "KEY" alone removes it; "@PKI@" in a value stands for wbt_pki_dir().
+ * Builtin bases get MQTT_BROKER_BUILTIN_PKI_DIR and _RUNTIME_DIR unless the
+ * overrides name them. */
 wb_err wbt_load(const char *const *base, const char *const *over, wb_config **cfg,
                 wb_config_report **rep);
 
