@@ -30,6 +30,7 @@ static const char *const var_names[WB__V_COUNT] = {
     [WB__V_B_LISTEN] = "MQTT_BROKER_BUILTIN_LISTEN",
     [WB__V_B_RUNTIME_DIR] = "MQTT_BROKER_BUILTIN_RUNTIME_DIR",
     [WB__V_B_MOSQUITTO] = "MQTT_BROKER_BUILTIN_MOSQUITTO",
+    [WB__V_B_PLUGIN] = "MQTT_BROKER_BUILTIN_PLUGIN",
     [WB__V_QUEUE_TYPE] = "MESSAGE_QUEUE_TYPE",
     [WB__V_DATABASE_URL] = "DATABASE_URL",
     [WB__V_SQS_FIRST + WB_LQ_ASYNC_JOBS] = "MESSAGE_QUEUE_SQS_ASYNC_URL",
@@ -1126,7 +1127,7 @@ static void fill_settings(wb__loader *L)
             used = !L->queue_known || c->queue == WB_QUEUE_SQS;
         else if (v == WB__V_AWS_DEFAULT_REGION)
             used = !wb__cfg_raw(L, WB__V_AWS_REGION);
-        else if (v >= WB__V_B_PKI_DIR && v <= WB__V_B_MOSQUITTO)
+        else if (v >= WB__V_B_PKI_DIR && v <= WB__V_B_PLUGIN)
             used = wb__cfg_builtin_var_used(L, (enum wb__var)v);
         s->used = used;
     }

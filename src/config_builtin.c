@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "config_internal.h"
+#include "wb_paths.h"
 
 static const char *const pki_files[WB__V_COUNT] = {
     [WB__V_B_CA_FILE] = WB_PKI_CA_CERT,
@@ -26,6 +27,7 @@ static const char *const purposes[WB__V_COUNT] = {
     [WB__V_B_CLIENT_CERT_FILE] = "the server's own client certificate",
     [WB__V_B_CLIENT_KEY_FILE] = "the server's own client key",
     [WB__V_B_TOKEN_KEY_FILE] = "the key of the passwords on a plain listener",
+    [WB__V_B_PLUGIN] = "the workerbus Mosquitto plugin (workerbus_mosquitto.so)",
 };
 
 static bool is_builtin(const wb__loader *L)
@@ -116,17 +118,20 @@ static bool check_file(wb__loader *L, enum wb__var v)
     if (!path)
         return false;
     struct stat st;
-    const char *from = wb__cfg_raw(L, v) ? "" : " (from MQTT_BROKER_BUILTIN_PKI_DIR)";
+    const char *from =
+        wb__cfg_raw(L, v) || v == WB__V_B_PLUGIN ? "" : " (from MQTT_BROKER_BUILTIN_PKI_DIR)";
     if (path[0] != '/') {
         wb__cfg_problem(L, WB__ERR, v, "must be an absolute path to %s", purposes[v]);
         return false;
     }
     if (stat(path, &st) != 0) {
-        wb__cfg_problem_hint(L, WB__ERR, v,
-                             wb__strdup("workerbus pki init DIR creates every credential the "
-                                        "built-in broker needs"),
-                             "%s%s cannot be used: %s (%s)", path, from, strerror(errno),
-                             purposes[v]);
+        wb__cfg_problem_hint(
+            L, WB__ERR, v,
+            wb__strdup(v == WB__V_B_PLUGIN ? "install workerbus (ninja install), or point this "
+                                             "variable at the built plugin"
+                                           : "workerbus pki init DIR creates every credential "
+                                             "the built-in broker needs"),
+            "%s%s cannot be used: %s (%s)", path, from, strerror(errno), purposes[v]);
         return false;
     }
     if (!S_ISREG(st.st_mode) || access(path, R_OK) != 0) {
@@ -384,7 +389,7 @@ void wb__cfg_check_builtin(wb__loader *L)
     if (!L->broker_known)
         return;
     if (!is_builtin(L)) {
-        for (int v = WB__V_B_PKI_DIR; v <= WB__V_B_MOSQUITTO; v++) {
+        for (int v = WB__V_B_PKI_DIR; v <= WB__V_B_PLUGIN; v++) {
             if (wb__cfg_raw(L, (enum wb__var)v))
                 wb__cfg_problem(L, WB__WARN, (enum wb__var)v,
                                 "is only used by the built-in broker; it has no effect with "
@@ -409,4 +414,12 @@ void wb__cfg_check_builtin(wb__loader *L)
     check_listen(L);
     check_runtime_dir(L);
     check_mosquitto(L);
+    if (!wb__cfg_raw(L, WB__V_B_PLUGIN)) { /* installed, else this build's own */
+        bool installed = access(WB_PLUGIN_PATH, R_OK) == 0;
+        bool built = access(WB_PLUGIN_BUILD_PATH, R_OK) == 0;
+        derive(L, WB__V_B_PLUGIN,
+               wb__strdup(!installed && built ? WB_PLUGIN_BUILD_PATH : WB_PLUGIN_PATH));
+    }
+    if (!L->bad[WB__V_B_PLUGIN] && !check_file(L, WB__V_B_PLUGIN))
+        L->bad[WB__V_B_PLUGIN] = true;
 }

@@ -22,6 +22,7 @@ enum wb__var {
     WB__V_B_LISTEN,
     WB__V_B_RUNTIME_DIR,
     WB__V_B_MOSQUITTO,
+    WB__V_B_PLUGIN,
     WB__V_QUEUE_TYPE,
     WB__V_DATABASE_URL,
     WB__V_SQS_FIRST,

@@ -16,6 +16,11 @@
 #define WB__PRINTF(f, a)
 #endif
 
+/* ---- logging (log.c) --------------------------------------------------- */
+
+bool wb__log_enabled(wb_log_level level);
+void wb__log(wb_log_level level, const char *component, const char *fmt, ...) WB__PRINTF(3, 4);
+
 /* ---- growable string (strbuf.c) ---------------------------------------- */
 
 /* A NUL-terminated, growable string. On allocation failure it sets `failed`

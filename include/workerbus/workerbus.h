@@ -11,5 +11,6 @@
 #include "config.h"
 #include "topic.h"
 #include "pki.h"
+#include "log.h"
 
 #endif
