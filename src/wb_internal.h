@@ -16,6 +16,16 @@
 #define WB__PRINTF(f, a)
 #endif
 
+/* ---- time and backoff (backoff.c) --------------------------------------- */
+
+#include <stdint.h>
+/* A delay for retry number `attempt` (0-based): min_ms doubled per attempt up
+ * to max_ms, then jittered to between half and all of that. */
+unsigned wb__backoff_ms(unsigned attempt, unsigned min_ms, unsigned max_ms);
+uint32_t wb__random32(void);
+/* Milliseconds of CLOCK_MONOTONIC. */
+uint64_t wb__now_ms(void);
+
 /* ---- logging (log.c) --------------------------------------------------- */
 
 bool wb__log_enabled(wb_log_level level);

@@ -222,8 +222,7 @@ PLUGIN_API int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **u
     p->ns_len = strlen(p->ns);
     int rc = mosquitto_callback_register(identifier, MOSQ_EVT_ACL_CHECK, bltn_acl, NULL, p);
     if (rc == MOSQ_ERR_SUCCESS && p->token_key)
-        rc = mosquitto_callback_register(identifier, MOSQ_EVT_BASIC_AUTH, bltn_basic_auth, NULL,
-                                         p);
+        rc = mosquitto_callback_register(identifier, MOSQ_EVT_BASIC_AUTH, bltn_basic_auth, NULL, p);
     if (rc != MOSQ_ERR_SUCCESS) {
         mosquitto_log_printf(MOSQ_LOG_ERR, "Error: workerbus: cannot register callbacks: %s",
                              mosquitto_strerror(rc));

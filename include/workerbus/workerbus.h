@@ -12,5 +12,6 @@
 #include "topic.h"
 #include "pki.h"
 #include "log.h"
+#include "bundled.h"
 
 #endif

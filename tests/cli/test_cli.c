@@ -1,15 +1,13 @@
 /* The workerbus executable: exit codes, output shapes, secrets. Runs the
  * built binary (WB_CLI) with an explicit, clean environment. */
 #include <criterion/criterion.h>
-#include <fcntl.h>
 #include <jansson.h>
-#include <poll.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
+
+#include "proc.h"
 
 typedef struct run_result {
     int status;
@@ -17,39 +15,8 @@ typedef struct run_result {
     char *err;
 } run_result;
 
-static void slurp_two(int fo, int fe, char **out, char **err)
-{
-    size_t lo = 0, le = 0, co = 4096, ce = 4096;
-    *out = malloc(co);
-    *err = malloc(ce);
-    struct pollfd p[2] = {{fo, POLLIN, 0}, {fe, POLLIN, 0}};
-    int open_fds = 2;
-    while (open_fds > 0) {
-        cr_assert_geq(poll(p, 2, 10000), 1, "the command hung");
-        for (int i = 0; i < 2; i++) {
-            if (p[i].fd < 0 || !(p[i].revents & (POLLIN | POLLHUP)))
-                continue;
-            char **buf = i ? err : out;
-            size_t *len = i ? &le : &lo, *cap = i ? &ce : &co;
-            if (*len + 4096 > *cap) {
-                *cap *= 2;
-                *buf = realloc(*buf, *cap);
-            }
-            ssize_t r = read(p[i].fd, *buf + *len, *cap - *len - 1);
-            if (r <= 0) {
-                close(p[i].fd);
-                p[i].fd = -1;
-                open_fds--;
-            } else {
-                *len += (size_t)r;
-            }
-        }
-    }
-    (*out)[lo] = '\0';
-    (*err)[le] = '\0';
-}
-
-/* Runs workerbus with argv (after the program name) and envp. */
+/* Runs workerbus with argv (after the program name) and exactly envp, plus
+ * the sanitizer settings so a report fails the run. */
 static run_result run(const char *const *args, const char *const *envp)
 {
     const char *cli = getenv("WB_CLI");
@@ -60,43 +27,24 @@ static run_result run(const char *const *args, const char *const *envp)
     for (size_t i = 0; args[i]; i++)
         argv[n++] = args[i];
     argv[n] = NULL;
-    /* sanitizer settings pass through so a report fails the run */
     const char *env[64];
     size_t k = 0;
-    static char asan[512], ubsan[512];
-    if (getenv("ASAN_OPTIONS")) {
-        snprintf(asan, sizeof asan, "ASAN_OPTIONS=%s", getenv("ASAN_OPTIONS"));
-        env[k++] = asan;
-    }
-    if (getenv("UBSAN_OPTIONS")) {
-        snprintf(ubsan, sizeof ubsan, "UBSAN_OPTIONS=%s", getenv("UBSAN_OPTIONS"));
-        env[k++] = ubsan;
+    static char asan[512], ubsan[512], lsan[512];
+    const char *names[] = {"ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS"};
+    char *bufs[] = {asan, ubsan, lsan};
+    for (int i = 0; i < 3; i++) {
+        if (getenv(names[i])) {
+            snprintf(bufs[i], 512, "%s=%s", names[i], getenv(names[i]));
+            env[k++] = bufs[i];
+        }
     }
     for (size_t i = 0; envp && envp[i]; i++)
         env[k++] = envp[i];
     env[k] = NULL;
-
-    int po[2], pe[2];
-    cr_assert_eq(pipe(po), 0);
-    cr_assert_eq(pipe(pe), 0);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, po[1], 1);
-    posix_spawn_file_actions_adddup2(&fa, pe[1], 2);
-    posix_spawn_file_actions_addclose(&fa, po[0]);
-    posix_spawn_file_actions_addclose(&fa, pe[0]);
-    pid_t pid;
-    cr_assert_eq(posix_spawn(&pid, cli, &fa, NULL, (char *const *)argv, (char *const *)env), 0);
-    posix_spawn_file_actions_destroy(&fa);
-    close(po[1]);
-    close(pe[1]);
-    run_result r;
-    slurp_two(po[0], pe[0], &r.out, &r.err);
-    int st;
-    cr_assert_eq(waitpid(pid, &st, 0), pid);
-    cr_assert(WIFEXITED(st), "workerbus died: signal %d\nstderr:\n%s", WTERMSIG(st), r.err);
-    r.status = WEXITSTATUS(st);
-    return r;
+    wbt_proc p;
+    cr_assert(wbt_proc_run(argv, env, 30000, &p), "cannot run %s", cli);
+    cr_assert_not(p.signaled, "workerbus died: status %d\nstderr:\n%s", p.status, p.err);
+    return (run_result){p.status, p.out, p.err};
 }
 
 static void done(run_result *r)

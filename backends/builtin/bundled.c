@@ -1,0 +1,824 @@
+/* The bundled Mosquitto broker: configuration, supervision, log routing. */
+#define _GNU_SOURCE /* pipe2 */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <poll.h>
+#include <pthread.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "wb_internal.h"
+
+#define DEFAULT_START_TIMEOUT_MS 15000
+#define DEFAULT_RESTART_MIN_MS   250
+#define DEFAULT_RESTART_MAX_MS   15000
+#define DEFAULT_AUTOSAVE_S       5
+#define STOP_GRACE_MS            5000
+#define PROBE_INTERVAL_MS        25
+/* a child that stayed up this long resets the restart backoff */
+#define STABLE_MS  10000
+#define TAIL_LINES 12
+
+typedef enum bltn_state { BLTN_STARTING, BLTN_READY, BLTN_DOWN, BLTN_FAILED } bltn_state;
+
+struct wb_bundled {
+    const wb_config *cfg;
+    wb_bundled_opts opts;
+    char *runtime_dir;
+    char *conf_path;
+    char *mosquitto;
+    char *probe_host; /* where the readiness probe connects */
+    unsigned port;
+
+    pthread_t thread;
+    bool thread_started;
+    int ctl_fd; /* eventfd: stop request */
+
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bltn_state state;
+    pid_t pid;
+    unsigned restarts;
+    bool stop_forced;
+    char *failure; /* why the first start failed */
+
+    /* supervisor-thread state */
+    int log_fd;
+    int pid_fd;
+    char linebuf[4096];
+    size_t linelen;
+    char *tail[TAIL_LINES]; /* the last log lines, for error reports */
+    unsigned tail_next;
+    bool running; /* mosquitto said it is running: listeners and TLS files loaded */
+};
+
+/* ---- files -------------------------------------------------------------- */
+
+static wb_err mkdirs(const char *path, mode_t mode)
+{
+    char *p = wb__strdup(path);
+    if (!p)
+        return WB_ERR_NO_MEMORY;
+    for (char *s = p + 1; *s; s++) {
+        if (*s != '/')
+            continue;
+        *s = '\0';
+        if (mkdir(p, 0755) != 0 && errno != EEXIST) {
+            free(p);
+            return WB_ERR_IO;
+        }
+        *s = '/';
+    }
+    free(p);
+    if (mkdir(path, mode) != 0 && errno != EEXIST)
+        return WB_ERR_IO;
+    return chmod(path, mode) == 0 ? WB_OK : WB_ERR_IO;
+}
+
+/* Copies src to dst (mode 0600, owned by uid/gid when uid != -1). */
+static wb_err copy_file(const char *src, const char *dst, uid_t uid, gid_t gid, char **detail,
+                        const char *variable)
+{
+    int in = open(src, O_RDONLY | O_CLOEXEC);
+    if (in < 0) {
+        *detail = wb__asprintf("cannot read %s (%s): %s", src, variable, strerror(errno));
+        return WB_ERR_IO;
+    }
+    int out = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    wb_err err = WB_OK;
+    if (out < 0) {
+        *detail = wb__asprintf("cannot write %s: %s", dst, strerror(errno));
+        close(in);
+        return WB_ERR_IO;
+    }
+    char buf[8192];
+    ssize_t n;
+    while ((n = read(in, buf, sizeof buf)) > 0) {
+        if (write(out, buf, (size_t)n) != n) {
+            *detail = wb__asprintf("cannot write %s: %s", dst, strerror(errno));
+            err = WB_ERR_IO;
+            break;
+        }
+    }
+    if (n < 0 && !err) {
+        *detail = wb__asprintf("cannot read %s (%s): %s", src, variable, strerror(errno));
+        err = WB_ERR_IO;
+    }
+    if (!err && uid != (uid_t)-1 && fchown(out, uid, gid) != 0) {
+        *detail = wb__asprintf("cannot give %s to the broker's user: %s", dst, strerror(errno));
+        err = WB_ERR_IO;
+    }
+    close(in);
+    close(out);
+    return err;
+}
+
+static const char *log_types(wb_log_level level)
+{
+    /* warnings always: the plugin reports denied access as warnings, and
+     * the forwarder drops other mosquitto warnings below the chosen level */
+    /* information always: its "mosquitto version ... running" line tells
+     * that the listeners and their TLS files are loaded */
+    switch (level) {
+    case WB_LOG_DEBUG:
+        return "log_type all\n";
+    case WB_LOG_INFO:
+        return "log_type error\nlog_type warning\nlog_type notice\nlog_type information\n";
+    case WB_LOG_WARN:
+    case WB_LOG_ERROR:
+        break;
+    }
+    return "log_type error\nlog_type warning\nlog_type information\n";
+}
+
+static wb_err write_config(wb_bundled *b, uid_t uid, gid_t gid, bool as_root, char **detail)
+{
+    const wb_config *c = b->cfg;
+    bool tls = wb_config_broker_tls(c);
+    char *tlsdir = wb__asprintf("%s/credentials", b->runtime_dir);
+    char *persist = wb__asprintf("%s/persistence/", b->runtime_dir);
+    if (!tlsdir || !persist) {
+        free(tlsdir);
+        free(persist);
+        return WB_ERR_NO_MEMORY;
+    }
+    wb_err err = mkdirs(tlsdir, 0700);
+    if (!err)
+        err = mkdirs(persist, 0700);
+    if (err) {
+        *detail = wb__asprintf("cannot create %s: %s (MQTT_BROKER_BUILTIN_RUNTIME_DIR)", tlsdir,
+                               strerror(errno));
+        goto out;
+    }
+    if (uid != (uid_t)-1 && (chown(b->runtime_dir, uid, gid) != 0 || chown(tlsdir, uid, gid) != 0 ||
+                             chown(persist, uid, gid) != 0)) {
+        *detail = wb__asprintf("cannot give %s to the broker's user: %s", b->runtime_dir,
+                               strerror(errno));
+        err = WB_ERR_IO;
+        goto out;
+    }
+    static const char *const tls_vars[] = {"MQTT_BROKER_BUILTIN_CA_FILE",
+                                           "MQTT_BROKER_BUILTIN_CERT_FILE",
+                                           "MQTT_BROKER_BUILTIN_KEY_FILE"};
+    static const char *const tls_names[] = {"ca.crt", "broker.crt", "broker.key"};
+    for (int i = 0; tls && i < 3 && !err; i++) {
+        char *dst = wb__asprintf("%s/%s", tlsdir, tls_names[i]);
+        err = dst ? copy_file(wb_config_get(c, tls_vars[i]), dst, uid, gid, detail, tls_vars[i])
+                  : WB_ERR_NO_MEMORY;
+        free(dst);
+    }
+    char *token = NULL;
+    if (!tls && !err) {
+        token = wb__asprintf("%s/token.key", tlsdir);
+        err = token ? copy_file(wb_config_get(c, "MQTT_BROKER_BUILTIN_TOKEN_KEY_FILE"), token, uid,
+                                gid, detail, "MQTT_BROKER_BUILTIN_TOKEN_KEY_FILE")
+                    : WB_ERR_NO_MEMORY;
+    }
+    if (err) {
+        free(token);
+        goto out;
+    }
+
+    wb__buf conf = WB__BUF_INIT;
+    unsigned autosave =
+        b->opts.autosave_interval_s ? b->opts.autosave_interval_s : DEFAULT_AUTOSAVE_S;
+    wb__buf_printf(&conf,
+                   "# Written by workerbus for the bundled broker; it is rewritten at every "
+                   "start.\n"
+                   "per_listener_settings false\n"
+                   "allow_anonymous false\n"
+                   "%s"
+                   "persistence true\n"
+                   "persistence_location %s\n"
+                   "autosave_interval %u\n"
+                   "log_dest stderr\n" /* unbuffered: lines reach us as they happen */
+                   "log_timestamp false\n"
+                   "%s"
+                   "connection_messages %s\n"
+                   /* queued QoS 1 messages of an offline or slow worker: keep
+                    * them (bounded by bytes) instead of dropping at 1000 */
+                   "max_queued_messages 100000\n"
+                   "max_queued_bytes 268435456\n"
+                   "max_inflight_messages 100\n"
+                   "set_tcp_nodelay true\n"
+                   "max_keepalive 1200\n"
+                   "persistent_client_expiration 7d\n"
+                   "plugin %s\n"
+                   "plugin_opt_namespace %s\n",
+                   as_root ? (uid != (uid_t)-1 ? "user mosquitto\n" : "user root\n") : "", persist,
+                   autosave, log_types(wb_config_builtin_log_level(c)),
+                   wb_config_builtin_log_level(c) <= WB_LOG_INFO ? "true" : "false",
+                   wb_config_get(c, "MQTT_BROKER_BUILTIN_PLUGIN"), wb_config_namespace(c));
+    if (token)
+        wb__buf_printf(&conf, "plugin_opt_token_key %s\n", token);
+    const char *lh = wb_config_builtin_listen_host(c);
+    wb__buf_printf(&conf, "\nlistener %u %s\nprotocol mqtt\n", wb_config_builtin_listen_port(c),
+                   lh);
+    if (tls)
+        wb__buf_printf(&conf,
+                       "cafile %s/ca.crt\ncertfile %s/broker.crt\nkeyfile %s/broker.key\n"
+                       "require_certificate true\nuse_identity_as_username true\n"
+                       "tls_version tlsv1.2\n",
+                       tlsdir, tlsdir, tlsdir);
+    free(token);
+    char *text = wb__buf_take(&conf);
+    if (!text) {
+        err = WB_ERR_NO_MEMORY;
+        goto out;
+    }
+    int fd = open(b->conf_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0 || write(fd, text, strlen(text)) != (ssize_t)strlen(text)) {
+        *detail = wb__asprintf("cannot write %s: %s", b->conf_path, strerror(errno));
+        err = WB_ERR_IO;
+    }
+    if (fd >= 0)
+        close(fd);
+    free(text);
+out:
+    free(tlsdir);
+    free(persist);
+    return err;
+}
+
+/* Whether uid/gid may search every directory down to path. */
+static const char *unreachable_ancestor(const char *path, uid_t uid, gid_t gid, char *buf, size_t n)
+{
+    snprintf(buf, n, "%s", path);
+    for (char *s = buf + strlen(buf); s > buf; s--) {
+        if (*s != '/' && s[1] != '\0')
+            continue;
+        char keep = *s;
+        if (s != buf + strlen(buf))
+            *s = '\0';
+        struct stat st;
+        bool ok = stat(buf, &st) != 0 || (st.st_mode & S_IXOTH) ||
+                  (st.st_uid == uid && (st.st_mode & S_IXUSR)) ||
+                  (st.st_gid == gid && (st.st_mode & S_IXGRP));
+        if (!ok)
+            return buf;
+        *s = keep;
+    }
+    return NULL;
+}
+
+/* ---- the port ----------------------------------------------------------- */
+
+static struct addrinfo *resolve(const char *host, unsigned port)
+{
+    char ps[8];
+    snprintf(ps, sizeof ps, "%u", port);
+    struct addrinfo hints = {0}, *res = NULL;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV;
+    return getaddrinfo(host, ps, &hints, &res) == 0 ? res : NULL;
+}
+
+/* Fails with a clear message when another process holds the port. */
+static wb_err port_free(const char *host, unsigned port, char **detail)
+{
+    struct addrinfo *res = resolve(host, port);
+    if (!res) {
+        *detail = wb__asprintf("cannot resolve the listen host \"%s\" "
+                               "(MQTT_BROKER_BUILTIN_LISTEN, by default the endpoint's host)",
+                               host);
+        return WB_ERR_INVALID_ARGUMENT;
+    }
+    wb_err err = WB_OK;
+    for (struct addrinfo *a = res; a && !err; a = a->ai_next) {
+        int s = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
+        if (s < 0)
+            continue;
+        int one = 1;
+        setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (bind(s, a->ai_addr, a->ai_addrlen) != 0) {
+            if (errno == EADDRINUSE) {
+                *detail = wb__asprintf(
+                    "port %u on %s is already in use by another process: stop it, or choose "
+                    "another port (MQTT_BROKER_BUILTIN_LISTEN, or the endpoint's port)",
+                    port, host);
+                err = WB_ERR_BUSY;
+            } else if (errno == EADDRNOTAVAIL) {
+                *detail = wb__asprintf(
+                    "%s is not an address of this machine, so the broker cannot listen on it: "
+                    "set MQTT_BROKER_BUILTIN_LISTEN (e.g. 0.0.0.0:%u)",
+                    host, port);
+                err = WB_ERR_INVALID_ARGUMENT;
+            } else if (errno == EACCES) {
+                *detail = wb__asprintf("port %u needs privileges this process lacks", port);
+                err = WB_ERR_IO;
+            }
+        }
+        close(s);
+    }
+    freeaddrinfo(res);
+    return err;
+}
+
+static bool probe(const char *host, unsigned port)
+{
+    struct addrinfo *res = resolve(host, port);
+    bool ok = false;
+    for (struct addrinfo *a = res; a && !ok; a = a->ai_next) {
+        int s = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
+        if (s < 0)
+            continue;
+        ok = connect(s, a->ai_addr, a->ai_addrlen) == 0;
+        close(s);
+    }
+    if (res)
+        freeaddrinfo(res);
+    return ok;
+}
+
+/* ---- the child ---------------------------------------------------------- */
+
+static wb_err spawn(wb_bundled *b)
+{
+    int pipefd[2];
+    if (pipe2(pipefd, O_CLOEXEC) != 0)
+        return WB_ERR_IO;
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(pipefd[0]);
+        close(pipefd[1]);
+        return WB_ERR_IO;
+    }
+    if (pid == 0) {
+        /* the child dies with the thread that made it */
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
+        if (getppid() != parent)
+            _exit(127);
+        setpgid(0, 0); /* a terminal's Ctrl-C reaches workerbus, which stops it */
+        dup2(pipefd[1], 1);
+        dup2(pipefd[1], 2);
+        int nul = open("/dev/null", O_RDONLY);
+        if (nul >= 0)
+            dup2(nul, 0);
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        execl(b->mosquitto, "mosquitto", "-c", b->conf_path, (char *)NULL);
+        dprintf(1, "Error: workerbus: cannot run %s: %s\n", b->mosquitto, strerror(errno));
+        _exit(127);
+    }
+    close(pipefd[1]);
+    b->log_fd = pipefd[0];
+    fcntl(b->log_fd, F_SETFL, fcntl(b->log_fd, F_GETFL) | O_NONBLOCK);
+    b->pid_fd = (int)syscall(SYS_pidfd_open, pid, 0);
+    pthread_mutex_lock(&b->lock);
+    b->pid = pid;
+    pthread_mutex_unlock(&b->lock);
+    return b->pid_fd >= 0 ? WB_OK : WB_ERR_IO;
+}
+
+static void remember(wb_bundled *b, const char *line)
+{
+    free(b->tail[b->tail_next]);
+    b->tail[b->tail_next] = wb__strdup(line);
+    b->tail_next = (b->tail_next + 1) % TAIL_LINES;
+}
+
+static char *tail_text(const wb_bundled *b)
+{
+    wb__buf t = WB__BUF_INIT;
+    for (unsigned i = 0; i < TAIL_LINES; i++) {
+        const char *l = b->tail[(b->tail_next + i) % TAIL_LINES];
+        if (l)
+            wb__buf_printf(&t, "\n  mosquitto: %s", l);
+    }
+    return wb__buf_take(&t);
+}
+
+/* One of mosquitto's lines, routed at the level it reads as. */
+static void forward(wb_bundled *b, const char *line)
+{
+    remember(b, line);
+    if (strncmp(line, "mosquitto version ", 18) == 0 && strstr(line, " running"))
+        b->running = true;
+    wb_log_level configured = wb_config_builtin_log_level(b->cfg);
+    wb_log_level level = WB_LOG_INFO;
+    if (strncmp(line, "Error", 5) == 0 || strncmp(line, "OpenSSL Error", 13) == 0)
+        level = WB_LOG_ERROR;
+    else if (strncmp(line, "Warning", 7) == 0)
+        level = WB_LOG_WARN;
+    bool ours = strstr(line, "workerbus:") != NULL; /* the plugin's lines always pass */
+    if (!ours && level < configured)
+        return;
+    wb__log(level, "mosquitto", "%s", line);
+}
+
+static void drain_log(wb_bundled *b)
+{
+    for (;;) {
+        ssize_t n = read(b->log_fd, b->linebuf + b->linelen, sizeof b->linebuf - 1 - b->linelen);
+        if (n <= 0)
+            break;
+        b->linelen += (size_t)n;
+        char *start = b->linebuf;
+        char *nl;
+        while ((nl = memchr(start, '\n', b->linelen - (size_t)(start - b->linebuf))) != NULL) {
+            *nl = '\0';
+            forward(b, start);
+            start = nl + 1;
+        }
+        size_t rest = b->linelen - (size_t)(start - b->linebuf);
+        memmove(b->linebuf, start, rest);
+        b->linelen = rest;
+        if (b->linelen == sizeof b->linebuf - 1) { /* an over-long line: pass it on */
+            b->linebuf[b->linelen] = '\0';
+            forward(b, b->linebuf);
+            b->linelen = 0;
+        }
+    }
+}
+
+/* Reaps the child; returns a description of how it ended. */
+static char *reap(wb_bundled *b)
+{
+    int st = 0;
+    pid_t pid = b->pid;
+    waitpid(pid, &st, 0);
+    drain_log(b);
+    close(b->log_fd);
+    close(b->pid_fd);
+    b->log_fd = b->pid_fd = -1;
+    pthread_mutex_lock(&b->lock);
+    b->pid = 0;
+    pthread_mutex_unlock(&b->lock);
+    if (WIFSIGNALED(st))
+        return wb__asprintf("mosquitto (pid %d) was killed by signal %d", (int)pid, WTERMSIG(st));
+    return wb__asprintf("mosquitto (pid %d) exited with status %d", (int)pid, WEXITSTATUS(st));
+}
+
+/* A start-up failure, said in terms of what to fix. */
+static char *explain(const wb_bundled *b, const char *how)
+{
+    char *tail = tail_text(b);
+    const char *hint = "";
+    for (unsigned i = 0; i < TAIL_LINES; i++) {
+        const char *l = b->tail[i];
+        if (!l)
+            continue;
+        if (strstr(l, "Address already in use"))
+            hint = ": the listen port is taken (MQTT_BROKER_BUILTIN_LISTEN)";
+        else if (strstr(l, "server key file"))
+            hint = ": it cannot load the broker's key (MQTT_BROKER_BUILTIN_KEY_FILE)";
+        else if (strstr(l, "server certificate"))
+            hint = ": it cannot load the broker's certificate (MQTT_BROKER_BUILTIN_CERT_FILE)";
+        else if (strstr(l, "CA certificates"))
+            hint = ": it cannot load the CA certificate (MQTT_BROKER_BUILTIN_CA_FILE)";
+        else if (strstr(l, "plugin"))
+            hint = ": the workerbus plugin failed (MQTT_BROKER_BUILTIN_PLUGIN)";
+    }
+    char *d = wb__asprintf("%s%s; its last lines:%s", how, hint, tail ? tail : "");
+    free(tail);
+    return d;
+}
+
+static void set_state(wb_bundled *b, bltn_state s)
+{
+    pthread_mutex_lock(&b->lock);
+    b->state = s;
+    pthread_cond_broadcast(&b->cond);
+    pthread_mutex_unlock(&b->lock);
+}
+
+static bool stop_requested(wb_bundled *b, int timeout_ms)
+{
+    struct pollfd p[3] = {{b->ctl_fd, POLLIN, 0}, {b->log_fd, POLLIN, 0}, {b->pid_fd, POLLIN, 0}};
+    nfds_t n = b->log_fd >= 0 ? 3 : 1;
+    if (poll(p, n, timeout_ms) > 0) {
+        if (n > 1 && (p[1].revents & (POLLIN | POLLHUP)))
+            drain_log(b);
+        if (p[0].revents & POLLIN)
+            return true;
+    }
+    return false;
+}
+
+static bool child_exited(const wb_bundled *b)
+{
+    struct pollfd p = {b->pid_fd, POLLIN, 0};
+    return poll(&p, 1, 0) > 0;
+}
+
+static void terminate(wb_bundled *b)
+{
+    if (b->pid <= 0)
+        return;
+    kill(b->pid, SIGTERM);
+    uint64_t deadline = wb__now_ms() + STOP_GRACE_MS;
+    while (!child_exited(b) && wb__now_ms() < deadline) {
+        struct pollfd p[2] = {{b->pid_fd, POLLIN, 0}, {b->log_fd, POLLIN, 0}};
+        if (poll(p, 2, 100) > 0 && (p[1].revents & (POLLIN | POLLHUP)))
+            drain_log(b);
+    }
+    if (!child_exited(b)) {
+        wb__log(WB_LOG_WARN, "broker", "mosquitto did not stop within %d ms: killing it",
+                STOP_GRACE_MS);
+        kill(b->pid, SIGKILL);
+        b->stop_forced = true;
+    }
+    free(reap(b));
+}
+
+static void *supervise(void *arg)
+{
+    wb_bundled *b = arg;
+    unsigned attempt = 0;
+    bool first = true;
+    for (;;) {
+        uint64_t started = wb__now_ms();
+        if (spawn(b) != WB_OK) {
+            char *d = wb__asprintf("cannot start %s: %s", b->mosquitto, strerror(errno));
+            wb__log(WB_LOG_ERROR, "broker", "%s", d ? d : "cannot start mosquitto");
+            if (first) {
+                pthread_mutex_lock(&b->lock);
+                b->failure = d;
+                pthread_mutex_unlock(&b->lock);
+                set_state(b, BLTN_FAILED);
+                return NULL;
+            }
+            free(d);
+        } else {
+            /* wait for the listener, the child's death or a stop request */
+            uint64_t deadline = started + (b->opts.start_timeout_ms ? b->opts.start_timeout_ms
+                                                                    : DEFAULT_START_TIMEOUT_MS);
+            bool ready = false, stop = false;
+            b->running = false;
+            while (!ready && !stop && !child_exited(b) && wb__now_ms() < deadline) {
+                ready = b->running && probe(b->probe_host, b->port);
+                if (!ready)
+                    stop = stop_requested(b, PROBE_INTERVAL_MS);
+            }
+            if (stop) {
+                terminate(b);
+                return NULL;
+            }
+            if (ready) {
+                if (!first)
+                    wb__log(WB_LOG_INFO, "broker",
+                            "mosquitto restarted (pid %d), listening on %s:%u", (int)b->pid,
+                            b->probe_host, b->port);
+                first = false;
+                set_state(b, BLTN_READY);
+                while (!child_exited(b)) {
+                    if (stop_requested(b, 1000)) {
+                        terminate(b);
+                        return NULL;
+                    }
+                }
+            }
+            bool timed_out = !ready && !child_exited(b);
+            if (timed_out) /* alive but no listener in time */
+                kill(b->pid, SIGKILL);
+            char *how = reap(b);
+            if (first) {
+                char *d;
+                if (timed_out) {
+                    char *t = wb__asprintf("mosquitto did not listen on %s:%u in time",
+                                           b->probe_host, b->port);
+                    d = explain(b, t ? t : "mosquitto did not listen in time");
+                    free(t);
+                } else {
+                    d = explain(b, how ? how : "mosquitto stopped");
+                }
+                pthread_mutex_lock(&b->lock);
+                b->failure = d;
+                pthread_mutex_unlock(&b->lock);
+                free(how);
+                set_state(b, BLTN_FAILED);
+                return NULL;
+            }
+            char *d = explain(b, how ? how : "mosquitto stopped");
+            wb__log(WB_LOG_ERROR, "broker", "%s", d ? d : "mosquitto stopped");
+            free(d);
+            free(how);
+            if (wb__now_ms() - started > STABLE_MS)
+                attempt = 0;
+        }
+        set_state(b, BLTN_DOWN);
+        unsigned delay = wb__backoff_ms(
+            attempt++, b->opts.restart_min_ms ? b->opts.restart_min_ms : DEFAULT_RESTART_MIN_MS,
+            b->opts.restart_max_ms ? b->opts.restart_max_ms : DEFAULT_RESTART_MAX_MS);
+        wb__log(WB_LOG_WARN, "broker", "restarting mosquitto in %u ms", delay);
+        if (stop_requested(b, (int)delay))
+            return NULL;
+        pthread_mutex_lock(&b->lock);
+        b->restarts++;
+        b->state = BLTN_STARTING;
+        pthread_mutex_unlock(&b->lock);
+    }
+}
+
+/* ---- the public API ------------------------------------------------------ */
+
+static void bundled_free(wb_bundled *b)
+{
+    if (!b)
+        return;
+    if (b->ctl_fd >= 0)
+        close(b->ctl_fd);
+    for (unsigned i = 0; i < TAIL_LINES; i++)
+        free(b->tail[i]);
+    pthread_mutex_destroy(&b->lock);
+    pthread_cond_destroy(&b->cond);
+    free(b->runtime_dir);
+    free(b->conf_path);
+    free(b->mosquitto);
+    free(b->probe_host);
+    free(b->failure);
+    free(b);
+}
+
+static char *probe_host_of(const char *listen)
+{
+    if (strcmp(listen, "0.0.0.0") == 0)
+        return wb__strdup("127.0.0.1");
+    if (strcmp(listen, "::") == 0)
+        return wb__strdup("::1");
+    return wb__strdup(listen);
+}
+
+WB_API wb_err wb_bundled_start(const wb_config *config, const wb_bundled_opts *opts,
+                               wb_bundled **out, char **detail)
+{
+    char *d = NULL;
+    if (detail)
+        *detail = NULL;
+    if (!out || !config || wb_config_broker_type(config) != WB_BROKER_BUILTIN ||
+        (opts && opts->version != WB_BUNDLED_OPTS_VERSION)) {
+        if (detail && config && wb_config_broker_type(config) != WB_BROKER_BUILTIN)
+            *detail = wb__strdup("the bundled broker needs MQTT_BROKER_TYPE=builtin");
+        return WB_ERR_INVALID_ARGUMENT;
+    }
+    *out = NULL;
+    wb_bundled *b = calloc(1, sizeof *b);
+    if (!b)
+        return WB_ERR_NO_MEMORY;
+    b->ctl_fd = b->log_fd = b->pid_fd = -1;
+    pthread_mutex_init(&b->lock, NULL);
+    pthread_cond_init(&b->cond, NULL);
+    b->cfg = config;
+    if (opts)
+        b->opts = *opts;
+    b->runtime_dir = wb__strdup(wb_config_get(config, "MQTT_BROKER_BUILTIN_RUNTIME_DIR"));
+    b->conf_path = wb__asprintf("%s/mosquitto.conf", b->runtime_dir ? b->runtime_dir : "");
+    b->mosquitto = wb__strdup(wb_config_get(config, "MQTT_BROKER_BUILTIN_MOSQUITTO"));
+    b->probe_host = probe_host_of(wb_config_builtin_listen_host(config));
+    b->port = wb_config_builtin_listen_port(config);
+    b->ctl_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    wb_err err = WB_OK;
+    if (!b->runtime_dir || !b->conf_path || !b->mosquitto || !b->probe_host) {
+        err = WB_ERR_NO_MEMORY;
+        goto fail;
+    }
+    if (b->ctl_fd < 0) {
+        err = WB_ERR_IO;
+        d = wb__asprintf("eventfd: %s", strerror(errno));
+        goto fail;
+    }
+
+    /* as root, mosquitto gives up its privileges: to the mosquitto user when
+     * there is one, which must then own what it reads and writes */
+    bool as_root = geteuid() == 0;
+    uid_t uid = (uid_t)-1;
+    gid_t gid = (gid_t)-1;
+    if (as_root) {
+        struct passwd *pw = getpwnam("mosquitto");
+        if (pw) {
+            uid = pw->pw_uid;
+            gid = pw->pw_gid;
+        } else {
+            wb__log(WB_LOG_WARN, "broker",
+                    "running as root without a 'mosquitto' user: the "
+                    "broker keeps root's privileges");
+        }
+    }
+    char blocked[4096];
+    if (uid != (uid_t)-1 &&
+        unreachable_ancestor(b->runtime_dir, uid, gid, blocked, sizeof blocked)) {
+        d = wb__asprintf("the broker runs as the user mosquitto, which cannot enter %s: give it "
+                         "search permission (chmod o+x %s) or choose another "
+                         "MQTT_BROKER_BUILTIN_RUNTIME_DIR",
+                         blocked, blocked);
+        err = WB_ERR_IO;
+        goto fail;
+    }
+    if (mkdirs(b->runtime_dir, 0700) != WB_OK) {
+        d = wb__asprintf("cannot create %s: %s (MQTT_BROKER_BUILTIN_RUNTIME_DIR)", b->runtime_dir,
+                         strerror(errno));
+        err = WB_ERR_IO;
+        goto fail;
+    }
+    err = write_config(b, uid, gid, as_root, &d);
+    if (err)
+        goto fail;
+    err = port_free(wb_config_builtin_listen_host(config), b->port, &d);
+    if (err)
+        goto fail;
+
+    b->state = BLTN_STARTING;
+    if (pthread_create(&b->thread, NULL, supervise, b) != 0) {
+        err = WB_ERR_NO_MEMORY;
+        goto fail;
+    }
+    b->thread_started = true;
+    pthread_mutex_lock(&b->lock);
+    while (b->state == BLTN_STARTING)
+        pthread_cond_wait(&b->cond, &b->lock);
+    bool failed = b->state == BLTN_FAILED;
+    pthread_mutex_unlock(&b->lock);
+    if (failed) {
+        pthread_join(b->thread, NULL);
+        b->thread_started = false;
+        d = b->failure;
+        b->failure = NULL;
+        err = d && strstr(d, "did not listen") ? WB_ERR_TIMEOUT : WB_ERR_BACKEND;
+        goto fail;
+    }
+    wb__log(WB_LOG_INFO, "broker", "mosquitto (pid %d) listening on %s:%u (%s)", b->pid,
+            wb_config_builtin_listen_host(config), b->port,
+            wb_config_broker_tls(config) ? "TLS, client certificates" : "plain, token passwords");
+    *out = b;
+    return WB_OK;
+fail:
+    if (d)
+        wb__log(WB_LOG_ERROR, "broker", "%s", d);
+    if (detail)
+        *detail = d;
+    else
+        free(d);
+    bundled_free(b);
+    return err;
+}
+
+WB_API wb_err wb_bundled_stop(wb_bundled *b)
+{
+    if (!b)
+        return WB_OK;
+    if (b->thread_started) {
+        uint64_t one = 1;
+        if (write(b->ctl_fd, &one, sizeof one) < 0)
+            wb__log(WB_LOG_ERROR, "broker", "cannot signal the supervisor: %s", strerror(errno));
+        pthread_join(b->thread, NULL);
+    }
+    wb_err err = b->stop_forced ? WB_ERR_TIMEOUT : WB_OK;
+    wb__log(WB_LOG_INFO, "broker", "mosquitto stopped");
+    bundled_free(b);
+    return err;
+}
+
+WB_API int wb_bundled_pid(const wb_bundled *b)
+{
+    if (!b)
+        return 0;
+    pthread_mutex_lock((pthread_mutex_t *)&b->lock);
+    int pid = b->state == BLTN_READY ? (int)b->pid : 0;
+    pthread_mutex_unlock((pthread_mutex_t *)&b->lock);
+    return pid;
+}
+
+WB_API unsigned int wb_bundled_restarts(const wb_bundled *b)
+{
+    if (!b)
+        return 0;
+    pthread_mutex_lock((pthread_mutex_t *)&b->lock);
+    unsigned r = b->restarts;
+    pthread_mutex_unlock((pthread_mutex_t *)&b->lock);
+    return r;
+}
+
+WB_API wb_err wb_bundled_wait_ready(wb_bundled *b, unsigned int timeout_ms)
+{
+    if (!b)
+        return WB_ERR_INVALID_ARGUMENT;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += timeout_ms / 1000;
+    ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&b->lock);
+    int rc = 0;
+    while (b->state != BLTN_READY && rc == 0)
+        rc = pthread_cond_timedwait(&b->cond, &b->lock, &ts);
+    bool ready = b->state == BLTN_READY;
+    pthread_mutex_unlock(&b->lock);
+    return ready ? WB_OK : WB_ERR_TIMEOUT;
+}

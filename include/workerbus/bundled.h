@@ -1,0 +1,88 @@
+/**
+ * @file bundled.h
+ * The bundled broker: a Mosquitto process that workerbus configures, starts
+ * and supervises when MQTT_BROKER_TYPE=builtin.
+ *
+ * wb_bundled_start() writes a Mosquitto configuration and copies of the
+ * credentials it needs into MQTT_BROKER_BUILTIN_RUNTIME_DIR, runs the
+ * mosquitto executable as a child process and returns once the listener
+ * accepts connections. A supervisor thread routes Mosquitto's log lines into
+ * workerbus's log (component "mosquitto") and restarts the process, with
+ * exponential backoff and jitter, if it dies. The child is also told to
+ * terminate if the calling process dies. See docs/builtin-broker.md.
+ */
+#ifndef WORKERBUS_BUNDLED_H
+#define WORKERBUS_BUNDLED_H
+
+#include <stdbool.h>
+
+#include "common.h"
+#include "config.h"
+#include "error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** A running bundled broker. */
+typedef struct wb_bundled wb_bundled;
+
+/** Options of wb_bundled_start(). Initialize with ::WB_BUNDLED_OPTS_INIT. */
+typedef struct wb_bundled_opts {
+    unsigned int version;          /**< ::WB_BUNDLED_OPTS_VERSION */
+    unsigned int start_timeout_ms; /**< how long to wait for the listener; 0: 15000 */
+    unsigned int restart_min_ms;   /**< first restart delay; 0: 250 */
+    unsigned int restart_max_ms;   /**< longest restart delay; 0: 15000 */
+    /** Seconds between saves of the broker's in-memory state to its
+     *  persistence file (Mosquitto's autosave_interval); 0: 5. What a broker
+     *  killed without warning had not saved yet is lost: see
+     *  docs/builtin-broker.md. */
+    unsigned int autosave_interval_s;
+} wb_bundled_opts;
+
+#define WB_BUNDLED_OPTS_VERSION 1
+/* clang-format off */
+#define WB_BUNDLED_OPTS_INIT {WB_BUNDLED_OPTS_VERSION, 0, 0, 0, 0}
+/* clang-format on */
+
+/**
+ * Starts the bundled broker for a builtin configuration.
+ * @param config  a configuration with MQTT_BROKER_TYPE=builtin; it must
+ *                outlive the broker.
+ * @param out     receives the handle, owned by the caller (wb_bundled_stop()).
+ * @param detail  if not NULL, on failure receives what went wrong and what to
+ *                fix (wb_free()).
+ * @return ::WB_OK; ::WB_ERR_INVALID_ARGUMENT (not a builtin configuration,
+ *         bad opts); ::WB_ERR_BUSY (the listen port is taken);
+ *         ::WB_ERR_IO (the runtime directory or the credentials cannot be
+ *         written or read); ::WB_ERR_BACKEND (Mosquitto refused to start,
+ *         e.g. a certificate it cannot load; detail quotes its log);
+ *         ::WB_ERR_TIMEOUT (no listener within start_timeout_ms);
+ *         ::WB_ERR_NO_MEMORY.
+ */
+WB_API wb_err wb_bundled_start(const wb_config *config, const wb_bundled_opts *opts,
+                               wb_bundled **out, char **detail);
+
+/**
+ * Stops the broker (SIGTERM, then SIGKILL after 5 s), waits for the child
+ * and the supervisor, and frees the handle. NULL is ignored.
+ * @return ::WB_OK, or ::WB_ERR_TIMEOUT when SIGKILL was needed.
+ */
+WB_API wb_err wb_bundled_stop(wb_bundled *broker);
+
+/** The process id of the current Mosquitto child, or 0 while it is down. */
+WB_API int wb_bundled_pid(const wb_bundled *broker);
+
+/** How many times the supervisor restarted Mosquitto. */
+WB_API unsigned int wb_bundled_restarts(const wb_bundled *broker);
+
+/**
+ * Waits until the listener accepts connections (after a restart, say).
+ * @return ::WB_OK, or ::WB_ERR_TIMEOUT.
+ */
+WB_API wb_err wb_bundled_wait_ready(wb_bundled *broker, unsigned int timeout_ms);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,49 @@
+/* Exponential backoff with jitter, shared by every reconnect and restart. */
+#include <stdint.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "wb_internal.h"
+
+static _Thread_local uint64_t rng;
+
+uint32_t wb__random32(void)
+{
+    if (!rng) {
+        uint64_t seed = 0;
+        if (getrandom(&seed, sizeof seed, GRND_NONBLOCK) != (ssize_t)sizeof seed) {
+            struct timespec ts;
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            seed = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 32) ^ (uintptr_t)&seed;
+        }
+        rng = seed | 1;
+    }
+    rng ^= rng >> 12;
+    rng ^= rng << 25;
+    rng ^= rng >> 27;
+    return (uint32_t)((rng * 0x2545F4914F6CDD1DULL) >> 32);
+}
+
+unsigned wb__backoff_ms(unsigned attempt, unsigned min_ms, unsigned max_ms)
+{
+    if (min_ms == 0)
+        min_ms = 1;
+    if (max_ms < min_ms)
+        max_ms = min_ms;
+    uint64_t base = min_ms;
+    for (unsigned i = 0; i < attempt && base < max_ms; i++)
+        base *= 2;
+    if (base > max_ms)
+        base = max_ms;
+    /* "equal jitter": half fixed, half random, so peers that lost the same
+     * connection do not come back in step, and no wait is near zero */
+    unsigned half = (unsigned)(base / 2);
+    return half + (half ? wb__random32() % (half + 1) : 0);
+}
+
+uint64_t wb__now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}

@@ -1,0 +1,137 @@
+#include "fixture.h"
+
+#include <criterion/criterion.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "proc.h"
+
+void wbt_env_setup(wbt_env *e, bool tls)
+{
+    memset(e, 0, sizeof *e);
+    strcpy(e->dir, "/tmp/wbit-XXXXXX");
+    cr_assert_not_null(mkdtemp(e->dir));
+    /* the broker drops to the mosquitto user, which must reach the runtime dir */
+    chmod(e->dir, 0711);
+    snprintf(e->pki, sizeof e->pki, "%s/pki", e->dir);
+    snprintf(e->run, sizeof e->run, "%s/run", e->dir);
+    snprintf(e->worker_key, sizeof e->worker_key, "%s/worker.key", e->dir);
+    snprintf(e->worker_crt, sizeof e->worker_crt, "%s/worker.crt", e->dir);
+    static const char *const hosts[] = {"127.0.0.1", "localhost", NULL};
+    wb_pki_init_opts po = WB_PKI_INIT_OPTS_INIT;
+    po.broker_hosts = hosts;
+    char *d = NULL;
+    cr_assert_eq(wb_pki_init(e->pki, &po, &d), WB_OK, "%s", d ? d : "");
+    char *key = NULL, *csr = NULL, *crt = NULL, ca[160], cak[160];
+    cr_assert_eq(wb_pki_new_csr(WB_PKI_KEY_EC_P256, "pool", &key, &csr, &d), WB_OK);
+    snprintf(ca, sizeof ca, "%s/ca.crt", e->pki);
+    snprintf(cak, sizeof cak, "%s/ca.key", e->pki);
+    cr_assert_eq(wb_pki_sign_csr(ca, cak, WBT_POOL, csr, strlen(csr), 0, &crt, &d), WB_OK);
+    FILE *f = fopen(e->worker_key, "w");
+    fputs(key, f);
+    fclose(f);
+    f = fopen(e->worker_crt, "w");
+    fputs(crt, f);
+    fclose(f);
+    wb_free(key);
+    wb_free(csr);
+    wb_free(crt);
+
+    e->tls = tls;
+    e->port = wbt_free_port();
+    snprintf(e->endpoint, sizeof e->endpoint, "%s127.0.0.1:%u", tls ? "tls://" : "", e->port);
+    char ep[96], pk[160], rn[160];
+    snprintf(ep, sizeof ep, "MQTT_BROKER_ENDPOINT=%s", e->endpoint);
+    snprintf(pk, sizeof pk, "MQTT_BROKER_BUILTIN_PKI_DIR=%s", e->pki);
+    snprintf(rn, sizeof rn, "MQTT_BROKER_BUILTIN_RUNTIME_DIR=%s", e->run);
+    const char *env[] = {"MQTT_BROKER_TYPE=builtin",
+                         ep,
+                         pk,
+                         rn,
+                         "MQTT_BROKER_BUILTIN_LOG_LEVEL=info",
+                         "MESSAGE_QUEUE_TYPE=postgres",
+                         "DATABASE_URL=postgres://127.0.0.1/unused",
+                         NULL};
+    wb_config_load_opts o = WB_CONFIG_LOAD_OPTS_INIT;
+    o.env = env;
+    wb_config_report *rep = NULL;
+    wb_err err = wb_config_load(&o, &e->cfg, &rep);
+    if (err) {
+        char *t = wb_config_report_format(rep, WB_REPORT_PROBLEMS);
+        cr_assert_fail("configuration refused:\n%s", t ? t : "");
+    }
+    wb_config_report_free(rep);
+}
+
+void wbt_env_start(wbt_env *e)
+{
+    char *d = NULL;
+    wb_err err = wb_bundled_start(e->cfg, NULL, &e->broker, &d);
+    cr_assert_eq(err, WB_OK, "bundled broker: %s: %s", wb_err_name(err), d ? d : "");
+}
+
+void wbt_env_teardown(wbt_env *e)
+{
+    wb_bundled_stop(e->broker);
+    e->broker = NULL;
+    wb_config_free(e->cfg);
+    e->cfg = NULL;
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", e->dir);
+    if (system(cmd) != 0)
+        cr_log_warn("cannot remove %s", e->dir);
+}
+
+const char *wbt_topic(const char *dir, const char *pool, const char *worker)
+{
+    static char bufs[4][160];
+    static int next;
+    char *b = bufs[next++ % 4];
+    snprintf(b, sizeof bufs[0], "spacelift/%s/%s/%s", dir, pool, worker);
+    return b;
+}
+
+static pthread_mutex_t cap_lock = PTHREAD_MUTEX_INITIALIZER;
+static char *captured;
+static size_t cap_len;
+
+static void capture(void *ctx, wb_log_level level, const char *component, const char *message)
+{
+    (void)ctx;
+    pthread_mutex_lock(&cap_lock);
+    size_t n = strlen(component) + strlen(message) + 16;
+    char *nb = realloc(captured, cap_len + n);
+    if (nb) {
+        captured = nb;
+        cap_len +=
+            (size_t)sprintf(captured + cap_len, "%d %s: %s\n", (int)level, component, message);
+    }
+    pthread_mutex_unlock(&cap_lock);
+    if (getenv("WBT_VERBOSE"))
+        fprintf(stderr, "[log] %s: %s\n", component, message);
+}
+
+void wbt_log_capture(void)
+{
+    wb_log_set_level(WB_LOG_DEBUG);
+    wb_log_set_handler(capture, NULL);
+}
+
+bool wbt_log_wait_for(const char *text, unsigned timeout_ms)
+{
+    for (unsigned waited = 0;; waited += 20) {
+        pthread_mutex_lock(&cap_lock);
+        bool found = captured && strstr(captured, text);
+        pthread_mutex_unlock(&cap_lock);
+        if (found)
+            return true;
+        if (waited >= timeout_ms)
+            return false;
+        usleep(20000);
+    }
+}

@@ -1,0 +1,40 @@
+/* A built-in broker environment for integration tests: a fresh PKI, a worker
+ * pool certificate, a free port, a runtime directory and a configuration. */
+#ifndef WBT_FIXTURE_H
+#define WBT_FIXTURE_H
+
+#include <stdbool.h>
+
+#include "workerbus/workerbus.h"
+
+#define WBT_POOL         "01ARZ3NDEKTSV4RRFFQ69G5FAV"
+#define WBT_WORKER       "01BX5ZZKBKACTAV9WEVGEMMVRZ"
+#define WBT_OTHER_WORKER "01BX5ZZKBKACTAV9WEVGEMMVR0"
+
+typedef struct wbt_env {
+    char dir[64]; /* everything lives below this */
+    char pki[96];
+    char run[96];
+    char worker_key[128];
+    char worker_crt[128];
+    char endpoint[64];
+    unsigned port;
+    bool tls;
+    wb_config *cfg;
+    wb_bundled *broker;
+} wbt_env;
+
+/* Makes the PKI, a worker certificate for WBT_POOL and a configuration. */
+void wbt_env_setup(wbt_env *e, bool tls);
+/* Starts the bundled broker (asserts success). */
+void wbt_env_start(wbt_env *e);
+void wbt_env_teardown(wbt_env *e);
+/* "<ns>/<dir>/<pool>/<worker>" in a static buffer (one of four). */
+const char *wbt_topic(const char *dir, const char *pool, const char *worker);
+
+/* Captures workerbus's log lines from now on. */
+void wbt_log_capture(void);
+/* Waits up to timeout_ms for a captured line containing text. */
+bool wbt_log_wait_for(const char *text, unsigned timeout_ms);
+
+#endif

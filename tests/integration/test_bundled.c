@@ -1,0 +1,307 @@
+/* The bundled Mosquitto broker, driven with the stock mosquitto_pub and
+ * mosquitto_sub clients: access control, supervision, start-up failures. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "fixture.h"
+#include "proc.h"
+
+static wbt_env env;
+
+static void up_tls(void)
+{
+    wbt_log_capture();
+    wbt_env_setup(&env, true);
+    wbt_env_start(&env);
+}
+
+static void up_plain(void)
+{
+    wbt_log_capture();
+    wbt_env_setup(&env, false);
+    wbt_env_start(&env);
+}
+
+static void down(void)
+{
+    wbt_env_teardown(&env);
+}
+
+/* mosquitto_pub / mosquitto_sub with the connection options of `who`:
+ * "worker" (the pool certificate), "server" (the server's certificate),
+ * "nocert", "otherca". Extra arguments follow. */
+static wbt_proc client(const char *prog, const char *who, const char *const *extra)
+{
+    static char port[8], ca[160], scrt[160], skey[160], ocrt[160], okey[160];
+    snprintf(port, sizeof port, "%u", env.port);
+    snprintf(ca, sizeof ca, "%s/ca.crt", env.pki);
+    snprintf(scrt, sizeof scrt, "%s/server.crt", env.pki);
+    snprintf(skey, sizeof skey, "%s/server.key", env.pki);
+    const char *argv[40];
+    int n = 0;
+    argv[n++] = prog;
+    argv[n++] = "-h";
+    argv[n++] = "127.0.0.1";
+    argv[n++] = "-p";
+    argv[n++] = port;
+    if (env.tls) {
+        argv[n++] = "--cafile";
+        argv[n++] = ca;
+        if (!strcmp(who, "worker")) {
+            argv[n++] = "--cert";
+            argv[n++] = env.worker_crt;
+            argv[n++] = "--key";
+            argv[n++] = env.worker_key;
+        } else if (!strcmp(who, "server")) {
+            argv[n++] = "--cert";
+            argv[n++] = scrt;
+            argv[n++] = "--key";
+            argv[n++] = skey;
+        } else if (!strcmp(who, "otherca")) {
+            /* a complete, valid set from another CA */
+            char other[128];
+            snprintf(other, sizeof other, "%s/other", env.dir);
+            if (access(other, F_OK) != 0)
+                cr_assert_eq(wb_pki_init(other, NULL, NULL), WB_OK);
+            snprintf(ocrt, sizeof ocrt, "%s/server.crt", other);
+            snprintf(okey, sizeof okey, "%s/server.key", other);
+            argv[n++] = "--cert";
+            argv[n++] = ocrt;
+            argv[n++] = "--key";
+            argv[n++] = okey;
+        }
+    }
+    for (int i = 0; extra[i]; i++)
+        argv[n++] = extra[i];
+    argv[n] = NULL;
+    wbt_proc p;
+    cr_assert(wbt_proc_run(argv, NULL, 15000, &p), "cannot run %s", prog);
+    return p;
+}
+
+TestSuite(bundled_tls, .init = up_tls, .fini = down, .timeout = 60);
+TestSuite(bundled_plain, .init = up_plain, .fini = down, .timeout = 60);
+
+Test(bundled_tls, server_reaches_worker_at_qos1_through_a_persistent_session)
+{
+    const char *mine = wbt_topic("readonly", WBT_POOL, WBT_WORKER);
+    /* the worker subscribes with a persistent session, then goes away */
+    const char *s1[] = {"-i", WBT_WORKER, "-c", "-q", "1", "-t", mine, "-W", "1", NULL};
+    wbt_proc p = client("mosquitto_sub", "worker", s1);
+    cr_assert_str_eq(p.err, "Timed out\n", "%s", p.err); /* -W 1 ends it */
+    wbt_proc_free(&p);
+    /* the server publishes while the worker is away */
+    const char *pub[] = {"-i", "srv-1", "-q", "1", "-t", mine, "-m", "hello worker", NULL};
+    p = client("mosquitto_pub", "server", pub);
+    cr_assert_eq(p.status, 0, "%s", p.err);
+    wbt_proc_free(&p);
+    /* the worker comes back and gets it */
+    const char *s2[] = {"-i", WBT_WORKER, "-c", "-q", "1", "-t", mine, "-C", "1", "-W", "5", NULL};
+    p = client("mosquitto_sub", "worker", s2);
+    cr_assert_str_eq(p.out, "hello worker\n", "got \"%s\" (%s)", p.out, p.err);
+    wbt_proc_free(&p);
+}
+
+Test(bundled_tls, worker_cannot_subscribe_to_another_workers_topic)
+{
+    const char *other = wbt_topic("readonly", WBT_POOL, WBT_OTHER_WORKER);
+    const char *a[] = {"-i", WBT_WORKER, "-q", "1", "-t", other, "-W", "2", NULL};
+    wbt_proc p = client("mosquitto_sub", "worker", a);
+    cr_assert(strstr(p.err, "All subscription requests were denied"), "stderr: %s", p.err);
+    wbt_proc_free(&p);
+    cr_assert(wbt_log_wait_for("denied client \"" WBT_WORKER "\"", 3000));
+    cr_assert(wbt_log_wait_for(
+        "to subscribe to \"spacelift/readonly/" WBT_POOL "/" WBT_OTHER_WORKER "\"", 1000));
+    /* nor with a wildcard over its whole pool */
+    const char *b[] = {"-i", WBT_WORKER, "-q", "1", "-t", "spacelift/readonly/" WBT_POOL "/+",
+                       "-W", "2",        NULL};
+    p = client("mosquitto_sub", "worker", b);
+    cr_assert(strstr(p.err, "All subscription requests were denied"), "stderr: %s", p.err);
+    wbt_proc_free(&p);
+}
+
+Test(bundled_tls, worker_cannot_publish_to_another_workers_topic)
+{
+    const char *all = "spacelift/writeonly/#";
+    /* the server listens (persistent session) to every worker's writeonly topic */
+    const char *s1[] = {"-i", "srv-listen", "-c", "-q", "1", "-t", all, "-W", "1", NULL};
+    wbt_proc p = client("mosquitto_sub", "server", s1);
+    cr_assert_str_eq(p.err, "Timed out\n", "%s", p.err); /* -W 1 ends it */
+    wbt_proc_free(&p);
+    /* MQTT 5 tells the publisher; the message goes nowhere */
+    const char *bad[] = {"-V", "mqttv5", "-i", WBT_WORKER,
+                         "-q", "1",      "-t", wbt_topic("writeonly", WBT_POOL, WBT_OTHER_WORKER),
+                         "-m", "forged", NULL};
+    p = client("mosquitto_pub", "worker", bad);
+    cr_assert(strstr(p.err, "Not authorized"), "stderr: %s", p.err);
+    wbt_proc_free(&p);
+    cr_assert(wbt_log_wait_for(
+        "to publish to \"spacelift/writeonly/" WBT_POOL "/" WBT_OTHER_WORKER "\"", 3000));
+    /* the same worker on its own topic is heard: the control */
+    const char *good[] = {"-i", WBT_WORKER, "-q",
+                          "1",  "-t",       wbt_topic("writeonly", WBT_POOL, WBT_WORKER),
+                          "-m", "genuine",  NULL};
+    p = client("mosquitto_pub", "worker", good);
+    cr_assert_eq(p.status, 0, "%s", p.err);
+    wbt_proc_free(&p);
+    const char *s2[] = {"-i", "srv-listen", "-c", "-q", "1", "-t", all, "-v", "-W", "3", NULL};
+    p = client("mosquitto_sub", "server", s2);
+    cr_assert(strstr(p.out, "genuine"), "server got: %s", p.out);
+    cr_assert_null(strstr(p.out, "forged"), "a forged message arrived: %s", p.out);
+    wbt_proc_free(&p);
+}
+
+Test(bundled_tls, worker_cannot_publish_to_readonly_topics)
+{
+    const char *a[] = {"-V", "mqttv5", "-i", WBT_WORKER,
+                       "-q", "1",      "-t", wbt_topic("readonly", WBT_POOL, WBT_WORKER),
+                       "-m", "x",      NULL};
+    wbt_proc p = client("mosquitto_pub", "worker", a);
+    cr_assert(strstr(p.err, "Not authorized"), "stderr: %s", p.err);
+    wbt_proc_free(&p);
+}
+
+Test(bundled_tls, connection_without_certificate_is_refused)
+{
+    const char *a[] = {"-i", WBT_WORKER, "-t", wbt_topic("writeonly", WBT_POOL, WBT_WORKER),
+                       "-m", "x",        NULL};
+    wbt_proc p = client("mosquitto_pub", "nocert", a);
+    cr_assert_neq(p.status, 0, "a client without a certificate got in");
+    wbt_proc_free(&p);
+    cr_assert(wbt_log_wait_for("peer did not return a certificate", 3000));
+}
+
+Test(bundled_tls, certificate_from_another_ca_is_refused)
+{
+    const char *a[] = {"-i", WBT_WORKER, "-t", wbt_topic("readonly", WBT_POOL, WBT_WORKER),
+                       "-m", "x",        NULL};
+    wbt_proc p = client("mosquitto_pub", "otherca", a);
+    cr_assert_neq(p.status, 0, "a certificate of another CA got in");
+    wbt_proc_free(&p);
+    cr_assert(wbt_log_wait_for("certificate verify failed", 3000));
+}
+
+Test(bundled_tls, port_already_in_use)
+{
+    wb_bundled *second = NULL;
+    char *d = NULL;
+    wb_err err = wb_bundled_start(env.cfg, NULL, &second, &d);
+    cr_assert_eq(err, WB_ERR_BUSY, "%s", wb_err_name(err));
+    cr_assert_null(second);
+    char port[32];
+    snprintf(port, sizeof port, "port %u", env.port);
+    cr_assert(strstr(d, port) && strstr(d, "already in use"), "%s", d);
+    wb_free(d);
+}
+
+Test(bundled_tls, killed_broker_is_restarted)
+{
+    int pid = wb_bundled_pid(env.broker);
+    cr_assert_gt(pid, 0);
+    cr_assert_eq(kill(pid, SIGKILL), 0);
+    cr_assert(wbt_log_wait_for("was killed by signal 9", 5000));
+    cr_assert_eq(wb_bundled_wait_ready(env.broker, 15000), WB_OK);
+    int pid2 = wb_bundled_pid(env.broker);
+    cr_assert_gt(pid2, 0);
+    cr_assert_neq(pid2, pid);
+    cr_assert_eq(wb_bundled_restarts(env.broker), 1);
+    /* and it works again */
+    const char *pub[] = {
+        "-i", "srv-2",         "-q", "1", "-t", wbt_topic("readonly", WBT_POOL, WBT_WORKER),
+        "-m", "after restart", NULL};
+    wbt_proc p = client("mosquitto_pub", "server", pub);
+    cr_assert_eq(p.status, 0, "%s", p.err);
+    wbt_proc_free(&p);
+}
+
+Test(bundled_tls, stop_leaves_no_process)
+{
+    int pid = wb_bundled_pid(env.broker);
+    cr_assert_gt(pid, 0);
+    cr_assert_eq(wb_bundled_stop(env.broker), WB_OK);
+    env.broker = NULL;
+    cr_assert_eq(kill(pid, 0), -1);
+    cr_assert_eq(errno, ESRCH, "mosquitto (pid %d) is still there", pid);
+}
+
+Test(bundled_plain, token_passwords)
+{
+    char tok[WB_PKI_TOKEN_LEN + 1], tkey[160];
+    snprintf(tkey, sizeof tkey, "%s/token.key", env.pki);
+    cr_assert_eq(wb_pki_token(tkey, WBT_POOL, tok, NULL), WB_OK);
+    const char *own = wbt_topic("writeonly", WBT_POOL, WBT_WORKER);
+    const char *ok[] = {"-V", "mqttv5", "-i", WBT_WORKER, "-u", WBT_POOL, "-P", tok,
+                        "-q", "1",      "-t", own,        "-m", "x",      NULL};
+    wbt_proc p = client("mosquitto_pub", "plain", ok);
+    cr_assert_eq(p.status, 0, "%s", p.err);
+    cr_assert_str_eq(p.err, "");
+    wbt_proc_free(&p);
+    char wrong[WB_PKI_TOKEN_LEN + 1];
+    memcpy(wrong, tok, sizeof wrong);
+    wrong[0] = wrong[0] == 'a' ? 'b' : 'a';
+    const char *bad[] = {"-i", WBT_WORKER, "-u", WBT_POOL, "-P", wrong, "-t", own, "-m", "x", NULL};
+    p = client("mosquitto_pub", "plain", bad);
+    cr_assert_neq(p.status, 0, "a wrong password got in");
+    wbt_proc_free(&p);
+    cr_assert(wbt_log_wait_for("wrong password for this user name", 3000));
+    const char *anon[] = {"-i", WBT_WORKER, "-t", own, "-m", "x", NULL};
+    p = client("mosquitto_pub", "plain", anon);
+    cr_assert_neq(p.status, 0, "an anonymous client got in");
+    wbt_proc_free(&p);
+    /* a pool's token does not open another pool */
+    const char *other[] = {"-i", WBT_WORKER, "-u", "01BX5ZZKBKACTAV9WEVGEMMVR1",
+                           "-P", tok,        "-t", own,
+                           "-m", "x",        NULL};
+    p = client("mosquitto_pub", "plain", other);
+    cr_assert_neq(p.status, 0, "a token opened another pool");
+    wbt_proc_free(&p);
+}
+
+Test(bundled_start, unusable_key_is_reported_with_its_variable, .timeout = 60)
+{
+    wbt_log_capture();
+    wbt_env_setup(&env, true);
+    /* the configuration was valid when loaded; the key breaks afterwards */
+    char key[160];
+    snprintf(key, sizeof key, "%s/broker.key", env.pki);
+    FILE *f = fopen(key, "w");
+    fputs("-----BEGIN PRIVATE KEY-----\nbroken\n-----END PRIVATE KEY-----\n", f);
+    fclose(f);
+    char *d = NULL;
+    wb_err err = wb_bundled_start(env.cfg, NULL, &env.broker, &d);
+    cr_assert_eq(err, WB_ERR_BACKEND, "%s", wb_err_name(err));
+    cr_assert(strstr(d, "MQTT_BROKER_BUILTIN_KEY_FILE"), "%s", d);
+    cr_assert(strstr(d, "mosquitto: "), "the detail quotes mosquitto: %s", d);
+    wb_free(d);
+    wbt_env_teardown(&env);
+}
+
+Test(bundled_start, iotcore_configuration_is_refused)
+{
+    const char *e[] = {"MQTT_BROKER_TYPE=iotcore",
+                       "MQTT_BROKER_ENDPOINT=abc-ats.iot.eu-west-1.amazonaws.com",
+                       "MESSAGE_QUEUE_SQS_ASYNC_URL=http://127.0.0.1:1/000000000000/a",
+                       "MESSAGE_QUEUE_SQS_ASYNC_FIFO_URL=http://127.0.0.1:1/000000000000/a.fifo",
+                       "MESSAGE_QUEUE_SQS_CRONJOBS_URL=http://127.0.0.1:1/000000000000/c",
+                       "MESSAGE_QUEUE_SQS_DLQ_URL=http://127.0.0.1:1/000000000000/d",
+                       "MESSAGE_QUEUE_SQS_DLQ_FIFO_URL=http://127.0.0.1:1/000000000000/d.fifo",
+                       "MESSAGE_QUEUE_SQS_EVENTS_INBOX_URL=http://127.0.0.1:1/000000000000/e",
+                       "MESSAGE_QUEUE_SQS_IOT_URL=http://127.0.0.1:1/000000000000/i",
+                       "MESSAGE_QUEUE_SQS_WEBHOOKS_URL=http://127.0.0.1:1/000000000000/w",
+                       NULL};
+    wb_config_load_opts o = WB_CONFIG_LOAD_OPTS_INIT;
+    o.env = e;
+    wb_config *cfg = NULL;
+    cr_assert_eq(wb_config_load(&o, &cfg, NULL), WB_OK);
+    wb_bundled *b = NULL;
+    char *d = NULL;
+    cr_assert_eq(wb_bundled_start(cfg, NULL, &b, &d), WB_ERR_INVALID_ARGUMENT);
+    cr_assert(strstr(d, "MQTT_BROKER_TYPE=builtin"), "%s", d);
+    wb_free(d);
+    wb_config_free(cfg);
+}
