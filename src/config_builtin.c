@@ -251,48 +251,17 @@ static void check_listen(wb__loader *L)
     }
     if (L->bad[V])
         return;
-    size_t n = wb__cfg_raw_len(L, V);
-    const char *colon = strrchr(v, ':');
-    if (!colon) {
-        wb__cfg_problem(L, WB__ERR, V, "has no port; %s", expect);
-        return;
-    }
-    const char *host = v;
-    size_t hl = (size_t)(colon - v);
-    if (hl >= 2 && v[0] == '[' && v[hl - 1] == ']') {
-        char tmp[64];
-        struct in6_addr a6;
-        if (hl - 2 >= sizeof tmp) {
-            wb__cfg_problem(L, WB__ERR, V, "has an invalid IPv6 address; %s", expect);
-            return;
-        }
-        memcpy(tmp, v + 1, hl - 2);
-        tmp[hl - 2] = '\0';
-        if (inet_pton(AF_INET6, tmp, &a6) != 1) {
-            wb__cfg_problem(L, WB__ERR, V, "has an invalid IPv6 address; %s", expect);
-            return;
-        }
-        host = v + 1;
-        hl -= 2;
-    } else {
-        const char *why = memchr(v, ':', hl) ? "an IPv6 address must be in brackets"
-                                             : wb__host_check(v, hl, NULL);
-        if (why) {
-            wb__cfg_problem(L, WB__ERR, V, "has an invalid host (%s); %s", why, expect);
-            return;
-        }
-    }
+    char *host = NULL;
     unsigned port = 0;
-    const char *why = wb__port_parse(colon + 1, n - (size_t)(colon + 1 - v), &port);
+    const char *why = wb__hostport_parse(v, false, &host, &port, NULL);
     if (why || port == 1983) {
         wb__cfg_problem(L, WB__ERR, V, "%s; %s", why ? why : "port 1983 is the server's HTTP port",
                         expect);
+        free(host);
         return;
     }
-    L->cfg->listen_host = wb__strndup(host, hl);
+    L->cfg->listen_host = host;
     L->cfg->listen_port = port;
-    if (!L->cfg->listen_host)
-        L->oom = true;
 }
 
 static void check_runtime_dir(wb__loader *L)

@@ -1,6 +1,7 @@
 /* Host names, ports, AWS region names and http(s) URLs. */
 #include <arpa/inet.h>
 #include <string.h>
+#include <strings.h>
 
 #include "wb_internal.h"
 
@@ -226,4 +227,47 @@ const char *wb__url_parse(const char *s, size_t n, wb__url *u)
             return "the URL holds a space, a control character or a non-ASCII byte";
     }
     return NULL;
+}
+
+const char *wb__hostport_parse(const char *s, bool allow_tls, char **host, unsigned *port,
+                               bool *tls)
+{
+    *host = NULL;
+    if (tls)
+        *tls = false;
+    if (allow_tls && strncasecmp(s, "tls://", 6) == 0) {
+        s += 6;
+        if (tls)
+            *tls = true;
+    } else if (strstr(s, "://")) {
+        return allow_tls ? "the only scheme accepted is tls://" : "a scheme is not accepted here";
+    }
+    const char *colon = strrchr(s, ':');
+    if (!colon)
+        return "the port is missing (host:port)";
+    const char *h = s;
+    size_t hl = (size_t)(colon - s);
+    if (hl >= 2 && s[0] == '[' && s[hl - 1] == ']') {
+        char tmp[INET6_ADDRSTRLEN + 1];
+        struct in6_addr a6;
+        if (hl - 2 >= sizeof tmp)
+            return "the IPv6 address is not valid";
+        memcpy(tmp, s + 1, hl - 2);
+        tmp[hl - 2] = '\0';
+        if (inet_pton(AF_INET6, tmp, &a6) != 1)
+            return "the IPv6 address is not valid";
+        h = s + 1;
+        hl -= 2;
+    } else if (memchr(s, ':', hl)) {
+        return "an IPv6 address must be in brackets ([::1]:1984)";
+    } else {
+        const char *why = wb__host_check(s, hl, NULL);
+        if (why)
+            return why;
+    }
+    const char *why = wb__port_parse(colon + 1, strlen(colon + 1), port);
+    if (why)
+        return why;
+    *host = wb__strndup(h, hl);
+    return *host ? NULL : "out of memory";
 }

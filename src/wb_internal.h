@@ -26,6 +26,18 @@ uint32_t wb__random32(void);
 /* Milliseconds of CLOCK_MONOTONIC. */
 uint64_t wb__now_ms(void);
 
+/* ---- last errors of handles (lasterror.c) -------------------------------- */
+
+/* Records a failure of the calling thread on handle h (detail taken over,
+ * NULL: the code's text); returns err. */
+wb_err wb__fail(const void *h, wb_err err, char *detail);
+/* Records a success of the calling thread on h; returns WB_OK. */
+wb_err wb__ok(const void *h);
+/* The calling thread's last failure on h, else async (may be NULL), else "". */
+const char *wb__last_error(const void *h, const char *async);
+/* Forgets h (it is being freed). */
+void wb__forget(const void *h);
+
 /* ---- logging (log.c) --------------------------------------------------- */
 
 bool wb__log_enabled(wb_log_level level);
@@ -83,6 +95,12 @@ const char *wb__host_check(const char *host, size_t n, wb__host_kind *kind);
 
 /* Parses a decimal port 1-65535. Returns NULL when valid, else a reason. */
 const char *wb__port_parse(const char *s, size_t n, unsigned *port);
+
+/* Parses "host:port" (and "tls://host:port" when allow_tls): a DNS name, a
+ * dotted IPv4 address or a bracketed IPv6 address, and a port 1-65535.
+ * Returns NULL and a new *host (without brackets), or a static reason. */
+const char *wb__hostport_parse(const char *s, bool allow_tls, char **host, unsigned *port,
+                               bool *tls);
 
 /* The AWS region shape: us-east-1, us-gov-west-1, cn-north-1, ... */
 bool wb__aws_region_valid(const char *s, size_t n);

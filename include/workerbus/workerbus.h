@@ -13,5 +13,7 @@
 #include "pki.h"
 #include "log.h"
 #include "bundled.h"
+#include "broker.h"
+#include "worker.h"
 
 #endif

@@ -1,0 +1,172 @@
+/* The builtin broker backend: the server's connection to the bundled
+ * Mosquitto, through the MQTT engine of mqttc.c. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker_backend.h"
+#include "mqttc.h"
+#include "wb_internal.h"
+
+/* MQTT's own ceiling for a payload */
+#define BLTN_MAX_PAYLOAD 268435455u
+#define BLTN_MAX_TOPIC   65535u
+
+typedef struct bltn_backend {
+    wb__mqttc *client;
+    wb__broker_core *core;
+} bltn_backend;
+
+static void bltn_on_message(void *ctx, const char *topic, const void *payload, size_t len, int qos,
+                            bool retained)
+{
+    bltn_backend *be = ctx;
+    wb_message m = {topic, payload, len, qos, retained};
+    wb__broker_deliver(be->core, &m);
+}
+
+static void bltn_on_connection(void *ctx, bool up, const char *reason)
+{
+    bltn_backend *be = ctx;
+    wb__broker_connection(be->core, up, reason);
+}
+
+/* Where the server dials its own broker: the listen address, with the
+ * wildcard addresses replaced by loopback. */
+static const char *bltn_dial_host(const wb_config *cfg)
+{
+    const char *h = wb_config_builtin_listen_host(cfg);
+    if (strcmp(h, "0.0.0.0") == 0)
+        return "127.0.0.1";
+    if (strcmp(h, "::") == 0)
+        return "::1";
+    return h;
+}
+
+static wb_err bltn_open(void *priv, const wb_config *cfg, const wb_broker_opts *opts,
+                        wb__broker_core *core, char **detail)
+{
+    bltn_backend *be = priv;
+    be->core = core;
+    const char *host = bltn_dial_host(cfg);
+    bool tls = wb_config_broker_tls(cfg);
+    char token[WB_PKI_TOKEN_LEN + 1] = "";
+    if (!tls) {
+        wb_err err = wb_pki_token(wb_config_get(cfg, "MQTT_BROKER_BUILTIN_TOKEN_KEY_FILE"), NULL,
+                                  token, detail);
+        if (err)
+            return err;
+    }
+    const char *cert = wb_config_get(cfg, "MQTT_BROKER_BUILTIN_CERT_FILE");
+    bool name_ok = tls && cert && wb__pki_cert_matches_host(cert, host) == 1;
+    if (tls && !name_ok)
+        wb__log(WB_LOG_INFO, "broker",
+                "the broker's certificate is not issued for %s: the server's own connection "
+                "verifies its chain, not its name",
+                host);
+    wb__mqttc_opts o = {
+        .connect_host = host,
+        .tls_name = name_ok ? host : NULL,
+        .port = wb_config_builtin_listen_port(cfg),
+        .tls = tls,
+        .cafile = wb_config_get(cfg, "MQTT_BROKER_BUILTIN_CA_FILE"),
+        .certfile = wb_config_get(cfg, "MQTT_BROKER_BUILTIN_CLIENT_CERT_FILE"),
+        .keyfile = wb_config_get(cfg, "MQTT_BROKER_BUILTIN_CLIENT_KEY_FILE"),
+        .username = tls ? NULL : WB_PKI_SERVER_IDENTITY,
+        .password = tls ? NULL : token,
+        .client_id = opts->client_id,
+        .clean_session = false,
+        .keepalive_s = opts->keepalive_s,
+        .reconnect_min_ms = opts->reconnect_min_ms,
+        .reconnect_max_ms = opts->reconnect_max_ms,
+        .max_queued = opts->max_queued,
+        .on_message = bltn_on_message,
+        .on_connection = bltn_on_connection,
+        .ctx = be,
+        .component = "broker",
+    };
+    wb_err err = wb__mqttc_new(&o, &be->client, detail);
+    memset(token, 0, sizeof token);
+    return err;
+}
+
+static wb_err bltn_connect(void *priv, unsigned timeout_ms, char **detail)
+{
+    bltn_backend *be = priv;
+    return wb__mqttc_connect(be->client, timeout_ms, detail);
+}
+
+static wb_err bltn_publish(void *priv, const char *topic, const void *payload, size_t len, int qos,
+                           char **detail)
+{
+    bltn_backend *be = priv;
+    return wb__mqttc_publish(be->client, topic, payload, len, qos, detail);
+}
+
+static wb_err bltn_subscribe(void *priv, const char *filter, int qos, unsigned timeout_ms,
+                             char **detail)
+{
+    bltn_backend *be = priv;
+    return wb__mqttc_subscribe(be->client, filter, qos, timeout_ms, detail);
+}
+
+static wb_err bltn_unsubscribe(void *priv, const char *filter, unsigned timeout_ms, char **detail)
+{
+    bltn_backend *be = priv;
+    return wb__mqttc_unsubscribe(be->client, filter, timeout_ms, detail);
+}
+
+static wb_err bltn_flush(void *priv, unsigned timeout_ms, char **detail)
+{
+    bltn_backend *be = priv;
+    return wb__mqttc_flush(be->client, timeout_ms, detail);
+}
+
+static wb_err bltn_disconnect(void *priv, unsigned timeout_ms, char **detail)
+{
+    bltn_backend *be = priv;
+    return wb__mqttc_disconnect(be->client, timeout_ms, detail);
+}
+
+static void bltn_stats(void *priv, wb_broker_stats *out)
+{
+    bltn_backend *be = priv;
+    wb__mqttc_stats s;
+    wb__mqttc_stats_get(be->client, &s);
+    out->published = s.published;
+    out->acknowledged = s.acknowledged;
+    out->reconnects = s.reconnects;
+    out->queued = s.queued;
+    out->connected = s.connected;
+}
+
+static bool bltn_in_callback(void *priv)
+{
+    bltn_backend *be = priv;
+    return wb__mqttc_on_io_thread(be->client);
+}
+
+static void bltn_close(void *priv)
+{
+    bltn_backend *be = priv;
+    wb__mqttc_free(be->client);
+}
+
+const wb__broker_ops wb__builtin_broker_ops = {
+    .version = WB__BROKER_OPS_VERSION,
+    .name = "builtin",
+    .caps = WB__BROKER_CAP_QOS1 | WB__BROKER_CAP_SUBSCRIBE | WB__BROKER_CAP_PERSISTENT_SESSION,
+    .priv_size = sizeof(bltn_backend),
+    .max_payload = BLTN_MAX_PAYLOAD,
+    .max_topic = BLTN_MAX_TOPIC,
+    .max_slashes = 0,
+    .open = bltn_open,
+    .connect = bltn_connect,
+    .publish = bltn_publish,
+    .disconnect = bltn_disconnect,
+    .close = bltn_close,
+    .subscribe = bltn_subscribe,
+    .unsubscribe = bltn_unsubscribe,
+    .flush = bltn_flush,
+    .stats = bltn_stats,
+    .in_callback = bltn_in_callback,
+};

@@ -1,0 +1,908 @@
+/* An MQTT client on libmosquitto, driven by one I/O thread of our own.
+ *
+ * Only the I/O thread calls libmosquitto. Other threads append to the outbox
+ * or the request list under `lock` and wake the I/O thread through an
+ * eventfd. A QoS 1 message is handed to libmosquitto only while connected;
+ * from then on libmosquitto keeps it (and sends it again after a reconnect)
+ * until its PUBACK, which removes it from our in-flight list. */
+#include "mqttc.h"
+
+#include <errno.h>
+#include <mosquitto.h>
+#include <poll.h>
+#include <stdio.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "wb_internal.h"
+
+#define DEFAULT_KEEPALIVE_S      60
+#define DEFAULT_RECONNECT_MIN_MS 100
+#define DEFAULT_RECONNECT_MAX_MS 30000
+#define DEFAULT_MAX_QUEUED       100000
+/* QoS 1 messages handed to libmosquitto and not acknowledged, at most */
+#define HANDOFF_WINDOW   1000
+#define LIBMOSQ_INFLIGHT 100
+#define TICK_MS          200
+
+typedef struct entry {
+    struct entry *next;
+    char *topic; /* topic and payload share one allocation; NULL once handed over */
+    void *payload;
+    size_t len;
+    int qos;
+    int mid;
+} entry;
+
+typedef struct sub {
+    struct sub *next;
+    char *filter;
+    int qos;
+} sub;
+
+typedef enum req_kind { REQ_SUB, REQ_UNSUB } req_kind;
+
+typedef struct req {
+    struct req *next;
+    req_kind kind;
+    char *filter;
+    int qos;
+    int mid;
+    bool sent, done;
+    bool busy; /* the I/O thread uses it unlocked: its waiter must not free it */
+    wb_err result;
+    char *detail;
+} req;
+
+typedef struct queue {
+    entry *head, *tail;
+    size_t n;
+} queue;
+
+struct wb__mqttc {
+    wb__mqttc_opts o;
+    struct mosquitto *m;
+    pthread_t thread;
+    bool thread_running;
+    int wake_fd;
+
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    queue pending;  /* accepted, not yet handed to libmosquitto */
+    queue inflight; /* QoS 1, handed over, awaiting PUBACK */
+    sub *subs;
+    req *reqs;
+    bool connected;
+    bool stopping;
+    bool wake_posted;
+    int first; /* first connection: 0 pending, 1 up, -1 failed */
+    wb_err first_err;
+    char *last_error;
+    wb__mqttc_stats st;
+
+    /* I/O thread only */
+    char lib_error[256]; /* libmosquitto's last error line (e.g. OpenSSL's) */
+    unsigned attempt;
+    uint64_t next_attempt_ms;
+    bool ever_connected;
+    bool socket_open;
+};
+
+static pthread_once_t lib_once = PTHREAD_ONCE_INIT;
+
+static void lib_init(void)
+{
+    mosquitto_lib_init();
+}
+
+static void q_push(queue *q, entry *e)
+{
+    e->next = NULL;
+    if (q->tail)
+        q->tail->next = e;
+    else
+        q->head = e;
+    q->tail = e;
+    q->n++;
+}
+
+static entry *q_pop(queue *q)
+{
+    entry *e = q->head;
+    if (e) {
+        q->head = e->next;
+        if (!q->head)
+            q->tail = NULL;
+        q->n--;
+    }
+    return e;
+}
+
+static void entry_free(entry *e)
+{
+    if (e)
+        free(e->topic);
+    free(e);
+}
+
+/* Removes the in-flight entry with this mid: the oldest first, as PUBACKs
+ * mostly come in order. */
+static bool q_remove_mid(queue *q, int mid)
+{
+    entry *prev = NULL;
+    for (entry *e = q->head; e; prev = e, e = e->next) {
+        if (e->mid != mid)
+            continue;
+        if (prev)
+            prev->next = e->next;
+        else
+            q->head = e->next;
+        if (q->tail == e)
+            q->tail = prev;
+        q->n--;
+        entry_free(e);
+        return true;
+    }
+    return false;
+}
+
+static void set_error(wb__mqttc *c, char *msg)
+{
+    if (!msg)
+        return;
+    pthread_mutex_lock(&c->lock);
+    free(c->last_error);
+    c->last_error = msg;
+    pthread_mutex_unlock(&c->lock);
+}
+
+static void wake(wb__mqttc *c)
+{
+    uint64_t one = 1;
+    if (write(c->wake_fd, &one, sizeof one) < 0 && errno != EAGAIN)
+        wb__log(WB_LOG_ERROR, c->o.component, "cannot wake the I/O thread: %s", strerror(errno));
+}
+
+bool wb__mqttc_on_io_thread(const wb__mqttc *c)
+{
+    return c->thread_running && pthread_equal(pthread_self(), c->thread);
+}
+
+/* ---- libmosquitto callbacks (I/O thread) --------------------------------- */
+
+static void on_connect(struct mosquitto *m, void *obj, int rc)
+{
+    wb__mqttc *c = obj;
+    if (rc != 0) {
+        char *e = wb__asprintf("the broker at %s:%u refused the connection: %s", c->o.connect_host,
+                               c->o.port, mosquitto_connack_string(rc));
+        wb__log(WB_LOG_ERROR, c->o.component, "%s", e ? e : "connection refused");
+        set_error(c, e);
+        pthread_mutex_lock(&c->lock);
+        if (c->first == 0) {
+            c->first = -1;
+            c->first_err = WB_ERR_AUTH_REFUSED;
+            pthread_cond_broadcast(&c->cond);
+        }
+        pthread_mutex_unlock(&c->lock);
+        return;
+    }
+    pthread_mutex_lock(&c->lock);
+    c->connected = true;
+    c->st.connected = true;
+    if (c->ever_connected)
+        c->st.reconnects++;
+    c->first = c->first == 0 ? 1 : c->first;
+    /* subscriptions again (a persistent session may have them already:
+     * subscribing twice to the same filter is harmless); made from a copy,
+     * without the lock */
+    size_t n = 0;
+    for (sub *s = c->subs; s; s = s->next)
+        n++;
+    char **filters = n ? calloc(n, sizeof *filters) : NULL;
+    int *qos = n ? calloc(n, sizeof *qos) : NULL;
+    size_t k = 0;
+    for (sub *s = c->subs; s && filters && qos; s = s->next, k++) {
+        filters[k] = wb__strdup(s->filter);
+        qos[k] = s->qos;
+    }
+    pthread_cond_broadcast(&c->cond);
+    pthread_mutex_unlock(&c->lock);
+    if (n && (!filters || !qos))
+        wb__log(WB_LOG_ERROR, c->o.component, "out of memory: subscriptions not renewed");
+    for (size_t i = 0; i < k; i++) {
+        if (filters[i])
+            mosquitto_subscribe(m, NULL, filters[i], qos[i]);
+        free(filters[i]);
+    }
+    free(filters);
+    free(qos);
+    c->attempt = 0;
+    if (c->ever_connected)
+        wb__log(WB_LOG_INFO, c->o.component, "reconnected to %s:%u", c->o.connect_host, c->o.port);
+    c->ever_connected = true;
+    if (c->o.on_connection)
+        c->o.on_connection(c->o.ctx, true, NULL);
+}
+
+static void schedule_reconnect(wb__mqttc *c)
+{
+    unsigned delay = wb__backoff_ms(c->attempt++, c->o.reconnect_min_ms, c->o.reconnect_max_ms);
+    c->next_attempt_ms = wb__now_ms() + delay;
+}
+
+static void on_disconnect(struct mosquitto *m, void *obj, int rc)
+{
+    (void)m;
+    wb__mqttc *c = obj;
+    c->socket_open = false;
+    pthread_mutex_lock(&c->lock);
+    bool was = c->connected, stopping = c->stopping;
+    c->connected = false;
+    c->st.connected = false;
+    /* a subscribe or unsubscribe in progress will not be answered */
+    for (req *r = c->reqs; r; r = r->next)
+        r->sent = false;
+    pthread_cond_broadcast(&c->cond);
+    pthread_mutex_unlock(&c->lock);
+    if (stopping)
+        return;
+    schedule_reconnect(c);
+    if (!was) { /* the attempt failed: TCP, TLS or the CONNACK */
+        bool tls = rc == MOSQ_ERR_TLS || rc == MOSQ_ERR_TLS_HANDSHAKE ||
+                   (rc == MOSQ_ERR_ERRNO && errno == EPROTO) || strstr(c->lib_error, "SSL");
+        char *e =
+            wb__asprintf("cannot connect to %s:%u: %s%s%s%s", c->o.connect_host, c->o.port,
+                         rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc),
+                         c->lib_error[0] ? " (" : "", c->lib_error, c->lib_error[0] ? ")" : "");
+        c->lib_error[0] = '\0';
+        set_error(c, e);
+        pthread_mutex_lock(&c->lock);
+        if (tls && c->first == 0) {
+            c->first = -1;
+            c->first_err = WB_ERR_AUTH_REFUSED;
+            pthread_cond_broadcast(&c->cond);
+        }
+        pthread_mutex_unlock(&c->lock);
+        return;
+    }
+    if (was) {
+        char *e = wb__asprintf("connection to %s:%u lost: %s", c->o.connect_host, c->o.port,
+                               rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc));
+        wb__log(WB_LOG_WARN, c->o.component, "%s; reconnecting", e ? e : "connection lost");
+        set_error(c, e);
+        if (c->o.on_connection)
+            c->o.on_connection(c->o.ctx, false, mosquitto_strerror(rc));
+    }
+}
+
+static void on_publish(struct mosquitto *m, void *obj, int mid)
+{
+    (void)m;
+    wb__mqttc *c = obj;
+    pthread_mutex_lock(&c->lock);
+    if (q_remove_mid(&c->inflight, mid)) {
+        c->st.acknowledged++;
+        c->st.queued--;
+        if (c->st.queued == 0)
+            pthread_cond_broadcast(&c->cond);
+    }
+    pthread_mutex_unlock(&c->lock);
+}
+
+static void on_message(struct mosquitto *m, void *obj, const struct mosquitto_message *msg)
+{
+    (void)m;
+    wb__mqttc *c = obj;
+    pthread_mutex_lock(&c->lock);
+    c->st.received++;
+    pthread_mutex_unlock(&c->lock);
+    if (c->o.on_message)
+        c->o.on_message(c->o.ctx, msg->topic, msg->payload, (size_t)msg->payloadlen, msg->qos,
+                        msg->retain);
+}
+
+static void finish_req(wb__mqttc *c, int mid, wb_err result, char *detail)
+{
+    pthread_mutex_lock(&c->lock);
+    for (req *r = c->reqs; r; r = r->next) {
+        if (r->sent && !r->done && r->mid == mid) {
+            r->done = true;
+            r->result = result;
+            r->detail = detail;
+            detail = NULL;
+            pthread_cond_broadcast(&c->cond);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&c->lock);
+    free(detail);
+}
+
+static void on_subscribe(struct mosquitto *m, void *obj, int mid, int count, const int *granted)
+{
+    (void)m;
+    wb__mqttc *c = obj;
+    bool refused = count < 1 || granted[0] >= 0x80;
+    finish_req(c, mid, refused ? WB_ERR_AUTH_REFUSED : WB_OK,
+               refused ? wb__strdup("the broker refused the subscription (not authorized)") : NULL);
+}
+
+static void on_unsubscribe(struct mosquitto *m, void *obj, int mid)
+{
+    (void)m;
+    finish_req(obj, mid, WB_OK, NULL);
+}
+
+static void on_log(struct mosquitto *m, void *obj, int level, const char *str)
+{
+    (void)m;
+    wb__mqttc *c = obj;
+    if (level & (MOSQ_LOG_ERR | MOSQ_LOG_WARNING)) {
+        wb__log(WB_LOG_DEBUG, c->o.component, "libmosquitto: %s", str);
+        snprintf(c->lib_error, sizeof c->lib_error, "%s", str);
+    }
+}
+
+/* ---- the I/O thread ------------------------------------------------------ */
+
+static void try_connect(wb__mqttc *c)
+{
+    int rc = c->ever_connected || c->attempt > 0
+                 ? mosquitto_reconnect_async(c->m)
+                 : mosquitto_connect_async(c->m, c->o.connect_host, (int)c->o.port,
+                                           (int)c->o.keepalive_s);
+    if (rc == MOSQ_ERR_SUCCESS) {
+        c->socket_open = true;
+        return;
+    }
+    char *e = wb__asprintf("cannot connect to %s:%u: %s", c->o.connect_host, c->o.port,
+                           rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc));
+    wb__log(WB_LOG_DEBUG, c->o.component, "%s", e ? e : "cannot connect");
+    set_error(c, e);
+    bool tls = rc == MOSQ_ERR_TLS || rc == MOSQ_ERR_TLS_HANDSHAKE;
+    pthread_mutex_lock(&c->lock);
+    if (tls && c->first == 0) {
+        c->first = -1;
+        c->first_err = WB_ERR_AUTH_REFUSED;
+        pthread_cond_broadcast(&c->cond);
+    }
+    pthread_mutex_unlock(&c->lock);
+    if (!c->ever_connected && c->attempt == 0)
+        c->attempt = 1; /* from now on mosquitto_reconnect_async */
+    schedule_reconnect(c);
+}
+
+/* Hands pending messages and requests to libmosquitto (connected only). */
+static void hand_over(wb__mqttc *c)
+{
+    pthread_mutex_lock(&c->lock);
+    while (c->connected && c->pending.head && c->inflight.n < HANDOFF_WINDOW) {
+        entry *e = q_pop(&c->pending);
+        int mid = 0;
+        pthread_mutex_unlock(&c->lock);
+        /* unlocked: mosquitto_publish may write and call back */
+        int rc = mosquitto_publish(c->m, &mid, e->topic, (int)e->len, e->payload, e->qos, false);
+        pthread_mutex_lock(&c->lock);
+        /* libmosquitto queues a QoS 1 message before it tries to send it, so
+         * a lost connection here still leaves it in libmosquitto's hands */
+        bool kept = rc == MOSQ_ERR_SUCCESS ||
+                    (e->qos == 1 && (rc == MOSQ_ERR_NO_CONN || rc == MOSQ_ERR_CONN_LOST));
+        if (kept && e->qos == 1) {
+            free(e->topic); /* libmosquitto has its own copy */
+            e->topic = NULL;
+            e->payload = NULL;
+            e->mid = mid;
+            q_push(&c->inflight, e);
+        } else {
+            if (kept)
+                c->st.acknowledged++;
+            else
+                wb__log(WB_LOG_ERROR, c->o.component, "dropped a message to %s: %s", e->topic,
+                        mosquitto_strerror(rc));
+            c->st.queued--;
+            entry_free(e);
+            if (c->st.queued == 0)
+                pthread_cond_broadcast(&c->cond);
+        }
+    }
+    for (req *r = c->reqs; c->connected && r; r = r->next) {
+        if (r->sent || r->done)
+            continue;
+        int mid = 0;
+        r->busy = true;
+        pthread_mutex_unlock(&c->lock);
+        int rc = r->kind == REQ_SUB ? mosquitto_subscribe(c->m, &mid, r->filter, r->qos)
+                                    : mosquitto_unsubscribe(c->m, &mid, r->filter);
+        pthread_mutex_lock(&c->lock);
+        r->busy = false;
+        pthread_cond_broadcast(&c->cond);
+        if (rc == MOSQ_ERR_SUCCESS) {
+            r->sent = true;
+            r->mid = mid;
+        } else if (rc != MOSQ_ERR_NO_CONN) {
+            r->done = true;
+            r->result = WB_ERR_INVALID_ARGUMENT;
+            r->detail = wb__asprintf("\"%s\": %s", r->filter, mosquitto_strerror(rc));
+            pthread_cond_broadcast(&c->cond);
+        }
+    }
+    pthread_mutex_unlock(&c->lock);
+}
+
+static void *io_main(void *arg)
+{
+    wb__mqttc *c = arg;
+    for (;;) {
+        pthread_mutex_lock(&c->lock);
+        bool stop = c->stopping;
+        bool failed = c->first < 0;
+        pthread_mutex_unlock(&c->lock);
+        if (stop || failed)
+            break;
+        uint64_t now = wb__now_ms();
+        if (!c->socket_open && now >= c->next_attempt_ms)
+            try_connect(c);
+        int sock = c->socket_open ? mosquitto_socket(c->m) : -1;
+        struct pollfd p[2] = {{c->wake_fd, POLLIN, 0}, {sock, POLLIN, 0}};
+        if (sock >= 0 && mosquitto_want_write(c->m))
+            p[1].events |= POLLOUT;
+        int timeout = TICK_MS;
+        if (sock < 0) {
+            uint64_t at = c->next_attempt_ms;
+            now = wb__now_ms();
+            timeout = at > now ? (int)(at - now < TICK_MS ? at - now : TICK_MS) : 0;
+        }
+        int n = poll(p, sock >= 0 ? 2 : 1, timeout);
+        if (n > 0 && (p[0].revents & POLLIN)) {
+            uint64_t v;
+            if (read(c->wake_fd, &v, sizeof v) < 0 && errno != EAGAIN)
+                wb__log(WB_LOG_ERROR, c->o.component, "wake: %s", strerror(errno));
+            pthread_mutex_lock(&c->lock);
+            c->wake_posted = false;
+            pthread_mutex_unlock(&c->lock);
+        }
+        if (sock >= 0 && n > 0 && (p[1].revents & (POLLIN | POLLERR | POLLHUP)))
+            mosquitto_loop_read(c->m, 1);
+        if (c->socket_open && mosquitto_socket(c->m) >= 0 && n > 0 && (p[1].revents & POLLOUT))
+            mosquitto_loop_write(c->m, 1);
+        if (c->socket_open) {
+            mosquitto_loop_misc(c->m);
+            if (mosquitto_socket(c->m) < 0 && c->socket_open) {
+                /* closed without a callback (e.g. keepalive timeout) */
+                on_disconnect(c->m, c, MOSQ_ERR_KEEPALIVE);
+            }
+        }
+        hand_over(c);
+        if (c->socket_open && mosquitto_socket(c->m) >= 0 && mosquitto_want_write(c->m))
+            mosquitto_loop_write(c->m, 1);
+    }
+    /* say goodbye if we can */
+    pthread_mutex_lock(&c->lock);
+    bool connected = c->connected;
+    pthread_mutex_unlock(&c->lock);
+    if (connected) {
+        mosquitto_disconnect(c->m);
+        for (int i = 0; i < 10 && mosquitto_want_write(c->m) && mosquitto_socket(c->m) >= 0; i++)
+            mosquitto_loop_write(c->m, 1);
+        mosquitto_loop_misc(c->m);
+    }
+    pthread_mutex_lock(&c->lock);
+    c->connected = false;
+    c->st.connected = false;
+    pthread_cond_broadcast(&c->cond);
+    pthread_mutex_unlock(&c->lock);
+    return NULL;
+}
+
+/* ---- the API -------------------------------------------------------------- */
+
+static char *dup_opt(const char *s, bool *oom)
+{
+    if (!s)
+        return NULL;
+    char *d = wb__strdup(s);
+    if (!d)
+        *oom = true;
+    return d;
+}
+
+wb_err wb__mqttc_new(const wb__mqttc_opts *o, wb__mqttc **out, char **detail)
+{
+    pthread_once(&lib_once, lib_init);
+    *out = NULL;
+    wb__mqttc *c = calloc(1, sizeof *c);
+    if (!c)
+        return WB_ERR_NO_MEMORY;
+    bool oom = false;
+    c->o = *o;
+    c->o.connect_host = dup_opt(o->connect_host, &oom);
+    c->o.tls_name = dup_opt(o->tls_name, &oom);
+    c->o.cafile = dup_opt(o->cafile, &oom);
+    c->o.certfile = dup_opt(o->certfile, &oom);
+    c->o.keyfile = dup_opt(o->keyfile, &oom);
+    c->o.username = dup_opt(o->username, &oom);
+    c->o.password = dup_opt(o->password, &oom);
+    c->o.client_id = dup_opt(o->client_id, &oom);
+    c->o.component = dup_opt(o->component ? o->component : "mqtt", &oom);
+    if (!c->o.keepalive_s)
+        c->o.keepalive_s = DEFAULT_KEEPALIVE_S;
+    if (!c->o.reconnect_min_ms)
+        c->o.reconnect_min_ms = DEFAULT_RECONNECT_MIN_MS;
+    if (!c->o.reconnect_max_ms)
+        c->o.reconnect_max_ms = DEFAULT_RECONNECT_MAX_MS;
+    if (!c->o.max_queued)
+        c->o.max_queued = DEFAULT_MAX_QUEUED;
+    pthread_mutex_init(&c->lock, NULL);
+    pthread_cond_init(&c->cond, NULL);
+    c->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    wb_err err = WB_OK;
+    if (oom) {
+        err = WB_ERR_NO_MEMORY;
+        goto fail;
+    }
+    if (c->wake_fd < 0) {
+        err = WB_ERR_IO;
+        *detail = wb__asprintf("eventfd: %s", strerror(errno));
+        goto fail;
+    }
+    c->m = mosquitto_new(c->o.client_id, c->o.clean_session, c);
+    if (!c->m) {
+        err = errno == EINVAL ? WB_ERR_INVALID_ARGUMENT : WB_ERR_NO_MEMORY;
+        *detail = wb__strdup("libmosquitto refused the client (a persistent session needs a "
+                             "client id)");
+        goto fail;
+    }
+    mosquitto_int_option(c->m, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V311);
+    mosquitto_int_option(c->m, MOSQ_OPT_TCP_NODELAY, 1);
+    mosquitto_max_inflight_messages_set(c->m, LIBMOSQ_INFLIGHT);
+    mosquitto_connect_callback_set(c->m, on_connect);
+    mosquitto_disconnect_callback_set(c->m, on_disconnect);
+    mosquitto_publish_callback_set(c->m, on_publish);
+    mosquitto_message_callback_set(c->m, on_message);
+    mosquitto_subscribe_callback_set(c->m, on_subscribe);
+    mosquitto_unsubscribe_callback_set(c->m, on_unsubscribe);
+    mosquitto_log_callback_set(c->m, on_log);
+    if (c->o.username &&
+        mosquitto_username_pw_set(c->m, c->o.username, c->o.password) != MOSQ_ERR_SUCCESS) {
+        err = WB_ERR_NO_MEMORY;
+        goto fail;
+    }
+    if (c->o.tls) {
+        int rc = mosquitto_tls_set(c->m, c->o.cafile, NULL, c->o.certfile, c->o.keyfile, NULL);
+        if (rc == MOSQ_ERR_SUCCESS)
+            rc = mosquitto_tls_opts_set(c->m, 1 /* SSL_VERIFY_PEER */, "tlsv1.2", NULL);
+        if (rc != MOSQ_ERR_SUCCESS) {
+            err = WB_ERR_INVALID_ARGUMENT;
+            *detail =
+                wb__asprintf("TLS settings refused (CA %s, certificate %s, key %s): %s",
+                             c->o.cafile ? c->o.cafile : "-", c->o.certfile ? c->o.certfile : "-",
+                             c->o.keyfile ? c->o.keyfile : "-", mosquitto_strerror(rc));
+            goto fail;
+        }
+        /* the chain is always verified (and its purpose: a worker's
+         * certificate cannot pose as the broker); the name when given */
+        if (!c->o.tls_name || strcmp(c->o.tls_name, c->o.connect_host) != 0)
+            mosquitto_tls_insecure_set(c->m, true);
+    }
+    *out = c;
+    return WB_OK;
+fail:
+    wb__mqttc_free(c);
+    return err;
+}
+
+wb_err wb__mqttc_connect(wb__mqttc *c, unsigned timeout_ms, char **detail)
+{
+    if (c->thread_running)
+        return WB_ERR_STATE;
+    c->first = 0;
+    c->stopping = false;
+    if (pthread_create(&c->thread, NULL, io_main, c) != 0)
+        return WB_ERR_NO_MEMORY;
+    c->thread_running = true;
+    uint64_t deadline = wb__now_ms() + timeout_ms;
+    pthread_mutex_lock(&c->lock);
+    while (c->first == 0 && wb__now_ms() < deadline) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 20 * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&c->cond, &c->lock, &ts);
+    }
+    int first = c->first;
+    wb_err err = first > 0 ? WB_OK : first < 0 ? c->first_err : WB_ERR_TIMEOUT;
+    if (err && detail)
+        *detail = wb__asprintf("%s%s", c->last_error ? c->last_error : "no answer from the broker",
+                               err == WB_ERR_TIMEOUT ? " (gave up waiting)" : "");
+    if (err) {
+        c->stopping = true;
+        c->first = -1;
+    }
+    pthread_mutex_unlock(&c->lock);
+    if (err) {
+        wake(c);
+        pthread_join(c->thread, NULL);
+        c->thread_running = false;
+    }
+    return err;
+}
+
+wb_err wb__mqttc_publish(wb__mqttc *c, const char *topic, const void *payload, size_t len, int qos,
+                         char **detail)
+{
+    size_t tl = strlen(topic);
+    entry *e = malloc(sizeof *e);
+    char *block = malloc(tl + 1 + len + 1);
+    if (!e || !block) {
+        free(e);
+        free(block);
+        return WB_ERR_NO_MEMORY;
+    }
+    memcpy(block, topic, tl + 1);
+    if (len)
+        memcpy(block + tl + 1, payload, len);
+    e->topic = block;
+    e->payload = block + tl + 1;
+    e->len = len;
+    e->qos = qos;
+    e->mid = 0;
+    pthread_mutex_lock(&c->lock);
+    wb_err err = WB_OK;
+    if (!c->thread_running || c->stopping) {
+        err = WB_ERR_STATE;
+        *detail = wb__strdup("not connected: call connect first");
+    } else if (qos == 0 && !c->connected) {
+        err = WB_ERR_CONNECTION_LOST;
+        *detail = wb__asprintf("not connected to %s:%u: a QoS 0 message is not kept while "
+                               "reconnecting (use QoS 1)",
+                               c->o.connect_host, c->o.port);
+    } else if (c->st.queued >= c->o.max_queued) {
+        err = WB_ERR_BUSY;
+        *detail = wb__asprintf("%zu messages are waiting for the broker (the limit): try again "
+                               "later, or raise max_queued",
+                               c->st.queued);
+    }
+    if (err) {
+        pthread_mutex_unlock(&c->lock);
+        entry_free(e);
+        return err;
+    }
+    q_push(&c->pending, e);
+    c->st.published++;
+    c->st.queued++;
+    bool post = !c->wake_posted;
+    c->wake_posted = true;
+    pthread_mutex_unlock(&c->lock);
+    if (post)
+        wake(c);
+    return WB_OK;
+}
+
+static wb_err wait_req(wb__mqttc *c, req *r, unsigned timeout_ms, char **detail)
+{
+    uint64_t deadline = wb__now_ms() + timeout_ms;
+    wb_err err = WB_OK;
+    while (!r->done || r->busy) {
+        if (r->busy) {
+            /* the I/O thread holds it for a moment */
+        } else if (!c->connected) { /* recorded: made when the connection is back */
+            err = WB_OK;
+            break;
+        } else if (wb__now_ms() >= deadline) {
+            err = WB_ERR_TIMEOUT;
+            *detail =
+                wb__asprintf("no answer to the request for \"%s\" in %u ms", r->filter, timeout_ms);
+            break;
+        }
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 20 * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&c->cond, &c->lock, &ts);
+    }
+    if (r->done) {
+        err = r->result;
+        if (r->detail) {
+            *detail = r->detail;
+            r->detail = NULL;
+        }
+    }
+    /* unlink the request */
+    for (req **pp = &c->reqs; *pp; pp = &(*pp)->next) {
+        if (*pp == r) {
+            *pp = r->next;
+            break;
+        }
+    }
+    free(r->detail);
+    free(r->filter);
+    free(r);
+    return err;
+}
+
+static wb_err request(wb__mqttc *c, req_kind kind, const char *filter, int qos, unsigned timeout_ms,
+                      char **detail)
+{
+    if (wb__mqttc_on_io_thread(c)) {
+        *detail = wb__strdup("subscribe and unsubscribe cannot be called from a message "
+                             "callback");
+        return WB_ERR_STATE;
+    }
+    req *r = calloc(1, sizeof *r);
+    char *f = wb__strdup(filter);
+    sub *s = kind == REQ_SUB ? calloc(1, sizeof *s) : NULL;
+    char *sf = kind == REQ_SUB ? wb__strdup(filter) : NULL;
+    if (!r || !f || (kind == REQ_SUB && (!s || !sf))) {
+        free(r);
+        free(f);
+        free(s);
+        free(sf);
+        return WB_ERR_NO_MEMORY;
+    }
+    r->kind = kind;
+    r->filter = f;
+    r->qos = qos;
+    pthread_mutex_lock(&c->lock);
+    /* the record of subscriptions, made again after every reconnect */
+    sub **pp = &c->subs;
+    while (*pp && strcmp((*pp)->filter, filter) != 0)
+        pp = &(*pp)->next;
+    if (kind == REQ_SUB && !*pp) {
+        s->filter = sf;
+        s->qos = qos;
+        s->next = c->subs;
+        c->subs = s;
+        s = NULL;
+        sf = NULL;
+    } else if (kind == REQ_SUB) {
+        (*pp)->qos = qos;
+    } else if (*pp) {
+        sub *gone = *pp;
+        *pp = gone->next;
+        free(gone->filter);
+        free(gone);
+    }
+    free(s);
+    free(sf);
+    r->next = c->reqs;
+    c->reqs = r;
+    bool running = c->thread_running;
+    pthread_mutex_unlock(&c->lock);
+    if (!running) { /* recorded; made at connect */
+        pthread_mutex_lock(&c->lock);
+        c->reqs = r->next;
+        pthread_mutex_unlock(&c->lock);
+        free(r->filter);
+        free(r);
+        return WB_OK;
+    }
+    wake(c);
+    pthread_mutex_lock(&c->lock);
+    wb_err err = wait_req(c, r, timeout_ms, detail);
+    if (err == WB_ERR_AUTH_REFUSED) { /* do not make it again at every reconnect */
+        for (sub **q = &c->subs; *q; q = &(*q)->next) {
+            if (strcmp((*q)->filter, filter) == 0) {
+                sub *gone = *q;
+                *q = gone->next;
+                free(gone->filter);
+                free(gone);
+                break;
+            }
+        }
+    }
+    pthread_mutex_unlock(&c->lock);
+    return err;
+}
+
+wb_err wb__mqttc_subscribe(wb__mqttc *c, const char *filter, int qos, unsigned timeout_ms,
+                           char **detail)
+{
+    return request(c, REQ_SUB, filter, qos, timeout_ms, detail);
+}
+
+wb_err wb__mqttc_unsubscribe(wb__mqttc *c, const char *filter, unsigned timeout_ms, char **detail)
+{
+    return request(c, REQ_UNSUB, filter, 0, timeout_ms, detail);
+}
+
+wb_err wb__mqttc_flush(wb__mqttc *c, unsigned timeout_ms, char **detail)
+{
+    if (wb__mqttc_on_io_thread(c)) {
+        *detail = wb__strdup("flush cannot be called from a message callback");
+        return WB_ERR_STATE;
+    }
+    uint64_t deadline = wb__now_ms() + timeout_ms;
+    pthread_mutex_lock(&c->lock);
+    while (c->st.queued > 0 && c->thread_running && wb__now_ms() < deadline) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 20 * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&c->cond, &c->lock, &ts);
+    }
+    size_t left = c->st.queued;
+    pthread_mutex_unlock(&c->lock);
+    if (left) {
+        *detail = wb__asprintf("%zu message%s not acknowledged by the broker within %u ms", left,
+                               left == 1 ? "" : "s", timeout_ms);
+        return WB_ERR_TIMEOUT;
+    }
+    return WB_OK;
+}
+
+wb_err wb__mqttc_disconnect(wb__mqttc *c, unsigned timeout_ms, char **detail)
+{
+    if (!c->thread_running)
+        return WB_OK;
+    if (wb__mqttc_on_io_thread(c)) {
+        *detail = wb__strdup("disconnect cannot be called from a message callback");
+        return WB_ERR_STATE;
+    }
+    wb_err err = timeout_ms ? wb__mqttc_flush(c, timeout_ms, detail) : WB_OK;
+    pthread_mutex_lock(&c->lock);
+    c->stopping = true;
+    pthread_mutex_unlock(&c->lock);
+    wake(c);
+    pthread_join(c->thread, NULL);
+    c->thread_running = false;
+    return err;
+}
+
+void wb__mqttc_stats_get(wb__mqttc *c, wb__mqttc_stats *out)
+{
+    pthread_mutex_lock(&c->lock);
+    *out = c->st;
+    pthread_mutex_unlock(&c->lock);
+}
+
+void wb__mqttc_free(wb__mqttc *c)
+{
+    if (!c)
+        return;
+    if (c->thread_running) {
+        char *d = NULL;
+        wb__mqttc_disconnect(c, 0, &d);
+        free(d);
+    }
+    if (c->m)
+        mosquitto_destroy(c->m);
+    entry *e;
+    while ((e = q_pop(&c->pending)))
+        entry_free(e);
+    while ((e = q_pop(&c->inflight)))
+        entry_free(e);
+    while (c->subs) {
+        sub *s = c->subs;
+        c->subs = s->next;
+        free(s->filter);
+        free(s);
+    }
+    if (c->wake_fd >= 0)
+        close(c->wake_fd);
+    pthread_mutex_destroy(&c->lock);
+    pthread_cond_destroy(&c->cond);
+    free((char *)c->o.connect_host);
+    free((char *)c->o.tls_name);
+    free((char *)c->o.cafile);
+    free((char *)c->o.certfile);
+    free((char *)c->o.keyfile);
+    free((char *)c->o.username);
+    free((char *)c->o.password);
+    free((char *)c->o.client_id);
+    free((char *)c->o.component);
+    free(c->last_error);
+    free(c);
+}
