@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <grp.h>
 #include <unistd.h>
 
 #include "wb_internal.h"
@@ -25,7 +26,7 @@
 #define DEFAULT_RESTART_MIN_MS   250
 #define DEFAULT_RESTART_MAX_MS   15000
 #define DEFAULT_AUTOSAVE_S       5
-#define STOP_GRACE_MS            5000
+#define STOP_GRACE_MS            10000
 #define PROBE_INTERVAL_MS        25
 /* a child that stayed up this long resets the restart backoff */
 #define STABLE_MS  10000
@@ -38,6 +39,9 @@ struct wb_bundled {
     wb_bundled_opts opts;
     char *runtime_dir;
     char *conf_path;
+    char *pid_path;
+    uid_t run_uid; /* the user mosquitto runs as; -1: ours */
+    gid_t run_gid;
     char *mosquitto;
     char *probe_host; /* where the readiness probe connects */
     unsigned port;
@@ -217,8 +221,10 @@ static wb_err write_config(wb_bundled *b, uid_t uid, gid_t gid, bool as_root, ch
                    "persistent_client_expiration 7d\n"
                    "plugin %s\n"
                    "plugin_opt_namespace %s\n",
-                   as_root ? (uid != (uid_t)-1 ? "user mosquitto\n" : "user root\n") : "", persist,
-                   autosave, log_types(wb_config_builtin_log_level(c)),
+                   /* the child switched user itself; as root without a mosquitto
+                    * user, mosquitto must not look for one */
+                   as_root && uid == (uid_t)-1 ? "user root\n" : "", persist, autosave,
+                   log_types(wb_config_builtin_log_level(c)),
                    wb_config_builtin_log_level(c) <= WB_LOG_INFO ? "true" : "false",
                    wb_config_get(c, "MQTT_BROKER_BUILTIN_PLUGIN"), wb_config_namespace(c));
     if (token)
@@ -239,7 +245,11 @@ static wb_err write_config(wb_bundled *b, uid_t uid, gid_t gid, bool as_root, ch
         goto out;
     }
     int fd = open(b->conf_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0 || write(fd, text, strlen(text)) != (ssize_t)strlen(text)) {
+    if (fd >= 0 && uid != (uid_t)-1 && fchown(fd, uid, gid) != 0) {
+        *detail =
+            wb__asprintf("cannot give %s to the broker's user: %s", b->conf_path, strerror(errno));
+        err = WB_ERR_IO;
+    } else if (fd < 0 || write(fd, text, strlen(text)) != (ssize_t)strlen(text)) {
         *detail = wb__asprintf("cannot write %s: %s", b->conf_path, strerror(errno));
         err = WB_ERR_IO;
     }
@@ -344,8 +354,78 @@ static bool probe(const char *host, unsigned port)
 
 /* ---- the child ---------------------------------------------------------- */
 
+/* The pid of the running child, so that a later start can find a broker
+ * orphaned by a process that was killed without warning. */
+static void write_pid_file(const wb_bundled *b, pid_t pid)
+{
+    int fd = open(b->pid_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return;
+    dprintf(fd, "%d %d\n", (int)pid, (int)getpid()); /* the broker, its owner */
+    close(fd);
+}
+
+/* A mosquitto left running on our configuration by a killed predecessor
+ * holds the port: stop it. Only a process whose command line names our
+ * configuration file is touched. */
+static void reap_orphan(const wb_bundled *b)
+{
+    FILE *f = fopen(b->pid_path, "r");
+    int pid = 0, owner = 0;
+    if (!f)
+        return;
+    if (fscanf(f, "%d %d", &pid, &owner) != 2)
+        pid = 0;
+    fclose(f);
+    if (pid <= 1)
+        return;
+    /* a broker whose owner still runs it is not an orphan: leave it (the
+     * port check then says the port is taken) */
+    char stat[512] = "";
+    snprintf(stat, sizeof stat, "/proc/%d/stat", pid);
+    FILE *sf = fopen(stat, "r");
+    int ppid = 0;
+    if (sf) {
+        if (!fgets(stat, sizeof stat, sf))
+            stat[0] = '\0';
+        fclose(sf);
+        const char *close_paren = strrchr(stat, ')');
+        if (!close_paren || sscanf(close_paren + 1, " %*c %d", &ppid) != 1)
+            ppid = 0;
+    }
+    if (ppid == owner && kill(owner, 0) == 0)
+        return;
+    char path[64], cmd[4096] = "";
+    snprintf(path, sizeof path, "/proc/%d/cmdline", pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    ssize_t n = read(fd, cmd, sizeof cmd - 1);
+    close(fd);
+    if (n <= 0)
+        return;
+    for (ssize_t i = 0; i < n; i++) /* arguments are NUL-separated */
+        if (cmd[i] == '\0')
+            cmd[i] = ' ';
+    cmd[n] = '\0';
+    if (!strstr(cmd, "mosquitto") || !strstr(cmd, b->conf_path))
+        return;
+    wb__log(WB_LOG_WARN, "broker",
+            "a mosquitto (pid %d) left by an earlier run holds our configuration: stopping it",
+            pid);
+    kill(pid, SIGTERM);
+    for (int i = 0; i < 100 && kill(pid, 0) == 0; i++)
+        usleep(50000);
+    if (kill(pid, 0) == 0)
+        kill(pid, SIGKILL);
+    for (int i = 0; i < 40 && kill(pid, 0) == 0; i++)
+        usleep(50000);
+}
+
 static wb_err spawn(wb_bundled *b)
 {
+    uid_t uid = b->run_uid;
+    gid_t gid = b->run_gid;
     int pipefd[2];
     if (pipe2(pipefd, O_CLOEXEC) != 0)
         return WB_ERR_IO;
@@ -357,7 +437,14 @@ static wb_err spawn(wb_bundled *b)
         return WB_ERR_IO;
     }
     if (pid == 0) {
-        /* the child dies with the thread that made it */
+        /* Give up root here rather than let mosquitto do it: a change of
+         * user clears the parent-death signal, which must outlive it so
+         * that the broker dies with the thread that made it. */
+        if (uid != (uid_t)-1 && (setgroups(0, NULL) != 0 || setgid(gid) != 0 || setuid(uid) != 0)) {
+            dprintf(pipefd[1], "Error: workerbus: cannot switch to the mosquitto user: %s\n",
+                    strerror(errno));
+            _exit(126);
+        }
         prctl(PR_SET_PDEATHSIG, SIGTERM);
         if (getppid() != parent)
             _exit(127);
@@ -381,6 +468,7 @@ static wb_err spawn(wb_bundled *b)
     pthread_mutex_lock(&b->lock);
     b->pid = pid;
     pthread_mutex_unlock(&b->lock);
+    write_pid_file(b, pid);
     return b->pid_fd >= 0 ? WB_OK : WB_ERR_IO;
 }
 
@@ -470,7 +558,7 @@ static char *explain(const wb_bundled *b, const char *how)
     const char *hint = "";
     for (unsigned i = 0; i < TAIL_LINES; i++) {
         const char *l = b->tail[i];
-        if (!l)
+        if (!l || strncmp(l, "Error", 5) != 0)
             continue;
         if (strstr(l, "Address already in use"))
             hint = ": the listen port is taken (MQTT_BROKER_BUILTIN_LISTEN)";
@@ -638,6 +726,7 @@ static void bundled_free(wb_bundled *b)
     pthread_cond_destroy(&b->cond);
     free(b->runtime_dir);
     free(b->conf_path);
+    free(b->pid_path);
     free(b->mosquitto);
     free(b->probe_host);
     free(b->failure);
@@ -677,12 +766,13 @@ WB_API wb_err wb_bundled_start(const wb_config *config, const wb_bundled_opts *o
         b->opts = *opts;
     b->runtime_dir = wb__strdup(wb_config_get(config, "MQTT_BROKER_BUILTIN_RUNTIME_DIR"));
     b->conf_path = wb__asprintf("%s/mosquitto.conf", b->runtime_dir ? b->runtime_dir : "");
+    b->pid_path = wb__asprintf("%s/mosquitto.pid", b->runtime_dir ? b->runtime_dir : "");
     b->mosquitto = wb__strdup(wb_config_get(config, "MQTT_BROKER_BUILTIN_MOSQUITTO"));
     b->probe_host = probe_host_of(wb_config_builtin_listen_host(config));
     b->port = wb_config_builtin_listen_port(config);
     b->ctl_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     wb_err err = WB_OK;
-    if (!b->runtime_dir || !b->conf_path || !b->mosquitto || !b->probe_host) {
+    if (!b->runtime_dir || !b->conf_path || !b->pid_path || !b->mosquitto || !b->probe_host) {
         err = WB_ERR_NO_MEMORY;
         goto fail;
     }
@@ -724,6 +814,9 @@ WB_API wb_err wb_bundled_start(const wb_config *config, const wb_bundled_opts *o
         err = WB_ERR_IO;
         goto fail;
     }
+    b->run_uid = uid;
+    b->run_gid = gid;
+    reap_orphan(b);
     err = write_config(b, uid, gid, as_root, &d);
     if (err)
         goto fail;

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "wb_internal.h"
@@ -23,10 +24,16 @@
 #define DEFAULT_RECONNECT_MIN_MS 100
 #define DEFAULT_RECONNECT_MAX_MS 30000
 #define DEFAULT_MAX_QUEUED       100000
-/* QoS 1 messages handed to libmosquitto and not acknowledged, at most */
-#define HANDOFF_WINDOW   1000
+/* QoS 1 messages handed to libmosquitto and not acknowledged, at most. It
+ * must not exceed libmosquitto's own in-flight maximum: libmosquitto 2.0.11
+ * keeps the messages beyond that maximum in a queue that does not survive a
+ * reconnect (seen here: hundreds lost after a broker restart), while those in
+ * flight are sent again. The rest waits in our outbox. */
 #define LIBMOSQ_INFLIGHT 100
+#define HANDOFF_WINDOW   LIBMOSQ_INFLIGHT
 #define TICK_MS          200
+/* an attempt without CONNACK after this long is abandoned and made again */
+#define CONNECT_TIMEOUT_MS 5000
 
 typedef struct entry {
     struct entry *next;
@@ -87,6 +94,7 @@ struct wb__mqttc {
     char lib_error[256]; /* libmosquitto's last error line (e.g. OpenSSL's) */
     unsigned attempt;
     uint64_t next_attempt_ms;
+    uint64_t attempt_started_ms;
     bool ever_connected;
     bool socket_open;
 };
@@ -357,6 +365,7 @@ static void try_connect(wb__mqttc *c)
                                            (int)c->o.keepalive_s);
     if (rc == MOSQ_ERR_SUCCESS) {
         c->socket_open = true;
+        c->attempt_started_ms = wb__now_ms();
         return;
     }
     char *e = wb__asprintf("cannot connect to %s:%u: %s", c->o.connect_host, c->o.port,
@@ -376,6 +385,17 @@ static void try_connect(wb__mqttc *c)
     schedule_reconnect(c);
 }
 
+/* libmosquitto queues a QoS 1 message before it tries to send it: an error
+ * from the sending (the connection breaking: NO_CONN, CONN_LOST, PROTOCOL,
+ * ERRNO, TLS...) leaves the message in its hands, to be sent again after the
+ * reconnect. Only these errors come before the queuing. */
+static bool refused_before_queuing(int rc)
+{
+    return rc == MOSQ_ERR_INVAL || rc == MOSQ_ERR_PAYLOAD_SIZE || rc == MOSQ_ERR_MALFORMED_UTF8 ||
+           rc == MOSQ_ERR_NOMEM || rc == MOSQ_ERR_QOS_NOT_SUPPORTED ||
+           rc == MOSQ_ERR_NOT_SUPPORTED || rc == MOSQ_ERR_OVERSIZE_PACKET;
+}
+
 /* Hands pending messages and requests to libmosquitto (connected only). */
 static void hand_over(wb__mqttc *c)
 {
@@ -387,10 +407,7 @@ static void hand_over(wb__mqttc *c)
         /* unlocked: mosquitto_publish may write and call back */
         int rc = mosquitto_publish(c->m, &mid, e->topic, (int)e->len, e->payload, e->qos, false);
         pthread_mutex_lock(&c->lock);
-        /* libmosquitto queues a QoS 1 message before it tries to send it, so
-         * a lost connection here still leaves it in libmosquitto's hands */
-        bool kept = rc == MOSQ_ERR_SUCCESS ||
-                    (e->qos == 1 && (rc == MOSQ_ERR_NO_CONN || rc == MOSQ_ERR_CONN_LOST));
+        bool kept = rc == MOSQ_ERR_SUCCESS || (e->qos == 1 && !refused_before_queuing(rc));
         if (kept && e->qos == 1) {
             free(e->topic); /* libmosquitto has its own copy */
             e->topic = NULL;
@@ -433,6 +450,36 @@ static void hand_over(wb__mqttc *c)
     pthread_mutex_unlock(&c->lock);
 }
 
+/* After a round of I/O: a failure that libmosquitto did not report through
+ * on_disconnect (it does not for a connection still being made), or an
+ * attempt that has not reached CONNACK in time, is abandoned; the next
+ * attempt (mosquitto_reconnect_async) closes the old socket and sends the
+ * unacknowledged QoS 1 messages again. */
+static void check_attempt(wb__mqttc *c, int rc)
+{
+    if (!c->socket_open)
+        return;
+    pthread_mutex_lock(&c->lock);
+    bool connected = c->connected;
+    pthread_mutex_unlock(&c->lock);
+    bool closed = mosquitto_socket(c->m) < 0;
+    bool failed = rc != MOSQ_ERR_SUCCESS && rc != MOSQ_ERR_NO_CONN;
+    if (connected) {
+        if (closed || failed) /* lost without a callback (keepalive, say) */
+            on_disconnect(c->m, c, failed ? rc : MOSQ_ERR_CONN_LOST);
+        return;
+    }
+    bool late = wb__now_ms() - c->attempt_started_ms > CONNECT_TIMEOUT_MS;
+    if (!closed && !failed && !late)
+        return;
+    wb__log(WB_LOG_DEBUG, c->o.component, "connection attempt to %s:%u %s; trying again",
+            c->o.connect_host, c->o.port,
+            late     ? "got no CONNACK in time"
+            : failed ? mosquitto_strerror(rc)
+                     : "was closed");
+    on_disconnect(c->m, c, failed ? rc : MOSQ_ERR_CONN_LOST);
+}
+
 static void *io_main(void *arg)
 {
     wb__mqttc *c = arg;
@@ -465,17 +512,34 @@ static void *io_main(void *arg)
             c->wake_posted = false;
             pthread_mutex_unlock(&c->lock);
         }
-        if (sock >= 0 && n > 0 && (p[1].revents & (POLLIN | POLLERR | POLLHUP)))
-            mosquitto_loop_read(c->m, 1);
-        if (c->socket_open && mosquitto_socket(c->m) >= 0 && n > 0 && (p[1].revents & POLLOUT))
-            mosquitto_loop_write(c->m, 1);
-        if (c->socket_open) {
-            mosquitto_loop_misc(c->m);
-            if (mosquitto_socket(c->m) < 0 && c->socket_open) {
-                /* closed without a callback (e.g. keepalive timeout) */
-                on_disconnect(c->m, c, MOSQ_ERR_KEEPALIVE);
+        int rc = MOSQ_ERR_SUCCESS;
+        pthread_mutex_lock(&c->lock);
+        bool up = c->connected;
+        pthread_mutex_unlock(&c->lock);
+        if (!up && sock >= 0 && n > 0 && p[1].revents) {
+            int soerr = 0;
+            socklen_t sl = sizeof soerr;
+            if ((p[1].revents & (POLLERR | POLLHUP)) &&
+                getsockopt(sock, SOL_SOCKET, SO_ERROR, &soerr, &sl) == 0 && soerr) {
+                /* the TCP connect failed (refused, unreachable): libmosquitto
+                 * does not say so for an asynchronous connect */
+                errno = soerr;
+                rc = MOSQ_ERR_ERRNO;
+            } else {
+                /* libmosquitto's own loop step knows how to carry an
+                 * asynchronous TLS handshake on */
+                rc = mosquitto_loop(c->m, 0, 1);
             }
+            n = 0;
         }
+        if (sock >= 0 && n > 0 && (p[1].revents & (POLLIN | POLLERR | POLLHUP)))
+            rc = mosquitto_loop_read(c->m, 1);
+        if (rc == MOSQ_ERR_SUCCESS && c->socket_open && mosquitto_socket(c->m) >= 0 && n > 0 &&
+            (p[1].revents & POLLOUT))
+            rc = mosquitto_loop_write(c->m, 1);
+        if (rc == MOSQ_ERR_SUCCESS && c->socket_open)
+            rc = mosquitto_loop_misc(c->m);
+        check_attempt(c, rc);
         hand_over(c);
         if (c->socket_open && mosquitto_socket(c->m) >= 0 && mosquitto_want_write(c->m))
             mosquitto_loop_write(c->m, 1);
@@ -833,11 +897,14 @@ wb_err wb__mqttc_flush(wb__mqttc *c, unsigned timeout_ms, char **detail)
         }
         pthread_cond_timedwait(&c->cond, &c->lock, &ts);
     }
-    size_t left = c->st.queued;
+    size_t left = c->st.queued, sent = c->inflight.n, unsent = c->pending.n;
+    bool up = c->connected;
     pthread_mutex_unlock(&c->lock);
     if (left) {
-        *detail = wb__asprintf("%zu message%s not acknowledged by the broker within %u ms", left,
-                               left == 1 ? "" : "s", timeout_ms);
+        *detail = wb__asprintf("%zu message%s not acknowledged by the broker within %u ms (%zu "
+                               "sent and awaiting acknowledgement, %zu not sent yet; %s)",
+                               left, left == 1 ? "" : "s", timeout_ms, sent, unsent,
+                               up ? "connected" : "not connected");
         return WB_ERR_TIMEOUT;
     }
     return WB_OK;

@@ -70,8 +70,13 @@ void wbt_env_setup(wbt_env *e, bool tls)
 
 void wbt_env_start(wbt_env *e)
 {
+    wbt_env_start_opts(e, NULL);
+}
+
+void wbt_env_start_opts(wbt_env *e, const wb_bundled_opts *o)
+{
     char *d = NULL;
-    wb_err err = wb_bundled_start(e->cfg, NULL, &e->broker, &d);
+    wb_err err = wb_bundled_start(e->cfg, o, &e->broker, &d);
     cr_assert_eq(err, WB_OK, "bundled broker: %s: %s", wb_err_name(err), d ? d : "");
 }
 

@@ -28,6 +28,8 @@ typedef struct wbt_env {
 void wbt_env_setup(wbt_env *e, bool tls);
 /* Starts the bundled broker (asserts success). */
 void wbt_env_start(wbt_env *e);
+/* The same with options. */
+void wbt_env_start_opts(wbt_env *e, const wb_bundled_opts *o);
 void wbt_env_teardown(wbt_env *e);
 /* "<ns>/<dir>/<pool>/<worker>" in a static buffer (one of four). */
 const char *wbt_topic(const char *dir, const char *pool, const char *worker);

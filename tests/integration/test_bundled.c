@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "fixture.h"
@@ -223,8 +224,9 @@ Test(bundled_tls, stop_leaves_no_process)
 {
     int pid = wb_bundled_pid(env.broker);
     cr_assert_gt(pid, 0);
-    cr_assert_eq(wb_bundled_stop(env.broker), WB_OK);
-    env.broker = NULL;
+    wb_bundled *b = env.broker;
+    env.broker = NULL; /* stop frees it, whatever it returns */
+    cr_assert_eq(wb_bundled_stop(b), WB_OK);
     cr_assert_eq(kill(pid, 0), -1);
     cr_assert_eq(errno, ESRCH, "mosquitto (pid %d) is still there", pid);
 }
@@ -304,4 +306,40 @@ Test(bundled_start, iotcore_configuration_is_refused)
     cr_assert(strstr(d, "MQTT_BROKER_TYPE=builtin"), "%s", d);
     wb_free(d);
     wb_config_free(cfg);
+}
+
+Test(bundled_start, broker_dies_with_a_killed_server, .timeout = 60)
+{
+    wbt_log_capture();
+    wbt_env_setup(&env, true);
+    int fds[2];
+    cr_assert_eq(pipe(fds), 0);
+    pid_t server = fork();
+    cr_assert_geq(server, 0);
+    if (server == 0) { /* a server that will be killed without warning */
+        wb_bundled *b = NULL;
+        if (wb_bundled_start(env.cfg, NULL, &b, NULL) != WB_OK)
+            _exit(1);
+        int pid = wb_bundled_pid(b);
+        if (write(fds[1], &pid, sizeof pid) != sizeof pid)
+            _exit(1);
+        for (;;)
+            pause();
+    }
+    int broker = 0;
+    cr_assert_eq(read(fds[0], &broker, sizeof broker), (ssize_t)sizeof broker);
+    cr_assert_gt(broker, 0);
+    cr_assert_eq(kill(server, SIGKILL), 0);
+    waitpid(server, NULL, 0);
+    bool gone = false;
+    for (int i = 0; i < 100 && !gone; i++) {
+        gone = kill(broker, 0) != 0 && errno == ESRCH;
+        if (!gone)
+            usleep(50000);
+    }
+    cr_assert(gone, "mosquitto (pid %d) outlived its killed server", broker);
+    /* the next server starts on the same configuration */
+    wbt_env_start(&env);
+    cr_assert_gt(wb_bundled_pid(env.broker), 0);
+    wbt_env_teardown(&env);
 }

@@ -1,0 +1,81 @@
+/* The builtin backend's environment for the conformance suite: the bundled
+ * Mosquitto with TLS and client certificates. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <unistd.h>
+
+#include "fixture.h"
+#include "target.h"
+
+static wbt_env env;
+
+static void setup(void)
+{
+    wbt_log_capture();
+    wbt_env_setup(&env, true);
+    wb_bundled_opts o = WB_BUNDLED_OPTS_INIT;
+    o.autosave_interval_s = 1;
+    o.restart_min_ms = 100;
+    wbt_env_start_opts(&env, &o);
+}
+
+static void teardown(void)
+{
+    wbt_env_teardown(&env);
+}
+
+static const wb_config *config(void)
+{
+    return env.cfg;
+}
+
+static wb_worker *worker(const char *ulid, wb_message_fn fn, void *ctx)
+{
+    char ca[160];
+    snprintf(ca, sizeof ca, "%s/ca.crt", env.pki);
+    wb_worker_opts o = WB_WORKER_OPTS_INIT;
+    o.endpoint = env.endpoint;
+    o.pool = WBT_CPOOL;
+    o.worker = ulid;
+    o.ca_file = ca;
+    o.cert_file = env.worker_crt;
+    o.key_file = env.worker_key;
+    o.on_message = fn;
+    o.on_message_ctx = ctx;
+    wb_worker *w = NULL;
+    char *d = NULL;
+    cr_assert_eq(wb_worker_open(&o, &w, &d), WB_OK, "%s", d ? d : "");
+    return w;
+}
+
+static bool kill_broker(void)
+{
+    int pid = wb_bundled_pid(env.broker);
+    if (pid <= 0 || kill(pid, SIGKILL) != 0)
+        return false;
+    while (kill(pid, 0) == 0 || errno != ESRCH) {
+        if (wb_bundled_pid(env.broker) != pid) /* reaped already */
+            break;
+        usleep(1000);
+    }
+    return true;
+}
+
+static bool broker_ready(unsigned timeout_ms)
+{
+    return wb_bundled_wait_ready(env.broker, timeout_ms) == WB_OK;
+}
+
+const wbt_target wbt_target_impl = {
+    .name = "builtin",
+    .setup = setup,
+    .teardown = teardown,
+    .config = config,
+    .worker = worker,
+    .kill_broker = kill_broker,
+    .broker_ready = broker_ready,
+    .save_interval_ms = 1000,
+    .forbidden_filter = "#",
+};
