@@ -2,7 +2,11 @@
 #ifndef WB_CLI_H
 #define WB_CLI_H
 
+#include <signal.h>
 #include <stdbool.h>
+#include <stddef.h>
+
+#include "workerbus/workerbus.h"
 
 /* sysexits.h values, spelled out so the meaning is visible where used */
 #define WB_EXIT_OK       0
@@ -20,6 +24,28 @@ typedef struct wb_cli_command {
 
 extern const wb_cli_command wb_cli_check;
 extern const wb_cli_command wb_cli_pki;
+extern const wb_cli_command wb_cli_broker;
+extern const wb_cli_command wb_cli_publish;
+extern const wb_cli_command wb_cli_worker;
+
+/* --env-file FILE and --set KEY=VALUE, shared by the commands that load the
+ * configuration. */
+typedef struct wb_cli_config_opts {
+    const char *command;
+    const char *env_file;
+    const char *sets[64];
+    size_t nsets;
+} wb_cli_config_opts;
+
+/* Takes argv[*i] (and its value) when it is a configuration option; sets
+ * *rc to a usage error when it is malformed. */
+bool wb_cli_config_option(wb_cli_config_opts *o, int argc, char **argv, int *i, int *rc);
+/* Loads the configuration, printing its problems; returns an exit code. */
+int wb_cli_load_config(const wb_cli_config_opts *o, wb_config **out);
+/* Blocks SIGINT and SIGTERM (call before starting threads). */
+void wb_cli_block_signals(sigset_t *set);
+/* Waits up to timeout_ms for one of them; returns it, or 0. */
+int wb_cli_wait_signal(const sigset_t *set, unsigned timeout_ms);
 
 /* Prints "workerbus: <cmd>: message" and the hint to see --help; returns 64. */
 int wb_cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -333,3 +333,39 @@ Test(cli, text_output_marks_defaults)
     done(&r);
     free(path);
 }
+
+Test(cli, broker_commands_refuse_bad_arguments)
+{
+    const char *cases[][6] = {
+        {"broker", NULL},
+        {"broker", "start", NULL},
+        {"broker", "run", "--bogus", NULL},
+        {"publish", "--pool", "01ARZ3NDEKTSV4RRFFQ69G5FAV", NULL},
+        {"publish", "--pool", "x", "--qos", "2", NULL},
+        {"worker", "--pool", "01ARZ3NDEKTSV4RRFFQ69G5FAV", NULL},
+        {"worker", "--pool", "p", "--worker", "w", NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        run_result r = run(cases[i], NULL);
+        cr_assert_eq(r.status, 64, "case %zu: exit %d\n%s", i, r.status, r.err);
+        done(&r);
+    }
+    const char *bad_ulid[] = {
+        "publish",   "--pool", "nope", "--worker", "01BX5ZZKBKACTAV9WEVGEMMVRZ",
+        "--message", "x",      NULL};
+    run_result r = run(bad_ulid, NULL);
+    cr_assert_eq(r.status, 65);
+    cr_assert(strstr(r.err, "\"nope\""), "%s", r.err);
+    done(&r);
+}
+
+Test(cli, broker_run_needs_the_builtin_type)
+{
+    char *path = example("iotcore.env");
+    const char *args[] = {"broker", "run", "--env-file", path, NULL};
+    run_result r = run(args, NULL);
+    cr_assert_eq(r.status, 78, "exit %d\n%s", r.status, r.err);
+    cr_assert(strstr(r.err, "MQTT_BROKER_TYPE=builtin"), "%s", r.err);
+    done(&r);
+    free(path);
+}
