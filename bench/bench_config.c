@@ -15,7 +15,7 @@
 #include "workerbus/workerbus.h"
 
 static char pki_var[128], run_var[128];
-static const char *builtin_env[] = {
+static const char *const builtin_env[] = {
     "MQTT_BROKER_TYPE=builtin",
     "MQTT_BROKER_ENDPOINT=tls://broker.example.com:1984",
     "MQTT_BROKER_BUILTIN_LOG_LEVEL=info",
@@ -71,7 +71,7 @@ static double now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static void set_env(const char **env)
+static void set_env(const char *const *env)
 {
     clearenv();
     for (size_t i = 0; env[i]; i++) {
@@ -127,7 +127,7 @@ static int cmp(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-static void measure(const char *label, const char **env, int n)
+static void measure(const char *label, const char *const *env, int n)
 {
     set_env(env);
     double *raw = malloc(sizeof *raw * (size_t)n), *wb = malloc(sizeof *wb * (size_t)n);
