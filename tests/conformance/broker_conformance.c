@@ -363,6 +363,44 @@ Test(broker, hundred_workers_each_get_a_qos1_burst, .timeout = 240)
     }
 }
 
+Test(broker, hundred_workers_publish_a_qos1_burst_to_the_server, .timeout = 240)
+{
+    /* the fan-in that Mosquitto 2.0.11's default queue limit broke: 100
+     * publishers at once to one subscriber */
+    enum { WORKERS = 100, EACH = 50 };
+    collector c;
+    col_init(&c, WORKERS * EACH);
+    wb_broker *b = server(on_msg, &c);
+    cr_assert_eq(wb_broker_subscribe(b, "spacelift/writeonly/#", 1, 5000), WB_OK);
+    static collector unused[WORKERS];
+    wb_worker *ws[WORKERS];
+    for (int i = 0; i < WORKERS; i++) {
+        wb_ulid u;
+        char id[WB_ULID_STR_SIZE];
+        cr_assert_eq(wb_ulid_new(&u), WB_OK);
+        wb_ulid_format(&u, id);
+        col_init(&unused[i], 1);
+        ws[i] = worker(id, &unused[i]);
+    }
+    for (int k = 0; k < EACH; k++) {
+        for (int i = 0; i < WORKERS; i++) {
+            char p[32];
+            int n = snprintf(p, sizeof p, "m-%d", i * EACH + k);
+            cr_assert_eq(wb_worker_publish(ws[i], p, (size_t)n, 1), WB_OK);
+        }
+    }
+    for (int i = 0; i < WORKERS; i++)
+        cr_assert_eq(wb_worker_flush(ws[i], 60000), WB_OK, "%s", wb_worker_last_error(ws[i]));
+    cr_assert(col_wait(&c, WORKERS * EACH, 60000, false), "the server received %zu of %d",
+              c.distinct, WORKERS * EACH);
+    for (int i = 0; i < WORKERS; i++) {
+        wb_worker_close(ws[i]);
+        col_free(&unused[i]);
+    }
+    wb_broker_close(b);
+    col_free(&c);
+}
+
 Test(broker, qos1_not_yet_acknowledged_survives_a_killed_broker, .timeout = 180)
 {
     const size_t N = 20000;

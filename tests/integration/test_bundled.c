@@ -187,6 +187,42 @@ Test(bundled_tls, certificate_from_another_ca_is_refused)
     cr_assert(wbt_log_wait_for("certificate verify failed", 3000));
 }
 
+static wb_worker *own_worker(const char *id)
+{
+    char ca[160];
+    snprintf(ca, sizeof ca, "%s/ca.crt", env.pki);
+    wb_worker_opts o = WB_WORKER_OPTS_INIT;
+    o.endpoint = env.endpoint;
+    o.pool = WBT_POOL;
+    o.worker = id;
+    o.ca_file = ca;
+    o.cert_file = env.worker_crt;
+    o.key_file = env.worker_key;
+    wb_worker *w = NULL;
+    cr_assert_eq(wb_worker_open(&o, &w, NULL), WB_OK);
+    cr_assert_eq(wb_worker_connect(w, 10000), WB_OK, "%s", wb_worker_last_error(w));
+    return w;
+}
+
+Test(bundled_tls, our_worker_client_is_refused_too)
+{
+    wb_worker *w = own_worker(WBT_WORKER);
+    cr_assert_eq(wb_worker_subscribe(w, wbt_topic("readonly", WBT_POOL, WBT_OTHER_WORKER), 1, 5000),
+                 WB_ERR_AUTH_REFUSED);
+    cr_assert(strstr(wb_worker_last_error(w), "refused"), "%s", wb_worker_last_error(w));
+    cr_assert_eq(wb_worker_subscribe(w, "#", 1, 5000), WB_ERR_AUTH_REFUSED);
+    cr_assert(wbt_log_wait_for("to subscribe to \"#\"", 3000));
+    wb_worker_close(w);
+    /* a client id that is not a worker ULID gets nothing */
+    const char *pub[] = {"-i", "not-a-ulid", "-V", "mqttv5",
+                         "-q", "1",          "-t", wbt_topic("writeonly", WBT_POOL, WBT_WORKER),
+                         "-m", "x",          NULL};
+    wbt_proc p = client("mosquitto_pub", "worker", pub);
+    cr_assert(strstr(p.err, "Not authorized"), "stderr: %s", p.err);
+    wbt_proc_free(&p);
+    cr_assert(wbt_log_wait_for("not a worker", 3000));
+}
+
 Test(bundled_tls, port_already_in_use)
 {
     wb_bundled *second = NULL;
