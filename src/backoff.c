@@ -1,4 +1,5 @@
 /* Exponential backoff with jitter, shared by every reconnect and restart. */
+#include <pthread.h>
 #include <stdint.h>
 #include <sys/random.h>
 #include <time.h>
@@ -46,4 +47,17 @@ uint64_t wb__now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+int wb__cond_wait_ms(pthread_cond_t *cond, pthread_mutex_t *lock, unsigned ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    return pthread_cond_timedwait(cond, lock, &ts);
 }

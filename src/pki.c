@@ -305,13 +305,19 @@ out:
     return err;
 }
 
-static wb_err read_cert(const char *file, X509 **out, char **detail)
+static FILE *open_pem(const char *file, char **detail)
 {
     FILE *f = fopen(file, "r");
-    if (!f) {
+    if (!f)
         set_detail(detail, "cannot open %s: %s", file, strerror(errno));
+    return f;
+}
+
+static wb_err read_cert(const char *file, X509 **out, char **detail)
+{
+    FILE *f = open_pem(file, detail);
+    if (!f)
         return WB_ERR_IO;
-    }
     *out = PEM_read_X509(f, NULL, NULL, NULL);
     fclose(f);
     if (!*out) {
@@ -323,11 +329,9 @@ static wb_err read_cert(const char *file, X509 **out, char **detail)
 
 static wb_err read_key(const char *file, EVP_PKEY **out, char **detail)
 {
-    FILE *f = fopen(file, "r");
-    if (!f) {
-        set_detail(detail, "cannot open %s: %s", file, strerror(errno));
+    FILE *f = open_pem(file, detail);
+    if (!f)
         return WB_ERR_IO;
-    }
     *out = PEM_read_PrivateKey(f, NULL, NULL, NULL);
     fclose(f);
     if (!*out) {

@@ -25,6 +25,9 @@ unsigned wb__backoff_ms(unsigned attempt, unsigned min_ms, unsigned max_ms);
 uint32_t wb__random32(void);
 /* Milliseconds of CLOCK_MONOTONIC. */
 uint64_t wb__now_ms(void);
+/* pthread_cond_timedwait() for at most ms milliseconds (lock held). */
+#include <pthread.h>
+int wb__cond_wait_ms(pthread_cond_t *cond, pthread_mutex_t *lock, unsigned ms);
 
 /* ---- last errors of handles (lasterror.c) -------------------------------- */
 

@@ -130,13 +130,7 @@ static wb_err bltn_disconnect(void *priv, unsigned timeout_ms, char **detail)
 static void bltn_stats(void *priv, wb_broker_stats *out)
 {
     bltn_backend *be = priv;
-    wb__mqttc_stats s;
-    wb__mqttc_stats_get(be->client, &s);
-    out->published = s.published;
-    out->acknowledged = s.acknowledged;
-    out->reconnects = s.reconnects;
-    out->queued = s.queued;
-    out->connected = s.connected;
+    wb__mqttc_broker_stats(be->client, out);
 }
 
 static bool bltn_in_callback(void *priv)

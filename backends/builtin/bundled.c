@@ -899,18 +899,10 @@ WB_API wb_err wb_bundled_wait_ready(wb_bundled *b, unsigned int timeout_ms)
 {
     if (!b)
         return WB_ERR_INVALID_ARGUMENT;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += timeout_ms / 1000;
-    ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
+    uint64_t deadline = wb__now_ms() + timeout_ms;
     pthread_mutex_lock(&b->lock);
-    int rc = 0;
-    while (b->state != BLTN_READY && rc == 0)
-        rc = pthread_cond_timedwait(&b->cond, &b->lock, &ts);
+    while (b->state != BLTN_READY && wb__now_ms() < deadline)
+        wb__cond_wait_ms(&b->cond, &b->lock, 50);
     bool ready = b->state == BLTN_READY;
     pthread_mutex_unlock(&b->lock);
     return ready ? WB_OK : WB_ERR_TIMEOUT;

@@ -671,14 +671,7 @@ wb_err wb__mqttc_connect(wb__mqttc *c, unsigned timeout_ms, char **detail)
     uint64_t deadline = wb__now_ms() + timeout_ms;
     pthread_mutex_lock(&c->lock);
     while (c->first == 0 && wb__now_ms() < deadline) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 20 * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
-        pthread_cond_timedwait(&c->cond, &c->lock, &ts);
+        wb__cond_wait_ms(&c->cond, &c->lock, 20);
     }
     int first = c->first;
     wb_err err = first > 0 ? WB_OK : first < 0 ? c->first_err : WB_ERR_TIMEOUT;
@@ -765,14 +758,7 @@ static wb_err wait_req(wb__mqttc *c, req *r, unsigned timeout_ms, char **detail)
                 wb__asprintf("no answer to the request for \"%s\" in %u ms", r->filter, timeout_ms);
             break;
         }
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 20 * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
-        pthread_cond_timedwait(&c->cond, &c->lock, &ts);
+        wb__cond_wait_ms(&c->cond, &c->lock, 20);
     }
     if (r->done) {
         err = r->result;
@@ -888,14 +874,7 @@ wb_err wb__mqttc_flush(wb__mqttc *c, unsigned timeout_ms, char **detail)
     uint64_t deadline = wb__now_ms() + timeout_ms;
     pthread_mutex_lock(&c->lock);
     while (c->st.queued > 0 && c->thread_running && wb__now_ms() < deadline) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 20 * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
-        pthread_cond_timedwait(&c->cond, &c->lock, &ts);
+        wb__cond_wait_ms(&c->cond, &c->lock, 20);
     }
     size_t left = c->st.queued, sent = c->inflight.n, unsent = c->pending.n;
     bool up = c->connected;
@@ -933,6 +912,18 @@ void wb__mqttc_stats_get(wb__mqttc *c, wb__mqttc_stats *out)
     pthread_mutex_lock(&c->lock);
     *out = c->st;
     pthread_mutex_unlock(&c->lock);
+}
+
+void wb__mqttc_broker_stats(wb__mqttc *c, wb_broker_stats *out)
+{
+    wb__mqttc_stats s;
+    wb__mqttc_stats_get(c, &s);
+    out->published = s.published;
+    out->acknowledged = s.acknowledged;
+    out->received = s.received;
+    out->reconnects = s.reconnects;
+    out->queued = s.queued;
+    out->connected = s.connected;
 }
 
 void wb__mqttc_free(wb__mqttc *c)

@@ -64,6 +64,8 @@ wb_err wb__mqttc_flush(wb__mqttc *c, unsigned timeout_ms, char **detail);
 /* Flushes (up to timeout_ms), says DISCONNECT and stops the thread. */
 wb_err wb__mqttc_disconnect(wb__mqttc *c, unsigned timeout_ms, char **detail);
 void wb__mqttc_stats_get(wb__mqttc *c, wb__mqttc_stats *out);
+/* The same, as the broker interface's counters. */
+void wb__mqttc_broker_stats(wb__mqttc *c, wb_broker_stats *out);
 void wb__mqttc_free(wb__mqttc *c);
 /* Whether the caller runs on the client's I/O thread (inside a callback). */
 bool wb__mqttc_on_io_thread(const wb__mqttc *c);

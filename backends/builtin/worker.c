@@ -201,14 +201,7 @@ WB_API void wb_worker_stats_get(wb_worker *w, wb_broker_stats *out)
     memset(out, 0, sizeof *out);
     if (!w)
         return;
-    wb__mqttc_stats s;
-    wb__mqttc_stats_get(w->client, &s);
-    out->published = s.published;
-    out->acknowledged = s.acknowledged;
-    out->received = s.received;
-    out->reconnects = s.reconnects;
-    out->queued = s.queued;
-    out->connected = s.connected;
+    wb__mqttc_broker_stats(w->client, out);
 }
 
 WB_API const char *wb_worker_last_error(const wb_worker *w)
