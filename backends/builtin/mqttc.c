@@ -32,8 +32,11 @@
 #define LIBMOSQ_INFLIGHT 100
 #define HANDOFF_WINDOW   LIBMOSQ_INFLIGHT
 #define TICK_MS          200
-/* an attempt without CONNACK after this long is abandoned and made again */
-#define CONNECT_TIMEOUT_MS 5000
+/* An attempt without CONNACK after this long is abandoned and made again;
+ * the limit doubles with each attempt that stalls in a row (a slow link gets
+ * the time it needs) up to CONNECT_TIMEOUT_MAX_MS. */
+#define CONNECT_TIMEOUT_MS     2000
+#define CONNECT_TIMEOUT_MAX_MS 30000
 
 typedef struct entry {
     struct entry *next;
@@ -95,6 +98,7 @@ struct wb__mqttc {
     unsigned attempt;
     uint64_t next_attempt_ms;
     uint64_t attempt_started_ms;
+    unsigned stalled; /* attempts in a row abandoned by the watchdog */
     bool ever_connected;
     bool socket_open;
 };
@@ -229,6 +233,7 @@ static void on_connect(struct mosquitto *m, void *obj, int rc)
     free(filters);
     free(qos);
     c->attempt = 0;
+    c->stalled = 0;
     if (c->ever_connected)
         wb__log(WB_LOG_INFO, c->o.component, "reconnected to %s:%u", c->o.connect_host, c->o.port);
     c->ever_connected = true;
@@ -469,7 +474,12 @@ static void check_attempt(wb__mqttc *c, int rc)
             on_disconnect(c->m, c, failed ? rc : MOSQ_ERR_CONN_LOST);
         return;
     }
-    bool late = wb__now_ms() - c->attempt_started_ms > CONNECT_TIMEOUT_MS;
+    uint64_t limit = (uint64_t)CONNECT_TIMEOUT_MS << (c->stalled < 4 ? c->stalled : 4);
+    if (limit > CONNECT_TIMEOUT_MAX_MS)
+        limit = CONNECT_TIMEOUT_MAX_MS;
+    bool late = wb__now_ms() - c->attempt_started_ms > limit;
+    if (late)
+        c->stalled++;
     if (!closed && !failed && !late)
         return;
     wb__log(WB_LOG_DEBUG, c->o.component, "connection attempt to %s:%u %s; trying again",
