@@ -15,5 +15,6 @@
 #include "bundled.h"
 #include "broker.h"
 #include "worker.h"
+#include "queue.h"
 
 #endif

@@ -19,7 +19,7 @@ print(o["prefix"], o["libdir"], o["includedir"], o["bindir"], o["b_sanitize"])')
 abs() { case "$1" in /*) echo "$dest$1" ;; *) echo "$dest$prefix/$1" ;; esac; }
 L="$(abs "$libdir")"; I="$(abs "$includedir")"; B="$(abs "$bindir")"
 
-for h in workerbus.h common.h error.h config.h topic.h pki.h log.h bundled.h broker.h worker.h version.h; do
+for h in workerbus.h common.h error.h config.h topic.h pki.h log.h bundled.h broker.h worker.h queue.h version.h; do
   [ -f "$I/workerbus/$h" ] || fail "header workerbus/$h not installed"
 done
 [ -f "$L/libworkerbus.a" ] || fail "static library not installed"

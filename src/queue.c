@@ -1,0 +1,415 @@
+/* The message-queue interface: SQS's limits checked once, here, then the
+ * backend chosen by the configuration. */
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "queue_backend.h"
+#include "wb_internal.h"
+
+struct wb_queue {
+    const wb__queue_ops *ops;
+    void *priv;
+    const wb_config *cfg;
+    wb_queue_opts opts;
+};
+
+static const wb__queue_ops *const builtin_table[2] = {
+    [WB_QUEUE_SQS] = NULL,      /* [3/5] */
+    [WB_QUEUE_POSTGRES] = NULL, /* [3/5] */
+};
+static const wb__queue_ops *override_table[2];
+static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
+
+wb_err wb__queue_ops_check(const wb__queue_ops *ops, char **detail)
+{
+    if (ops && ops->version != WB__QUEUE_OPS_VERSION) {
+        *detail = wb__asprintf("queue backend \"%s\" has operations table version %u; this "
+                               "library needs %u",
+                               ops->name ? ops->name : "?", ops->version, WB__QUEUE_OPS_VERSION);
+        return WB_ERR_INVALID_ARGUMENT;
+    }
+    const char *missing = !ops                      ? "the table"
+                          : !ops->name              ? "name"
+                          : !ops->open              ? "open"
+                          : !ops->send_batch        ? "send_batch"
+                          : !ops->receive           ? "receive"
+                          : !ops->delete_batch      ? "delete_batch"
+                          : !ops->change_visibility ? "change_visibility"
+                          : !ops->counts            ? "counts"
+                          : !ops->close             ? "close"
+                                                    : NULL;
+    if (missing) {
+        *detail = wb__asprintf("queue backend \"%s\" lacks the mandatory operation %s",
+                               ops && ops->name ? ops->name : "?", missing);
+        return WB_ERR_INVALID_ARGUMENT;
+    }
+    return WB_OK;
+}
+
+wb_err wb__queue_set_backend(wb_queue_type type, const wb__queue_ops *ops)
+{
+    char *d = NULL;
+    if ((unsigned)type > WB_QUEUE_POSTGRES || (ops && wb__queue_ops_check(ops, &d) != WB_OK)) {
+        free(d);
+        return WB_ERR_INVALID_ARGUMENT;
+    }
+    pthread_mutex_lock(&table_lock);
+    override_table[type] = ops;
+    pthread_mutex_unlock(&table_lock);
+    return WB_OK;
+}
+
+/* ---- checks ----------------------------------------------------------------- */
+
+/* The first byte offset of a character SQS refuses, or n when none. */
+static size_t bad_char_at(const unsigned char *s, size_t n, unsigned *cp_out)
+{
+    size_t i = 0;
+    while (i < n) {
+        size_t l = wb__utf8_seq_len(s + i, n - i);
+        if (l == 0) {
+            *cp_out = s[i];
+            return i;
+        }
+        unsigned cp = l == 1   ? s[i]
+                      : l == 2 ? ((s[i] & 0x1Fu) << 6) | (s[i + 1] & 0x3Fu)
+                      : l == 3
+                          ? ((s[i] & 0x0Fu) << 12) | ((s[i + 1] & 0x3Fu) << 6) | (s[i + 2] & 0x3Fu)
+                          : ((s[i] & 0x07u) << 18) | ((s[i + 1] & 0x3Fu) << 12) |
+                                ((s[i + 2] & 0x3Fu) << 6) | (s[i + 3] & 0x3Fu);
+        bool ok = cp == 0x9 || cp == 0xA || cp == 0xD || (cp >= 0x20 && cp <= 0xD7FF) ||
+                  (cp >= 0xE000 && cp <= 0xFFFD) || (cp >= 0x10000 && cp <= 0x10FFFF);
+        if (!ok) {
+            *cp_out = cp;
+            return i;
+        }
+        i += l;
+    }
+    return n;
+}
+
+static const char *id_refusal(const char *id)
+{
+    size_t n = strlen(id);
+    if (n == 0 || n > WB_QUEUE_ID_MAX)
+        return "must be 1-128 characters";
+    for (size_t i = 0; i < n; i++) {
+        if (id[i] < 0x21 || id[i] > 0x7e)
+            return "may hold only printable ASCII characters without spaces";
+    }
+    return NULL;
+}
+
+static bool check_lq(wb_logical_queue lq, char **detail)
+{
+    if ((unsigned)lq < WB_LQ__COUNT)
+        return true;
+    *detail = wb__asprintf("%d is not a logical queue", (int)lq);
+    return false;
+}
+
+static wb_err check_entry(const wb_queue *q, wb_logical_queue lq, const wb_queue_entry *e,
+                          size_t index, char **detail)
+{
+    const char *name = wb_logical_queue_name(lq);
+    bool fifo = wb_logical_queue_is_fifo(lq);
+    if (!e || (!e->body && e->body_len)) {
+        *detail = wb__asprintf("entry %zu: no body", index);
+        return WB_ERR_INVALID_ARGUMENT;
+    }
+    if (e->body_len == 0) {
+        *detail = wb__asprintf("entry %zu: the body is empty; SQS needs at least 1 byte", index);
+        return WB_ERR_INVALID_ARGUMENT;
+    }
+    if (e->body_len > q->opts.max_body_bytes) {
+        *detail = wb__asprintf("entry %zu: the body is %zu bytes; the limit is %zu "
+                               "(wb_queue_opts.max_body_bytes, at most 1 MiB)",
+                               index, e->body_len, q->opts.max_body_bytes);
+        return WB_ERR_TOO_LARGE;
+    }
+    unsigned cp = 0;
+    size_t at = bad_char_at(e->body, e->body_len, &cp);
+    if (at < e->body_len) {
+        *detail = wb__asprintf("entry %zu: byte %zu of the body (U+%04X or an invalid UTF-8 byte) "
+                               "is not a character SQS accepts (#x9 #xA #xD #x20-#xD7FF "
+                               "#xE000-#xFFFD #x10000-#x10FFFF); encode binary data, e.g. base64",
+                               index, at, cp);
+        return WB_ERR_INVALID_ARGUMENT;
+    }
+    if (e->delay_s > WB_QUEUE_DELAY_MAX_S || (fifo && e->delay_s)) {
+        *detail =
+            wb__asprintf("entry %zu: a delay of %u s is not accepted on %s (%s)", index, e->delay_s,
+                         name, fifo ? "FIFO queues take no per-message delay" : "0-900 s");
+        return WB_ERR_INVALID_ARGUMENT;
+    }
+    if (!fifo && (e->group_id || e->dedup_id)) {
+        *detail = wb__asprintf("entry %zu: %s is a standard queue: no message group or "
+                               "deduplication id",
+                               index, name);
+        return WB_ERR_INVALID_ARGUMENT;
+    }
+    if (fifo && !e->group_id) {
+        *detail = wb__asprintf("entry %zu: %s is a FIFO queue: a message group id is required",
+                               index, name);
+        return WB_ERR_INVALID_ARGUMENT;
+    }
+    const char *why;
+    if (fifo && (why = id_refusal(e->group_id)) != NULL) {
+        *detail = wb__asprintf("entry %zu: the message group id %s", index, why);
+        return WB_ERR_INVALID_ARGUMENT;
+    }
+    if (fifo && e->dedup_id && (why = id_refusal(e->dedup_id)) != NULL) {
+        *detail = wb__asprintf("entry %zu: the deduplication id %s", index, why);
+        return WB_ERR_INVALID_ARGUMENT;
+    }
+    return WB_OK;
+}
+
+/* ---- the API ------------------------------------------------------------- */
+
+WB_API wb_err wb_queue_open(const wb_config *config, const wb_queue_opts *opts, wb_queue **out)
+{
+    if (!out || !config || (opts && opts->version != WB_QUEUE_OPTS_VERSION))
+        return wb__fail(NULL, WB_ERR_INVALID_ARGUMENT,
+                        wb__strdup("a configuration, an out pointer and options of version "
+                                   "WB_QUEUE_OPTS_VERSION are required"));
+    *out = NULL;
+    wb_queue_opts o = WB_QUEUE_OPTS_INIT;
+    if (opts)
+        o = *opts;
+    if (o.max_body_bytes == 0)
+        o.max_body_bytes = WB_QUEUE_BODY_DEFAULT_MAX;
+    if (o.max_body_bytes > WB_QUEUE_BODY_LIMIT)
+        return wb__fail(
+            NULL, WB_ERR_INVALID_ARGUMENT,
+            wb__asprintf("max_body_bytes is %zu; SQS takes at most 1 MiB", o.max_body_bytes));
+    if (o.max_receive_count == 0)
+        o.max_receive_count = 3;
+    wb_queue_type type = wb_config_queue_type(config);
+    if (type == WB_QUEUE_POSTGRES && wb_config_broker_type(config) == WB_BROKER_IOTCORE)
+        return wb__fail(NULL, WB_ERR_CONFIG,
+                        wb__strdup("the postgres queue cannot be used with IoT Core: IoT Core "
+                                   "delivers worker messages only to SQS"));
+    pthread_mutex_lock(&table_lock);
+    const wb__queue_ops *ops = override_table[type] ? override_table[type] : builtin_table[type];
+    pthread_mutex_unlock(&table_lock);
+    if (!ops)
+        return wb__fail(NULL, WB_ERR_NOT_BUILT_IN,
+                        wb__asprintf("the %s queue backend is not built into this library",
+                                     wb_queue_type_name(type)));
+    wb_queue *q = calloc(1, sizeof *q);
+    void *priv = ops->priv_size ? calloc(1, ops->priv_size) : NULL;
+    if (!q || (ops->priv_size && !priv)) {
+        free(q);
+        free(priv);
+        return wb__fail(NULL, WB_ERR_NO_MEMORY, NULL);
+    }
+    q->ops = ops;
+    q->priv = priv;
+    q->cfg = config;
+    q->opts = o;
+    char *d = NULL;
+    wb_err err = ops->open(priv, config, &q->opts, &d);
+    if (err) {
+        free(priv);
+        free(q);
+        return wb__fail(NULL, err, d);
+    }
+    *out = q;
+    return wb__ok(NULL);
+}
+
+/* A FIFO entry without a deduplication id gets the SHA-256 of its body. */
+static void content_dedup(const wb_queue_entry *e, char hex[65])
+{
+    unsigned char md[32];
+    unsigned int ml = 0;
+    EVP_Digest(e->body, e->body_len, md, &ml, EVP_sha256(), NULL);
+    for (unsigned i = 0; i < 32; i++)
+        snprintf(hex + 2 * i, 3, "%02x", md[i]);
+}
+
+WB_API wb_err wb_queue_send_batch(wb_queue *q, wb_logical_queue lq, const wb_queue_entry *entries,
+                                  size_t n, wb_err *results)
+{
+    if (!q)
+        return WB_ERR_INVALID_ARGUMENT;
+    char *d = NULL;
+    if (!check_lq(lq, &d))
+        return wb__fail(q, WB_ERR_INVALID_ARGUMENT, d);
+    if (n == 0 || n > WB_QUEUE_BATCH_MAX || !entries)
+        return wb__fail(q, WB_ERR_INVALID_ARGUMENT,
+                        wb__asprintf("a batch holds 1-10 entries, not %zu", n));
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        wb_err err = check_entry(q, lq, &entries[i], i, &d);
+        if (err)
+            return wb__fail(q, err, d);
+        total += entries[i].body_len;
+    }
+    if (total > q->opts.max_body_bytes)
+        return wb__fail(q, WB_ERR_TOO_LARGE,
+                        wb__asprintf("the batch's bodies add up to %zu bytes; a batch may carry "
+                                     "%zu",
+                                     total, q->opts.max_body_bytes));
+    wb_queue_entry copy[WB_QUEUE_BATCH_MAX];
+    char dedup[WB_QUEUE_BATCH_MAX][65];
+    for (size_t i = 0; i < n; i++) {
+        copy[i] = entries[i];
+        if (wb_logical_queue_is_fifo(lq) && !copy[i].dedup_id) {
+            content_dedup(&entries[i], dedup[i]);
+            copy[i].dedup_id = dedup[i];
+        }
+    }
+    wb_err local[WB_QUEUE_BATCH_MAX];
+    char ids[WB_QUEUE_BATCH_MAX][WB_QUEUE_ID_MAX + 1];
+    wb_err err = q->ops->send_batch(q->priv, lq, copy, n, ids, results ? results : local, &d);
+    return err ? wb__fail(q, err, d) : wb__ok(q);
+}
+
+WB_API wb_err wb_queue_send(wb_queue *q, wb_logical_queue lq, const wb_queue_entry *entry,
+                            char id[WB_QUEUE_ID_MAX + 1])
+{
+    if (!q || !entry)
+        return WB_ERR_INVALID_ARGUMENT;
+    char *d = NULL;
+    if (!check_lq(lq, &d))
+        return wb__fail(q, WB_ERR_INVALID_ARGUMENT, d);
+    wb_err err = check_entry(q, lq, entry, 0, &d);
+    if (err)
+        return wb__fail(q, err, d);
+    wb_queue_entry copy = *entry;
+    char dedup[65];
+    if (wb_logical_queue_is_fifo(lq) && !copy.dedup_id) {
+        content_dedup(entry, dedup);
+        copy.dedup_id = dedup;
+    }
+    char ids[1][WB_QUEUE_ID_MAX + 1] = {""};
+    wb_err result = WB_OK;
+    err = q->ops->send_batch(q->priv, lq, &copy, 1, ids, &result, &d);
+    if (!err)
+        err = result;
+    if (!err && id)
+        memcpy(id, ids[0], sizeof ids[0]);
+    return err ? wb__fail(q, err, d) : wb__ok(q);
+}
+
+WB_API wb_err wb_queue_receive(wb_queue *q, wb_logical_queue lq, unsigned int max,
+                               unsigned int wait_s, int visibility_s, wb_queue_message **out,
+                               size_t *n)
+{
+    if (!q || !out || !n)
+        return WB_ERR_INVALID_ARGUMENT;
+    *out = NULL;
+    *n = 0;
+    char *d = NULL;
+    if (!check_lq(lq, &d))
+        return wb__fail(q, WB_ERR_INVALID_ARGUMENT, d);
+    if (max < 1 || max > WB_QUEUE_BATCH_MAX)
+        return wb__fail(q, WB_ERR_INVALID_ARGUMENT,
+                        wb__asprintf("receive takes 1-10 messages at a time, not %u", max));
+    if (wait_s > WB_QUEUE_WAIT_MAX_S)
+        return wb__fail(q, WB_ERR_INVALID_ARGUMENT,
+                        wb__asprintf("a long poll lasts 0-20 s, not %u", wait_s));
+    if (visibility_s < -1 || visibility_s > (int)WB_QUEUE_VISIBILITY_MAX_S)
+        return wb__fail(q, WB_ERR_INVALID_ARGUMENT,
+                        wb__asprintf("the visibility timeout is 0-43200 s (or -1 for the "
+                                     "queue's), not %d",
+                                     visibility_s));
+    wb_err err = q->ops->receive(q->priv, lq, max, wait_s, visibility_s, out, n, &d);
+    return err ? wb__fail(q, err, d) : wb__ok(q);
+}
+
+WB_API void wb_queue_messages_free(wb_queue_message *msgs, size_t n)
+{
+    for (size_t i = 0; msgs && i < n; i++) {
+        free(msgs[i].id);
+        free(msgs[i].receipt);
+        free(msgs[i].body);
+        free(msgs[i].group_id);
+    }
+    free(msgs);
+}
+
+static bool receipt_ok(const char *r)
+{
+    return r && *r;
+}
+
+WB_API wb_err wb_queue_delete_batch(wb_queue *q, wb_logical_queue lq, const char *const *receipts,
+                                    size_t n, wb_err *results)
+{
+    if (!q)
+        return WB_ERR_INVALID_ARGUMENT;
+    char *d = NULL;
+    if (!check_lq(lq, &d))
+        return wb__fail(q, WB_ERR_INVALID_ARGUMENT, d);
+    if (n == 0 || n > WB_QUEUE_BATCH_MAX || !receipts)
+        return wb__fail(q, WB_ERR_INVALID_ARGUMENT,
+                        wb__asprintf("a batch holds 1-10 receipts, not %zu", n));
+    for (size_t i = 0; i < n; i++) {
+        if (!receipt_ok(receipts[i]))
+            return wb__fail(q, WB_ERR_INVALID_ARGUMENT, wb__asprintf("receipt %zu is empty", i));
+    }
+    wb_err local[WB_QUEUE_BATCH_MAX];
+    wb_err err = q->ops->delete_batch(q->priv, lq, receipts, n, results ? results : local, &d);
+    return err ? wb__fail(q, err, d) : wb__ok(q);
+}
+
+WB_API wb_err wb_queue_delete(wb_queue *q, wb_logical_queue lq, const char *receipt)
+{
+    wb_err result = WB_OK;
+    wb_err err = wb_queue_delete_batch(q, lq, &receipt, 1, &result);
+    return err ? err : result;
+}
+
+WB_API wb_err wb_queue_change_visibility(wb_queue *q, wb_logical_queue lq, const char *receipt,
+                                         unsigned int visibility_s)
+{
+    if (!q)
+        return WB_ERR_INVALID_ARGUMENT;
+    char *d = NULL;
+    if (!check_lq(lq, &d))
+        return wb__fail(q, WB_ERR_INVALID_ARGUMENT, d);
+    if (!receipt_ok(receipt))
+        return wb__fail(q, WB_ERR_INVALID_ARGUMENT, wb__strdup("the receipt is empty"));
+    if (visibility_s > WB_QUEUE_VISIBILITY_MAX_S)
+        return wb__fail(q, WB_ERR_INVALID_ARGUMENT,
+                        wb__asprintf("the visibility timeout is 0-43200 s, not %u", visibility_s));
+    wb_err err = q->ops->change_visibility(q->priv, lq, receipt, visibility_s, &d);
+    return err ? wb__fail(q, err, d) : wb__ok(q);
+}
+
+WB_API wb_err wb_queue_counts_get(wb_queue *q, wb_logical_queue lq, wb_queue_counts *out)
+{
+    if (!q || !out)
+        return WB_ERR_INVALID_ARGUMENT;
+    char *d = NULL;
+    if (!check_lq(lq, &d))
+        return wb__fail(q, WB_ERR_INVALID_ARGUMENT, d);
+    memset(out, 0, sizeof *out);
+    wb_err err = q->ops->counts(q->priv, lq, out, &d);
+    return err ? wb__fail(q, err, d) : wb__ok(q);
+}
+
+WB_API const char *wb_queue_last_error(const wb_queue *q)
+{
+    return wb__last_error(q, NULL);
+}
+
+WB_API const char *wb_queue_backend(const wb_queue *q)
+{
+    return q ? q->ops->name : NULL;
+}
+
+WB_API void wb_queue_close(wb_queue *q)
+{
+    if (!q)
+        return;
+    q->ops->close(q->priv);
+    free(q->priv);
+    wb__forget(q);
+    free(q);
+}
