@@ -30,41 +30,25 @@ struct wb_broker {
 
 /* ---- backends ----------------------------------------------------------- */
 
-static const wb__broker_ops *const builtin_table[2] = {
-    [WB_BROKER_IOTCORE] = NULL, /* [4/5] */
-    [WB_BROKER_BUILTIN] = &wb__builtin_broker_ops,
+static wb__registry backends = {
+    .lock = PTHREAD_MUTEX_INITIALIZER,
+    .builtin = {[WB_BROKER_IOTCORE] = NULL, /* [4/5] */
+                [WB_BROKER_BUILTIN] = &wb__builtin_broker_ops},
 };
-static const wb__broker_ops *override_table[2];
-static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
 
 wb_err wb__broker_ops_check(const wb__broker_ops *ops, char **detail)
 {
-    const char *missing = NULL;
     if (!ops)
-        missing = "the table";
-    else if (ops->version != WB__BROKER_OPS_VERSION) {
-        *detail = wb__asprintf("broker backend \"%s\" has operations table version %u; this "
-                               "library needs %u",
-                               ops->name ? ops->name : "?", ops->version, WB__BROKER_OPS_VERSION);
-        return WB_ERR_INVALID_ARGUMENT;
-    } else if (!ops->name)
-        missing = "name";
-    else if (!ops->open)
-        missing = "open";
-    else if (!ops->connect)
-        missing = "connect";
-    else if (!ops->publish)
-        missing = "publish";
-    else if (!ops->disconnect)
-        missing = "disconnect";
-    else if (!ops->close)
-        missing = "close";
-    if (missing) {
-        *detail = wb__asprintf("broker backend \"%s\" lacks the mandatory operation %s",
-                               ops && ops->name ? ops->name : "?", missing);
-        return WB_ERR_INVALID_ARGUMENT;
-    }
-    return WB_OK;
+        return wb__ops_refusal("broker", NULL, 0, 0, "the table", detail);
+    const char *missing = !ops->name         ? "name"
+                          : !ops->open       ? "open"
+                          : !ops->connect    ? "connect"
+                          : !ops->publish    ? "publish"
+                          : !ops->disconnect ? "disconnect"
+                          : !ops->close      ? "close"
+                                             : NULL;
+    return wb__ops_refusal("broker", ops->name, ops->version, WB__BROKER_OPS_VERSION, missing,
+                           detail);
 }
 
 wb_err wb__broker_set_backend(wb_broker_type type, const wb__broker_ops *ops)
@@ -74,9 +58,7 @@ wb_err wb__broker_set_backend(wb_broker_type type, const wb__broker_ops *ops)
         free(d);
         return WB_ERR_INVALID_ARGUMENT;
     }
-    pthread_mutex_lock(&table_lock);
-    override_table[type] = ops;
-    pthread_mutex_unlock(&table_lock);
+    wb__registry_set(&backends, (unsigned)type, ops);
     return WB_OK;
 }
 
@@ -136,9 +118,7 @@ WB_API wb_err wb_broker_open(const wb_config *config, const wb_broker_opts *opts
                                    : "a configuration and an out pointer are required"));
     *out = NULL;
     wb_broker_type type = wb_config_broker_type(config);
-    pthread_mutex_lock(&table_lock);
-    const wb__broker_ops *ops = override_table[type] ? override_table[type] : builtin_table[type];
-    pthread_mutex_unlock(&table_lock);
+    const wb__broker_ops *ops = wb__registry_get(&backends, (unsigned)type);
     if (!ops)
         return fail(NULL, WB_ERR_NOT_BUILT_IN,
                     wb__asprintf("the %s broker backend is not built into this library",

@@ -15,23 +15,17 @@ struct wb_queue {
     wb_queue_opts opts;
 };
 
-static const wb__queue_ops *const builtin_table[2] = {
-    [WB_QUEUE_SQS] = NULL,      /* [3/5] */
-    [WB_QUEUE_POSTGRES] = NULL, /* [3/5] */
+static wb__registry backends = {
+    .lock = PTHREAD_MUTEX_INITIALIZER,
+    .builtin = {[WB_QUEUE_SQS] = NULL,       /* [3/5] */
+                [WB_QUEUE_POSTGRES] = NULL}, /* [3/5] */
 };
-static const wb__queue_ops *override_table[2];
-static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
 
 wb_err wb__queue_ops_check(const wb__queue_ops *ops, char **detail)
 {
-    if (ops && ops->version != WB__QUEUE_OPS_VERSION) {
-        *detail = wb__asprintf("queue backend \"%s\" has operations table version %u; this "
-                               "library needs %u",
-                               ops->name ? ops->name : "?", ops->version, WB__QUEUE_OPS_VERSION);
-        return WB_ERR_INVALID_ARGUMENT;
-    }
-    const char *missing = !ops                      ? "the table"
-                          : !ops->name              ? "name"
+    if (!ops)
+        return wb__ops_refusal("queue", NULL, 0, 0, "the table", detail);
+    const char *missing = !ops->name                ? "name"
                           : !ops->open              ? "open"
                           : !ops->send_batch        ? "send_batch"
                           : !ops->receive           ? "receive"
@@ -40,12 +34,8 @@ wb_err wb__queue_ops_check(const wb__queue_ops *ops, char **detail)
                           : !ops->counts            ? "counts"
                           : !ops->close             ? "close"
                                                     : NULL;
-    if (missing) {
-        *detail = wb__asprintf("queue backend \"%s\" lacks the mandatory operation %s",
-                               ops && ops->name ? ops->name : "?", missing);
-        return WB_ERR_INVALID_ARGUMENT;
-    }
-    return WB_OK;
+    return wb__ops_refusal("queue", ops->name, ops->version, WB__QUEUE_OPS_VERSION, missing,
+                           detail);
 }
 
 wb_err wb__queue_set_backend(wb_queue_type type, const wb__queue_ops *ops)
@@ -55,9 +45,7 @@ wb_err wb__queue_set_backend(wb_queue_type type, const wb__queue_ops *ops)
         free(d);
         return WB_ERR_INVALID_ARGUMENT;
     }
-    pthread_mutex_lock(&table_lock);
-    override_table[type] = ops;
-    pthread_mutex_unlock(&table_lock);
+    wb__registry_set(&backends, (unsigned)type, ops);
     return WB_OK;
 }
 
@@ -192,9 +180,7 @@ WB_API wb_err wb_queue_open(const wb_config *config, const wb_queue_opts *opts, 
         return wb__fail(NULL, WB_ERR_CONFIG,
                         wb__strdup("the postgres queue cannot be used with IoT Core: IoT Core "
                                    "delivers worker messages only to SQS"));
-    pthread_mutex_lock(&table_lock);
-    const wb__queue_ops *ops = override_table[type] ? override_table[type] : builtin_table[type];
-    pthread_mutex_unlock(&table_lock);
+    const wb__queue_ops *ops = wb__registry_get(&backends, (unsigned)type);
     if (!ops)
         return wb__fail(NULL, WB_ERR_NOT_BUILT_IN,
                         wb__asprintf("the %s queue backend is not built into this library",

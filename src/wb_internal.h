@@ -29,6 +29,22 @@ uint64_t wb__now_ms(void);
 #include <pthread.h>
 int wb__cond_wait_ms(pthread_cond_t *cond, pthread_mutex_t *lock, unsigned ms);
 
+/* ---- backend tables (registry.c) ---------------------------------------- */
+
+#define WB__REGISTRY_SLOTS 2
+typedef struct wb__registry {
+    pthread_mutex_t lock;
+    const void *builtin[WB__REGISTRY_SLOTS];  /* by type; NULL: not built in */
+    const void *override[WB__REGISTRY_SLOTS]; /* set by tests */
+} wb__registry;
+
+/* WB_OK, or WB_ERR_INVALID_ARGUMENT with a detail saying that the table of
+ * this kind ("broker", "queue") has the wrong version or lacks `missing`. */
+wb_err wb__ops_refusal(const char *kind, const char *name, unsigned version, unsigned expected,
+                       const char *missing, char **detail);
+const void *wb__registry_get(wb__registry *r, unsigned type);
+void wb__registry_set(wb__registry *r, unsigned type, const void *ops);
+
 /* ---- last errors of handles (lasterror.c) -------------------------------- */
 
 /* Records a failure of the calling thread on handle h (detail taken over,
