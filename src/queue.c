@@ -207,6 +207,19 @@ WB_API wb_err wb_queue_open(const wb_config *config, const wb_queue_opts *opts, 
     return wb__ok(NULL);
 }
 
+/* The logical queue and the size of a batch of entries or receipts. */
+static wb_err batch_checks(const wb_queue *q, wb_logical_queue lq, const void *items, size_t n,
+                           const char *what)
+{
+    char *d = NULL;
+    if (!check_lq(lq, &d))
+        return wb__fail(q, WB_ERR_INVALID_ARGUMENT, d);
+    if (n == 0 || n > WB_QUEUE_BATCH_MAX || !items)
+        return wb__fail(q, WB_ERR_INVALID_ARGUMENT,
+                        wb__asprintf("a batch holds 1-10 %s, not %zu", what, n));
+    return WB_OK;
+}
+
 /* A FIFO entry without a deduplication id gets the SHA-256 of its body. */
 static void content_dedup(const wb_queue_entry *e, char hex[65])
 {
@@ -222,15 +235,13 @@ WB_API wb_err wb_queue_send_batch(wb_queue *q, wb_logical_queue lq, const wb_que
 {
     if (!q)
         return WB_ERR_INVALID_ARGUMENT;
+    wb_err err = batch_checks(q, lq, entries, n, "entries");
+    if (err)
+        return err;
     char *d = NULL;
-    if (!check_lq(lq, &d))
-        return wb__fail(q, WB_ERR_INVALID_ARGUMENT, d);
-    if (n == 0 || n > WB_QUEUE_BATCH_MAX || !entries)
-        return wb__fail(q, WB_ERR_INVALID_ARGUMENT,
-                        wb__asprintf("a batch holds 1-10 entries, not %zu", n));
     size_t total = 0;
     for (size_t i = 0; i < n; i++) {
-        wb_err err = check_entry(q, lq, &entries[i], i, &d);
+        err = check_entry(q, lq, &entries[i], i, &d);
         if (err)
             return wb__fail(q, err, d);
         total += entries[i].body_len;
@@ -251,7 +262,7 @@ WB_API wb_err wb_queue_send_batch(wb_queue *q, wb_logical_queue lq, const wb_que
     }
     wb_err local[WB_QUEUE_BATCH_MAX];
     char ids[WB_QUEUE_BATCH_MAX][WB_QUEUE_ID_MAX + 1];
-    wb_err err = q->ops->send_batch(q->priv, lq, copy, n, ids, results ? results : local, &d);
+    err = q->ops->send_batch(q->priv, lq, copy, n, ids, results ? results : local, &d);
     return err ? wb__fail(q, err, d) : wb__ok(q);
 }
 
@@ -329,18 +340,16 @@ WB_API wb_err wb_queue_delete_batch(wb_queue *q, wb_logical_queue lq, const char
 {
     if (!q)
         return WB_ERR_INVALID_ARGUMENT;
+    wb_err err = batch_checks(q, lq, receipts, n, "receipts");
+    if (err)
+        return err;
     char *d = NULL;
-    if (!check_lq(lq, &d))
-        return wb__fail(q, WB_ERR_INVALID_ARGUMENT, d);
-    if (n == 0 || n > WB_QUEUE_BATCH_MAX || !receipts)
-        return wb__fail(q, WB_ERR_INVALID_ARGUMENT,
-                        wb__asprintf("a batch holds 1-10 receipts, not %zu", n));
     for (size_t i = 0; i < n; i++) {
         if (!receipt_ok(receipts[i]))
             return wb__fail(q, WB_ERR_INVALID_ARGUMENT, wb__asprintf("receipt %zu is empty", i));
     }
     wb_err local[WB_QUEUE_BATCH_MAX];
-    wb_err err = q->ops->delete_batch(q->priv, lq, receipts, n, results ? results : local, &d);
+    err = q->ops->delete_batch(q->priv, lq, receipts, n, results ? results : local, &d);
     return err ? wb__fail(q, err, d) : wb__ok(q);
 }
 

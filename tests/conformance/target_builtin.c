@@ -33,21 +33,7 @@ static const wb_config *config(void)
 
 static wb_worker *worker(const char *ulid, wb_message_fn fn, void *ctx)
 {
-    char ca[160];
-    snprintf(ca, sizeof ca, "%s/ca.crt", env.pki);
-    wb_worker_opts o = WB_WORKER_OPTS_INIT;
-    o.endpoint = env.endpoint;
-    o.pool = WBT_CPOOL;
-    o.worker = ulid;
-    o.ca_file = ca;
-    o.cert_file = env.worker_crt;
-    o.key_file = env.worker_key;
-    o.on_message = fn;
-    o.on_message_ctx = ctx;
-    wb_worker *w = NULL;
-    char *d = NULL;
-    cr_assert_eq(wb_worker_open(&o, &w, &d), WB_OK, "%s", d ? d : "");
-    return w;
+    return wbt_env_worker(&env, ulid, fn, ctx);
 }
 
 static bool kill_broker(void)

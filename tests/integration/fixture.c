@@ -92,6 +92,25 @@ void wbt_env_teardown(wbt_env *e)
         cr_log_warn("cannot remove %s", e->dir);
 }
 
+wb_worker *wbt_env_worker(const wbt_env *e, const char *id, wb_message_fn fn, void *ctx)
+{
+    char ca[160];
+    snprintf(ca, sizeof ca, "%s/ca.crt", e->pki);
+    wb_worker_opts o = WB_WORKER_OPTS_INIT;
+    o.endpoint = e->endpoint;
+    o.pool = WBT_POOL;
+    o.worker = id;
+    o.ca_file = ca;
+    o.cert_file = e->worker_crt;
+    o.key_file = e->worker_key;
+    o.on_message = fn;
+    o.on_message_ctx = ctx;
+    wb_worker *w = NULL;
+    char *d = NULL;
+    cr_assert_eq(wb_worker_open(&o, &w, &d), WB_OK, "%s", d ? d : "");
+    return w;
+}
+
 const char *wbt_topic(const char *dir, const char *pool, const char *worker)
 {
     static char bufs[4][160];

@@ -34,6 +34,10 @@ void wbt_env_teardown(wbt_env *e);
 /* "<ns>/<dir>/<pool>/<worker>" in a static buffer (one of four). */
 const char *wbt_topic(const char *dir, const char *pool, const char *worker);
 
+/* A worker of WBT_POOL with this client id, connected to the broker of e
+ * (asserts success); fn may be NULL. */
+wb_worker *wbt_env_worker(const wbt_env *e, const char *id, wb_message_fn fn, void *ctx);
+
 /* Captures workerbus's log lines from now on. */
 void wbt_log_capture(void);
 /* Waits up to timeout_ms for a captured line containing text. */

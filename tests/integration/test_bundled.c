@@ -189,17 +189,7 @@ Test(bundled_tls, certificate_from_another_ca_is_refused)
 
 static wb_worker *own_worker(const char *id)
 {
-    char ca[160];
-    snprintf(ca, sizeof ca, "%s/ca.crt", env.pki);
-    wb_worker_opts o = WB_WORKER_OPTS_INIT;
-    o.endpoint = env.endpoint;
-    o.pool = WBT_POOL;
-    o.worker = id;
-    o.ca_file = ca;
-    o.cert_file = env.worker_crt;
-    o.key_file = env.worker_key;
-    wb_worker *w = NULL;
-    cr_assert_eq(wb_worker_open(&o, &w, NULL), WB_OK);
+    wb_worker *w = wbt_env_worker(&env, id, NULL, NULL);
     cr_assert_eq(wb_worker_connect(w, 10000), WB_OK, "%s", wb_worker_last_error(w));
     return w;
 }
