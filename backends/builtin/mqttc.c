@@ -178,6 +178,26 @@ static void wake(wb__mqttc *c)
         wb__log(WB_LOG_ERROR, c->o.component, "cannot wake the I/O thread: %s", strerror(errno));
 }
 
+/* A connection attempt failed (I/O thread): the error, with libmosquitto's
+ * own last line, becomes the last error; a TLS refusal ends the first
+ * connect() at once (it is not retried). */
+static void attempt_failed(wb__mqttc *c, int rc, bool tls)
+{
+    char *e = wb__asprintf("cannot connect to %s:%u: %s%s%s%s", c->o.connect_host, c->o.port,
+                           rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc),
+                           c->lib_error[0] ? " (" : "", c->lib_error, c->lib_error[0] ? ")" : "");
+    c->lib_error[0] = '\0';
+    wb__log(WB_LOG_DEBUG, c->o.component, "%s", e ? e : "cannot connect");
+    set_error(c, e);
+    pthread_mutex_lock(&c->lock);
+    if (tls && c->first == 0) {
+        c->first = -1;
+        c->first_err = WB_ERR_AUTH_REFUSED;
+        pthread_cond_broadcast(&c->cond);
+    }
+    pthread_mutex_unlock(&c->lock);
+}
+
 bool wb__mqttc_on_io_thread(const wb__mqttc *c)
 {
     return c->thread_running && pthread_equal(pthread_self(), c->thread);
@@ -267,19 +287,7 @@ static void on_disconnect(struct mosquitto *m, void *obj, int rc)
     if (!was) { /* the attempt failed: TCP, TLS or the CONNACK */
         bool tls = rc == MOSQ_ERR_TLS || rc == MOSQ_ERR_TLS_HANDSHAKE ||
                    (rc == MOSQ_ERR_ERRNO && errno == EPROTO) || strstr(c->lib_error, "SSL");
-        char *e =
-            wb__asprintf("cannot connect to %s:%u: %s%s%s%s", c->o.connect_host, c->o.port,
-                         rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc),
-                         c->lib_error[0] ? " (" : "", c->lib_error, c->lib_error[0] ? ")" : "");
-        c->lib_error[0] = '\0';
-        set_error(c, e);
-        pthread_mutex_lock(&c->lock);
-        if (tls && c->first == 0) {
-            c->first = -1;
-            c->first_err = WB_ERR_AUTH_REFUSED;
-            pthread_cond_broadcast(&c->cond);
-        }
-        pthread_mutex_unlock(&c->lock);
+        attempt_failed(c, rc, tls);
         return;
     }
     if (was) {
@@ -373,18 +381,7 @@ static void try_connect(wb__mqttc *c)
         c->attempt_started_ms = wb__now_ms();
         return;
     }
-    char *e = wb__asprintf("cannot connect to %s:%u: %s", c->o.connect_host, c->o.port,
-                           rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc));
-    wb__log(WB_LOG_DEBUG, c->o.component, "%s", e ? e : "cannot connect");
-    set_error(c, e);
-    bool tls = rc == MOSQ_ERR_TLS || rc == MOSQ_ERR_TLS_HANDSHAKE;
-    pthread_mutex_lock(&c->lock);
-    if (tls && c->first == 0) {
-        c->first = -1;
-        c->first_err = WB_ERR_AUTH_REFUSED;
-        pthread_cond_broadcast(&c->cond);
-    }
-    pthread_mutex_unlock(&c->lock);
+    attempt_failed(c, rc, rc == MOSQ_ERR_TLS || rc == MOSQ_ERR_TLS_HANDSHAKE);
     if (!c->ever_connected && c->attempt == 0)
         c->attempt = 1; /* from now on mosquitto_reconnect_async */
     schedule_reconnect(c);
