@@ -5,7 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pgqueue.h"
 #include "queue_backend.h"
+#include "sqsqueue.h"
 #include "wb_internal.h"
 
 struct wb_queue {
@@ -17,8 +19,8 @@ struct wb_queue {
 
 static wb__registry backends = {
     .lock = PTHREAD_MUTEX_INITIALIZER,
-    .builtin = {[WB_QUEUE_SQS] = NULL,       /* [3/5] */
-                [WB_QUEUE_POSTGRES] = NULL}, /* [3/5] */
+    .builtin = {[WB_QUEUE_SQS] = &wb__sqs_queue_ops,
+                [WB_QUEUE_POSTGRES] = &wb__postgres_queue_ops},
 };
 
 wb_err wb__queue_ops_check(const wb__queue_ops *ops, char **detail)

@@ -27,6 +27,7 @@ extern const wb_cli_command wb_cli_pki;
 extern const wb_cli_command wb_cli_broker;
 extern const wb_cli_command wb_cli_publish;
 extern const wb_cli_command wb_cli_worker;
+extern const wb_cli_command wb_cli_queue;
 
 /* --env-file FILE and --set KEY=VALUE, shared by the commands that load the
  * configuration. */

@@ -7,7 +7,7 @@
 #include "workerbus/workerbus.h"
 
 static const wb_cli_command *const commands[] = {
-    &wb_cli_check, &wb_cli_pki, &wb_cli_broker, &wb_cli_publish, &wb_cli_worker,
+    &wb_cli_check, &wb_cli_pki, &wb_cli_broker, &wb_cli_publish, &wb_cli_worker, &wb_cli_queue,
 };
 
 #define NCOMMANDS (sizeof commands / sizeof commands[0])

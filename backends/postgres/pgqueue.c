@@ -1,0 +1,1004 @@
+/* The PostgreSQL message queue: SQS semantics on two tables.
+ *
+ * - Every operation is one statement (one round trip), prepared once per
+ *   connection; batches travel as arrays (unnest).
+ * - Receive claims with FOR UPDATE SKIP LOCKED and, in the same statement,
+ *   moves messages received max_receive_count times into the dead-letter
+ *   queue. A FIFO receive takes only the oldest message of each group, so a
+ *   group's order holds whatever the number of consumers.
+ * - Long polls sleep on the connection's socket: a trigger NOTIFYs
+ *   workerbus_queue with the queue's name on insert and when an update makes
+ *   a message visible; the sleep also ends when the next delayed or in-flight
+ *   message of the queue becomes visible. No polling loop.
+ * - Concurrent single sends to standard queues are coalesced: one caller
+ *   inserts everything pending in one transaction while the others wait, and
+ *   each returns once its own row is committed (group commit).
+ * - A lost connection (the database restarted) is reopened with backoff
+ *   and the statement retried, for up to reconnect_timeout; a retried send
+ *   may duplicate a message (at-least-once), never lose one.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <libpq-fe.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pgqueue.h"
+#include "queue_backend.h"
+#include "schema.h"
+#include "wb_internal.h"
+
+#define POOL_MAX             32
+#define COALESCE_MAX_ROWS    500
+#define RECONNECT_TIMEOUT_MS 60000u
+#define HOUSEKEEPING_MS      60000u
+#define CHANNEL              "workerbus_queue"
+
+typedef struct pgconn {
+    PGconn *c;
+    bool ready; /* statements prepared, LISTEN issued */
+    struct pgconn *next;
+} pgconn;
+
+typedef struct pending {
+    wb_logical_queue lq;
+    const wb_queue_entry *e;
+    size_t n;
+    char (*ids)[WB_QUEUE_ID_MAX + 1];
+    wb_err err;
+    char *detail;
+    bool done;
+    struct pending *next;
+} pending;
+
+typedef struct pgq {
+    char *url;
+    wb_queue_opts opts;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    pgconn *idle;
+    unsigned total;
+    /* group commit of single sends */
+    pthread_mutex_t co_lock;
+    pthread_cond_t co_cond;
+    pending *head, *tail;
+    bool leader;
+    _Atomic uint64_t next_housekeeping;
+} pgq;
+
+/* Per-queue settings (facts.md): visibility 300 s (iot 45, webhooks 600);
+ * retention 4 days (cronjobs 1 h); dead-letter queues do not redrive. */
+static unsigned default_visibility(wb_logical_queue lq)
+{
+    return lq == WB_LQ_IOT ? 45 : lq == WB_LQ_WEBHOOKS ? 600 : 300;
+}
+static unsigned retention_s(wb_logical_queue lq)
+{
+    return lq == WB_LQ_CRONJOBS ? 3600 : 345600;
+}
+static bool is_dlq(wb_logical_queue lq)
+{
+    return lq == WB_LQ_DLQ || lq == WB_LQ_DLQ_FIFO;
+}
+
+/* ---- statements ---------------------------------------------------------- */
+
+enum {
+    ST_SEND,
+    ST_SEND_FIFO,
+    ST_CLAIM,
+    ST_CLAIM_FIFO,
+    ST_DELETE,
+    ST_VISIBILITY,
+    ST_COUNTS,
+    ST_NEXT_VISIBLE,
+    ST_HOUSEKEEPING,
+    ST__COUNT
+};
+
+static const struct {
+    const char *name;
+    const char *sql;
+} statements[ST__COUNT] = {
+    [ST_SEND] = {"wb_send",
+                 "INSERT INTO message_queue_messages (queue, body, visible_at, expires_at)"
+                 " SELECT q, b, now() + make_interval(secs => d), now() + make_interval(secs => r)"
+                 " FROM unnest($1::text[], $2::text[], $3::int[], $4::int[]) WITH ORDINALITY"
+                 " AS t(q, b, d, r, ord) ORDER BY ord RETURNING id"},
+    /* $1 queue, $2 bodies, $3 groups, $4 dedup ids, $5 retention: one row
+     * per entry, in order, with the id of the message sent or of the one
+     * that made it a duplicate in the last 5 minutes, and whether it is new. */
+    [ST_SEND_FIFO] =
+        {"wb_send_fifo",
+         "WITH t AS (SELECT * FROM unnest($2::text[], $3::text[], $4::text[]) WITH ORDINALITY"
+         "   AS t(b, g, dd, ord)),"
+         " d AS (INSERT INTO message_queue_deduplications AS x"
+         "   (queue, group_id, dedup_id, message_id, expires_at)"
+         "   SELECT $1, g, dd, nextval(pg_get_serial_sequence('message_queue_messages', 'id')),"
+         "   now() + interval '5 minutes' FROM t ORDER BY ord"
+         "   ON CONFLICT (queue, group_id, dedup_id) DO UPDATE SET message_id ="
+         "   EXCLUDED.message_id, expires_at = EXCLUDED.expires_at WHERE x.expires_at <= now()"
+         "   RETURNING group_id, dedup_id, message_id),"
+         " ins AS (INSERT INTO message_queue_messages (id, queue, body, group_id, dedup_id,"
+         "   expires_at) SELECT d.message_id, $1, t.b, t.g, t.dd, now() +"
+         "   make_interval(secs => $5) FROM t JOIN d ON d.group_id = t.g AND d.dedup_id = t.dd"
+         "   ORDER BY t.ord RETURNING id)"
+         " SELECT coalesce(d.message_id, x.message_id), d.message_id IS NOT NULL FROM t"
+         " LEFT JOIN d ON d.group_id = t.g AND d.dedup_id = t.dd"
+         " LEFT JOIN message_queue_deduplications x ON x.queue = $1 AND x.group_id = t.g"
+         "   AND x.dedup_id = t.dd ORDER BY t.ord"},
+    /* $1 queue, $2 max, $3 visibility s, $4 max receives, $5 dead-letter queue */
+    [ST_CLAIM] = {"wb_claim",
+                  "WITH c AS (SELECT id FROM message_queue_messages WHERE queue = $1"
+                  "   AND visible_at <= now() AND expires_at > now() ORDER BY visible_at, id"
+                  "   LIMIT $2 FOR UPDATE SKIP LOCKED)"
+                  " UPDATE message_queue_messages m SET"
+                  "   queue = CASE WHEN m.receive_count >= $4 THEN $5 ELSE m.queue END,"
+                  "   visible_at = CASE WHEN m.receive_count >= $4 THEN now()"
+                  "     ELSE now() + make_interval(secs => $3) END,"
+                  "   receive_count = CASE WHEN m.receive_count >= $4 THEN m.receive_count"
+                  "     ELSE m.receive_count + 1 END,"
+                  "   receipt = (random() * 9007199254740991)::bigint"
+                  " FROM c WHERE m.id = c.id"
+                  " RETURNING m.id, m.queue = $1, m.receipt, m.body, m.receive_count,"
+                  "   (extract(epoch FROM m.sent_at) * 1000)::bigint, m.group_id"},
+    [ST_CLAIM_FIFO] = {"wb_claim_fifo",
+                       "WITH c AS (SELECT m.id FROM message_queue_messages m WHERE m.queue = $1"
+                       "   AND m.visible_at <= now() AND m.expires_at > now() AND NOT EXISTS"
+                       "   (SELECT 1 FROM message_queue_messages o WHERE o.queue = m.queue"
+                       "   AND o.group_id = m.group_id AND o.id < m.id)"
+                       "   ORDER BY m.id LIMIT $2 FOR UPDATE SKIP LOCKED)"
+                       " UPDATE message_queue_messages m SET"
+                       "   queue = CASE WHEN m.receive_count >= $4 THEN $5 ELSE m.queue END,"
+                       "   visible_at = CASE WHEN m.receive_count >= $4 THEN now()"
+                       "     ELSE now() + make_interval(secs => $3) END,"
+                       "   receive_count = CASE WHEN m.receive_count >= $4 THEN m.receive_count"
+                       "     ELSE m.receive_count + 1 END,"
+                       "   receipt = (random() * 9007199254740991)::bigint"
+                       " FROM c WHERE m.id = c.id"
+                       " RETURNING m.id, m.queue = $1, m.receipt, m.body, m.receive_count,"
+                       "   (extract(epoch FROM m.sent_at) * 1000)::bigint, m.group_id"},
+    [ST_DELETE] = {"wb_delete",
+                   "DELETE FROM message_queue_messages m USING unnest($2::bigint[], $3::bigint[])"
+                   " AS t(id, tok) WHERE m.queue = $1 AND m.id = t.id AND m.receipt = t.tok"
+                   " RETURNING m.id"},
+    [ST_VISIBILITY] = {"wb_visibility",
+                       "UPDATE message_queue_messages SET visible_at = now() +"
+                       " make_interval(secs => $4) WHERE queue = $1 AND id = $2 AND receipt = $3"
+                       " AND visible_at > now() AND receive_count > 0 RETURNING id"},
+    [ST_COUNTS] = {"wb_counts",
+                   "SELECT count(*) FILTER (WHERE visible_at <= now()),"
+                   " count(*) FILTER (WHERE visible_at > now() AND receive_count > 0),"
+                   " count(*) FILTER (WHERE visible_at > now() AND receive_count = 0)"
+                   " FROM message_queue_messages WHERE queue = $1 AND expires_at > now()"},
+    [ST_NEXT_VISIBLE] = {"wb_next_visible",
+                         "SELECT ceil(extract(epoch FROM min(visible_at) - now()) * 1000)::bigint"
+                         " FROM message_queue_messages WHERE queue = $1 AND visible_at > now()"},
+    [ST_HOUSEKEEPING] = {"wb_housekeeping",
+                         "WITH a AS (DELETE FROM message_queue_messages WHERE expires_at <= now()"
+                         " RETURNING 1), b AS (DELETE FROM message_queue_deduplications WHERE"
+                         " expires_at <= now() RETURNING 1)"
+                         " SELECT (SELECT count(*) FROM a), (SELECT count(*) FROM b)"},
+};
+
+/* ---- errors ----------------------------------------------------------- */
+
+static bool is_transient(PGconn *c, const PGresult *r)
+{
+    if (!c || PQstatus(c) != CONNECTION_OK)
+        return true;
+    const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    if (!state)
+        return r == NULL;
+    /* connection exceptions, shutdowns, serialization and deadlocks */
+    return strncmp(state, "08", 2) == 0 || strncmp(state, "57P", 3) == 0 ||
+           strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0;
+}
+
+static char *describe(PGconn *c, const PGresult *r, const char *what)
+{
+    const char *m = r ? PQresultErrorMessage(r) : "";
+    if (!m || !*m)
+        m = c ? PQerrorMessage(c) : "no connection";
+    size_t n = strlen(m);
+    while (n && (m[n - 1] == '\n' || m[n - 1] == ' '))
+        n--;
+    const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    return wb__asprintf("PostgreSQL, %s: %.*s%s%s%s", what, (int)n, m, state ? " (SQLSTATE " : "",
+                        state ? state : "", state ? ")" : "");
+}
+
+/* ---- connections ------------------------------------------------------- */
+
+/* The server's NOTICE lines ("relation already exists, skipping") go to
+ * the debug log, not to the process's standard error. */
+static void on_notice(void *arg, const char *message)
+{
+    (void)arg;
+    size_t n = strlen(message);
+    while (n && message[n - 1] == '\n')
+        n--;
+    wb__log(WB_LOG_DEBUG, "queue", "PostgreSQL: %.*s", (int)n, message);
+}
+
+static PGconn *connect_db(const char *url, char **detail)
+{
+    const char *keys[] = {"application_name", "connect_timeout", "client_encoding", "dbname", NULL};
+    const char *vals[] = {"workerbus", "10", "UTF8", url, NULL};
+    PGconn *c = PQconnectdbParams(keys, vals, 1);
+    if (!c) {
+        *detail = wb__strdup("PostgreSQL: out of memory while connecting");
+        return NULL;
+    }
+    if (PQstatus(c) != CONNECTION_OK) {
+        char *raw = describe(c, NULL, "connecting");
+        *detail = raw;
+        PQfinish(c);
+        return NULL;
+    }
+    PQsetNoticeProcessor(c, on_notice, NULL);
+    return c;
+}
+
+static bool prepare_all(pgconn *pc, char **detail)
+{
+    for (int i = 0; i < ST__COUNT; i++) {
+        PGresult *r = PQprepare(pc->c, statements[i].name, statements[i].sql, 0, NULL);
+        bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+        if (!ok)
+            *detail = describe(pc->c, r, statements[i].name);
+        PQclear(r);
+        if (!ok)
+            return false;
+    }
+    PGresult *r = PQexec(pc->c, "LISTEN " CHANNEL);
+    bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    if (!ok)
+        *detail = describe(pc->c, r, "LISTEN");
+    PQclear(r);
+    pc->ready = ok;
+    return ok;
+}
+
+/* Makes pc usable: (re)connects and prepares. */
+static bool conn_ready(pgq *q, pgconn *pc, char **detail)
+{
+    if (pc->c && PQstatus(pc->c) == CONNECTION_OK && pc->ready)
+        return true;
+    if (pc->c)
+        PQfinish(pc->c);
+    pc->ready = false;
+    pc->c = connect_db(q->url, detail);
+    return pc->c && prepare_all(pc, detail);
+}
+
+static pgconn *acquire(pgq *q)
+{
+    pthread_mutex_lock(&q->lock);
+    for (;;) {
+        if (q->idle) {
+            pgconn *pc = q->idle;
+            q->idle = pc->next;
+            pthread_mutex_unlock(&q->lock);
+            return pc;
+        }
+        if (q->total < POOL_MAX) {
+            q->total++;
+            pthread_mutex_unlock(&q->lock);
+            pgconn *pc = calloc(1, sizeof *pc);
+            if (!pc) {
+                pthread_mutex_lock(&q->lock);
+                q->total--;
+                pthread_mutex_unlock(&q->lock);
+            }
+            return pc;
+        }
+        pthread_cond_wait(&q->cond, &q->lock);
+    }
+}
+
+static void release(pgq *q, pgconn *pc)
+{
+    if (!pc)
+        return;
+    pthread_mutex_lock(&q->lock);
+    pc->next = q->idle;
+    q->idle = pc;
+    pthread_cond_signal(&q->cond);
+    pthread_mutex_unlock(&q->lock);
+}
+
+/* Runs a prepared statement, reconnecting and retrying on transient
+ * failures for up to RECONNECT_TIMEOUT_MS. Returns a result of the expected
+ * status, or NULL with *detail and *err set. */
+static PGresult *run(pgq *q, pgconn *pc, int st, int n, const char *const *vals,
+                     ExecStatusType want, wb_err *err, char **detail)
+{
+    uint64_t start = wb__now_ms();
+    for (unsigned attempt = 0;; attempt++) {
+        char *d = NULL;
+        PGresult *r = NULL;
+        bool transient = true;
+        if (conn_ready(q, pc, &d)) {
+            r = PQexecPrepared(pc->c, statements[st].name, n, vals, NULL, NULL, 0);
+            if (PQresultStatus(r) == want)
+                return r;
+            transient = is_transient(pc->c, r);
+            d = describe(pc->c, r, statements[st].name);
+            PQclear(r);
+            if (transient && pc->c && PQstatus(pc->c) != CONNECTION_OK)
+                pc->ready = false;
+        }
+        if (!transient || wb__now_ms() - start >= RECONNECT_TIMEOUT_MS) {
+            *err = transient ? WB_ERR_CONNECTION_LOST : WB_ERR_BACKEND;
+            *detail = d;
+            return NULL;
+        }
+        unsigned delay = wb__backoff_ms(attempt, 50, 2000);
+        if (attempt == 0 || attempt % 10 == 9)
+            wb__log(WB_LOG_WARN, "queue", "%s; retrying in %u ms", d ? d : "", delay);
+        free(d);
+        struct timespec ts = {delay / 1000, (long)(delay % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* ---- array literals ---------------------------------------------------- */
+
+static void array_elem(wb__buf *b, const char *s, size_t n, bool first)
+{
+    if (!first)
+        wb__buf_putc(b, ',');
+    if (!s) {
+        wb__buf_puts(b, "NULL");
+        return;
+    }
+    wb__buf_putc(b, '"');
+    size_t from = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '"' || s[i] == '\\') {
+            wb__buf_append(b, s + from, i - from);
+            wb__buf_putc(b, '\\');
+            from = i;
+        }
+    }
+    wb__buf_append(b, s + from, n - from);
+    wb__buf_putc(b, '"');
+}
+
+static void array_uint(wb__buf *b, uint64_t v, bool first)
+{
+    wb__buf_printf(b, "%s%" PRIu64, first ? "" : ",", v);
+}
+
+/* ---- send ---------------------------------------------------------------- */
+
+/* Inserts the entries of every pending request of the list (standard
+ * queues) in one statement. */
+static wb_err insert_standard(pgq *q, pending *list, char **detail)
+{
+    wb__buf qs = WB__BUF_INIT, bs = WB__BUF_INIT, ds = WB__BUF_INIT, rs = WB__BUF_INIT;
+    wb__buf_putc(&qs, '{');
+    wb__buf_putc(&bs, '{');
+    wb__buf_putc(&ds, '{');
+    wb__buf_putc(&rs, '{');
+    bool first = true;
+    size_t rows = 0;
+    for (pending *p = list; p; p = p->next) {
+        const char *name = wb_logical_queue_name(p->lq);
+        for (size_t i = 0; i < p->n; i++, rows++) {
+            array_elem(&qs, name, strlen(name), first);
+            array_elem(&bs, p->e[i].body, p->e[i].body_len, first);
+            array_uint(&ds, p->e[i].delay_s, first);
+            array_uint(&rs, retention_s(p->lq), first);
+            first = false;
+        }
+    }
+    wb__buf_putc(&qs, '}');
+    wb__buf_putc(&bs, '}');
+    wb__buf_putc(&ds, '}');
+    wb__buf_putc(&rs, '}');
+    wb_err err = WB_OK;
+    if (qs.failed || bs.failed || ds.failed || rs.failed) {
+        err = WB_ERR_NO_MEMORY;
+    } else {
+        const char *vals[] = {qs.data, bs.data, ds.data, rs.data};
+        pgconn *pc = acquire(q);
+        PGresult *r = pc ? run(q, pc, ST_SEND, 4, vals, PGRES_TUPLES_OK, &err, detail) : NULL;
+        if (!pc)
+            err = WB_ERR_NO_MEMORY;
+        if (r && (size_t)PQntuples(r) != rows) {
+            err = WB_ERR_BACKEND;
+            *detail =
+                wb__asprintf("PostgreSQL returned %d ids for %zu messages", PQntuples(r), rows);
+        } else if (r) {
+            int row = 0;
+            for (pending *p = list; p; p = p->next) {
+                for (size_t i = 0; i < p->n; i++, row++)
+                    snprintf(p->ids[i], WB_QUEUE_ID_MAX + 1, "%s", PQgetvalue(r, row, 0));
+            }
+        }
+        PQclear(r);
+        release(q, pc);
+    }
+    wb__buf_free(&qs);
+    wb__buf_free(&bs);
+    wb__buf_free(&ds);
+    wb__buf_free(&rs);
+    return err;
+}
+
+/* Group commit: joins the list of pending sends; whoever finds no insert
+ * running takes the whole list (up to COALESCE_MAX_ROWS rows) and inserts it
+ * in one transaction. */
+static wb_err send_coalesced(pgq *q, pending *me, char **detail)
+{
+    pthread_mutex_lock(&q->co_lock);
+    if (q->tail)
+        q->tail->next = me;
+    else
+        q->head = me;
+    q->tail = me;
+    while (!me->done) {
+        if (q->leader) {
+            pthread_cond_wait(&q->co_cond, &q->co_lock);
+            continue;
+        }
+        q->leader = true;
+        pending *batch = q->head, *last = q->head;
+        size_t rows = last->n;
+        while (last->next && rows + last->next->n <= COALESCE_MAX_ROWS) {
+            last = last->next;
+            rows += last->n;
+        }
+        q->head = last->next;
+        if (!q->head)
+            q->tail = NULL;
+        last->next = NULL;
+        pthread_mutex_unlock(&q->co_lock);
+
+        char *d = NULL;
+        wb_err err = insert_standard(q, batch, &d);
+
+        pthread_mutex_lock(&q->co_lock);
+        for (pending *p = batch; p; p = p->next) {
+            p->err = err;
+            p->detail = d && p != batch ? wb__strdup(d) : NULL;
+            p->done = true;
+        }
+        batch->detail = d;
+        q->leader = false;
+        pthread_cond_broadcast(&q->co_cond);
+    }
+    pthread_mutex_unlock(&q->co_lock);
+    *detail = me->detail;
+    return me->err;
+}
+
+static wb_err send_fifo(pgq *q, wb_logical_queue lq, const wb_queue_entry *e, size_t n,
+                        char (*ids)[WB_QUEUE_ID_MAX + 1], char **detail)
+{
+    /* An entry repeating an earlier one of the batch (group and
+     * deduplication id) is that one's duplicate: send each key once. */
+    size_t first_of[WB_QUEUE_BATCH_MAX];
+    wb__buf bs = WB__BUF_INIT, gs = WB__BUF_INIT, ds = WB__BUF_INIT;
+    wb__buf_putc(&bs, '{');
+    wb__buf_putc(&gs, '{');
+    wb__buf_putc(&ds, '{');
+    size_t sent = 0;
+    size_t row_of[WB_QUEUE_BATCH_MAX];
+    for (size_t i = 0; i < n; i++) {
+        first_of[i] = i;
+        for (size_t j = 0; j < i; j++) {
+            if (strcmp(e[i].group_id, e[j].group_id) == 0 &&
+                strcmp(e[i].dedup_id, e[j].dedup_id) == 0) {
+                first_of[i] = j;
+                break;
+            }
+        }
+        if (first_of[i] != i)
+            continue;
+        row_of[i] = sent;
+        array_elem(&bs, e[i].body, e[i].body_len, sent == 0);
+        array_elem(&gs, e[i].group_id, strlen(e[i].group_id), sent == 0);
+        array_elem(&ds, e[i].dedup_id, strlen(e[i].dedup_id), sent == 0);
+        sent++;
+    }
+    wb__buf_putc(&bs, '}');
+    wb__buf_putc(&gs, '}');
+    wb__buf_putc(&ds, '}');
+    char ret[16];
+    snprintf(ret, sizeof ret, "%u", retention_s(lq));
+    wb_err err = WB_OK;
+    if (bs.failed || gs.failed || ds.failed) {
+        err = WB_ERR_NO_MEMORY;
+    } else {
+        const char *vals[] = {wb_logical_queue_name(lq), bs.data, gs.data, ds.data, ret};
+        pgconn *pc = acquire(q);
+        PGresult *r = pc ? run(q, pc, ST_SEND_FIFO, 5, vals, PGRES_TUPLES_OK, &err, detail) : NULL;
+        if (!pc)
+            err = WB_ERR_NO_MEMORY;
+        if (r && (size_t)PQntuples(r) != sent) {
+            err = WB_ERR_BACKEND;
+            *detail =
+                wb__asprintf("PostgreSQL returned %d rows for %zu messages", PQntuples(r), sent);
+        } else if (r) {
+            for (size_t i = 0; i < n; i++)
+                snprintf(ids[i], WB_QUEUE_ID_MAX + 1, "%s",
+                         PQgetvalue(r, (int)row_of[first_of[i]], 0));
+        }
+        PQclear(r);
+        release(q, pc);
+    }
+    wb__buf_free(&bs);
+    wb__buf_free(&gs);
+    wb__buf_free(&ds);
+    return err;
+}
+
+static wb_err pg_send_batch(void *priv, wb_logical_queue lq, const wb_queue_entry *entries,
+                            size_t n, char (*ids)[WB_QUEUE_ID_MAX + 1], wb_err *results,
+                            char **detail)
+{
+    pgq *q = priv;
+    wb_err err;
+    if (wb_logical_queue_is_fifo(lq)) {
+        err = send_fifo(q, lq, entries, n, ids, detail);
+    } else {
+        pending me = {.lq = lq, .e = entries, .n = n, .ids = ids};
+        err = send_coalesced(q, &me, detail);
+    }
+    /* One statement: every entry shares its fate. */
+    for (size_t i = 0; i < n; i++)
+        results[i] = err;
+    return err;
+}
+
+/* ---- receive ------------------------------------------------------------- */
+
+static void housekeeping(pgq *q, pgconn *pc)
+{
+    uint64_t now = wb__now_ms(), due = atomic_load(&q->next_housekeeping);
+    if (now < due ||
+        !atomic_compare_exchange_strong(&q->next_housekeeping, &due, now + HOUSEKEEPING_MS))
+        return;
+    wb_err err;
+    char *d = NULL;
+    PGresult *r = run(q, pc, ST_HOUSEKEEPING, 0, NULL, PGRES_TUPLES_OK, &err, &d);
+    if (!r) {
+        wb__log(WB_LOG_WARN, "queue", "removing expired messages: %s", d ? d : "");
+    } else if (strcmp(PQgetvalue(r, 0, 0), "0") != 0) {
+        wb__log(WB_LOG_INFO, "queue", "removed %s messages past their retention period",
+                PQgetvalue(r, 0, 0));
+    }
+    free(d);
+    PQclear(r);
+}
+
+static wb_err claim(pgq *q, pgconn *pc, wb_logical_queue lq, unsigned max, unsigned vis,
+                    wb_queue_message **out, size_t *n, char **detail)
+{
+    char smax[16], svis[16], smaxrc[16];
+    snprintf(smax, sizeof smax, "%u", max);
+    snprintf(svis, sizeof svis, "%u", vis);
+    snprintf(smaxrc, sizeof smaxrc, "%u", is_dlq(lq) ? 2147483647u : q->opts.max_receive_count);
+    bool fifo = wb_logical_queue_is_fifo(lq);
+    const char *dead = wb_logical_queue_name(fifo ? WB_LQ_DLQ_FIFO : WB_LQ_DLQ);
+    const char *vals[] = {wb_logical_queue_name(lq), smax, svis, smaxrc, dead};
+    wb_err err = WB_OK;
+    PGresult *r =
+        run(q, pc, fifo ? ST_CLAIM_FIFO : ST_CLAIM, 5, vals, PGRES_TUPLES_OK, &err, detail);
+    if (!r)
+        return err;
+    int rows = PQntuples(r);
+    wb_queue_message *m = rows ? calloc((size_t)rows, sizeof *m) : NULL;
+    size_t k = 0, moved = 0;
+    for (int i = 0; i < rows && m; i++) {
+        if (strcmp(PQgetvalue(r, i, 1), "t") != 0) {
+            moved++;
+            continue;
+        }
+        wb_queue_message *x = &m[k++];
+        x->id = wb__strdup(PQgetvalue(r, i, 0));
+        x->receipt = wb__asprintf("%s.%s", PQgetvalue(r, i, 0), PQgetvalue(r, i, 2));
+        x->body_len = (size_t)PQgetlength(r, i, 3);
+        x->body = wb__strndup(PQgetvalue(r, i, 3), x->body_len);
+        x->receive_count = (unsigned)strtoul(PQgetvalue(r, i, 4), NULL, 10);
+        x->sent_ms = strtoull(PQgetvalue(r, i, 5), NULL, 10);
+        x->group_id = PQgetisnull(r, i, 6) ? NULL : wb__strdup(PQgetvalue(r, i, 6));
+        if (!x->id || !x->receipt || !x->body || (!PQgetisnull(r, i, 6) && !x->group_id)) {
+            err = WB_ERR_NO_MEMORY;
+            break;
+        }
+    }
+    PQclear(r);
+    if (moved)
+        wb__log(WB_LOG_WARN, "queue",
+                "%zu message(s) of %s received %u times moved to %s (the dead-letter queue)", moved,
+                wb_logical_queue_name(lq), q->opts.max_receive_count, dead);
+    if ((rows && !m) || err) {
+        wb_queue_messages_free(m, k);
+        *detail = wb__strdup("out of memory reading received messages");
+        return WB_ERR_NO_MEMORY;
+    }
+    if (k == 0) {
+        free(m);
+        m = NULL;
+    }
+    *out = m;
+    *n = k;
+    return WB_OK;
+}
+
+/* Whether a notification for this queue arrived (consumes them all). */
+static bool drain_notifies(PGconn *c, const char *name)
+{
+    bool hit = false;
+    PQconsumeInput(c);
+    PGnotify *nt;
+    while ((nt = PQnotifies(c)) != NULL) {
+        if (strcmp(nt->extra, name) == 0)
+            hit = true;
+        PQfreemem(nt);
+    }
+    return hit;
+}
+
+/* Milliseconds until the next message of the queue becomes visible, or -1. */
+static long long next_visible_ms(pgq *q, pgconn *pc, const char *name)
+{
+    wb_err err;
+    char *d = NULL;
+    const char *vals[] = {name};
+    PGresult *r = run(q, pc, ST_NEXT_VISIBLE, 1, vals, PGRES_TUPLES_OK, &err, &d);
+    free(d);
+    long long ms = -1;
+    if (r && PQntuples(r) == 1 && !PQgetisnull(r, 0, 0))
+        ms = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    PQclear(r);
+    return ms < 0 ? (r ? -1 : 1000) : ms;
+}
+
+static wb_err pg_receive(void *priv, wb_logical_queue lq, unsigned max, unsigned wait_s,
+                         int visibility_s, wb_queue_message **out, size_t *n, char **detail)
+{
+    pgq *q = priv;
+    pgconn *pc = acquire(q);
+    if (!pc)
+        return WB_ERR_NO_MEMORY;
+    housekeeping(q, pc);
+    const char *name = wb_logical_queue_name(lq);
+    unsigned vis = visibility_s < 0 ? default_visibility(lq) : (unsigned)visibility_s;
+    uint64_t deadline = wb__now_ms() + (uint64_t)wait_s * 1000u;
+    wb_err err;
+    for (;;) {
+        if (pc->c && pc->ready)
+            drain_notifies(pc->c, name);
+        err = claim(q, pc, lq, max, vis, out, n, detail);
+        if (err || *n > 0)
+            break;
+        uint64_t now = wb__now_ms();
+        if (now >= deadline)
+            break;
+        long long wake = (long long)(deadline - now);
+        long long next = next_visible_ms(q, pc, name);
+        if (next >= 0 && next < wake)
+            wake = next;
+        /* Sleep on the socket until our queue is notified or it is time. */
+        for (;;) {
+            struct pollfd pfd = {.fd = PQsocket(pc->c), .events = POLLIN};
+            if (pfd.fd < 0)
+                break;
+            int rc = poll(&pfd, 1, (int)(wake < 0 ? 0 : wake));
+            if (rc < 0 && errno == EINTR)
+                continue;
+            if (rc <= 0)
+                break;
+            if (drain_notifies(pc->c, name) || PQstatus(pc->c) != CONNECTION_OK)
+                break;
+            now = wb__now_ms();
+            if (now >= deadline)
+                break;
+            wake = (long long)(deadline - now) < wake ? (long long)(deadline - now) : wake;
+        }
+        if (PQstatus(pc->c) != CONNECTION_OK)
+            pc->ready = false;
+    }
+    release(q, pc);
+    return err;
+}
+
+/* ---- delete, visibility, counts ------------------------------------------ */
+
+/* "<id>.<token>", both decimal. */
+static bool parse_receipt(const char *r, uint64_t *id, uint64_t *tok)
+{
+    char *end;
+    errno = 0;
+    if (*r < '0' || *r > '9')
+        return false;
+    *id = strtoull(r, &end, 10);
+    if (errno || *end != '.' || end[1] < '0' || end[1] > '9')
+        return false;
+    *tok = strtoull(end + 1, &end, 10);
+    return !errno && *end == '\0';
+}
+
+static wb_err pg_delete_batch(void *priv, wb_logical_queue lq, const char *const *receipts,
+                              size_t n, wb_err *results, char **detail)
+{
+    pgq *q = priv;
+    wb__buf ids = WB__BUF_INIT, toks = WB__BUF_INIT;
+    wb__buf_putc(&ids, '{');
+    wb__buf_putc(&toks, '{');
+    size_t good = 0;
+    wb_err first_bad = WB_OK;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t id, tok;
+        if (!parse_receipt(receipts[i], &id, &tok)) {
+            results[i] = WB_ERR_INVALID_ARGUMENT;
+            if (!first_bad) {
+                first_bad = WB_ERR_INVALID_ARGUMENT;
+                *detail = wb__asprintf("receipt %zu is not a PostgreSQL queue receipt "
+                                       "(<id>.<token>, as wb_queue_receive() gives)",
+                                       i);
+            }
+            continue;
+        }
+        results[i] = WB_OK;
+        array_uint(&ids, id, good == 0);
+        array_uint(&toks, tok, good == 0);
+        good++;
+    }
+    wb__buf_putc(&ids, '}');
+    wb__buf_putc(&toks, '}');
+    wb_err err = WB_OK;
+    if (good && !ids.failed && !toks.failed) {
+        const char *vals[] = {wb_logical_queue_name(lq), ids.data, toks.data};
+        pgconn *pc = acquire(q);
+        char *d = NULL;
+        PGresult *r = pc ? run(q, pc, ST_DELETE, 3, vals, PGRES_TUPLES_OK, &err, &d) : NULL;
+        if (!pc)
+            err = WB_ERR_NO_MEMORY;
+        PQclear(r);
+        release(q, pc);
+        if (err) {
+            for (size_t i = 0; i < n; i++)
+                results[i] = results[i] ? results[i] : err;
+            free(*detail);
+            *detail = d;
+        }
+    } else if (ids.failed || toks.failed) {
+        err = WB_ERR_NO_MEMORY;
+    }
+    /* A receipt that matches nothing (deleted already, or the message was
+     * received again since) succeeds without deleting, as with SQS. */
+    wb__buf_free(&ids);
+    wb__buf_free(&toks);
+    return err ? err : first_bad;
+}
+
+static wb_err pg_change_visibility(void *priv, wb_logical_queue lq, const char *receipt,
+                                   unsigned visibility_s, char **detail)
+{
+    pgq *q = priv;
+    uint64_t id, tok;
+    if (!parse_receipt(receipt, &id, &tok)) {
+        *detail = wb__strdup("not a PostgreSQL queue receipt (<id>.<token>, as "
+                             "wb_queue_receive() gives)");
+        return WB_ERR_INVALID_ARGUMENT;
+    }
+    char sid[24], stok[24], svis[16];
+    snprintf(sid, sizeof sid, "%" PRIu64, id);
+    snprintf(stok, sizeof stok, "%" PRIu64, tok);
+    snprintf(svis, sizeof svis, "%u", visibility_s);
+    const char *vals[] = {wb_logical_queue_name(lq), sid, stok, svis};
+    pgconn *pc = acquire(q);
+    if (!pc)
+        return WB_ERR_NO_MEMORY;
+    wb_err err = WB_OK;
+    PGresult *r = run(q, pc, ST_VISIBILITY, 4, vals, PGRES_TUPLES_OK, &err, detail);
+    if (r && PQntuples(r) == 0) {
+        err = WB_ERR_NOT_FOUND;
+        *detail = wb__asprintf("message %s of %s is not in flight with this receipt: its "
+                               "visibility timeout ran out, or it was deleted or received again",
+                               sid, wb_logical_queue_name(lq));
+    }
+    PQclear(r);
+    release(q, pc);
+    return err;
+}
+
+static wb_err pg_counts(void *priv, wb_logical_queue lq, wb_queue_counts *out, char **detail)
+{
+    pgq *q = priv;
+    const char *vals[] = {wb_logical_queue_name(lq)};
+    pgconn *pc = acquire(q);
+    if (!pc)
+        return WB_ERR_NO_MEMORY;
+    wb_err err = WB_OK;
+    PGresult *r = run(q, pc, ST_COUNTS, 1, vals, PGRES_TUPLES_OK, &err, detail);
+    if (r) {
+        out->visible = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
+        out->in_flight = strtoull(PQgetvalue(r, 0, 1), NULL, 10);
+        out->delayed = strtoull(PQgetvalue(r, 0, 2), NULL, 10);
+    }
+    PQclear(r);
+    release(q, pc);
+    return err;
+}
+
+/* ---- open, migrations, close ------------------------------------------- */
+
+static wb_err exec_simple(PGconn *c, const char *sql, const char *what, char **detail)
+{
+    PGresult *r = PQexec(c, sql);
+    ExecStatusType s = PQresultStatus(r);
+    bool ok = s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK;
+    if (!ok)
+        *detail = describe(c, r, what);
+    PQclear(r);
+    return ok ? WB_OK : WB_ERR_BACKEND;
+}
+
+int wb__pg_schema_version_known(void)
+{
+    return wb_pg_migrations[WB__ARRAY_LEN(wb_pg_migrations) - 1].version;
+}
+
+wb_err wb__pg_migrate(PGconn *c, int *from, int *to, char **detail)
+{
+    char lock[96];
+    snprintf(lock, sizeof lock, "SELECT pg_advisory_xact_lock(%lld)", WB_PG_MIGRATION_LOCK);
+    wb_err err = exec_simple(c, "BEGIN", "starting the migration", detail);
+    if (!err)
+        err = exec_simple(c, lock, "taking the migration lock", detail);
+    if (!err)
+        err = exec_simple(c,
+                          "CREATE TABLE IF NOT EXISTS workerbus_schema (version integer PRIMARY "
+                          "KEY, description text NOT NULL, applied_at timestamptz NOT NULL "
+                          "DEFAULT now())",
+                          "creating workerbus_schema", detail);
+    int current = 0;
+    if (!err) {
+        PGresult *r = PQexec(c, "SELECT coalesce(max(version), 0) FROM workerbus_schema");
+        if (PQresultStatus(r) == PGRES_TUPLES_OK)
+            current = atoi(PQgetvalue(r, 0, 0));
+        else {
+            *detail = describe(c, r, "reading workerbus_schema");
+            err = WB_ERR_BACKEND;
+        }
+        PQclear(r);
+    }
+    int known = wb__pg_schema_version_known();
+    if (!err && current > known) {
+        *detail = wb__asprintf("the database's queue schema is at version %d; this workerbus "
+                               "knows versions up to %d: upgrade workerbus",
+                               current, known);
+        err = WB_ERR_STATE;
+    }
+    for (size_t i = 0; !err && i < WB__ARRAY_LEN(wb_pg_migrations); i++) {
+        const struct wb_pg_migration *m = &wb_pg_migrations[i];
+        if (m->version <= current)
+            continue;
+        char what[128];
+        snprintf(what, sizeof what, "migration %d (%s)", m->version, m->description);
+        err = exec_simple(c, m->sql, what, detail);
+        if (!err) {
+            char vs[16];
+            snprintf(vs, sizeof vs, "%d", m->version);
+            const char *vals[] = {vs, m->description};
+            PGresult *r = PQexecParams(c,
+                                       "INSERT INTO workerbus_schema (version, description) "
+                                       "VALUES ($1, $2)",
+                                       2, NULL, vals, NULL, NULL, 0);
+            if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+                *detail = describe(c, r, what);
+                err = WB_ERR_BACKEND;
+            }
+            PQclear(r);
+            if (!err)
+                wb__log(WB_LOG_INFO, "queue", "applied %s", what);
+        }
+    }
+    if (err) {
+        PQclear(PQexec(c, "ROLLBACK"));
+        return err;
+    }
+    err = exec_simple(c, "COMMIT", "committing the migration", detail);
+    if (from)
+        *from = current;
+    if (to)
+        *to = current > known ? current : known;
+    return err;
+}
+
+static wb_err pg_open(void *priv, const wb_config *cfg, const wb_queue_opts *opts, char **detail)
+{
+    pgq *q = priv;
+    const char *url = wb_config_database_url(cfg);
+    if (!url || !*url) {
+        *detail = wb__strdup("DATABASE_URL is not set; the postgres queue needs it");
+        return WB_ERR_CONFIG;
+    }
+    q->url = wb__strdup(url);
+    if (!q->url)
+        return WB_ERR_NO_MEMORY;
+    q->opts = *opts;
+    pthread_mutex_init(&q->lock, NULL);
+    pthread_cond_init(&q->cond, NULL);
+    pthread_mutex_init(&q->co_lock, NULL);
+    pthread_cond_init(&q->co_cond, NULL);
+    atomic_store(&q->next_housekeeping, 0);
+
+    char *d = NULL;
+    PGconn *c = connect_db(url, &d);
+    wb_err err = WB_OK;
+    if (!c) {
+        /* The message names DATABASE_URL without its password. */
+        wb__buf b = WB__BUF_INIT;
+        wb__buf_puts(&b, "DATABASE_URL (");
+        wb__redact_conninfo(&b, url, strlen(url));
+        wb__buf_puts(&b, "): ");
+        wb__buf_puts(&b, d ? d : "");
+        free(d);
+        *detail = wb__buf_take(&b);
+        err = WB_ERR_CONNECTION_LOST;
+    } else {
+        err = wb__pg_migrate(c, NULL, NULL, detail);
+        /* Keep the connection: the first operation will use it. */
+        pgconn *pc = calloc(1, sizeof *pc);
+        if (!err && pc) {
+            pc->c = c;
+            if (prepare_all(pc, detail)) {
+                q->idle = pc;
+                q->total = 1;
+                return WB_OK;
+            }
+            err = WB_ERR_BACKEND;
+        }
+        free(pc);
+        PQfinish(c);
+        if (!err)
+            err = WB_ERR_NO_MEMORY;
+    }
+    free(q->url);
+    pthread_mutex_destroy(&q->lock);
+    pthread_cond_destroy(&q->cond);
+    pthread_mutex_destroy(&q->co_lock);
+    pthread_cond_destroy(&q->co_cond);
+    return err;
+}
+
+static void pg_close(void *priv)
+{
+    pgq *q = priv;
+    while (q->idle) {
+        pgconn *pc = q->idle;
+        q->idle = pc->next;
+        if (pc->c)
+            PQfinish(pc->c);
+        free(pc);
+    }
+    free(q->url);
+    pthread_mutex_destroy(&q->lock);
+    pthread_cond_destroy(&q->cond);
+    pthread_mutex_destroy(&q->co_lock);
+    pthread_cond_destroy(&q->co_cond);
+}
+
+const wb__queue_ops wb__postgres_queue_ops = {
+    .version = WB__QUEUE_OPS_VERSION,
+    .name = "postgres",
+    .priv_size = sizeof(pgq),
+    .open = pg_open,
+    .send_batch = pg_send_batch,
+    .receive = pg_receive,
+    .delete_batch = pg_delete_batch,
+    .change_visibility = pg_change_visibility,
+    .counts = pg_counts,
+    .close = pg_close,
+};
