@@ -70,6 +70,8 @@ console.log(line);
 
 const stop = () => {
   server.close(() => process.exit(0));
+  // idle keep-alive connections would hold close() up
+  if (typeof server.closeAllConnections === "function") server.closeAllConnections();
   setTimeout(() => process.exit(0), 2000).unref();
 };
 process.on("SIGTERM", stop);
