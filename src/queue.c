@@ -19,8 +19,7 @@ struct wb_queue {
 
 static wb__registry backends = {
     .lock = PTHREAD_MUTEX_INITIALIZER,
-    .builtin = {[WB_QUEUE_SQS] = &wb__sqs_queue_ops,
-                [WB_QUEUE_POSTGRES] = &wb__postgres_queue_ops},
+    .builtin = {[WB_QUEUE_SQS] = &wb__sqs_queue_ops, [WB_QUEUE_POSTGRES] = &wb__postgres_queue_ops},
 };
 
 wb_err wb__queue_ops_check(const wb__queue_ops *ops, char **detail)

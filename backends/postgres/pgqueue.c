@@ -184,6 +184,15 @@ static const struct {
                          " SELECT (SELECT count(*) FROM a), (SELECT count(*) FROM b)"},
 };
 
+const char *wb__pg_statement(const char *name)
+{
+    for (int i = 0; i < ST__COUNT; i++) {
+        if (strcmp(statements[i].name, name) == 0)
+            return statements[i].sql;
+    }
+    return NULL;
+}
+
 /* ---- errors ----------------------------------------------------------- */
 
 static bool is_transient(PGconn *c, const PGresult *r)

@@ -1,0 +1,348 @@
+/* The PostgreSQL queue against raw SQL, in the same run, on the same server
+ * (fsync and synchronous_commit on), alternating which goes first.
+ *
+ * The raw baseline runs the very statements the backend prepares (the
+ * INSERT ... unnest, the SKIP LOCKED claim, the DELETE ... unnest) through
+ * plain libpq: one connection per thread, no pool, no coalescing, no
+ * retries. workerbus runs through wb_queue_* with one handle shared by all
+ * threads, as a server would.
+ *
+ * Each measure runs for a fixed time and counts messages; the table gives
+ * the median of the rounds.
+ *
+ * Usage: bench-queue DATABASE_URL [seconds per measure] [rounds] */
+#include <libpq-fe.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "pgqueue.h"
+#include "workerbus/workerbus.h"
+
+static const char *db_url;
+static double seconds = 3.0;
+static wb_queue *wq;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void die(const char *what, const char *why)
+{
+    fprintf(stderr, "bench-queue: %s: %s\n", what, why ? why : "failed");
+    exit(1);
+}
+
+static PGconn *raw_connect(void)
+{
+    PGconn *c = PQconnectdb(db_url);
+    if (PQstatus(c) != CONNECTION_OK)
+        die("connect", PQerrorMessage(c));
+    const char *names[] = {"wb_send", "wb_claim", "wb_delete"};
+    for (size_t i = 0; i < 3; i++) {
+        PGresult *r = PQprepare(c, names[i], wb__pg_statement(names[i]), 0, NULL);
+        if (PQresultStatus(r) != PGRES_COMMAND_OK)
+            die("prepare", PQerrorMessage(c));
+        PQclear(r);
+    }
+    return c;
+}
+
+static void raw_exec(PGconn *c, const char *sql)
+{
+    PGresult *r = PQexec(c, sql);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
+        die(sql, PQerrorMessage(c));
+    PQclear(r);
+}
+
+/* Array literals of n rows of the benchmark's message. */
+static void send_arrays(unsigned n, char *q, char *b, char *d, char *r, size_t cap)
+{
+    size_t lq = 0, lb = 0, ld = 0, lr = 0;
+    for (unsigned i = 0; i < n; i++) {
+        const char *sep = i ? "," : "{";
+        lq += (size_t)snprintf(q + lq, cap - lq, "%s\"async-jobs\"", sep);
+        lb += (size_t)snprintf(b + lb, cap - lb, "%s\"{\\\"job\\\":%u}\"", sep, i);
+        ld += (size_t)snprintf(d + ld, cap - ld, "%s0", sep);
+        lr += (size_t)snprintf(r + lr, cap - lr, "%s345600", sep);
+    }
+    snprintf(q + lq, cap - lq, "}");
+    snprintf(b + lb, cap - lb, "}");
+    snprintf(d + ld, cap - ld, "}");
+    snprintf(r + lr, cap - lr, "}");
+}
+
+static void raw_send(PGconn *c, unsigned n)
+{
+    static _Thread_local char q[8192], b[8192], d[4096], r[4096];
+    static _Thread_local unsigned made;
+    if (made != n) {
+        send_arrays(n, q, b, d, r, sizeof q < sizeof d ? sizeof q : sizeof d);
+        made = n;
+    }
+    const char *vals[] = {q, b, d, r};
+    PGresult *res = PQexecPrepared(c, "wb_send", 4, vals, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || (unsigned)PQntuples(res) != n)
+        die("raw send", PQerrorMessage(c));
+    PQclear(res);
+}
+
+/* Claims up to n and deletes them; returns how many. */
+static unsigned raw_claim_delete(PGconn *c, unsigned n)
+{
+    char sn[16];
+    snprintf(sn, sizeof sn, "%u", n);
+    const char *vals[] = {"async-jobs", sn, "300", "3", "dlq"};
+    PGresult *r = PQexecPrepared(c, "wb_claim", 5, vals, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+        die("raw claim", PQerrorMessage(c));
+    int rows = PQntuples(r);
+    if (rows == 0) {
+        PQclear(r);
+        return 0;
+    }
+    char ids[512] = "{", toks[512] = "{";
+    size_t li = 1, lt = 1;
+    for (int i = 0; i < rows; i++) {
+        li +=
+            (size_t)snprintf(ids + li, sizeof ids - li, "%s%s", i ? "," : "", PQgetvalue(r, i, 0));
+        lt += (size_t)snprintf(toks + lt, sizeof toks - lt, "%s%s", i ? "," : "",
+                               PQgetvalue(r, i, 2));
+    }
+    snprintf(ids + li, sizeof ids - li, "}");
+    snprintf(toks + lt, sizeof toks - lt, "}");
+    PQclear(r);
+    const char *dv[] = {"async-jobs", ids, toks};
+    r = PQexecPrepared(c, "wb_delete", 3, dv, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+        die("raw delete", PQerrorMessage(c));
+    PQclear(r);
+    return (unsigned)rows;
+}
+
+static void wb_send_n(unsigned n)
+{
+    wb_queue_entry e[10];
+    char bodies[10][32];
+    for (unsigned i = 0; i < n; i++) {
+        snprintf(bodies[i], sizeof bodies[i], "{\"job\":%u}", i);
+        e[i] = (wb_queue_entry){.body = bodies[i], .body_len = strlen(bodies[i])};
+    }
+    wb_err err = n == 1 ? wb_queue_send(wq, WB_LQ_ASYNC_JOBS, e, NULL)
+                        : wb_queue_send_batch(wq, WB_LQ_ASYNC_JOBS, e, n, NULL);
+    if (err)
+        die("workerbus send", wb_queue_last_error(wq));
+}
+
+static unsigned wb_claim_delete(unsigned n)
+{
+    wb_queue_message *m = NULL;
+    size_t got = 0;
+    if (wb_queue_receive(wq, WB_LQ_ASYNC_JOBS, n, 0, 300, &m, &got))
+        die("workerbus receive", wb_queue_last_error(wq));
+    if (!got)
+        return 0;
+    const char *r[10];
+    for (size_t i = 0; i < got; i++)
+        r[i] = m[i].receipt;
+    if (wb_queue_delete_batch(wq, WB_LQ_ASYNC_JOBS, r, got, NULL))
+        die("workerbus delete", wb_queue_last_error(wq));
+    wb_queue_messages_free(m, got);
+    return (unsigned)got;
+}
+
+/* ---- a measure: T threads doing one kind of operation for `seconds` ------- */
+
+typedef enum { SEND, CLAIM } op_kind;
+
+typedef struct job {
+    bool raw;
+    op_kind kind;
+    unsigned batch;
+    double until;
+    atomic_uint_fast64_t *count;
+} job;
+
+static void *worker(void *arg)
+{
+    job *j = arg;
+    PGconn *c = j->raw ? raw_connect() : NULL;
+    uint64_t n = 0;
+    while (now_s() < j->until) {
+        unsigned k;
+        if (j->kind == SEND) {
+            if (j->raw)
+                raw_send(c, j->batch);
+            else
+                wb_send_n(j->batch);
+            k = j->batch;
+        } else {
+            k = j->raw ? raw_claim_delete(c, j->batch) : wb_claim_delete(j->batch);
+            if (!k)
+                die("claim", "the queue ran dry: preload more messages");
+        }
+        n += k;
+    }
+    atomic_fetch_add(j->count, n);
+    if (c)
+        PQfinish(c);
+    return NULL;
+}
+
+static PGconn *admin;
+
+static void reset_queue(void)
+{
+    raw_exec(admin, "TRUNCATE message_queue_messages, message_queue_deduplications");
+}
+
+/* Enough messages for a claim measure: rate guess x seconds x 2. */
+static void preload(unsigned messages)
+{
+    char *q = malloc(1 << 20), *b = malloc(1 << 20), *d = malloc(1 << 20), *r = malloc(1 << 20);
+    unsigned chunk = 2000;
+    send_arrays(chunk, q, b, d, r, 1 << 20);
+    const char *vals[] = {q, b, d, r};
+    for (unsigned done = 0; done < messages; done += chunk) {
+        PGresult *res = PQexecPrepared(admin, "wb_send", 4, vals, NULL, NULL, 0);
+        if (PQresultStatus(res) != PGRES_TUPLES_OK)
+            die("preload", PQerrorMessage(admin));
+        PQclear(res);
+    }
+    raw_exec(admin, "VACUUM ANALYZE message_queue_messages");
+    free(q);
+    free(b);
+    free(d);
+    free(r);
+}
+
+static double measure(bool raw, op_kind kind, unsigned batch, unsigned threads)
+{
+    reset_queue();
+    if (kind == CLAIM)
+        preload(batch == 1 ? 40000 : 160000);
+    atomic_uint_fast64_t count = 0;
+    pthread_t t[32];
+    job j = {raw, kind, batch, 0, &count};
+    double start = now_s();
+    j.until = start + seconds;
+    for (unsigned i = 0; i < threads; i++)
+        pthread_create(&t[i], NULL, worker, &j);
+    for (unsigned i = 0; i < threads; i++)
+        pthread_join(t[i], NULL);
+    return (double)atomic_load(&count) / (now_s() - start);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, unsigned n)
+{
+    qsort(v, n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2)
+        die("usage", "bench-queue DATABASE_URL [seconds] [rounds]");
+    db_url = argv[1];
+    if (argc > 2)
+        seconds = atof(argv[2]);
+    unsigned rounds = argc > 3 ? (unsigned)atoi(argv[3]) : 3;
+    if (rounds < 1 || rounds > 15 || seconds <= 0)
+        die("usage", "seconds > 0, rounds 1-15");
+
+    /* a builtin+postgres configuration needs a PKI to validate */
+    char dir[] = "/tmp/wbbenchq-XXXXXX";
+    if (!mkdtemp(dir))
+        die("mkdtemp", NULL);
+    char pki[128], run[128], pk[160], rn[160], url[600];
+    snprintf(pki, sizeof pki, "%s/pki", dir);
+    snprintf(run, sizeof run, "%s/run", dir);
+    const char *hosts[] = {"127.0.0.1", NULL};
+    wb_pki_init_opts po = WB_PKI_INIT_OPTS_INIT;
+    po.broker_hosts = hosts;
+    char *d = NULL;
+    if (wb_pki_init(pki, &po, &d))
+        die("pki", d);
+    snprintf(pk, sizeof pk, "MQTT_BROKER_BUILTIN_PKI_DIR=%s", pki);
+    snprintf(rn, sizeof rn, "MQTT_BROKER_BUILTIN_RUNTIME_DIR=%s", run);
+    snprintf(url, sizeof url, "DATABASE_URL=%s", db_url);
+    const char *env[] = {"MQTT_BROKER_TYPE=builtin",
+                         "MQTT_BROKER_ENDPOINT=tls://127.0.0.1:8883",
+                         pk,
+                         rn,
+                         "MESSAGE_QUEUE_TYPE=postgres",
+                         url,
+                         NULL};
+    wb_config_load_opts lo = WB_CONFIG_LOAD_OPTS_INIT;
+    lo.env = env;
+    wb_config *cfg = NULL;
+    wb_config_report *rep = NULL;
+    if (wb_config_load(&lo, &cfg, &rep))
+        die("config", wb_config_report_format(rep, WB_REPORT_PROBLEMS));
+    wb_config_report_free(rep);
+    if (wb_queue_open(cfg, NULL, &wq))
+        die("open", wb_queue_last_error(NULL));
+    admin = raw_connect();
+    PGresult *sr = PQexec(admin, "SELECT current_setting('fsync'), "
+                                 "current_setting('synchronous_commit'), version()");
+    fprintf(stderr, "bench-queue: fsync=%s synchronous_commit=%s, %.40s\n", PQgetvalue(sr, 0, 0),
+            PQgetvalue(sr, 0, 1), PQgetvalue(sr, 0, 2));
+    PQclear(sr);
+
+    static const struct {
+        const char *label;
+        op_kind kind;
+        unsigned batch, threads, raw_threads;
+    } rows[] = {
+        {"send, single, 1 thread", SEND, 1, 1, 1},
+        {"send, batches of 10, 1 thread", SEND, 10, 1, 1},
+        {"claim+delete, single, 1 consumer", CLAIM, 1, 1, 1},
+        {"claim+delete, batches of 10, 1 consumer", CLAIM, 10, 1, 1},
+        {"claim+delete, single, 4 consumers", CLAIM, 1, 4, 4},
+        {"claim+delete, batches of 10, 4 consumers", CLAIM, 10, 4, 4},
+        {"send, single, 4 threads (raw: 4 connections)", SEND, 1, 4, 4},
+        {"send, single, 16 threads (raw: 16 connections)", SEND, 1, 16, 16},
+        {"send, single, 16 threads vs raw single-row on 1 connection", SEND, 1, 16, 1},
+    };
+    printf("| measure (messages/s, median of %u rounds of %.0f s) | workerbus | raw SQL "
+           "| workerbus / raw |\n|---|---|---|---|\n",
+           rounds, seconds);
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        double w[15], r[15];
+        for (unsigned k = 0; k < rounds; k++) {
+            bool raw_first = k % 2 == 1;
+            if (raw_first)
+                r[k] = measure(true, rows[i].kind, rows[i].batch, rows[i].raw_threads);
+            w[k] = measure(false, rows[i].kind, rows[i].batch, rows[i].threads);
+            if (!raw_first)
+                r[k] = measure(true, rows[i].kind, rows[i].batch, rows[i].raw_threads);
+            fprintf(stderr, "bench-queue: %s round %u: workerbus %.0f, raw %.0f\n", rows[i].label,
+                    k + 1, w[k], r[k]);
+        }
+        double mw = median(w, rounds), mr = median(r, rounds);
+        printf("| %s | %.0f | %.0f | %.1f%% |\n", rows[i].label, mw, mr, 100.0 * mw / mr);
+        fflush(stdout);
+    }
+    wb_queue_close(wq);
+    wb_config_free(cfg);
+    PQfinish(admin);
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "bench-queue: could not remove %s\n", dir);
+    return 0;
+}
