@@ -10,7 +10,8 @@
  * Each measure runs for a fixed time and counts messages; the table gives
  * the median of the rounds.
  *
- * Usage: bench-queue DATABASE_URL [seconds per measure] [rounds] */
+ * Usage: bench-queue DATABASE_URL [seconds per measure] [rounds] [filter]
+ * (filter: run only the measures whose label contains it) */
 #include <libpq-fe.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -321,7 +322,10 @@ int main(int argc, char **argv)
     printf("| measure (messages/s, median of %u rounds of %.0f s) | workerbus | raw SQL "
            "| workerbus / raw |\n|---|---|---|---|\n",
            rounds, seconds);
+    const char *filter = argc > 4 ? argv[4] : NULL;
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        if (filter && !strstr(rows[i].label, filter))
+            continue;
         double w[15], r[15];
         for (unsigned k = 0; k < rounds; k++) {
             bool raw_first = k % 2 == 1;
