@@ -10,10 +10,9 @@
 #include <unistd.h>
 
 #include "aws_creds.h"
-#include "http.h"
+#include "fake_aws.h"
 
 static char home[64];
-static pid_t fake_pid;
 static unsigned fake_port;
 
 static void clean_env(void)
@@ -43,43 +42,9 @@ static void clean_env(void)
     setenv("AWS_EC2_METADATA_DISABLED", "true", 1);
 }
 
-static void start_fake(const char *expires_in)
-{
-    int fds[2];
-    cr_assert_eq(pipe(fds), 0);
-    fake_pid = fork();
-    if (fake_pid == 0) {
-        dup2(fds[1], 1);
-        close(fds[0]);
-        char path[1024];
-        snprintf(path, sizeof path, "%s/tests/unit/data/fake_aws.py",
-                 getenv("WB_SOURCE_ROOT") ? getenv("WB_SOURCE_ROOT") : ".");
-        execlp("python3", "python3", path, "--expires-in", expires_in, (char *)NULL);
-        _exit(127);
-    }
-    close(fds[1]);
-    /* the whole first line: closing early would break the writer's pipe */
-    char line[32] = "";
-    size_t n = 0;
-    while (n < sizeof line - 1 && !strchr(line, '\n')) {
-        ssize_t r = read(fds[0], line + n, sizeof line - 1 - n);
-        if (r <= 0)
-            break;
-        n += (size_t)r;
-        line[n] = '\0';
-    }
-    close(fds[0]);
-    cr_assert(strchr(line, '\n'), "the fake AWS endpoints did not start");
-    fake_port = (unsigned)atoi(line);
-    cr_assert_gt(fake_port, 0);
-}
-
 static void teardown(void)
 {
-    if (fake_pid > 0) {
-        kill(fake_pid, SIGKILL);
-        fake_pid = 0;
-    }
+    wbt_fake_aws_stop();
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", home);
     if (system(cmd) != 0)
@@ -187,7 +152,7 @@ Test(creds, a_named_profile_that_does_not_exist)
 
 Test(creds, web_identity_through_sts)
 {
-    start_fake("3600");
+    fake_port = wbt_fake_aws_start("3600");
     char tf[160], url[64];
     snprintf(tf, sizeof tf, "%s/token", home);
     write_file(tf, "web-identity-jwt\n");
@@ -200,7 +165,7 @@ Test(creds, web_identity_through_sts)
 
 Test(creds, web_identity_refused_says_so)
 {
-    start_fake("3600");
+    fake_port = wbt_fake_aws_start("3600");
     char tf[160], url[64];
     snprintf(tf, sizeof tf, "%s/token", home);
     write_file(tf, "a-forged-token");
@@ -214,7 +179,7 @@ Test(creds, web_identity_refused_says_so)
 
 Test(creds, container_credentials_with_a_token_file)
 {
-    start_fake("3600");
+    fake_port = wbt_fake_aws_start("3600");
     char url[96], tf[160];
     snprintf(url, sizeof url, "http://127.0.0.1:%u/container/creds", fake_port);
     snprintf(tf, sizeof tf, "%s/ecs-token", home);
@@ -233,7 +198,7 @@ Test(creds, container_full_uri_must_be_local_or_https)
 
 Test(creds, imds_v2)
 {
-    start_fake("3600");
+    fake_port = wbt_fake_aws_start("3600");
     char url[64];
     snprintf(url, sizeof url, "http://127.0.0.1:%u", fake_port);
     unsetenv("AWS_EC2_METADATA_DISABLED");
@@ -252,27 +217,10 @@ Test(creds, nothing_found_lists_what_was_tried)
     cr_assert(strstr(m, "IMDSv2"), "%s", m);
 }
 
-static int stats_count(const char *path)
-{
-    wb__http *h = wb__http_new();
-    char url[96];
-    snprintf(url, sizeof url, "http://127.0.0.1:%u/stats", fake_port);
-    wb__http_response r;
-    char *d = NULL;
-    cr_assert_eq(wb__http_request(h, "GET", url, NULL, NULL, 0, 1000, 2000, &r, &d), WB_OK);
-    char key[128];
-    snprintf(key, sizeof key, "\"%s\": ", path);
-    const char *at = strstr(r.body, key);
-    int n = at ? atoi(at + strlen(key)) : 0;
-    wb__http_response_free(&r);
-    wb__http_free(h);
-    return n;
-}
-
 /* Cached while valid; fetched again once within 5 minutes of expiring. */
 static int fetches_for_two_gets(const char *expires_in)
 {
-    start_fake(expires_in);
+    fake_port = wbt_fake_aws_start(expires_in);
     char url[96];
     snprintf(url, sizeof url, "http://127.0.0.1:%u/container/creds", fake_port);
     setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", url, 1);
@@ -285,7 +233,7 @@ static int fetches_for_two_gets(const char *expires_in)
         wb__aws_creds_clear(&c);
     }
     wb__aws_provider_free(p);
-    return stats_count("/container/creds");
+    return wbt_fake_aws_count("/container/creds");
 }
 
 Test(creds, cached_while_valid)

@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
-"""Loopback stand-ins for the AWS credential endpoints that cannot run here:
-IMDSv2, the container credentials agent and STS AssumeRoleWithWebIdentity.
-Prints its port on the first line, then serves until killed. GET /stats
-answers how many times each path was asked. Used by tests/unit/test_aws_creds.c.
+"""Loopback stand-ins for the AWS endpoints that cannot run here: IMDSv2, the
+container credentials agent, STS AssumeRoleWithWebIdentity, and an SQS JSON
+endpoint that misbehaves on purpose (throttling, 5xx, refusals) to exercise
+retries and error reporting. Prints its port on the first line, then serves
+until killed. GET /stats answers how many times each path (or SQS action)
+was asked. Used by tests/unit/test_aws_creds.c and test_sqs_errors.c.
 
   fake_aws.py [--expires-in SECONDS]"""
+import hashlib
 import json
 import sys
 import threading
@@ -70,10 +73,48 @@ class Handler(BaseHTTPRequestHandler):
             return self.reply(200, self.creds("CONTAINER"))
         self.reply(404, "not found", "text/plain")
 
+    def sqs(self, action, body):
+        with LOCK:
+            COUNTS[action] = COUNTS.get(action, 0) + 1
+            calls = COUNTS[action]
+            if not self.headers.get("Authorization", "").startswith("AWS4-HMAC-SHA256 Credential="):
+                COUNTS["unsigned"] = COUNTS.get("unsigned", 0) + 1
+        req = json.loads(body or "{}")
+        if action == "GetQueueAttributes":
+            return self.reply(200, json.dumps({"Attributes": {"ApproximateNumberOfMessages": "7",
+                                                              "ApproximateNumberOfMessagesNotVisible": "2",
+                                                              "ApproximateNumberOfMessagesDelayed": "1"}}),
+                              "application/x-amz-json-1.0")
+        if action == "SendMessageBatch":
+            first = req["Entries"][0]["MessageBody"]
+            if first == "reject-me":
+                return self.reply(400, json.dumps({"__type": "com.amazonaws.sqs#InvalidParameterValue",
+                                                   "message": "the message was refused on purpose"}),
+                                  "application/x-amz-json-1.0")
+            if first == "always-503":
+                return self.reply(503, "<html>unavailable</html>", "text/html")
+            if first == "flaky" and calls <= 2:
+                if calls == 1:
+                    return self.reply(503, "<html>unavailable</html>", "text/html")
+                return self.reply(400, json.dumps({"__type": "com.amazonaws.sqs#RequestThrottled",
+                                                   "message": "slow down"}),
+                                  "application/x-amz-json-1.0")
+            ok = [{"Id": e["Id"], "MessageId": "fake-%d-%s" % (calls, e["Id"]),
+                   "MD5OfMessageBody": hashlib.md5(e["MessageBody"].encode()).hexdigest()}
+                  for e in req["Entries"]]
+            return self.reply(200, json.dumps({"Successful": ok, "Failed": []}),
+                              "application/x-amz-json-1.0")
+        self.reply(400, json.dumps({"__type": "com.amazonaws.sqs#UnsupportedOperation",
+                                    "message": action}), "application/x-amz-json-1.0")
+
     def do_POST(self):
-        self.count()
         n = int(self.headers.get("Content-Length") or 0)
-        form = urllib.parse.parse_qs(self.rfile.read(n).decode())
+        raw = self.rfile.read(n).decode()
+        target = self.headers.get("X-Amz-Target", "")
+        if target.startswith("AmazonSQS."):
+            return self.sqs(target.split(".", 1)[1], raw)
+        self.count()
+        form = urllib.parse.parse_qs(raw)
         if (form.get("Action") == ["AssumeRoleWithWebIdentity"]
                 and form.get("WebIdentityToken") == ["web-identity-jwt"]
                 and form.get("RoleArn") == ["arn:aws:iam::123456789012:role/workerbus"]):

@@ -1,0 +1,96 @@
+/* The SQS backend against an endpoint that misbehaves on purpose
+ * (tests/unit/data/fake_aws.py): retries on 5xx and throttling, SQS's own
+ * error code and message in the error, no retry of a refusal, every request
+ * signed. The happy paths run against the SQS stand-in in the conformance
+ * suite. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fake_aws.h"
+#include "helpers.h"
+
+static wb_config *cfg;
+static wb_queue *q;
+
+static void setup(void)
+{
+    unsigned port = wbt_fake_aws_start("3600");
+    unsetenv("AWS_ENDPOINT_URL_SQS");
+    unsetenv("AWS_ENDPOINT_URL");
+    setenv("AWS_ACCESS_KEY_ID", "AKIDFAKE", 1);
+    setenv("AWS_SECRET_ACCESS_KEY", "fake-secret", 1);
+    static const char *const vars[] = {"ASYNC",    "ASYNC_FIFO",   "CRONJOBS", "DLQ",
+                                       "DLQ_FIFO", "EVENTS_INBOX", "IOT",      "WEBHOOKS"};
+    static const char *const names[] = {"async-jobs", "async-jobs.fifo", "cronjobs", "dlq",
+                                        "dlq.fifo",   "events-inbox",    "iot",      "webhooks"};
+    static char kv[8][160];
+    const char *over[10];
+    for (int i = 0; i < 8; i++) {
+        snprintf(kv[i], sizeof kv[i],
+                 "MESSAGE_QUEUE_SQS_%s_URL=http://127.0.0.1:%u/000000000000/%s", vars[i], port,
+                 names[i]);
+        over[i] = kv[i];
+    }
+    over[8] = "AWS_REGION=us-east-1";
+    over[9] = NULL;
+    wb_config_report *rep = NULL;
+    wb_err err = wbt_load(wbt_base_builtin_sqs, over, &cfg, &rep);
+    if (err)
+        wbt_dump(rep);
+    wb_config_report_free(rep);
+    cr_assert_eq(err, WB_OK);
+    cr_assert_eq(wb_queue_open(cfg, NULL, &q), WB_OK, "%s", wb_queue_last_error(NULL));
+}
+
+static void teardown(void)
+{
+    wb_queue_close(q);
+    wb_config_free(cfg);
+    wbt_fake_aws_stop();
+}
+
+TestSuite(sqs, .init = setup, .fini = teardown, .timeout = 60);
+
+static wb_err send_body(const char *body)
+{
+    wb_queue_entry e = {.body = body, .body_len = strlen(body)};
+    return wb_queue_send(q, WB_LQ_ASYNC_JOBS, &e, NULL);
+}
+
+Test(sqs, retries_5xx_and_throttling_then_succeeds)
+{
+    cr_assert_eq(send_body("flaky"), WB_OK, "%s", wb_queue_last_error(q));
+    cr_assert_eq(wbt_fake_aws_count("SendMessageBatch"), 3, "one 503, one throttle, one success");
+    cr_assert_eq(wbt_fake_aws_count("unsigned"), 0, "a request went out unsigned");
+}
+
+Test(sqs, gives_up_after_five_attempts_with_the_status)
+{
+    cr_assert_eq(send_body("always-503"), WB_ERR_BACKEND);
+    const char *m = wb_queue_last_error(q);
+    cr_log_info("%s", m);
+    cr_assert(strstr(m, "HTTP 503"), "%s", m);
+    cr_assert(strstr(m, "async-jobs"), "%s", m);
+    cr_assert_eq(wbt_fake_aws_count("SendMessageBatch"), 5);
+}
+
+Test(sqs, a_refusal_is_not_retried_and_carries_sqs_code_and_message)
+{
+    cr_assert_eq(send_body("reject-me"), WB_ERR_INVALID_ARGUMENT);
+    const char *m = wb_queue_last_error(q);
+    cr_log_info("%s", m);
+    cr_assert(strstr(m, "InvalidParameterValue"), "%s", m);
+    cr_assert(strstr(m, "the message was refused on purpose"), "%s", m);
+    cr_assert_eq(wbt_fake_aws_count("SendMessageBatch"), 1);
+}
+
+Test(sqs, counts_from_queue_attributes)
+{
+    wb_queue_counts c;
+    cr_assert_eq(wb_queue_counts_get(q, WB_LQ_IOT, &c), WB_OK, "%s", wb_queue_last_error(q));
+    cr_assert_eq(c.visible, 7);
+    cr_assert_eq(c.in_flight, 2);
+    cr_assert_eq(c.delayed, 1);
+}
