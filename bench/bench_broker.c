@@ -21,10 +21,10 @@
 #include <sys/socket.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_common.h"
 #include "workerbus/workerbus.h"
 
 #define POOL   "01ARZ3NDEKTSV4RRFFQ69G5FAV"
@@ -237,19 +237,11 @@ int main(int argc, char **argv)
     wb_log_set_level(WB_LOG_WARN);
     mosquitto_lib_init();
 
-    char dir[] = "/tmp/wbbench-XXXXXX";
-    if (!mkdtemp(dir))
-        die("mkdtemp", NULL);
-    chmod(dir, 0711);
-    char pki[128], run[128], wkey[160], wcrt[160], skey[160], scrt[160];
-    snprintf(pki, sizeof pki, "%s/pki", dir);
-    snprintf(run, sizeof run, "%s/run", dir);
-    const char *hosts[] = {"127.0.0.1", NULL};
-    wb_pki_init_opts po = WB_PKI_INIT_OPTS_INIT;
-    po.broker_hosts = hosts;
+    wbb_env env;
+    wbb_env_make(&env, "wbbench");
+    const char *dir = env.dir, *pki = env.pki;
+    char wkey[160], wcrt[160], skey[160], scrt[160];
     char *d = NULL;
-    if (wb_pki_init(pki, &po, &d))
-        die("pki", d);
     char *key = NULL, *csr = NULL, *crt = NULL, ca[160], cak[160];
     snprintf(ca, sizeof ca, "%s/ca.crt", pki);
     snprintf(cak, sizeof cak, "%s/ca.key", pki);
@@ -268,24 +260,9 @@ int main(int argc, char **argv)
     fclose(f);
 
     unsigned port = free_port();
-    char ep[64], pk[160], rn[160];
-    snprintf(ep, sizeof ep, "MQTT_BROKER_ENDPOINT=tls://127.0.0.1:%u", port);
-    snprintf(pk, sizeof pk, "MQTT_BROKER_BUILTIN_PKI_DIR=%s", pki);
-    snprintf(rn, sizeof rn, "MQTT_BROKER_BUILTIN_RUNTIME_DIR=%s", run);
-    const char *env[] = {"MQTT_BROKER_TYPE=builtin",
-                         ep,
-                         pk,
-                         rn,
-                         "MESSAGE_QUEUE_TYPE=postgres",
-                         "DATABASE_URL=postgres://127.0.0.1/unused",
-                         NULL};
-    wb_config_load_opts lo = WB_CONFIG_LOAD_OPTS_INIT;
-    lo.env = env;
-    wb_config *cfg = NULL;
-    wb_config_report *rep = NULL;
-    if (wb_config_load(&lo, &cfg, &rep))
-        die("config", wb_config_report_format(rep, WB_REPORT_PROBLEMS));
-    wb_config_report_free(rep);
+    char ep[64];
+    snprintf(ep, sizeof ep, "tls://127.0.0.1:%u", port);
+    wb_config *cfg = wbb_config(&env, ep, "postgres://127.0.0.1/unused");
     wb_bundled *broker = NULL;
     if (wb_bundled_start(cfg, NULL, &broker, &d))
         die("bundled broker", d);
@@ -366,9 +343,6 @@ int main(int argc, char **argv)
     mosquitto_destroy(rx);
     wb_bundled_stop(broker);
     wb_config_free(cfg);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "bench-broker: cannot remove %s\n", dir);
+    wbb_env_remove(&env);
     return 0;
 }

@@ -18,9 +18,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 
+#include "bench_common.h"
 #include "pgqueue.h"
 #include "workerbus/workerbus.h"
 
@@ -266,35 +266,9 @@ int main(int argc, char **argv)
         die("usage", "seconds > 0, rounds 1-15");
 
     /* a builtin+postgres configuration needs a PKI to validate */
-    char dir[] = "/tmp/wbbenchq-XXXXXX";
-    if (!mkdtemp(dir))
-        die("mkdtemp", NULL);
-    char pki[128], run[128], pk[160], rn[160], url[600];
-    snprintf(pki, sizeof pki, "%s/pki", dir);
-    snprintf(run, sizeof run, "%s/run", dir);
-    const char *hosts[] = {"127.0.0.1", NULL};
-    wb_pki_init_opts po = WB_PKI_INIT_OPTS_INIT;
-    po.broker_hosts = hosts;
-    char *d = NULL;
-    if (wb_pki_init(pki, &po, &d))
-        die("pki", d);
-    snprintf(pk, sizeof pk, "MQTT_BROKER_BUILTIN_PKI_DIR=%s", pki);
-    snprintf(rn, sizeof rn, "MQTT_BROKER_BUILTIN_RUNTIME_DIR=%s", run);
-    snprintf(url, sizeof url, "DATABASE_URL=%s", db_url);
-    const char *env[] = {"MQTT_BROKER_TYPE=builtin",
-                         "MQTT_BROKER_ENDPOINT=tls://127.0.0.1:8883",
-                         pk,
-                         rn,
-                         "MESSAGE_QUEUE_TYPE=postgres",
-                         url,
-                         NULL};
-    wb_config_load_opts lo = WB_CONFIG_LOAD_OPTS_INIT;
-    lo.env = env;
-    wb_config *cfg = NULL;
-    wb_config_report *rep = NULL;
-    if (wb_config_load(&lo, &cfg, &rep))
-        die("config", wb_config_report_format(rep, WB_REPORT_PROBLEMS));
-    wb_config_report_free(rep);
+    wbb_env env;
+    wbb_env_make(&env, "wbbenchq");
+    wb_config *cfg = wbb_config(&env, "tls://127.0.0.1:8883", db_url);
     if (wb_queue_open(cfg, NULL, &wq))
         die("open", wb_queue_last_error(NULL));
     admin = raw_connect();
@@ -344,9 +318,6 @@ int main(int argc, char **argv)
     wb_queue_close(wq);
     wb_config_free(cfg);
     PQfinish(admin);
-    char cmd[256];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "bench-queue: could not remove %s\n", dir);
+    wbb_env_remove(&env);
     return 0;
 }

@@ -99,6 +99,20 @@ enum {
     ST__COUNT
 };
 
+/* The second half of both claims: $3 visibility s, $4 max receives, $5
+ * dead-letter queue; a row received $4 times moves there instead. */
+#define CLAIM_UPDATE                                                                               \
+    " UPDATE message_queue_messages m SET"                                                         \
+    "   queue = CASE WHEN m.receive_count >= $4 THEN $5 ELSE m.queue END,"                         \
+    "   visible_at = CASE WHEN m.receive_count >= $4 THEN now()"                                   \
+    "     ELSE now() + make_interval(secs => $3) END,"                                             \
+    "   receive_count = CASE WHEN m.receive_count >= $4 THEN m.receive_count"                      \
+    "     ELSE m.receive_count + 1 END,"                                                           \
+    "   receipt = (random() * 9007199254740991)::bigint"                                           \
+    " FROM c WHERE m.id = c.id"                                                                    \
+    " RETURNING m.id, m.queue = $1, m.receipt, m.body, m.receive_count,"                           \
+    "   (extract(epoch FROM m.sent_at) * 1000)::bigint, m.group_id"
+
 static const struct {
     const char *name;
     const char *sql;
@@ -130,37 +144,18 @@ static const struct {
          " LEFT JOIN d ON d.group_id = t.g AND d.dedup_id = t.dd"
          " LEFT JOIN message_queue_deduplications x ON x.queue = $1 AND x.group_id = t.g"
          "   AND x.dedup_id = t.dd ORDER BY t.ord"},
-    /* $1 queue, $2 max, $3 visibility s, $4 max receives, $5 dead-letter queue */
+    /* $1 queue, $2 max */
     [ST_CLAIM] = {"wb_claim",
                   "WITH c AS (SELECT id FROM message_queue_messages WHERE queue = $1"
-                  "   AND visible_at <= now() AND expires_at > now() ORDER BY visible_at, id"
-                  "   LIMIT $2 FOR UPDATE SKIP LOCKED)"
-                  " UPDATE message_queue_messages m SET"
-                  "   queue = CASE WHEN m.receive_count >= $4 THEN $5 ELSE m.queue END,"
-                  "   visible_at = CASE WHEN m.receive_count >= $4 THEN now()"
-                  "     ELSE now() + make_interval(secs => $3) END,"
-                  "   receive_count = CASE WHEN m.receive_count >= $4 THEN m.receive_count"
-                  "     ELSE m.receive_count + 1 END,"
-                  "   receipt = (random() * 9007199254740991)::bigint"
-                  " FROM c WHERE m.id = c.id"
-                  " RETURNING m.id, m.queue = $1, m.receipt, m.body, m.receive_count,"
-                  "   (extract(epoch FROM m.sent_at) * 1000)::bigint, m.group_id"},
+                  "   AND visible_at <= now() AND expires_at > now()"
+                  "   ORDER BY visible_at, id LIMIT $2 FOR UPDATE SKIP LOCKED)" CLAIM_UPDATE},
+    /* only the oldest message of each group is eligible */
     [ST_CLAIM_FIFO] = {"wb_claim_fifo",
                        "WITH c AS (SELECT m.id FROM message_queue_messages m WHERE m.queue = $1"
                        "   AND m.visible_at <= now() AND m.expires_at > now() AND NOT EXISTS"
                        "   (SELECT 1 FROM message_queue_messages o WHERE o.queue = m.queue"
                        "   AND o.group_id = m.group_id AND o.id < m.id)"
-                       "   ORDER BY m.id LIMIT $2 FOR UPDATE SKIP LOCKED)"
-                       " UPDATE message_queue_messages m SET"
-                       "   queue = CASE WHEN m.receive_count >= $4 THEN $5 ELSE m.queue END,"
-                       "   visible_at = CASE WHEN m.receive_count >= $4 THEN now()"
-                       "     ELSE now() + make_interval(secs => $3) END,"
-                       "   receive_count = CASE WHEN m.receive_count >= $4 THEN m.receive_count"
-                       "     ELSE m.receive_count + 1 END,"
-                       "   receipt = (random() * 9007199254740991)::bigint"
-                       " FROM c WHERE m.id = c.id"
-                       " RETURNING m.id, m.queue = $1, m.receipt, m.body, m.receive_count,"
-                       "   (extract(epoch FROM m.sent_at) * 1000)::bigint, m.group_id"},
+                       "   ORDER BY m.id LIMIT $2 FOR UPDATE SKIP LOCKED)" CLAIM_UPDATE},
     [ST_DELETE] = {"wb_delete",
                    "DELETE FROM message_queue_messages m USING unnest($2::bigint[], $3::bigint[])"
                    " AS t(id, tok) WHERE m.queue = $1 AND m.id = t.id AND m.receipt = t.tok"

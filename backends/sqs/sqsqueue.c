@@ -280,6 +280,32 @@ static void md5_hex(const void *data, size_t n, char hex[33])
 
 /* ---- operations -------------------------------------------------------- */
 
+/* The "Failed" entries of a batch answer: each entry's result, and the first
+ * failure's code and message in *detail. */
+static void batch_failures(const json_t *resp, const char *action, wb_logical_queue lq,
+                           const char *what, size_t n, wb_err *results, wb_err *first,
+                           char **detail)
+{
+    size_t k;
+    json_t *x;
+    json_array_foreach(json_object_get(resp, "Failed"), k, x)
+    {
+        const char *id = json_string_value(json_object_get(x, "Id"));
+        const char *code = json_string_value(json_object_get(x, "Code"));
+        const char *msg = json_string_value(json_object_get(x, "Message"));
+        size_t i = id ? strtoul(id, NULL, 10) : n;
+        if (i >= n)
+            continue;
+        results[i] = classify(400, code);
+        if (!*first) {
+            *first = results[i];
+            *detail = wb__asprintf("SQS %s on %s: %s %zu failed: %s%s%s", action,
+                                   wb_logical_queue_name(lq), what, i, code ? code : "error",
+                                   msg ? ": " : "", msg ? msg : "");
+        }
+    }
+}
+
 static wb_err sqs_send_batch(void *priv, wb_logical_queue lq, const wb_queue_entry *e, size_t n,
                              char (*ids)[WB_QUEUE_ID_MAX + 1], wb_err *results, char **detail)
 {
@@ -335,22 +361,7 @@ static wb_err sqs_send_batch(void *priv, wb_logical_queue lq, const wb_queue_ent
         snprintf(ids[i], WB_QUEUE_ID_MAX + 1, "%s", mid);
         results[i] = WB_OK;
     }
-    json_array_foreach(json_object_get(resp, "Failed"), k, x)
-    {
-        const char *id = json_string_value(json_object_get(x, "Id"));
-        const char *code = json_string_value(json_object_get(x, "Code"));
-        const char *msg = json_string_value(json_object_get(x, "Message"));
-        size_t i = id ? strtoul(id, NULL, 10) : n;
-        if (i >= n)
-            continue;
-        results[i] = classify(400, code);
-        if (!first) {
-            first = results[i];
-            *detail = wb__asprintf("SQS SendMessageBatch on %s: entry %zu failed: %s%s%s",
-                                   wb_logical_queue_name(lq), i, code ? code : "error",
-                                   msg ? ": " : "", msg ? msg : "");
-        }
-    }
+    batch_failures(resp, "SendMessageBatch", lq, "entry", n, results, &first, detail);
     for (size_t i = 0; i < n && !first; i++) {
         if (results[i] != WB_OK) {
             first = results[i];
@@ -466,22 +477,7 @@ static wb_err sqs_delete_batch(void *priv, wb_logical_queue lq, const char *cons
             results[i] = WB_OK;
     }
     wb_err first = WB_OK;
-    json_array_foreach(json_object_get(resp, "Failed"), k, x)
-    {
-        const char *id = json_string_value(json_object_get(x, "Id"));
-        const char *code = json_string_value(json_object_get(x, "Code"));
-        const char *msg = json_string_value(json_object_get(x, "Message"));
-        size_t i = id ? strtoul(id, NULL, 10) : n;
-        if (i >= n)
-            continue;
-        results[i] = classify(400, code);
-        if (!first) {
-            first = results[i];
-            *detail = wb__asprintf("SQS DeleteMessageBatch on %s: receipt %zu: %s%s%s",
-                                   wb_logical_queue_name(lq), i, code ? code : "error",
-                                   msg ? ": " : "", msg ? msg : "");
-        }
-    }
+    batch_failures(resp, "DeleteMessageBatch", lq, "receipt", n, results, &first, detail);
     json_decref(resp);
     return first;
 }

@@ -150,29 +150,28 @@ Test(creds, a_named_profile_that_does_not_exist)
     cr_assert(strstr(m, "AWS_PROFILE is \"nope\""), "%s", m);
 }
 
-Test(creds, web_identity_through_sts)
+/* Web identity against the loopback STS, with this token in the file. */
+static void web_identity_env(const char *token)
 {
     fake_port = wbt_fake_aws_start("3600");
     char tf[160], url[64];
     snprintf(tf, sizeof tf, "%s/token", home);
-    write_file(tf, "web-identity-jwt\n");
+    write_file(tf, token);
     snprintf(url, sizeof url, "http://127.0.0.1:%u/", fake_port);
     setenv("AWS_WEB_IDENTITY_TOKEN_FILE", tf, 1);
     setenv("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/workerbus", 1);
     setenv("AWS_ENDPOINT_URL_STS", url, 1);
+}
+
+Test(creds, web_identity_through_sts)
+{
+    web_identity_env("web-identity-jwt\n");
     expect("WEBAKID", "web-secret", "web-token", "web identity");
 }
 
 Test(creds, web_identity_refused_says_so)
 {
-    fake_port = wbt_fake_aws_start("3600");
-    char tf[160], url[64];
-    snprintf(tf, sizeof tf, "%s/token", home);
-    write_file(tf, "a-forged-token");
-    snprintf(url, sizeof url, "http://127.0.0.1:%u/", fake_port);
-    setenv("AWS_WEB_IDENTITY_TOKEN_FILE", tf, 1);
-    setenv("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/workerbus", 1);
-    setenv("AWS_ENDPOINT_URL_STS", url, 1);
+    web_identity_env("a-forged-token");
     char *m = expect_error();
     cr_assert(strstr(m, "InvalidIdentityToken"), "%s", m);
 }

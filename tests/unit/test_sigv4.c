@@ -10,6 +10,19 @@
 
 #define SUITE_TIME 1440938160 /* 2015-08-30T12:36:00Z */
 
+/* A request of the suite's shape (us-east-1, "service", its date). */
+static wb__sigv4_request suite_request(const char *method, const wb__sigv4_header *h, size_t n)
+{
+    wb__sigv4_request r = {.method = method,
+                           .path = "/",
+                           .headers = h,
+                           .n_headers = n,
+                           .region = "us-east-1",
+                           .service = "service",
+                           .now = SUITE_TIME};
+    return r;
+}
+
 static wb__aws_creds suite_creds(void)
 {
     wb__aws_creds c = {0};
@@ -204,13 +217,7 @@ Test(sigv4, session_token_is_signed)
                        "vlRd8Tx6q6fE8YQcHNVXAkiY9q6d+xo0rKwT38xVqr7ZD0u0iPPkUL64lIZbqBAz+"
                        "scqKmlzm8FDrypNC9Yjc8fPOLn9FX9KSYvKTr4rvx3iSIlTJabIQwj2ICCR/oLxBA==";
     wb__sigv4_header h[] = {{"Host", "example.amazonaws.com"}};
-    wb__sigv4_request r = {.method = "POST",
-                           .path = "/",
-                           .headers = h,
-                           .n_headers = 1,
-                           .region = "us-east-1",
-                           .service = "service",
-                           .now = SUITE_TIME};
+    wb__sigv4_request r = suite_request("POST", h, 1);
     wb__sigv4_result res;
     char *d = NULL;
     cr_assert_eq(wb__sigv4_sign(&r, &cr, &res, &d), WB_OK);
@@ -223,13 +230,7 @@ Test(sigv4, refusals_say_why)
 {
     wb__aws_creds cr = suite_creds();
     wb__sigv4_header h[] = {{"X-Amz-Date", "20150830T123600Z"}};
-    wb__sigv4_request r = {.method = "GET",
-                           .path = "/",
-                           .headers = h,
-                           .n_headers = 1,
-                           .region = "us-east-1",
-                           .service = "service",
-                           .now = SUITE_TIME};
+    wb__sigv4_request r = suite_request("GET", h, 1);
     wb__sigv4_result res;
     char *d = NULL;
     cr_assert_eq(wb__sigv4_sign(&r, &cr, &res, &d), WB_ERR_INVALID_ARGUMENT);

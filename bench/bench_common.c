@@ -1,0 +1,56 @@
+/* The temporary PKI and configuration the benchmarks run with. */
+#include "bench_common.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+void wbb_die(const char *prog, const char *what, const char *why)
+{
+    fprintf(stderr, "%s: %s: %s\n", prog, what, why ? why : "failed");
+    exit(1);
+}
+
+void wbb_env_make(wbb_env *e, const char *name)
+{
+    snprintf(e->dir, sizeof e->dir, "/tmp/%s-XXXXXX", name);
+    if (!mkdtemp(e->dir))
+        wbb_die(name, "mkdtemp", NULL);
+    chmod(e->dir, 0711); /* the broker, as the mosquitto user, crosses it */
+    snprintf(e->pki, sizeof e->pki, "%s/pki", e->dir);
+    snprintf(e->run, sizeof e->run, "%s/run", e->dir);
+    const char *hosts[] = {"127.0.0.1", NULL};
+    wb_pki_init_opts po = WB_PKI_INIT_OPTS_INIT;
+    po.broker_hosts = hosts;
+    char *d = NULL;
+    if (wb_pki_init(e->pki, &po, &d))
+        wbb_die(name, "pki", d);
+}
+
+wb_config *wbb_config(const wbb_env *e, const char *endpoint, const char *db_url)
+{
+    char ep[128], pk[160], rn[160], url[600];
+    snprintf(ep, sizeof ep, "MQTT_BROKER_ENDPOINT=%s", endpoint);
+    snprintf(pk, sizeof pk, "MQTT_BROKER_BUILTIN_PKI_DIR=%s", e->pki);
+    snprintf(rn, sizeof rn, "MQTT_BROKER_BUILTIN_RUNTIME_DIR=%s", e->run);
+    snprintf(url, sizeof url, "DATABASE_URL=%s", db_url);
+    const char *env[] = {"MQTT_BROKER_TYPE=builtin",    ep,  pk,  rn,
+                         "MESSAGE_QUEUE_TYPE=postgres", url, NULL};
+    wb_config_load_opts lo = WB_CONFIG_LOAD_OPTS_INIT;
+    lo.env = env;
+    wb_config *cfg = NULL;
+    wb_config_report *rep = NULL;
+    if (wb_config_load(&lo, &cfg, &rep))
+        wbb_die("bench", "config", wb_config_report_format(rep, WB_REPORT_PROBLEMS));
+    wb_config_report_free(rep);
+    return cfg;
+}
+
+void wbb_env_remove(const wbb_env *e)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", e->dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "bench: could not remove %s\n", e->dir);
+}

@@ -1,0 +1,23 @@
+/* What the benchmarks share: a temporary PKI and a built-in configuration. */
+#ifndef WB_BENCH_COMMON_H
+#define WB_BENCH_COMMON_H
+
+#include <stddef.h>
+
+#include "workerbus/workerbus.h"
+
+typedef struct wbb_env {
+    char dir[64];  /* the temporary directory (0711) */
+    char pki[128]; /* dir/pki: CA, broker (for 127.0.0.1) and server credentials */
+    char run[128]; /* dir/run: the bundled broker's runtime directory */
+} wbb_env;
+
+/* Makes the directory and the PKI; exits with a message on failure. */
+void wbb_env_make(wbb_env *e, const char *name);
+/* A builtin configuration on that PKI: endpoint and DATABASE_URL given. */
+wb_config *wbb_config(const wbb_env *e, const char *endpoint, const char *db_url);
+/* Removes the directory. */
+void wbb_env_remove(const wbb_env *e);
+void wbb_die(const char *prog, const char *what, const char *why);
+
+#endif
