@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# workerbus queue send|receive|delete|stats as processes, against the
+# PostgreSQL that with-services.sh started (DATABASE_URL).
+#   queue_cli.sh WORKERBUS
+set -euo pipefail
+wb="$1"
+dir="$(mktemp -d /tmp/wbqcli-XXXXXX)"
+trap 'rm -rf "$dir"' EXIT
+fail() { echo "queue-cli: $*" >&2; exit 1; }
+"$wb" pki init "$dir/pki" --host 127.0.0.1 >/dev/null 2>&1 || fail "pki init"
+export MQTT_BROKER_TYPE=builtin MQTT_BROKER_ENDPOINT=tls://127.0.0.1:8883 MESSAGE_QUEUE_TYPE=postgres
+export MQTT_BROKER_BUILTIN_PKI_DIR="$dir/pki" MQTT_BROKER_BUILTIN_RUNTIME_DIR="$dir/run"
+
+id=$("$wb" queue send async-jobs '{"job":1}') || fail "send"
+[ -n "$id" ] || fail "send printed no id"
+echo '{"job":2}' | "$wb" queue send async-jobs >/dev/null || fail "send from stdin"
+fifo1=$("$wb" queue send async-jobs.fifo --group g '{"same":true}')
+fifo2=$("$wb" queue send async-jobs.fifo --group g '{"same":true}')
+[ "$fifo1" = "$fifo2" ] || fail "a FIFO duplicate got a new id ($fifo1, $fifo2)"
+
+stats=$("$wb" queue stats --json async-jobs)
+case "$stats" in *'"async-jobs":{"delayed":0,"in_flight":0,"visible":2}'*'"backend":"postgres"'*) ;;
+  *) fail "stats: $stats" ;; esac
+
+out=$("$wb" queue receive async-jobs --max 10 --wait 1)
+[ "$(echo "$out" | wc -l)" = 2 ] || fail "receive gave: $out"
+receipt=$(echo "$out" | head -1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["receipt"])')
+"$wb" queue delete async-jobs "$receipt" || fail "delete"
+body=$("$wb" queue receive async-jobs.fifo --body --delete --wait 1)
+[ "$body" = '{"same":true}' ] || fail "receive --body gave: $body"
+
+# refusals: usage 64, refused input 65
+set +e
+"$wb" queue send no-such-queue x 2>"$dir/err"; rc=$?
+[ $rc = 64 ] && grep -q "not a logical queue" "$dir/err" || fail "bad queue: rc $rc, $(cat "$dir/err")"
+"$wb" queue receive iot --max 11 2>"$dir/err"; rc=$?
+[ $rc = 64 ] || fail "--max 11: rc $rc"
+head -c 300000 /dev/zero | tr '\0' 'x' | "$wb" queue send iot 2>"$dir/err"; rc=$?
+[ $rc = 65 ] && grep -q "300000 bytes" "$dir/err" || fail "large body: rc $rc, $(cat "$dir/err")"
+"$wb" queue send async-jobs.fifo nogroup 2>"$dir/err"; rc=$?
+[ $rc = 65 ] && grep -q "message group id is required" "$dir/err" || fail "no group: rc $rc, $(cat "$dir/err")"
+DATABASE_URL=postgres://u:hunter2pw@127.0.0.1:1/x "$wb" queue stats 2>"$dir/err"; rc=$?
+[ $rc = 69 ] && ! grep -q hunter2pw "$dir/err" && grep -q DATABASE_URL "$dir/err" ||
+  fail "unreachable database: rc $rc, $(cat "$dir/err")"
+set -e
+echo "queue-cli: ok (send, stdin, FIFO dedup, stats, receive, delete, --body --delete, exit codes 64/65/69, password kept out)"
