@@ -67,16 +67,26 @@ static bool split_url(const char *url, char **base, char **host)
     return *base && *host;
 }
 
-/* The region in "sqs.<region>.amazonaws.com[.cn]", or NULL. */
+/* The region an AWS SQS host names: sqs.<region>.amazonaws.com[.cn],
+ * sqs.<region>.api.aws, <region>.queue.amazonaws.com, queue.amazonaws.com
+ * (us-east-1); NULL for any other host. */
 static char *region_of_host(const char *host)
 {
-    if (strncmp(host, "sqs.", 4) != 0)
+    size_t hl = strcspn(host, ":");
+    if (hl == 19 && strncmp(host, "queue.amazonaws.com", 19) == 0)
+        return wb__strdup("us-east-1");
+    const char *dot = memchr(host, '.', hl);
+    if (!dot)
         return NULL;
-    const char *r = host + 4;
-    const char *dot = strchr(r, '.');
-    if (!dot || strncmp(dot, ".amazonaws.com", 14) != 0)
+    if (strncmp(host, "sqs.", 4) == 0) {
+        const char *r = host + 4, *end = memchr(r, '.', hl - 4);
+        if (end && (strncmp(end, ".amazonaws.com", 14) == 0 || strncmp(end, ".api.aws", 8) == 0))
+            return wb__strndup(r, (size_t)(end - r));
         return NULL;
-    return wb__strndup(r, (size_t)(dot - r));
+    }
+    if (strncmp(dot, ".queue.amazonaws.com", 20) == 0)
+        return wb__strndup(host, (size_t)(dot - host));
+    return NULL;
 }
 
 /* ---- HTTP handles -------------------------------------------------------- */
