@@ -39,7 +39,8 @@
 
 typedef struct pgconn {
     PGconn *c;
-    bool ready; /* statements prepared, LISTEN issued */
+    bool ready;     /* statements prepared */
+    bool listening; /* LISTEN issued (by its first long poll) */
     struct pgconn *next;
 } pgconn;
 
@@ -258,13 +259,23 @@ static bool prepare_all(pgconn *pc, char **detail)
         if (!ok)
             return false;
     }
+    pc->ready = true;
+    return true;
+}
+
+/* Only connections that long-poll listen: every listening backend is woken
+ * by every send's NOTIFY, and a connection that only sends would pile the
+ * notifications up. Called before the claim, so no wake-up is missed. */
+static void listen_once(pgconn *pc)
+{
+    if (pc->listening || !pc->c || PQstatus(pc->c) != CONNECTION_OK)
+        return;
     PGresult *r = PQexec(pc->c, "LISTEN " CHANNEL);
-    bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-    if (!ok)
-        *detail = describe(pc->c, r, "LISTEN");
+    pc->listening = PQresultStatus(r) == PGRES_COMMAND_OK;
+    if (!pc->listening)
+        wb__log(WB_LOG_WARN, "queue", "LISTEN failed (long polls will wake on their timer): %s",
+                PQresultErrorMessage(r));
     PQclear(r);
-    pc->ready = ok;
-    return ok;
 }
 
 /* Makes pc usable: (re)connects and prepares. */
@@ -274,7 +285,7 @@ static bool conn_ready(pgq *q, pgconn *pc, char **detail)
         return true;
     if (pc->c)
         PQfinish(pc->c);
-    pc->ready = false;
+    pc->ready = pc->listening = false;
     pc->c = connect_db(q->url, detail);
     return pc->c && prepare_all(pc, detail);
 }
@@ -308,6 +319,10 @@ static void release(pgq *q, pgconn *pc)
 {
     if (!pc)
         return;
+    /* notifications read along with results: nobody waits for them now */
+    PGnotify *nt;
+    while (pc->c && (nt = PQnotifies(pc->c)) != NULL)
+        PQfreemem(nt);
     pthread_mutex_lock(&q->lock);
     pc->next = q->idle;
     q->idle = pc;
@@ -334,7 +349,7 @@ static PGresult *run(pgq *q, pgconn *pc, int st, int n, const char *const *vals,
             d = describe(pc->c, r, statements[st].name);
             PQclear(r);
             if (transient && pc->c && PQstatus(pc->c) != CONNECTION_OK)
-                pc->ready = false;
+                pc->ready = pc->listening = false;
         }
         if (!transient || wb__now_ms() - start >= RECONNECT_TIMEOUT_MS) {
             *err = transient ? WB_ERR_CONNECTION_LOST : WB_ERR_BACKEND;
@@ -679,8 +694,10 @@ static wb_err pg_receive(void *priv, wb_logical_queue lq, unsigned max, unsigned
     uint64_t deadline = wb__now_ms() + (uint64_t)wait_s * 1000u;
     wb_err err;
     for (;;) {
-        if (pc->c && pc->ready)
+        if (wait_s && pc->c && pc->ready) {
+            listen_once(pc);
             drain_notifies(pc->c, name);
+        }
         err = claim(q, pc, lq, max, vis, out, n, detail);
         if (err || *n > 0)
             break;
@@ -709,7 +726,7 @@ static wb_err pg_receive(void *priv, wb_logical_queue lq, unsigned max, unsigned
             wake = (long long)(deadline - now) < wake ? (long long)(deadline - now) : wake;
         }
         if (PQstatus(pc->c) != CONNECTION_OK)
-            pc->ready = false;
+            pc->ready = pc->listening = false;
     }
     release(q, pc);
     return err;
