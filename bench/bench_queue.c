@@ -168,16 +168,18 @@ typedef struct job {
     bool raw;
     op_kind kind;
     unsigned batch;
-    double until;
+    _Atomic double until;
     atomic_uint_fast64_t *count;
+    pthread_barrier_t *ready; /* connections are made before the clock starts */
 } job;
 
 static void *worker(void *arg)
 {
     job *j = arg;
     PGconn *c = j->raw ? raw_connect() : NULL;
+    pthread_barrier_wait(j->ready);
     uint64_t n = 0;
-    while (now_s() < j->until) {
+    while (now_s() < atomic_load(&j->until)) {
         unsigned k;
         if (j->kind == SEND) {
             if (j->raw)
@@ -232,13 +234,18 @@ static double measure(bool raw, op_kind kind, unsigned batch, unsigned threads)
         preload(batch == 1 ? 40000 : 160000);
     atomic_uint_fast64_t count = 0;
     pthread_t t[32];
-    job j = {raw, kind, batch, 0, &count};
-    double start = now_s();
-    j.until = start + seconds;
+    pthread_barrier_t ready;
+    pthread_barrier_init(&ready, NULL, threads + 1);
+    job j = {raw, kind, batch, 0, &count, &ready};
+    atomic_store(&j.until, now_s() + 3600);
     for (unsigned i = 0; i < threads; i++)
         pthread_create(&t[i], NULL, worker, &j);
+    pthread_barrier_wait(&ready);
+    double start = now_s();
+    atomic_store(&j.until, start + seconds);
     for (unsigned i = 0; i < threads; i++)
         pthread_join(t[i], NULL);
+    pthread_barrier_destroy(&ready);
     return (double)atomic_load(&count) / (now_s() - start);
 }
 
