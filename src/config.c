@@ -19,6 +19,12 @@ static const char *const var_names[WB__V_COUNT] = {
     [WB__V_ENDPOINT] = "MQTT_BROKER_ENDPOINT",
     [WB__V_LOG_LEVEL] = "MQTT_BROKER_BUILTIN_LOG_LEVEL",
     [WB__V_NAMESPACE] = "MQTT_BROKER_IOTCORE_NAMESPACE",
+    [WB__V_I_TRANSPORT] = "MQTT_BROKER_IOTCORE_TRANSPORT",
+    [WB__V_I_CERT_FILE] = "MQTT_BROKER_IOTCORE_CERT_FILE",
+    [WB__V_I_KEY_FILE] = "MQTT_BROKER_IOTCORE_KEY_FILE",
+    [WB__V_I_CA_FILE] = "MQTT_BROKER_IOTCORE_CA_FILE",
+    [WB__V_I_CONNECT_TO] = "MQTT_BROKER_IOTCORE_CONNECT_TO",
+    [WB__V_I_ALLOW_CONNECT_TO] = "MQTT_BROKER_IOTCORE_ALLOW_CONNECT_TO",
     [WB__V_B_PKI_DIR] = "MQTT_BROKER_BUILTIN_PKI_DIR",
     [WB__V_B_CA_FILE] = "MQTT_BROKER_BUILTIN_CA_FILE",
     [WB__V_B_CA_KEY_FILE] = "MQTT_BROKER_BUILTIN_CA_KEY_FILE",
@@ -49,6 +55,8 @@ static const char *const var_defaults[WB__V_COUNT] = {
     [WB__V_BROKER_TYPE] = "iotcore",   [WB__V_LOG_LEVEL] = "error",
     [WB__V_NAMESPACE] = "spacelift",   [WB__V_B_RUNTIME_DIR] = "/var/lib/workerbus/broker",
     [WB__V_B_MOSQUITTO] = "mosquitto", [WB__V_QUEUE_TYPE] = "sqs",
+    [WB__V_I_TRANSPORT] = "https",     [WB__V_I_CA_FILE] = "/etc/ssl/certs/Amazon_Root_CA_1.pem",
+    [WB__V_I_ALLOW_CONNECT_TO] = "false",
 };
 
 static const char *const lq_names[WB_LQ__COUNT] = {
@@ -1129,6 +1137,8 @@ static void fill_settings(wb__loader *L)
             used = !wb__cfg_raw(L, WB__V_AWS_REGION);
         else if (v >= WB__V_B_PKI_DIR && v <= WB__V_B_PLUGIN)
             used = wb__cfg_builtin_var_used(L, (enum wb__var)v);
+        else if (v >= WB__V_I_TRANSPORT && v <= WB__V_I_ALLOW_CONNECT_TO)
+            used = wb__cfg_iotcore_var_used(L, (enum wb__var)v);
         s->used = used;
     }
 }
@@ -1194,6 +1204,7 @@ WB_API void wb_config_free(wb_config *config)
     free(config->iot_region);
     free(config->sqs_region);
     free(config->listen_host);
+    free(config->connect_host);
     free(config);
 }
 
@@ -1254,6 +1265,7 @@ WB_API wb_err wb_config_load(const wb_config_load_opts *opts, wb_config **config
     check_broker(&L);
     check_namespace(&L);
     wb__cfg_check_builtin(&L);
+    wb__cfg_check_iotcore(&L);
     check_queue(&L);
     check_iot_region(&L);
     check_unknown(&L);
@@ -1344,6 +1356,22 @@ WB_API const char *wb_config_sqs_url(const wb_config *c, wb_logical_queue q)
 WB_API const char *wb_config_aws_region(const wb_config *c)
 {
     return c ? c->region : NULL;
+}
+
+WB_API wb_iotcore_transport wb_config_iotcore_transport(const wb_config *c)
+{
+    return c && c->broker == WB_BROKER_IOTCORE ? (wb_iotcore_transport)c->iot_transport
+                                                : WB_IOT_HTTPS;
+}
+
+WB_API const char *wb_config_iotcore_connect_host(const wb_config *c)
+{
+    return c && c->broker == WB_BROKER_IOTCORE ? c->connect_host : NULL;
+}
+
+WB_API unsigned int wb_config_iotcore_connect_port(const wb_config *c)
+{
+    return c && c->broker == WB_BROKER_IOTCORE && c->connect_host ? c->connect_port : 0;
 }
 
 WB_API const char *wb_config_builtin_listen_host(const wb_config *c)

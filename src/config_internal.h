@@ -11,6 +11,12 @@ enum wb__var {
     WB__V_ENDPOINT,
     WB__V_LOG_LEVEL,
     WB__V_NAMESPACE,
+    WB__V_I_TRANSPORT,
+    WB__V_I_CERT_FILE,
+    WB__V_I_KEY_FILE,
+    WB__V_I_CA_FILE,
+    WB__V_I_CONNECT_TO,
+    WB__V_I_ALLOW_CONNECT_TO,
     WB__V_B_PKI_DIR,
     WB__V_B_CA_FILE,
     WB__V_B_CA_KEY_FILE,
@@ -57,6 +63,10 @@ struct wb_config {
     /* builtin broker */
     char *listen_host;
     unsigned listen_port;
+    /* iotcore */
+    int iot_transport; /* wb_iotcore_transport */
+    char *connect_host; /* MQTT_BROKER_IOTCORE_CONNECT_TO, when allowed */
+    unsigned connect_port;
 };
 
 /* The state of one wb_config_load() call. */
@@ -111,6 +121,10 @@ const char *wb__var_name(enum wb__var v);
 /* The value in force: the set value, else a derived default, else the
  * static default, else NULL. */
 const char *wb__cfg_effective(const wb__loader *L, enum wb__var v);
+
+/* Checks of IoT Core's variables (config_iotcore.c). */
+void wb__cfg_check_iotcore(wb__loader *L);
+bool wb__cfg_iotcore_var_used(const wb__loader *L, enum wb__var v);
 
 /* Checks of the built-in broker's variables (config_builtin.c). */
 void wb__cfg_check_builtin(wb__loader *L);

@@ -56,6 +56,14 @@ typedef enum wb_log_level {
     WB_LOG_ERROR = 3,
 } wb_log_level;
 
+/** How the iotcore backend reaches IoT Core (MQTT_BROKER_IOTCORE_TRANSPORT). */
+typedef enum wb_iotcore_transport {
+    WB_IOT_HTTPS = 0,      /**< "https": the data-plane Publish API, SigV4; publish only */
+    WB_IOT_MQTTS = 1,      /**< "mqtts": MQTT, mutual TLS on 8883 */
+    WB_IOT_MQTTS_ALPN = 2, /**< "mqtts-alpn": MQTT, mutual TLS on 443, ALPN x-amzn-mqtt-ca */
+    WB_IOT_WSS = 3,        /**< "wss": MQTT over WebSocket on 443 (/mqtt), SigV4 */
+} wb_iotcore_transport;
+
 /** The eight logical queues. */
 typedef enum wb_logical_queue {
     WB_LQ_ASYNC_JOBS = 0,  /**< "async-jobs" */
@@ -202,6 +210,13 @@ WB_API const char *wb_config_aws_region(const wb_config *config);
 WB_API const char *wb_config_builtin_listen_host(const wb_config *config);
 /** builtin: the port the bundled broker listens on; iotcore: 0. */
 WB_API unsigned int wb_config_builtin_listen_port(const wb_config *config);
+/** iotcore: the transport; builtin: WB_IOT_HTTPS (meaningless). */
+WB_API wb_iotcore_transport wb_config_iotcore_transport(const wb_config *config);
+/** iotcore: the host and port of MQTT_BROKER_IOTCORE_CONNECT_TO when it is
+ *  set and allowed (connections go there; TLS still checks the endpoint's
+ *  name), else NULL and 0. */
+WB_API const char *wb_config_iotcore_connect_host(const wb_config *config);
+WB_API unsigned int wb_config_iotcore_connect_port(const wb_config *config);
 /** The effective value of any known variable (a default when unset), or NULL
  *  when unset without default or when the name is not a known variable. */
 WB_API const char *wb_config_get(const wb_config *config, const char *variable);

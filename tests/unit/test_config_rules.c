@@ -38,6 +38,23 @@ static const struct ccase cases[] = {
         {"type with space", B, {"MQTT_BROKER_TYPE=builtin "}, ERRV, "MQTT_BROKER_TYPE", "white space"},
         {"type typo", B, {"MQTT_BROKER_TYPE=bultin"}, ERRV, "MQTT_BROKER_TYPE", "did you mean \"builtin\""},
 
+        /* ---- MQTT_BROKER_IOTCORE_* ---- */
+        {"iot transport https default", I, {"MQTT_BROKER_IOTCORE_TRANSPORT"}, OK, NULL, NULL},
+        {"iot transport wss", I, {"MQTT_BROKER_IOTCORE_TRANSPORT=wss"}, OK, NULL, NULL},
+        {"iot transport unknown", I, {"MQTT_BROKER_IOTCORE_TRANSPORT=tcp"}, ERRV, "MQTT_BROKER_IOTCORE_TRANSPORT", "mqtts-alpn"},
+        {"iot mqtts needs a cert", I, {"MQTT_BROKER_IOTCORE_TRANSPORT=mqtts"}, ERRV, "MQTT_BROKER_IOTCORE_CERT_FILE", "is required"},
+        {"iot mqtts with cert and key", I, {"MQTT_BROKER_IOTCORE_TRANSPORT=mqtts", "MQTT_BROKER_IOTCORE_CERT_FILE=@PKI@/server.crt", "MQTT_BROKER_IOTCORE_KEY_FILE=@PKI@/server.key"}, OK, NULL, NULL},
+        {"iot mqtts-alpn key of another cert", I, {"MQTT_BROKER_IOTCORE_TRANSPORT=mqtts-alpn", "MQTT_BROKER_IOTCORE_CERT_FILE=@PKI@/server.crt", "MQTT_BROKER_IOTCORE_KEY_FILE=@PKI@/broker.key"}, ERRV, "MQTT_BROKER_IOTCORE_KEY_FILE", "does not belong"},
+        {"iot mqtts cert missing file", I, {"MQTT_BROKER_IOTCORE_TRANSPORT=mqtts", "MQTT_BROKER_IOTCORE_CERT_FILE=/nonexistent/server.crt", "MQTT_BROKER_IOTCORE_KEY_FILE=@PKI@/server.key"}, ERRV, "MQTT_BROKER_IOTCORE_CERT_FILE", "No such file"},
+        {"iot cert unused with https", I, {"MQTT_BROKER_IOTCORE_CERT_FILE=@PKI@/server.crt"}, OKW, "MQTT_BROKER_IOTCORE_CERT_FILE", "not used"},
+        {"iot ca file missing", I, {"MQTT_BROKER_IOTCORE_CA_FILE=/nonexistent/ca.pem"}, ERRV, "MQTT_BROKER_IOTCORE_CA_FILE", "No such file"},
+        {"iot ca file relative", I, {"MQTT_BROKER_IOTCORE_CA_FILE=ca.pem"}, ERRV, "MQTT_BROKER_IOTCORE_CA_FILE", "absolute"},
+        {"iot connect-to refused", I, {"MQTT_BROKER_IOTCORE_CONNECT_TO=127.0.0.1:8883"}, ERRV, "MQTT_BROKER_IOTCORE_CONNECT_TO", "explicitly allowed"},
+        {"iot connect-to allowed", I, {"MQTT_BROKER_IOTCORE_CONNECT_TO=127.0.0.1:8883", "MQTT_BROKER_IOTCORE_ALLOW_CONNECT_TO=true"}, OKW, "MQTT_BROKER_IOTCORE_CONNECT_TO", "TLS still checks"},
+        {"iot connect-to no port", I, {"MQTT_BROKER_IOTCORE_CONNECT_TO=127.0.0.1", "MQTT_BROKER_IOTCORE_ALLOW_CONNECT_TO=true"}, ERRV, "MQTT_BROKER_IOTCORE_CONNECT_TO", "HOST:PORT"},
+        {"iot allow-connect-to bad", I, {"MQTT_BROKER_IOTCORE_ALLOW_CONNECT_TO=yes"}, ERRV, "MQTT_BROKER_IOTCORE_ALLOW_CONNECT_TO", "\"true\" or \"false\""},
+        {"iot vars with builtin", B, {"MQTT_BROKER_IOTCORE_TRANSPORT=mqtts"}, OKW, "MQTT_BROKER_IOTCORE_TRANSPORT", "no effect"},
+
         /* ---- MQTT_BROKER_ENDPOINT, iotcore ---- */
         {"iot endpoint upper case", I, {"MQTT_BROKER_ENDPOINT=A1B2C3-ATS.IOT.EU-WEST-1.AMAZONAWS.COM"}, OK, NULL, NULL},
         {"iot endpoint us-gov", I, {"MQTT_BROKER_ENDPOINT=abc-ats.iot.us-gov-west-1.amazonaws.com", "AWS_REGION"}, OK, NULL, NULL},
