@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "broker_backend.h"
+#include "iotcore.h"
 #include "wb_internal.h"
 
 #define DEFAULT_CLIENT_ID "workerbus-server"
@@ -32,7 +33,7 @@ struct wb_broker {
 
 static wb__registry backends = {
     .lock = PTHREAD_MUTEX_INITIALIZER,
-    .builtin = {[WB_BROKER_IOTCORE] = NULL, /* [4/5] */
+    .builtin = {[WB_BROKER_IOTCORE] = &wb__iotcore_broker_ops,
                 [WB_BROKER_BUILTIN] = &wb__builtin_broker_ops},
 };
 

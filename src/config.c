@@ -52,10 +52,10 @@ static const char *const var_names[WB__V_COUNT] = {
 };
 
 static const char *const var_defaults[WB__V_COUNT] = {
-    [WB__V_BROKER_TYPE] = "iotcore",   [WB__V_LOG_LEVEL] = "error",
-    [WB__V_NAMESPACE] = "spacelift",   [WB__V_B_RUNTIME_DIR] = "/var/lib/workerbus/broker",
-    [WB__V_B_MOSQUITTO] = "mosquitto", [WB__V_QUEUE_TYPE] = "sqs",
-    [WB__V_I_TRANSPORT] = "https",     [WB__V_I_CA_FILE] = "/etc/ssl/certs/Amazon_Root_CA_1.pem",
+    [WB__V_BROKER_TYPE] = "iotcore",      [WB__V_LOG_LEVEL] = "error",
+    [WB__V_NAMESPACE] = "spacelift",      [WB__V_B_RUNTIME_DIR] = "/var/lib/workerbus/broker",
+    [WB__V_B_MOSQUITTO] = "mosquitto",    [WB__V_QUEUE_TYPE] = "sqs",
+    [WB__V_I_TRANSPORT] = "https",        [WB__V_I_CA_FILE] = "/etc/ssl/certs/Amazon_Root_CA_1.pem",
     [WB__V_I_ALLOW_CONNECT_TO] = "false",
 };
 
@@ -1361,7 +1361,7 @@ WB_API const char *wb_config_aws_region(const wb_config *c)
 WB_API wb_iotcore_transport wb_config_iotcore_transport(const wb_config *c)
 {
     return c && c->broker == WB_BROKER_IOTCORE ? (wb_iotcore_transport)c->iot_transport
-                                                : WB_IOT_HTTPS;
+                                               : WB_IOT_HTTPS;
 }
 
 WB_API const char *wb_config_iotcore_connect_host(const wb_config *c)

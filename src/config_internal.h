@@ -64,7 +64,7 @@ struct wb_config {
     char *listen_host;
     unsigned listen_port;
     /* iotcore */
-    int iot_transport; /* wb_iotcore_transport */
+    int iot_transport;  /* wb_iotcore_transport */
     char *connect_host; /* MQTT_BROKER_IOTCORE_CONNECT_TO, when allowed */
     unsigned connect_port;
 };

@@ -104,6 +104,15 @@ wb_err wb__http_request(wb__http *h, const char *method, const char *url,
                         unsigned connect_timeout_ms, unsigned timeout_ms, wb__http_response *out,
                         char **detail)
 {
+    return wb__http_request_to(h, method, url, NULL, NULL, headers, body, body_len,
+                               connect_timeout_ms, timeout_ms, out, detail);
+}
+
+wb_err wb__http_request_to(wb__http *h, const char *method, const char *url, const char *connect_to,
+                           const char *ca_file, const char *const *headers, const void *body,
+                           size_t body_len, unsigned connect_timeout_ms, unsigned timeout_ms,
+                           wb__http_response *out, char **detail)
+{
     memset(out, 0, sizeof *out);
     CURL *c = h->curl;
     curl_easy_reset(c);
@@ -121,6 +130,11 @@ wb_err wb__http_request(wb__http *h, const char *method, const char *url,
      * round trip for nothing. */
     hl = curl_slist_append(hl, "Expect:");
     curl_easy_setopt(c, CURLOPT_URL, url);
+    struct curl_slist *ct = connect_to ? curl_slist_append(NULL, connect_to) : NULL;
+    if (ct)
+        curl_easy_setopt(c, CURLOPT_CONNECT_TO, ct);
+    if (ca_file)
+        curl_easy_setopt(c, CURLOPT_CAINFO, ca_file);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, hl);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_TCP_NODELAY, 1L);
@@ -144,6 +158,7 @@ wb_err wb__http_request(wb__http *h, const char *method, const char *url,
     }
     CURLcode rc = curl_easy_perform(c);
     curl_slist_free_all(hl);
+    curl_slist_free_all(ct);
     if (rc != CURLE_OK) {
         wb__buf_free(&s.body);
         wb__http_response_free(out);

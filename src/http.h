@@ -29,6 +29,13 @@ wb_err wb__http_request(wb__http *h, const char *method, const char *url,
                         unsigned connect_timeout_ms, unsigned timeout_ms, wb__http_response *out,
                         char **detail);
 
+/* The same, with curl's --connect-to ("host:port:to_host:to_port", or NULL)
+ * and a CA file to verify the server with (NULL: the system's). */
+wb_err wb__http_request_to(wb__http *h, const char *method, const char *url, const char *connect_to,
+                           const char *ca_file, const char *const *headers, const void *body,
+                           size_t body_len, unsigned connect_timeout_ms, unsigned timeout_ms,
+                           wb__http_response *out, char **detail);
+
 void wb__http_response_free(wb__http_response *r);
 
 /* Global libcurl initialization (idempotent, thread-safe). */

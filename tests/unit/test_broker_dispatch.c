@@ -222,15 +222,29 @@ Test(dispatch, tables_are_checked)
     cr_assert_eq(wb__broker_ops_check(&fake, &d), WB_OK);
 }
 
-Test(dispatch, a_backend_left_out_answers_not_built_in)
+/* IoT Core's session limits, refused when the handle is opened (nothing
+ * is sent then: no network needed). */
+Test(dispatch, iotcore_session_limits)
 {
     wb_config *io = NULL;
     cr_assert_eq(wbt_load(wbt_base_iotcore, NULL, &io, NULL), WB_OK);
     wb_broker *b = NULL;
-    cr_assert_eq(wb_broker_open(io, NULL, &b), WB_ERR_NOT_BUILT_IN);
-    cr_assert_null(b);
-    cr_assert(strstr(wb_broker_last_error(NULL), "iotcore broker backend is not built"), "%s",
+    wb_broker_opts o = WB_BROKER_OPTS_INIT;
+    char id[140];
+    memset(id, 'c', 129);
+    id[129] = '\0';
+    o.client_id = id;
+    cr_assert_eq(wb_broker_open(io, &o, &b), WB_ERR_INVALID_ARGUMENT);
+    cr_assert(strstr(wb_broker_last_error(NULL), "client id is 129 bytes"), "%s",
               wb_broker_last_error(NULL));
+    o.client_id = NULL;
+    o.keepalive_s = 20;
+    cr_assert_eq(wb_broker_open(io, &o, &b), WB_ERR_INVALID_ARGUMENT);
+    cr_assert(strstr(wb_broker_last_error(NULL), "30-1200"), "%s", wb_broker_last_error(NULL));
+    o.keepalive_s = 0; /* IoT Core's default, 1200 s */
+    cr_assert_eq(wb_broker_open(io, &o, &b), WB_OK, "%s", wb_broker_last_error(NULL));
+    cr_assert_str_eq(wb_broker_backend(b), "iotcore");
+    wb_broker_close(b);
     wb_config_free(io);
 }
 

@@ -1,0 +1,870 @@
+/* The iotcore broker backend: the server's connection to AWS IoT Core.
+ *
+ * Transports (MQTT_BROKER_IOTCORE_TRANSPORT):
+ *  - mqtts, mqtts-alpn, wss: Paho MQTT C (MQTTAsync) over OpenSSL, TLS 1.2+,
+ *    SNI and host-name verification on. wss signs its URL with SigV4
+ *    (iotdevicegateway) again before every connection attempt.
+ *  - https: the data-plane Publish API over libcurl, SigV4 (iotdata);
+ *    publish only.
+ *
+ * IoT Core's limits (facts.md) are checked before anything is sent; its
+ * per-connection rate (100 publishes/s) and in-flight limit (100) are met by
+ * queueing here: Paho is never handed more than the window, so its command
+ * buffer never reaches maxBufferedMessages (where MQTTAsync_sendMessage
+ * fails with -12, connected or not). QoS 1 messages stay in the outbox until
+ * IoT Core acknowledges them and are handed again after a reconnect.
+ * Reconnects are ours (backoff with jitter), so that wss re-signs and so
+ * that subscriptions are renewed in one place. */
+#include <MQTTAsync.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "aws_creds.h"
+#include "broker_backend.h"
+#include "connect_to.h"
+#include "http.h"
+#include "iotcore.h"
+#include "sigv4.h"
+#include "wb_internal.h"
+
+#define IOT_MAX_PAYLOAD   (128u * 1024u)
+#define IOT_MAX_TOPIC     256u
+#define IOT_MAX_SLASHES   7u
+#define IOT_MAX_CLIENT_ID 128u
+#define IOT_WINDOW        100u /* IoT Core's unacknowledged in-flight limit */
+#define IOT_RATE          100u /* publishes per second per connection */
+#define ALPN_MQTT         "\x0ex-amzn-mqtt-ca"
+
+typedef struct outmsg {
+    char *topic;
+    void *payload;
+    size_t len;
+    int qos;
+    bool handed; /* given to Paho, not yet acknowledged */
+    struct outmsg *next;
+} outmsg;
+
+typedef struct sub {
+    char *filter;
+    int qos;
+    struct sub *next;
+} sub;
+
+typedef struct iot {
+    wb__broker_core *core;
+    wb_iotcore_transport transport;
+    char *endpoint, *region, *client_id;
+    char *cert, *key, *ca;
+    unsigned keepalive_s, rmin, rmax;
+    size_t max_queued;
+    wb__aws_provider *creds;
+
+    /* https */
+    pthread_mutex_t http_lock;
+    wb__http *http;
+    char *connect_to; /* curl's "host:port:to_host:to_port" */
+
+    /* mqtt */
+    MQTTAsync client;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    pthread_t pump;
+    bool pump_running, stop, want, connected, connecting, ever_connected, auth_refused;
+    char *last_failure;
+    unsigned attempt;
+    uint64_t next_attempt_ms;
+    outmsg *head, *tail;
+    size_t queued, handed;
+    double tokens;
+    uint64_t tokens_at_ms;
+    sub *subs;
+    /* a pending subscribe/unsubscribe answer */
+    int op_state; /* 0 idle, 1 waiting, 2 ok, 3 refused */
+    wb_broker_stats st;
+} iot;
+
+static bool mqtt(const iot *b)
+{
+    return b->transport != WB_IOT_HTTPS;
+}
+
+/* ---- limits ------------------------------------------------------------------ */
+
+/* IoT Core refuses a client id over 128 bytes and a keepalive outside
+ * 30-1200 s; say so before connecting. */
+static wb_err check_session_limits(const iot *b, char **detail)
+{
+    if (strlen(b->client_id) > IOT_MAX_CLIENT_ID) {
+        *detail = wb__asprintf("the client id is %zu bytes; IoT Core takes at most %u",
+                               strlen(b->client_id), IOT_MAX_CLIENT_ID);
+        return WB_ERR_INVALID_ARGUMENT;
+    }
+    if (b->keepalive_s < 30 || b->keepalive_s > 1200) {
+        *detail =
+            wb__asprintf("a keepalive of %u s is outside IoT Core's 30-1200 s", b->keepalive_s);
+        return WB_ERR_INVALID_ARGUMENT;
+    }
+    return WB_OK;
+}
+
+/* ---- the https transport ---------------------------------------------------- */
+
+static wb_err https_publish(iot *b, const char *topic, const void *payload, size_t len, int qos,
+                            char **detail)
+{
+    char *etopic = wb__uri_encode(topic, strlen(topic), 0);
+    char *path = etopic ? wb__asprintf("/topics/%s", etopic) : NULL;
+    char *url = path ? wb__asprintf("https://%s%s?qos=%d", b->endpoint, path, qos) : NULL;
+    char qs[8];
+    snprintf(qs, sizeof qs, "qos=%d", qos);
+    wb_err err = url ? WB_OK : WB_ERR_NO_MEMORY;
+    wb__aws_creds cr = {0};
+    if (!err)
+        err = wb__aws_provider_get(b->creds, &cr, detail);
+    wb__sigv4_result sig = {0};
+    if (!err) {
+        /* the path is signed as sent, encoded once more (SigV4's rule for
+         * every service but S3) */
+        wb__sigv4_header h[] = {{"Host", b->endpoint}};
+        wb__sigv4_request r = {.method = "POST",
+                               .path = path,
+                               .query = qs,
+                               .headers = h,
+                               .n_headers = 1,
+                               .body = payload,
+                               .body_len = len,
+                               .region = b->region,
+                               .service = "iotdata",
+                               .now = time(NULL)};
+        err = wb__sigv4_sign(&r, &cr, &sig, detail);
+    }
+    char *ha = NULL, *hd = NULL, *ht = NULL;
+    if (!err) {
+        ha = wb__asprintf("Authorization: %s", sig.authorization);
+        hd = wb__asprintf("X-Amz-Date: %s", sig.amz_date);
+        ht = cr.session_token ? wb__asprintf("X-Amz-Security-Token: %s", cr.session_token) : NULL;
+        if (!ha || !hd || (cr.session_token && !ht))
+            err = WB_ERR_NO_MEMORY;
+    }
+    if (!err) {
+        const char *hdrs[] = {ha, hd, "Content-Type: application/octet-stream", ht, NULL};
+        wb__http_response resp;
+        pthread_mutex_lock(&b->http_lock);
+        for (unsigned attempt = 0; attempt < 5; attempt++) {
+            char *d = NULL;
+            err = wb__http_request_to(b->http, "POST", url, b->connect_to, b->ca, hdrs, payload,
+                                      len, 5000, 15000, &resp, &d);
+            if (err) {
+                free(*detail);
+                *detail = d;
+            } else if (resp.status == 200) {
+                wb__http_response_free(&resp);
+                break;
+            } else {
+                free(*detail);
+                *detail = wb__asprintf("IoT Core Publish to %s: HTTP %ld: %.300s", topic,
+                                       resp.status, resp.body);
+                err = resp.status == 403 || resp.status == 401 ? WB_ERR_AUTH_REFUSED
+                      : resp.status == 413                     ? WB_ERR_TOO_LARGE
+                      : resp.status == 429                     ? WB_ERR_BUSY
+                      : resp.status >= 500                     ? WB_ERR_BACKEND
+                                                               : WB_ERR_INVALID_ARGUMENT;
+                bool retry = resp.status >= 500 || resp.status == 429;
+                wb__http_response_free(&resp);
+                if (!retry)
+                    break;
+            }
+            unsigned ms = wb__backoff_ms(attempt, 50, 2000);
+            struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+            nanosleep(&ts, NULL);
+        }
+        pthread_mutex_unlock(&b->http_lock);
+        if (!err) {
+            free(*detail);
+            *detail = NULL;
+        }
+    }
+    free(ha);
+    free(hd);
+    free(ht);
+    wb__sigv4_result_free(&sig);
+    wb__aws_creds_clear(&cr);
+    free(etopic);
+    free(path);
+    free(url);
+    return err;
+}
+
+/* ---- MQTT: URIs and TLS ------------------------------------------------------ */
+
+/* The URI of one connection attempt (wss: signed now). */
+static char *server_uri(iot *b, char **detail)
+{
+    if (b->transport == WB_IOT_MQTTS)
+        return wb__asprintf("ssl://%s:8883", b->endpoint);
+    if (b->transport == WB_IOT_MQTTS_ALPN)
+        return wb__asprintf("ssl://%s:443", b->endpoint);
+    wb__aws_creds cr;
+    if (wb__aws_provider_get(b->creds, &cr, detail) != WB_OK)
+        return NULL;
+    wb__sigv4_header h[] = {{"host", b->endpoint}};
+    wb__sigv4_request r = {.method = "GET",
+                           .path = "/mqtt",
+                           .headers = h,
+                           .n_headers = 1,
+                           .region = b->region,
+                           .service = "iotdevicegateway",
+                           .now = time(NULL)};
+    char *q = wb__sigv4_presign_query(&r, &cr, 86400, 1, detail);
+    wb__aws_creds_clear(&cr);
+    char *uri = q ? wb__asprintf("wss://%s:443/mqtt?%s", b->endpoint, q) : NULL;
+    free(q);
+    return uri;
+}
+
+/* ---- MQTT: callbacks (Paho's thread) ------------------------------------------ */
+
+static void on_connect_ok(void *ctx, MQTTAsync_successData *r)
+{
+    (void)r;
+    iot *b = ctx;
+    pthread_mutex_lock(&b->lock);
+    b->connecting = false;
+    b->connected = true;
+    if (b->ever_connected)
+        b->st.reconnects++;
+    b->ever_connected = true;
+    b->attempt = 0;
+    /* messages handed before the loss go again (at least once) */
+    for (outmsg *m = b->head; m; m = m->next)
+        m->handed = false;
+    b->handed = 0;
+    /* subscriptions renewed (the session may have expired meanwhile) */
+    for (sub *s = b->subs; s; s = s->next) {
+        int rc = MQTTAsync_subscribe(b->client, s->filter, s->qos, NULL);
+        if (rc != MQTTASYNC_SUCCESS)
+            wb__log(WB_LOG_WARN, "broker", "renewing the subscription %s failed (%d)", s->filter,
+                    rc);
+    }
+    pthread_cond_broadcast(&b->cond);
+    pthread_mutex_unlock(&b->lock);
+    wb__broker_connection(b->core, true, NULL);
+}
+
+static void on_connect_fail(void *ctx, MQTTAsync_failureData *r)
+{
+    iot *b = ctx;
+    pthread_mutex_lock(&b->lock);
+    b->connecting = false;
+    free(b->last_failure);
+    b->last_failure =
+        wb__asprintf("connecting to %s: %s (code %d)", b->endpoint,
+                     r && r->message ? r->message : "refused or unreachable", r ? r->code : 0);
+    /* 4 and 5: CONNACK "bad user name or password" and "not authorized" */
+    if (r && (r->code == 4 || r->code == 5))
+        b->auth_refused = true;
+    b->next_attempt_ms = wb__now_ms() + wb__backoff_ms(b->attempt++, b->rmin, b->rmax);
+    pthread_cond_broadcast(&b->cond);
+    pthread_mutex_unlock(&b->lock);
+}
+
+static void on_connection_lost(void *ctx, char *cause)
+{
+    iot *b = ctx;
+    pthread_mutex_lock(&b->lock);
+    bool was = b->connected;
+    b->connected = false;
+    b->next_attempt_ms = wb__now_ms() + wb__backoff_ms(b->attempt++, b->rmin, b->rmax);
+    pthread_cond_broadcast(&b->cond);
+    pthread_mutex_unlock(&b->lock);
+    if (was)
+        wb__broker_connection(b->core, false, cause ? cause : "connection lost");
+}
+
+static int on_message(void *ctx, char *topic, int topic_len, MQTTAsync_message *m)
+{
+    iot *b = ctx;
+    char *t = topic_len > 0 ? wb__strndup(topic, (size_t)topic_len) : NULL;
+    wb_message msg = {t ? t : topic, m->payload, (size_t)m->payloadlen, m->qos, m->retained != 0};
+    wb__broker_deliver(b->core, &msg);
+    pthread_mutex_lock(&b->lock);
+    b->st.received++;
+    pthread_mutex_unlock(&b->lock);
+    free(t);
+    MQTTAsync_freeMessage(&m);
+    MQTTAsync_free(topic);
+    return 1;
+}
+
+typedef struct sendctx {
+    iot *b;
+    outmsg *m;
+} sendctx;
+
+static void unlink_msg(iot *b, outmsg *m)
+{
+    outmsg **pp = &b->head, *prev = NULL;
+    while (*pp && *pp != m) {
+        prev = *pp;
+        pp = &(*pp)->next;
+    }
+    if (!*pp)
+        return;
+    *pp = m->next;
+    if (b->tail == m)
+        b->tail = prev;
+    b->queued--;
+}
+
+static void on_sent(void *ctx, MQTTAsync_successData *r)
+{
+    (void)r;
+    sendctx *s = ctx;
+    iot *b = s->b;
+    pthread_mutex_lock(&b->lock);
+    if (s->m->handed) {
+        b->handed--;
+        unlink_msg(b, s->m);
+        b->st.acknowledged++;
+        free(s->m->topic);
+        free(s->m->payload);
+        free(s->m);
+    }
+    pthread_cond_broadcast(&b->cond);
+    pthread_mutex_unlock(&b->lock);
+    free(s);
+}
+
+static void on_send_failed(void *ctx, MQTTAsync_failureData *r)
+{
+    (void)r;
+    sendctx *s = ctx;
+    iot *b = s->b;
+    pthread_mutex_lock(&b->lock);
+    if (s->m->handed) { /* hand it again after the reconnect */
+        s->m->handed = false;
+        b->handed--;
+    }
+    pthread_cond_broadcast(&b->cond);
+    pthread_mutex_unlock(&b->lock);
+    free(s);
+}
+
+static void on_op_ok(void *ctx, MQTTAsync_successData *r)
+{
+    iot *b = ctx;
+    pthread_mutex_lock(&b->lock);
+    /* a SUBACK of 0x80 is a refusal */
+    b->op_state = r && r->alt.qos == 0x80 ? 3 : 2;
+    pthread_cond_broadcast(&b->cond);
+    pthread_mutex_unlock(&b->lock);
+}
+
+static void on_op_fail(void *ctx, MQTTAsync_failureData *r)
+{
+    (void)r;
+    iot *b = ctx;
+    pthread_mutex_lock(&b->lock);
+    b->op_state = 3;
+    pthread_cond_broadcast(&b->cond);
+    pthread_mutex_unlock(&b->lock);
+}
+
+/* ---- MQTT: the pump thread ---------------------------------------------------- */
+
+static void start_connect(iot *b)
+{
+    char *d = NULL;
+    char *uri = server_uri(b, &d);
+    if (!uri) {
+        free(b->last_failure);
+        b->last_failure = d;
+        b->next_attempt_ms = wb__now_ms() + wb__backoff_ms(b->attempt++, b->rmin, b->rmax);
+        return;
+    }
+    MQTTAsync_SSLOptions ssl = MQTTAsync_SSLOptions_initializer;
+    ssl.trustStore = b->ca;
+    ssl.keyStore = b->cert;
+    ssl.privateKey = b->key;
+    ssl.enableServerCertAuth = 1;
+    ssl.verify = 1;
+    ssl.sslVersion = MQTT_SSL_VERSION_TLS_1_2;
+    ssl.disableDefaultTrustStore = 1;
+    if (b->transport == WB_IOT_MQTTS_ALPN) {
+        ssl.protos = (const unsigned char *)ALPN_MQTT;
+        ssl.protos_len = (unsigned)strlen(ALPN_MQTT);
+    }
+    MQTTAsync_connectOptions co = MQTTAsync_connectOptions_initializer;
+    co.keepAliveInterval = (int)b->keepalive_s;
+    co.cleansession = 0;
+    co.maxInflight = IOT_WINDOW;
+    co.connectTimeout = 10;
+    co.ssl = &ssl;
+    co.onSuccess = on_connect_ok;
+    co.onFailure = on_connect_fail;
+    co.context = b;
+    char *uris[1] = {uri};
+    co.serverURIcount = 1;
+    co.serverURIs = uris;
+    co.MQTTVersion = MQTTVERSION_3_1_1;
+    co.automaticReconnect = 0;
+    b->connecting = true;
+    int rc = MQTTAsync_connect(b->client, &co);
+    if (rc != MQTTASYNC_SUCCESS) {
+        b->connecting = false;
+        free(b->last_failure);
+        b->last_failure =
+            wb__asprintf("connecting to %s: Paho refused to start (%d)", b->endpoint, rc);
+        b->next_attempt_ms = wb__now_ms() + wb__backoff_ms(b->attempt++, b->rmin, b->rmax);
+    }
+    free(uri);
+}
+
+/* Hands queued messages to Paho within the window and the rate. Lock held. */
+static void hand_out(iot *b)
+{
+    uint64_t now = wb__now_ms();
+    b->tokens += (double)(now - b->tokens_at_ms) * IOT_RATE / 1000.0;
+    if (b->tokens > IOT_RATE)
+        b->tokens = IOT_RATE;
+    b->tokens_at_ms = now;
+    for (outmsg *m = b->head; m && b->handed < IOT_WINDOW && b->tokens >= 1.0;) {
+        outmsg *next = m->next;
+        if (m->handed) {
+            m = next;
+            continue;
+        }
+        sendctx *s = malloc(sizeof *s);
+        if (!s)
+            break;
+        *s = (sendctx){b, m};
+        MQTTAsync_message pm = MQTTAsync_message_initializer;
+        pm.payload = m->payload;
+        pm.payloadlen = (int)m->len;
+        pm.qos = m->qos;
+        MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
+        ro.onSuccess = on_sent;
+        ro.onFailure = on_send_failed;
+        ro.context = s;
+        m->handed = true;
+        b->handed++;
+        b->tokens -= 1.0;
+        int rc = MQTTAsync_sendMessage(b->client, m->topic, &pm, &ro);
+        if (rc != MQTTASYNC_SUCCESS) {
+            m->handed = false;
+            b->handed--;
+            free(s);
+            if (rc == MQTTASYNC_DISCONNECTED)
+                b->connected = false;
+            break; /* try again on the next wake-up */
+        }
+        m = next;
+    }
+}
+
+static void *pump_main(void *arg)
+{
+    iot *b = arg;
+    pthread_mutex_lock(&b->lock);
+    while (!b->stop) {
+        uint64_t now = wb__now_ms();
+        unsigned wait = 1000;
+        if (b->want && !b->connected && !b->connecting && !b->auth_refused) {
+            if (now >= b->next_attempt_ms)
+                start_connect(b);
+            else
+                wait = (unsigned)(b->next_attempt_ms - now);
+        }
+        if (b->connected) {
+            hand_out(b);
+            bool pending = false;
+            for (outmsg *m = b->head; m && !pending; m = m->next)
+                pending = !m->handed;
+            if (pending && b->handed < IOT_WINDOW)
+                wait = 10; /* the rate's next token */
+        }
+        wb__cond_wait_ms(&b->cond, &b->lock, wait ? wait : 1);
+    }
+    pthread_mutex_unlock(&b->lock);
+    return NULL;
+}
+
+/* ---- operations -------------------------------------------------------------- */
+
+static wb_err iot_open(void *priv, const wb_config *cfg, const wb_broker_opts *opts,
+                       wb__broker_core *core, char **detail)
+{
+    iot *b = priv;
+    b->core = core;
+    b->transport = wb_config_iotcore_transport(cfg);
+    b->endpoint = wb__strdup(wb_config_broker_endpoint(cfg));
+    const char *region = wb_config_iotcore_region(cfg);
+    b->region = wb__strdup(region ? region : "us-east-1");
+    b->client_id = wb__strdup(opts->client_id);
+    b->keepalive_s = opts->keepalive_s ? opts->keepalive_s : 1200;
+    b->rmin = opts->reconnect_min_ms ? opts->reconnect_min_ms : 100;
+    b->rmax = opts->reconnect_max_ms ? opts->reconnect_max_ms : 30000;
+    b->max_queued = opts->max_queued ? opts->max_queued : 100000;
+    const char *ca = wb_config_get(cfg, "MQTT_BROKER_IOTCORE_CA_FILE");
+    const char *cert = wb_config_get(cfg, "MQTT_BROKER_IOTCORE_CERT_FILE");
+    const char *key = wb_config_get(cfg, "MQTT_BROKER_IOTCORE_KEY_FILE");
+    b->ca = ca ? wb__strdup(ca) : NULL;
+    b->cert = cert ? wb__strdup(cert) : NULL;
+    b->key = key ? wb__strdup(key) : NULL;
+    pthread_mutex_init(&b->lock, NULL);
+    pthread_cond_init(&b->cond, NULL);
+    pthread_mutex_init(&b->http_lock, NULL);
+    if (!b->endpoint || !b->region || !b->client_id || (ca && !b->ca) || (cert && !b->cert) ||
+        (key && !b->key))
+        return WB_ERR_NO_MEMORY;
+    wb_err err = check_session_limits(b, detail);
+    if (err)
+        return err;
+    const char *to = wb_config_iotcore_connect_host(cfg);
+    if (to) {
+        unsigned port = wb_config_iotcore_connect_port(cfg);
+        b->connect_to = wb__asprintf("%s:443:%s:%u", b->endpoint, to, port);
+        /* MQTT: the endpoint's name resolves to the override's address (TLS
+         * still checks the name); Paho dials the transport's own port */
+        unsigned want = b->transport == WB_IOT_MQTTS ? 8883u : 443u;
+        if (mqtt(b) && port != want) {
+            *detail = wb__asprintf("MQTT_BROKER_IOTCORE_CONNECT_TO: with the %s transport the "
+                                   "port must be %u (Paho dials the transport's port; choose "
+                                   "another address instead, e.g. any 127.x.y.z)",
+                                   b->transport == WB_IOT_MQTTS ? "mqtts" : "443 MQTT", want);
+            return WB_ERR_CONFIG;
+        }
+        if (mqtt(b) && wb__connect_to_set(b->endpoint, to, detail) != WB_OK)
+            return WB_ERR_INVALID_ARGUMENT;
+        wb__log(WB_LOG_WARN, "broker", "MQTT_BROKER_IOTCORE_CONNECT_TO: %s goes to %s:%u",
+                b->endpoint, to, port);
+    }
+    if (b->transport == WB_IOT_HTTPS || b->transport == WB_IOT_WSS) {
+        b->creds = wb__aws_provider_new(b->region);
+        if (!b->creds)
+            return WB_ERR_NO_MEMORY;
+    }
+    if (!mqtt(b)) {
+        b->http = wb__http_new();
+        return b->http ? WB_OK : WB_ERR_NO_MEMORY;
+    }
+    MQTTAsync_createOptions cro = MQTTAsync_createOptions_initializer;
+    cro.sendWhileDisconnected = 0;
+    /* never reached: Paho is handed at most IOT_WINDOW messages */
+    cro.maxBufferedMessages = (int)IOT_WINDOW * 2;
+    cro.MQTTVersion = MQTTVERSION_3_1_1;
+    char *uri = wb__asprintf("ssl://%s:8883", b->endpoint);
+    int rc = uri ? MQTTAsync_createWithOptions(&b->client, uri, b->client_id,
+                                               MQTTCLIENT_PERSISTENCE_NONE, NULL, &cro)
+                 : MQTTASYNC_FAILURE;
+    free(uri);
+    if (rc != MQTTASYNC_SUCCESS) {
+        *detail = wb__asprintf("Paho could not create a client for %s (%d)", b->endpoint, rc);
+        return WB_ERR_BACKEND;
+    }
+    MQTTAsync_setCallbacks(b->client, b, on_connection_lost, on_message, NULL);
+    return WB_OK;
+}
+
+static wb_err iot_connect(void *priv, unsigned timeout_ms, char **detail)
+{
+    iot *b = priv;
+    if (!mqtt(b)) {
+        /* nothing to keep open: check that credentials can be found */
+        wb__aws_creds cr;
+        wb_err err = wb__aws_provider_get(b->creds, &cr, detail);
+        wb__aws_creds_clear(&cr);
+        if (!err) {
+            pthread_mutex_lock(&b->lock);
+            b->connected = true;
+            pthread_mutex_unlock(&b->lock);
+        }
+        return err;
+    }
+    pthread_mutex_lock(&b->lock);
+    b->want = true;
+    b->stop = false;
+    b->auth_refused = false;
+    b->next_attempt_ms = 0;
+    if (!b->pump_running) {
+        if (pthread_create(&b->pump, NULL, pump_main, b) != 0) {
+            pthread_mutex_unlock(&b->lock);
+            *detail = wb__strdup("cannot start the iotcore thread");
+            return WB_ERR_NO_MEMORY;
+        }
+        b->pump_running = true;
+    }
+    pthread_cond_broadcast(&b->cond);
+    uint64_t deadline = wb__now_ms() + timeout_ms;
+    while (!b->connected && !b->auth_refused && wb__now_ms() < deadline)
+        wb__cond_wait_ms(&b->cond, &b->lock, (unsigned)(deadline - wb__now_ms()));
+    wb_err err = b->connected ? WB_OK : b->auth_refused ? WB_ERR_AUTH_REFUSED : WB_ERR_TIMEOUT;
+    if (err)
+        *detail = wb__asprintf("%s%s", b->last_failure ? b->last_failure : "no connection",
+                               err == WB_ERR_TIMEOUT ? " (still retrying)" : "");
+    pthread_mutex_unlock(&b->lock);
+    return err;
+}
+
+static wb_err iot_publish(void *priv, const char *topic, const void *payload, size_t len, int qos,
+                          char **detail)
+{
+    iot *b = priv;
+    if (!mqtt(b)) {
+        wb_err err = https_publish(b, topic, payload, len, qos, detail);
+        pthread_mutex_lock(&b->lock);
+        b->st.published += err == WB_OK;
+        b->st.acknowledged += err == WB_OK;
+        pthread_mutex_unlock(&b->lock);
+        return err;
+    }
+    outmsg *m = calloc(1, sizeof *m);
+    if (m) {
+        m->topic = wb__strdup(topic);
+        m->payload = malloc(len ? len : 1);
+        if (m->payload && len)
+            memcpy(m->payload, payload, len);
+        m->len = len;
+        m->qos = qos;
+    }
+    if (!m || !m->topic || !m->payload) {
+        if (m) {
+            free(m->topic);
+            free(m->payload);
+        }
+        free(m);
+        return WB_ERR_NO_MEMORY;
+    }
+    pthread_mutex_lock(&b->lock);
+    wb_err err = WB_OK;
+    if (!b->want) {
+        err = WB_ERR_STATE;
+        *detail = wb__strdup("not connected: call wb_broker_connect() first");
+    } else if (qos == 0 && !b->connected) {
+        err = WB_ERR_CONNECTION_LOST;
+        *detail = wb__strdup("QoS 0 while disconnected from IoT Core");
+    } else if (b->queued >= b->max_queued) {
+        err = WB_ERR_BUSY;
+        *detail = wb__asprintf("%zu messages wait for IoT Core (max_queued)", b->queued);
+    }
+    if (!err) {
+        if (b->tail)
+            b->tail->next = m;
+        else
+            b->head = m;
+        b->tail = m;
+        b->queued++;
+        b->st.published++;
+        if (b->connected)
+            hand_out(b);
+        pthread_cond_broadcast(&b->cond);
+    }
+    pthread_mutex_unlock(&b->lock);
+    if (err) {
+        free(m->topic);
+        free(m->payload);
+        free(m);
+    }
+    return err;
+}
+
+/* Subscribe or unsubscribe, waiting for IoT Core's answer. Lock held. */
+static wb_err sub_op(iot *b, const char *filter, int qos, bool unsub, unsigned timeout_ms,
+                     char **detail)
+{
+    MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
+    ro.onSuccess = on_op_ok;
+    ro.onFailure = on_op_fail;
+    ro.context = b;
+    b->op_state = 1;
+    int rc = unsub ? MQTTAsync_unsubscribe(b->client, filter, &ro)
+                   : MQTTAsync_subscribe(b->client, filter, qos, &ro);
+    if (rc != MQTTASYNC_SUCCESS) {
+        b->op_state = 0;
+        *detail = wb__asprintf("%s %s: Paho refused (%d)", unsub ? "unsubscribe" : "subscribe",
+                               filter, rc);
+        return WB_ERR_CONNECTION_LOST;
+    }
+    uint64_t deadline = wb__now_ms() + timeout_ms;
+    while (b->op_state == 1 && wb__now_ms() < deadline)
+        wb__cond_wait_ms(&b->cond, &b->lock, (unsigned)(deadline - wb__now_ms()));
+    int st = b->op_state;
+    b->op_state = 0;
+    if (st == 2)
+        return WB_OK;
+    *detail = wb__asprintf("%s %s: %s", unsub ? "unsubscribe" : "subscribe", filter,
+                           st == 3 ? "refused by IoT Core (its policy does not allow it)"
+                                   : "no answer in time");
+    return st == 3 ? WB_ERR_AUTH_REFUSED : WB_ERR_TIMEOUT;
+}
+
+static wb_err iot_subscribe(void *priv, const char *filter, int qos, unsigned timeout_ms,
+                            char **detail)
+{
+    iot *b = priv;
+    if (!mqtt(b)) {
+        *detail = wb__strdup("MQTT_BROKER_IOTCORE_TRANSPORT=https publishes only; worker "
+                             "messages reach the server through SQS (the iot queue)");
+        return WB_ERR_NOT_SUPPORTED;
+    }
+    sub *s = calloc(1, sizeof *s);
+    if (!s || !(s->filter = wb__strdup(filter))) {
+        free(s);
+        return WB_ERR_NO_MEMORY;
+    }
+    s->qos = qos;
+    pthread_mutex_lock(&b->lock);
+    wb_err err = b->connected ? sub_op(b, filter, qos, false, timeout_ms, detail) : WB_OK;
+    if (!err) {
+        s->next = b->subs;
+        b->subs = s;
+    } else {
+        free(s->filter);
+        free(s);
+    }
+    pthread_mutex_unlock(&b->lock);
+    return err;
+}
+
+static wb_err iot_unsubscribe(void *priv, const char *filter, unsigned timeout_ms, char **detail)
+{
+    iot *b = priv;
+    if (!mqtt(b))
+        return WB_ERR_NOT_SUPPORTED;
+    pthread_mutex_lock(&b->lock);
+    for (sub **pp = &b->subs; *pp; pp = &(*pp)->next) {
+        if (strcmp((*pp)->filter, filter) == 0) {
+            sub *s = *pp;
+            *pp = s->next;
+            free(s->filter);
+            free(s);
+            break;
+        }
+    }
+    wb_err err = b->connected ? sub_op(b, filter, 0, true, timeout_ms, detail) : WB_OK;
+    pthread_mutex_unlock(&b->lock);
+    return err;
+}
+
+static wb_err iot_flush(void *priv, unsigned timeout_ms, char **detail)
+{
+    iot *b = priv;
+    pthread_mutex_lock(&b->lock);
+    uint64_t deadline = wb__now_ms() + timeout_ms;
+    while (b->queued && wb__now_ms() < deadline)
+        wb__cond_wait_ms(&b->cond, &b->lock, (unsigned)(deadline - wb__now_ms()));
+    size_t left = b->queued;
+    pthread_mutex_unlock(&b->lock);
+    if (left) {
+        *detail = wb__asprintf("%zu messages not yet acknowledged by IoT Core", left);
+        return WB_ERR_TIMEOUT;
+    }
+    return WB_OK;
+}
+
+static void drop_outbox(iot *b)
+{
+    while (b->head) {
+        outmsg *m = b->head;
+        b->head = m->next;
+        free(m->topic);
+        free(m->payload);
+        free(m);
+    }
+    b->tail = NULL;
+    b->queued = b->handed = 0;
+}
+
+static wb_err iot_disconnect(void *priv, unsigned timeout_ms, char **detail)
+{
+    iot *b = priv;
+    wb_err err = mqtt(b) ? iot_flush(b, timeout_ms, detail) : WB_OK;
+    pthread_mutex_lock(&b->lock);
+    b->want = false;
+    b->stop = true;
+    pthread_cond_broadcast(&b->cond);
+    bool running = b->pump_running;
+    b->pump_running = false;
+    pthread_mutex_unlock(&b->lock);
+    if (running)
+        pthread_join(b->pump, NULL);
+    if (mqtt(b) && MQTTAsync_isConnected(b->client)) {
+        MQTTAsync_disconnectOptions dopts = MQTTAsync_disconnectOptions_initializer;
+        dopts.timeout = 1000;
+        MQTTAsync_disconnect(b->client, &dopts);
+        for (int i = 0; i < 100 && MQTTAsync_isConnected(b->client); i++) {
+            struct timespec ts = {0, 10000000L};
+            nanosleep(&ts, NULL);
+        }
+    }
+    pthread_mutex_lock(&b->lock);
+    bool was = b->connected;
+    b->connected = false;
+    drop_outbox(b);
+    pthread_mutex_unlock(&b->lock);
+    if (was && mqtt(b))
+        wb__broker_connection(b->core, false, "disconnected");
+    return err;
+}
+
+static void iot_stats(void *priv, wb_broker_stats *out)
+{
+    iot *b = priv;
+    pthread_mutex_lock(&b->lock);
+    *out = b->st;
+    out->queued = b->queued;
+    out->connected = b->connected;
+    pthread_mutex_unlock(&b->lock);
+}
+
+static void iot_close(void *priv)
+{
+    iot *b = priv;
+    char *d = NULL;
+    if (b->pump_running)
+        iot_disconnect(b, 0, &d);
+    free(d);
+    if (b->client)
+        MQTTAsync_destroy(&b->client);
+    drop_outbox(b);
+    while (b->subs) {
+        sub *s = b->subs;
+        b->subs = s->next;
+        free(s->filter);
+        free(s);
+    }
+    wb__http_free(b->http);
+    wb__aws_provider_free(b->creds);
+    free(b->endpoint);
+    free(b->region);
+    free(b->client_id);
+    free(b->cert);
+    free(b->key);
+    free(b->ca);
+    free(b->connect_to);
+    free(b->last_failure);
+    pthread_mutex_destroy(&b->lock);
+    pthread_cond_destroy(&b->cond);
+    pthread_mutex_destroy(&b->http_lock);
+}
+
+const wb__broker_ops wb__iotcore_broker_ops = {
+    .version = WB__BROKER_OPS_VERSION,
+    .name = "iotcore",
+    .caps = WB__BROKER_CAP_QOS1 | WB__BROKER_CAP_SUBSCRIBE | WB__BROKER_CAP_PERSISTENT_SESSION,
+    .priv_size = sizeof(iot),
+    .max_payload = IOT_MAX_PAYLOAD,
+    .max_topic = IOT_MAX_TOPIC,
+    .max_slashes = IOT_MAX_SLASHES,
+    .open = iot_open,
+    .connect = iot_connect,
+    .publish = iot_publish,
+    .disconnect = iot_disconnect,
+    .close = iot_close,
+    .subscribe = iot_subscribe,
+    .unsubscribe = iot_unsubscribe,
+    .flush = iot_flush,
+    .stats = iot_stats,
+};
