@@ -33,8 +33,9 @@
 #define IOT_MAX_TOPIC     256u
 #define IOT_MAX_SLASHES   7u
 #define IOT_MAX_CLIENT_ID 128u
-#define IOT_WINDOW        100u /* IoT Core's unacknowledged in-flight limit */
-#define IOT_RATE          100u /* publishes per second per connection */
+#define IOT_WINDOW        100u           /* IoT Core's unacknowledged in-flight limit */
+#define IOT_RATE          100u           /* publishes per second per connection */
+#define IOT_BYTE_RATE     (512u * 1024u) /* bytes per second per connection */
 #define ALPN_MQTT         "\x0ex-amzn-mqtt-ca"
 
 typedef struct outmsg {
@@ -42,7 +43,9 @@ typedef struct outmsg {
     void *payload;
     size_t len;
     int qos;
-    bool handed; /* given to Paho, not yet acknowledged */
+    uint64_t seq; /* the outbox is in seq order */
+    unsigned gen; /* which handing is current */
+    bool handed;  /* given to Paho, not yet acknowledged */
     struct outmsg *next;
 } outmsg;
 
@@ -72,12 +75,15 @@ typedef struct iot {
     pthread_cond_t cond;
     pthread_t pump;
     bool pump_running, stop, want, connected, connecting, ever_connected, auth_refused;
+    bool connect_issued; /* Paho owns reconnecting from then on */
+    bool initial_failed; /* the first connect failed: issue it again */
     char *last_failure;
     unsigned attempt;
     uint64_t next_attempt_ms;
     outmsg *head, *tail;
     size_t queued, handed;
-    double tokens;
+    uint64_t next_seq;
+    double tokens, byte_tokens;
     uint64_t tokens_at_ms;
     sub *subs;
     /* a pending subscribe/unsubscribe answer */
@@ -89,6 +95,11 @@ static bool mqtt(const iot *b)
 {
     return b->transport != WB_IOT_HTTPS;
 }
+
+/* Set while this thread runs one of our Paho callbacks. Lock order: no Paho
+ * call is ever made while b->lock is held (Paho may hold its own mutex while
+ * it calls us). */
+static _Thread_local const iot *in_cb;
 
 /* ---- limits ------------------------------------------------------------------ */
 
@@ -226,11 +237,28 @@ static char *server_uri(iot *b, char **detail)
 
 /* ---- MQTT: callbacks (Paho's thread) ------------------------------------------ */
 
+static void on_up(iot *b);
+
 static void on_connect_ok(void *ctx, MQTTAsync_successData *r)
 {
     (void)r;
-    iot *b = ctx;
+    on_up(ctx);
+}
+
+/* Paho's automatic reconnect succeeded. */
+static void on_reconnected(void *ctx, char *cause)
+{
+    (void)cause;
+    on_up(ctx);
+}
+
+static void on_up(iot *b)
+{
     pthread_mutex_lock(&b->lock);
+    if (b->connected) { /* both callbacks for one connection */
+        pthread_mutex_unlock(&b->lock);
+        return;
+    }
     b->connecting = false;
     b->connected = true;
     if (b->ever_connected)
@@ -242,15 +270,30 @@ static void on_connect_ok(void *ctx, MQTTAsync_successData *r)
         m->handed = false;
     b->handed = 0;
     /* subscriptions renewed (the session may have expired meanwhile) */
-    for (sub *s = b->subs; s; s = s->next) {
-        int rc = MQTTAsync_subscribe(b->client, s->filter, s->qos, NULL);
-        if (rc != MQTTASYNC_SUCCESS)
-            wb__log(WB_LOG_WARN, "broker", "renewing the subscription %s failed (%d)", s->filter,
-                    rc);
+    size_t n = 0;
+    for (sub *s = b->subs; s; s = s->next)
+        n++;
+    char **filters = n ? calloc(n, sizeof *filters) : NULL;
+    int *qos = n ? calloc(n, sizeof *qos) : NULL;
+    size_t k = 0;
+    for (sub *s = b->subs; s && filters && qos; s = s->next, k++) {
+        filters[k] = wb__strdup(s->filter);
+        qos[k] = s->qos;
     }
     pthread_cond_broadcast(&b->cond);
     pthread_mutex_unlock(&b->lock);
+    for (size_t i = 0; i < k; i++) {
+        int rc = filters[i] ? MQTTAsync_subscribe(b->client, filters[i], qos[i], NULL) : -1;
+        if (rc != MQTTASYNC_SUCCESS)
+            wb__log(WB_LOG_WARN, "broker", "renewing the subscription %s failed (%d)",
+                    filters[i] ? filters[i] : "?", rc);
+        free(filters[i]);
+    }
+    free(filters);
+    free(qos);
+    in_cb = b;
     wb__broker_connection(b->core, true, NULL);
+    in_cb = NULL;
 }
 
 static void on_connect_fail(void *ctx, MQTTAsync_failureData *r)
@@ -265,7 +308,9 @@ static void on_connect_fail(void *ctx, MQTTAsync_failureData *r)
     /* 4 and 5: CONNACK "bad user name or password" and "not authorized" */
     if (r && (r->code == 4 || r->code == 5))
         b->auth_refused = true;
-    b->next_attempt_ms = wb__now_ms() + wb__backoff_ms(b->attempt++, b->rmin, b->rmax);
+    /* at least a second: Paho finishes the failed attempt meanwhile */
+    unsigned delay = wb__backoff_ms(b->attempt++, b->rmin, b->rmax);
+    b->next_attempt_ms = wb__now_ms() + (delay < 1000 ? 1000 : delay);
     pthread_cond_broadcast(&b->cond);
     pthread_mutex_unlock(&b->lock);
 }
@@ -276,11 +321,13 @@ static void on_connection_lost(void *ctx, char *cause)
     pthread_mutex_lock(&b->lock);
     bool was = b->connected;
     b->connected = false;
-    b->next_attempt_ms = wb__now_ms() + wb__backoff_ms(b->attempt++, b->rmin, b->rmax);
     pthread_cond_broadcast(&b->cond);
     pthread_mutex_unlock(&b->lock);
-    if (was)
+    if (was) {
+        in_cb = b;
         wb__broker_connection(b->core, false, cause ? cause : "connection lost");
+        in_cb = NULL;
+    }
 }
 
 static int on_message(void *ctx, char *topic, int topic_len, MQTTAsync_message *m)
@@ -288,7 +335,9 @@ static int on_message(void *ctx, char *topic, int topic_len, MQTTAsync_message *
     iot *b = ctx;
     char *t = topic_len > 0 ? wb__strndup(topic, (size_t)topic_len) : NULL;
     wb_message msg = {t ? t : topic, m->payload, (size_t)m->payloadlen, m->qos, m->retained != 0};
+    in_cb = b;
     wb__broker_deliver(b->core, &msg);
+    in_cb = NULL;
     pthread_mutex_lock(&b->lock);
     b->st.received++;
     pthread_mutex_unlock(&b->lock);
@@ -298,10 +347,29 @@ static int on_message(void *ctx, char *topic, int topic_len, MQTTAsync_message *
     return 1;
 }
 
+/* What a Paho callback gets: the message by sequence number, never by
+ * pointer (an earlier handing's late answer may come after it is freed). */
 typedef struct sendctx {
     iot *b;
-    outmsg *m;
+    uint64_t seq;
+    unsigned gen;
+    /* copies for give(), freed once Paho has taken the message: the outbox
+     * entry itself may be freed by a late answer to an earlier handing */
+    char *topic;
+    void *payload;
+    size_t len;
+    int qos;
 } sendctx;
+
+/* The outbox entry with this sequence number, or NULL (acknowledged). */
+static outmsg *find_seq(iot *b, uint64_t seq)
+{
+    for (outmsg *m = b->head; m && m->seq <= seq; m = m->next) {
+        if (m->seq == seq)
+            return m;
+    }
+    return NULL;
+}
 
 static void unlink_msg(iot *b, outmsg *m)
 {
@@ -324,13 +392,15 @@ static void on_sent(void *ctx, MQTTAsync_successData *r)
     sendctx *s = ctx;
     iot *b = s->b;
     pthread_mutex_lock(&b->lock);
-    if (s->m->handed) {
-        b->handed--;
-        unlink_msg(b, s->m);
+    outmsg *m = find_seq(b, s->seq);
+    if (m) { /* whichever handing it was, IoT Core has it */
+        if (m->handed)
+            b->handed--;
+        unlink_msg(b, m);
         b->st.acknowledged++;
-        free(s->m->topic);
-        free(s->m->payload);
-        free(s->m);
+        free(m->topic);
+        free(m->payload);
+        free(m);
     }
     pthread_cond_broadcast(&b->cond);
     pthread_mutex_unlock(&b->lock);
@@ -343,8 +413,9 @@ static void on_send_failed(void *ctx, MQTTAsync_failureData *r)
     sendctx *s = ctx;
     iot *b = s->b;
     pthread_mutex_lock(&b->lock);
-    if (s->m->handed) { /* hand it again after the reconnect */
-        s->m->handed = false;
+    outmsg *m = find_seq(b, s->seq);
+    if (m && m->handed && m->gen == s->gen) { /* hand it again */
+        m->handed = false;
         b->handed--;
     }
     pthread_cond_broadcast(&b->cond);
@@ -374,111 +445,168 @@ static void on_op_fail(void *ctx, MQTTAsync_failureData *r)
 
 /* ---- MQTT: the pump thread ---------------------------------------------------- */
 
+/* One connection attempt; called without b->lock. */
 static void start_connect(iot *b)
 {
     char *d = NULL;
     char *uri = server_uri(b, &d);
-    if (!uri) {
-        free(b->last_failure);
-        b->last_failure = d;
-        b->next_attempt_ms = wb__now_ms() + wb__backoff_ms(b->attempt++, b->rmin, b->rmax);
+    int rc = MQTTASYNC_FAILURE;
+    if (uri) {
+        MQTTAsync_SSLOptions ssl = MQTTAsync_SSLOptions_initializer;
+        ssl.trustStore = b->ca;
+        ssl.keyStore = b->cert;
+        ssl.privateKey = b->key;
+        ssl.enableServerCertAuth = 1;
+        ssl.verify = 1;
+        ssl.sslVersion = MQTT_SSL_VERSION_TLS_1_2;
+        ssl.disableDefaultTrustStore = 1;
+        if (b->transport == WB_IOT_MQTTS_ALPN) {
+            ssl.protos = (const unsigned char *)ALPN_MQTT;
+            ssl.protos_len = (unsigned)strlen(ALPN_MQTT);
+        }
+        MQTTAsync_connectOptions co = MQTTAsync_connectOptions_initializer;
+        co.keepAliveInterval = (int)b->keepalive_s;
+        co.cleansession = 0;
+        co.maxInflight = IOT_WINDOW;
+        co.connectTimeout = 10;
+        co.ssl = &ssl;
+        co.onSuccess = on_connect_ok;
+        co.onFailure = on_connect_fail;
+        co.context = b;
+        char *uris[1] = {uri};
+        co.serverURIcount = 1;
+        co.serverURIs = uris;
+        co.MQTTVersion = MQTTVERSION_3_1_1;
+        /* Paho reconnects by itself after a loss (its backoff doubles from
+         * min to max); driving reconnects from here, with connect calls
+         * racing Paho's own clean-up of the failed attempt, corrupted its
+         * memory (seen under ASan) */
+        co.automaticReconnect = 1;
+        co.minRetryInterval = (int)(b->rmin < 1000 ? 1 : b->rmin / 1000);
+        co.maxRetryInterval = (int)(b->rmax < 1000 ? 1 : b->rmax / 1000);
+        rc = MQTTAsync_connect(b->client, &co);
+        free(uri);
+    }
+    if (rc == MQTTASYNC_SUCCESS)
         return;
-    }
-    MQTTAsync_SSLOptions ssl = MQTTAsync_SSLOptions_initializer;
-    ssl.trustStore = b->ca;
-    ssl.keyStore = b->cert;
-    ssl.privateKey = b->key;
-    ssl.enableServerCertAuth = 1;
-    ssl.verify = 1;
-    ssl.sslVersion = MQTT_SSL_VERSION_TLS_1_2;
-    ssl.disableDefaultTrustStore = 1;
-    if (b->transport == WB_IOT_MQTTS_ALPN) {
-        ssl.protos = (const unsigned char *)ALPN_MQTT;
-        ssl.protos_len = (unsigned)strlen(ALPN_MQTT);
-    }
-    MQTTAsync_connectOptions co = MQTTAsync_connectOptions_initializer;
-    co.keepAliveInterval = (int)b->keepalive_s;
-    co.cleansession = 0;
-    co.maxInflight = IOT_WINDOW;
-    co.connectTimeout = 10;
-    co.ssl = &ssl;
-    co.onSuccess = on_connect_ok;
-    co.onFailure = on_connect_fail;
-    co.context = b;
-    char *uris[1] = {uri};
-    co.serverURIcount = 1;
-    co.serverURIs = uris;
-    co.MQTTVersion = MQTTVERSION_3_1_1;
-    co.automaticReconnect = 0;
-    b->connecting = true;
-    int rc = MQTTAsync_connect(b->client, &co);
-    if (rc != MQTTASYNC_SUCCESS) {
-        b->connecting = false;
-        free(b->last_failure);
-        b->last_failure =
-            wb__asprintf("connecting to %s: Paho refused to start (%d)", b->endpoint, rc);
-        b->next_attempt_ms = wb__now_ms() + wb__backoff_ms(b->attempt++, b->rmin, b->rmax);
-    }
-    free(uri);
+    pthread_mutex_lock(&b->lock);
+    b->connecting = false;
+    free(b->last_failure);
+    b->last_failure =
+        d ? d : wb__asprintf("connecting to %s: Paho refused to start (%d)", b->endpoint, rc);
+    b->next_attempt_ms = wb__now_ms() + wb__backoff_ms(b->attempt++, b->rmin, b->rmax);
+    pthread_mutex_unlock(&b->lock);
 }
 
-/* Hands queued messages to Paho within the window and the rate. Lock held. */
-static void hand_out(iot *b)
+/* Picks the queued messages that the window and the rate let go now, and
+ * marks them handed. Lock held. */
+static size_t pick(iot *b, sendctx **out, size_t max)
 {
     uint64_t now = wb__now_ms();
-    b->tokens += (double)(now - b->tokens_at_ms) * IOT_RATE / 1000.0;
-    if (b->tokens > IOT_RATE)
-        b->tokens = IOT_RATE;
+    double dt = (double)(now - b->tokens_at_ms) / 1000.0;
+    b->tokens = b->tokens + dt * IOT_RATE > IOT_RATE ? IOT_RATE : b->tokens + dt * IOT_RATE;
+    b->byte_tokens = b->byte_tokens + dt * IOT_BYTE_RATE > IOT_BYTE_RATE
+                         ? IOT_BYTE_RATE
+                         : b->byte_tokens + dt * IOT_BYTE_RATE;
     b->tokens_at_ms = now;
-    for (outmsg *m = b->head; m && b->handed < IOT_WINDOW && b->tokens >= 1.0;) {
-        outmsg *next = m->next;
-        if (m->handed) {
-            m = next;
+    size_t n = 0;
+    for (outmsg *m = b->head; m && n < max && b->handed < IOT_WINDOW && b->tokens >= 1.0;
+         m = m->next) {
+        if (m->handed)
             continue;
-        }
-        sendctx *s = malloc(sizeof *s);
-        if (!s)
+        /* a message larger than what is left waits for the bytes to refill
+         * (a full second's worth covers the largest one, 128 KiB) */
+        if (b->byte_tokens < (double)m->len)
             break;
-        *s = (sendctx){b, m};
-        MQTTAsync_message pm = MQTTAsync_message_initializer;
-        pm.payload = m->payload;
-        pm.payloadlen = (int)m->len;
-        pm.qos = m->qos;
-        MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
-        ro.onSuccess = on_sent;
-        ro.onFailure = on_send_failed;
-        ro.context = s;
+        b->byte_tokens -= (double)m->len;
+        sendctx *s = malloc(sizeof *s);
+        char *t = wb__strdup(m->topic);
+        void *p = malloc(m->len ? m->len : 1);
+        if (!s || !t || !p) {
+            free(s);
+            free(t);
+            free(p);
+            break;
+        }
+        memcpy(p, m->payload, m->len);
+        m->gen++;
+        *s = (sendctx){b, m->seq, m->gen, t, p, m->len, m->qos};
         m->handed = true;
         b->handed++;
         b->tokens -= 1.0;
-        int rc = MQTTAsync_sendMessage(b->client, m->topic, &pm, &ro);
+        out[n++] = s;
+    }
+    return n;
+}
+
+/* Gives picked messages to Paho; called without b->lock. The outbox entry
+ * cannot be freed meanwhile: only an answer to this handing or a later one
+ * frees it, and Paho has not got it yet. */
+static void give(iot *b, sendctx **s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        MQTTAsync_message pm = MQTTAsync_message_initializer;
+        pm.payload = (void *)s[i]->payload;
+        pm.payloadlen = (int)s[i]->len;
+        pm.qos = s[i]->qos;
+        MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
+        ro.onSuccess = on_sent;
+        ro.onFailure = on_send_failed;
+        ro.context = s[i];
+        char *topic = s[i]->topic;
+        void *payload = s[i]->payload;
+        s[i]->topic = NULL;
+        s[i]->payload = NULL;
+        int rc = MQTTAsync_sendMessage(b->client, topic, &pm, &ro);
+        free(topic); /* Paho copied both */
+        free(payload);
         if (rc != MQTTASYNC_SUCCESS) {
-            m->handed = false;
-            b->handed--;
-            free(s);
-            if (rc == MQTTASYNC_DISCONNECTED)
-                b->connected = false;
-            break; /* try again on the next wake-up */
+            pthread_mutex_lock(&b->lock);
+            for (size_t j = i; j < n; j++) {
+                outmsg *m = find_seq(b, s[j]->seq);
+                if (m && m->handed && m->gen == s[j]->gen) {
+                    m->handed = false;
+                    b->handed--;
+                }
+                free(s[j]->topic);
+                free(s[j]->payload);
+                free(s[j]);
+            }
+            pthread_mutex_unlock(&b->lock);
+            return; /* again on the pump's next round */
         }
-        m = next;
     }
 }
 
 static void *pump_main(void *arg)
 {
     iot *b = arg;
+    sendctx *batch[IOT_WINDOW];
     pthread_mutex_lock(&b->lock);
     while (!b->stop) {
         uint64_t now = wb__now_ms();
         unsigned wait = 1000;
-        if (b->want && !b->connected && !b->connecting && !b->auth_refused) {
-            if (now >= b->next_attempt_ms)
+        bool issue = !b->connect_issued || (b->initial_failed && !b->ever_connected);
+        if (b->want && issue && !b->connected && !b->connecting && !b->auth_refused) {
+            if (now >= b->next_attempt_ms) {
+                b->connect_issued = true;
+                b->initial_failed = false;
+                b->connecting = true;
+                pthread_mutex_unlock(&b->lock);
                 start_connect(b);
-            else
-                wait = (unsigned)(b->next_attempt_ms - now);
+                pthread_mutex_lock(&b->lock);
+                continue;
+            }
+            wait = (unsigned)(b->next_attempt_ms - now);
         }
         if (b->connected) {
-            hand_out(b);
+            size_t n = pick(b, batch, IOT_WINDOW);
+            if (n) {
+                pthread_mutex_unlock(&b->lock);
+                give(b, batch, n);
+                pthread_mutex_lock(&b->lock);
+                continue;
+            }
             bool pending = false;
             for (outmsg *m = b->head; m && !pending; m = m->next)
                 pending = !m->handed;
@@ -565,6 +693,7 @@ static wb_err iot_open(void *priv, const wb_config *cfg, const wb_broker_opts *o
         return WB_ERR_BACKEND;
     }
     MQTTAsync_setCallbacks(b->client, b, on_connection_lost, on_message, NULL);
+    MQTTAsync_setConnected(b->client, b, on_reconnected);
     return WB_OK;
 }
 
@@ -584,6 +713,11 @@ static wb_err iot_connect(void *priv, unsigned timeout_ms, char **detail)
         return err;
     }
     pthread_mutex_lock(&b->lock);
+    if (b->want) {
+        pthread_mutex_unlock(&b->lock);
+        *detail = wb__strdup("already connected (or connecting)");
+        return WB_ERR_STATE;
+    }
     b->want = true;
     b->stop = false;
     b->auth_refused = false;
@@ -650,6 +784,7 @@ static wb_err iot_publish(void *priv, const char *topic, const void *payload, si
         *detail = wb__asprintf("%zu messages wait for IoT Core (max_queued)", b->queued);
     }
     if (!err) {
+        m->seq = b->next_seq++;
         if (b->tail)
             b->tail->next = m;
         else
@@ -657,9 +792,7 @@ static wb_err iot_publish(void *priv, const char *topic, const void *payload, si
         b->tail = m;
         b->queued++;
         b->st.published++;
-        if (b->connected)
-            hand_out(b);
-        pthread_cond_broadcast(&b->cond);
+        pthread_cond_broadcast(&b->cond); /* the pump hands it out */
     }
     pthread_mutex_unlock(&b->lock);
     if (err) {
@@ -670,7 +803,8 @@ static wb_err iot_publish(void *priv, const char *topic, const void *payload, si
     return err;
 }
 
-/* Subscribe or unsubscribe, waiting for IoT Core's answer. Lock held. */
+/* Subscribe or unsubscribe, waiting for IoT Core's answer. Called without
+ * b->lock; one at a time (the core serializes them per handle). */
 static wb_err sub_op(iot *b, const char *filter, int qos, bool unsub, unsigned timeout_ms,
                      char **detail)
 {
@@ -678,11 +812,15 @@ static wb_err sub_op(iot *b, const char *filter, int qos, bool unsub, unsigned t
     ro.onSuccess = on_op_ok;
     ro.onFailure = on_op_fail;
     ro.context = b;
+    pthread_mutex_lock(&b->lock);
     b->op_state = 1;
+    pthread_mutex_unlock(&b->lock);
     int rc = unsub ? MQTTAsync_unsubscribe(b->client, filter, &ro)
                    : MQTTAsync_subscribe(b->client, filter, qos, &ro);
+    pthread_mutex_lock(&b->lock);
     if (rc != MQTTASYNC_SUCCESS) {
         b->op_state = 0;
+        pthread_mutex_unlock(&b->lock);
         *detail = wb__asprintf("%s %s: Paho refused (%d)", unsub ? "unsubscribe" : "subscribe",
                                filter, rc);
         return WB_ERR_CONNECTION_LOST;
@@ -692,6 +830,7 @@ static wb_err sub_op(iot *b, const char *filter, int qos, bool unsub, unsigned t
         wb__cond_wait_ms(&b->cond, &b->lock, (unsigned)(deadline - wb__now_ms()));
     int st = b->op_state;
     b->op_state = 0;
+    pthread_mutex_unlock(&b->lock);
     if (st == 2)
         return WB_OK;
     *detail = wb__asprintf("%s %s: %s", unsub ? "unsubscribe" : "subscribe", filter,
@@ -716,15 +855,19 @@ static wb_err iot_subscribe(void *priv, const char *filter, int qos, unsigned ti
     }
     s->qos = qos;
     pthread_mutex_lock(&b->lock);
-    wb_err err = b->connected ? sub_op(b, filter, qos, false, timeout_ms, detail) : WB_OK;
+    bool connected = b->connected;
+    pthread_mutex_unlock(&b->lock);
+    wb_err err = connected ? sub_op(b, filter, qos, false, timeout_ms, detail) : WB_OK;
+    pthread_mutex_lock(&b->lock);
     if (!err) {
         s->next = b->subs;
         b->subs = s;
-    } else {
+    }
+    pthread_mutex_unlock(&b->lock);
+    if (err) {
         free(s->filter);
         free(s);
     }
-    pthread_mutex_unlock(&b->lock);
     return err;
 }
 
@@ -743,9 +886,14 @@ static wb_err iot_unsubscribe(void *priv, const char *filter, unsigned timeout_m
             break;
         }
     }
-    wb_err err = b->connected ? sub_op(b, filter, 0, true, timeout_ms, detail) : WB_OK;
+    bool connected = b->connected;
     pthread_mutex_unlock(&b->lock);
-    return err;
+    return connected ? sub_op(b, filter, 0, true, timeout_ms, detail) : WB_OK;
+}
+
+static bool iot_in_callback(void *priv)
+{
+    return in_cb == priv;
 }
 
 static wb_err iot_flush(void *priv, unsigned timeout_ms, char **detail)
@@ -802,6 +950,7 @@ static wb_err iot_disconnect(void *priv, unsigned timeout_ms, char **detail)
     pthread_mutex_lock(&b->lock);
     bool was = b->connected;
     b->connected = false;
+    b->connect_issued = false;
     drop_outbox(b);
     pthread_mutex_unlock(&b->lock);
     if (was && mqtt(b))
@@ -867,4 +1016,5 @@ const wb__broker_ops wb__iotcore_broker_ops = {
     .unsubscribe = iot_unsubscribe,
     .flush = iot_flush,
     .stats = iot_stats,
+    .in_callback = iot_in_callback,
 };

@@ -133,6 +133,13 @@ static void teardown(void)
 
 TestSuite(broker, .init = setup, .fini = teardown, .timeout = 120);
 
+/* How long n messages may take to go through: the target's rate limit, if
+ * any, plus a fixed allowance. */
+static unsigned budget_ms(size_t n, unsigned allowance_ms)
+{
+    return allowance_ms + (T->publish_rate ? (unsigned)(n * 1000u / T->publish_rate) : 0);
+}
+
 /* ---- the suite ----------------------------------------------------------- */
 
 Test(broker, connect_and_disconnect)
@@ -274,7 +281,8 @@ Test(broker, publishing_from_several_threads_at_once)
     }
     for (int i = 0; i < THREADS; i++)
         pthread_join(th[i], NULL);
-    cr_assert_eq(wb_broker_flush(b, 30000), WB_OK, "%s", wb_broker_last_error(b));
+    cr_assert_eq(wb_broker_flush(b, budget_ms(THREADS * PER, 30000)), WB_OK, "%s",
+                 wb_broker_last_error(b));
     cr_assert(col_wait(&c, THREADS * PER, 30000, false), "received %zu of %d", c.distinct,
               THREADS * PER);
     wb_broker_stats st;
@@ -403,7 +411,9 @@ Test(broker, hundred_workers_publish_a_qos1_burst_to_the_server, .timeout = 240)
 
 Test(broker, qos1_not_yet_acknowledged_survives_a_killed_broker, .timeout = 180)
 {
-    const size_t N = 20000;
+    /* at a limited rate, as many as flow in 30 s */
+    const size_t N =
+        T->publish_rate && T->publish_rate * 30u < 20000u ? T->publish_rate * 30u : 20000u;
     collector c;
     col_init(&c, N);
     wb_worker *w = worker(W1, &c);
@@ -425,7 +435,7 @@ Test(broker, qos1_not_yet_acknowledged_survives_a_killed_broker, .timeout = 180)
     size_t acked_before = (size_t)st.acknowledged;
     publish_seq(b, W1, N / 2, N, 1); /* accepted while the broker is down */
     cr_assert(T->broker_ready(30000), "the broker did not come back");
-    cr_assert_eq(wb_broker_flush(b, 60000), WB_OK, "%s", wb_broker_last_error(b));
+    cr_assert_eq(wb_broker_flush(b, budget_ms(N, 60000)), WB_OK, "%s", wb_broker_last_error(b));
     wb_broker_stats_get(b, &st);
     cr_assert_geq(st.reconnects, 1);
     cr_assert_eq(st.queued, 0);

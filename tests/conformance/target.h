@@ -25,6 +25,10 @@ typedef struct wbt_target {
     unsigned save_interval_ms;
     /* a filter the server may not subscribe to */
     const char *forbidden_filter;
+    /* publishes per second the backend lets through on one connection (a
+     * limit of the real service that the backend keeps by queueing); 0: none.
+     * Volumes and waits of the suite scale with it. */
+    unsigned publish_rate;
 } wbt_target;
 
 extern const wbt_target wbt_target_impl;

@@ -11,7 +11,10 @@
 
 #include "proc.h"
 
-void wbt_env_setup(wbt_env *e, bool tls)
+/* The PKI (broker certificate for these hosts), a worker certificate, and a
+ * builtin configuration listening on host:port. */
+static void setup_at(wbt_env *e, bool tls, const char *const *hosts, const char *host,
+                     unsigned port)
 {
     memset(e, 0, sizeof *e);
     strcpy(e->dir, "/tmp/wbit-XXXXXX");
@@ -22,7 +25,6 @@ void wbt_env_setup(wbt_env *e, bool tls)
     snprintf(e->run, sizeof e->run, "%s/run", e->dir);
     snprintf(e->worker_key, sizeof e->worker_key, "%s/worker.key", e->dir);
     snprintf(e->worker_crt, sizeof e->worker_crt, "%s/worker.crt", e->dir);
-    static const char *const hosts[] = {"127.0.0.1", "localhost", NULL};
     wb_pki_init_opts po = WB_PKI_INIT_OPTS_INIT;
     po.broker_hosts = hosts;
     char *d = NULL;
@@ -43,8 +45,8 @@ void wbt_env_setup(wbt_env *e, bool tls)
     wb_free(crt);
 
     e->tls = tls;
-    e->port = wbt_free_port();
-    snprintf(e->endpoint, sizeof e->endpoint, "%s127.0.0.1:%u", tls ? "tls://" : "", e->port);
+    e->port = port;
+    snprintf(e->endpoint, sizeof e->endpoint, "%s%s:%u", tls ? "tls://" : "", host, e->port);
     char ep[96], pk[160], rn[160];
     snprintf(ep, sizeof ep, "MQTT_BROKER_ENDPOINT=%s", e->endpoint);
     snprintf(pk, sizeof pk, "MQTT_BROKER_BUILTIN_PKI_DIR=%s", e->pki);
@@ -68,6 +70,57 @@ void wbt_env_setup(wbt_env *e, bool tls)
     wb_config_report_free(rep);
 }
 
+void wbt_env_setup(wbt_env *e, bool tls)
+{
+    static const char *const hosts[] = {"127.0.0.1", "localhost", NULL};
+    setup_at(e, tls, hosts, "127.0.0.1", wbt_free_port());
+}
+
+void wbt_env_setup_iot(wbt_env *e)
+{
+    /* a loopback address of its own, so that 8883 is free whatever runs */
+    char addr[32];
+    snprintf(addr, sizeof addr, "127.%u.%u.%u", 1u + (unsigned)getpid() % 250u,
+             (unsigned)(getpid() / 250) % 250u, 1u + (unsigned)rand() % 250u);
+    const char *hosts[] = {WBT_IOT_ENDPOINT, addr, NULL};
+    setup_at(e, true, hosts, addr, 8883);
+    char ep[128], cert[160], key[160], ca[160], to[96];
+    snprintf(ep, sizeof ep, "MQTT_BROKER_ENDPOINT=%s", WBT_IOT_ENDPOINT);
+    snprintf(cert, sizeof cert, "MQTT_BROKER_IOTCORE_CERT_FILE=%s/server.crt", e->pki);
+    snprintf(key, sizeof key, "MQTT_BROKER_IOTCORE_KEY_FILE=%s/server.key", e->pki);
+    snprintf(ca, sizeof ca, "MQTT_BROKER_IOTCORE_CA_FILE=%s/ca.crt", e->pki);
+    snprintf(to, sizeof to, "MQTT_BROKER_IOTCORE_CONNECT_TO=%s:8883", addr);
+    const char *env[] = {"MQTT_BROKER_TYPE=iotcore",
+                         ep,
+                         "MQTT_BROKER_IOTCORE_TRANSPORT=mqtts",
+                         cert,
+                         key,
+                         ca,
+                         to,
+                         "MQTT_BROKER_IOTCORE_ALLOW_CONNECT_TO=true",
+                         "AWS_REGION=us-east-1",
+                         "MESSAGE_QUEUE_TYPE=sqs",
+                         "MESSAGE_QUEUE_SQS_ASYNC_URL=http://127.0.0.1:1/000000000000/async-jobs",
+                         "MESSAGE_QUEUE_SQS_ASYNC_FIFO_URL=http://127.0.0.1:1/000000000000/"
+                         "async-jobs.fifo",
+                         "MESSAGE_QUEUE_SQS_CRONJOBS_URL=http://127.0.0.1:1/000000000000/cronjobs",
+                         "MESSAGE_QUEUE_SQS_DLQ_URL=http://127.0.0.1:1/000000000000/dlq",
+                         "MESSAGE_QUEUE_SQS_DLQ_FIFO_URL=http://127.0.0.1:1/000000000000/dlq.fifo",
+                         "MESSAGE_QUEUE_SQS_EVENTS_INBOX_URL=http://127.0.0.1:1/000000000000/"
+                         "events-inbox",
+                         "MESSAGE_QUEUE_SQS_IOT_URL=http://127.0.0.1:1/000000000000/iot",
+                         "MESSAGE_QUEUE_SQS_WEBHOOKS_URL=http://127.0.0.1:1/000000000000/webhooks",
+                         NULL};
+    wb_config_load_opts o = WB_CONFIG_LOAD_OPTS_INIT;
+    o.env = env;
+    wb_config_report *rep = NULL;
+    if (wb_config_load(&o, &e->iot_cfg, &rep)) {
+        char *t = wb_config_report_format(rep, WB_REPORT_PROBLEMS);
+        cr_assert_fail("the iotcore configuration was refused:\n%s", t ? t : "");
+    }
+    wb_config_report_free(rep);
+}
+
 void wbt_env_start(wbt_env *e)
 {
     wbt_env_start_opts(e, NULL);
@@ -86,6 +139,8 @@ void wbt_env_teardown(wbt_env *e)
     e->broker = NULL;
     wb_config_free(e->cfg);
     e->cfg = NULL;
+    wb_config_free(e->iot_cfg);
+    e->iot_cfg = NULL;
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", e->dir);
     if (system(cmd) != 0)

@@ -22,10 +22,20 @@ typedef struct wbt_env {
     bool tls;
     wb_config *cfg;
     wb_bundled *broker;
+    wb_config *iot_cfg; /* wbt_env_setup_iot(): the server's iotcore configuration */
 } wbt_env;
+
+/* The IoT Core endpoint the stand-in's certificate is issued for. */
+#define WBT_IOT_ENDPOINT "a1b2c3d4e5f6g7-ats.iot.us-east-1.amazonaws.com"
 
 /* Makes the PKI, a worker certificate for WBT_POOL and a configuration. */
 void wbt_env_setup(wbt_env *e, bool tls);
+/* The IoT Core stand-in: the same bundled Mosquitto with mutual TLS and the
+ * workerbus plugin's per-certificate access rules, listening on
+ * <its own 127.x.y.z>:8883 with a certificate for WBT_IOT_ENDPOINT; and
+ * iot_cfg, an iotcore configuration (mqtts) that reaches it through
+ * MQTT_BROKER_IOTCORE_CONNECT_TO, TLS checking WBT_IOT_ENDPOINT. */
+void wbt_env_setup_iot(wbt_env *e);
 /* Starts the bundled broker (asserts success). */
 void wbt_env_start(wbt_env *e);
 /* The same with options. */
