@@ -16,7 +16,14 @@
  * Reconnects are ours (backoff with jitter), so that wss re-signs and so
  * that subscriptions are renewed in one place. */
 #include <MQTTAsync.h>
+#include <netdb.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include <poll.h>
 #include <pthread.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -78,6 +85,7 @@ typedef struct iot {
     bool connect_issued; /* Paho owns reconnecting from then on */
     bool initial_failed; /* the first connect failed: issue it again */
     char *last_failure;
+    char *tls_error; /* OpenSSL's last complaint */
     unsigned attempt;
     uint64_t next_attempt_ms;
     outmsg *head, *tail;
@@ -301,10 +309,12 @@ static void on_connect_fail(void *ctx, MQTTAsync_failureData *r)
     iot *b = ctx;
     pthread_mutex_lock(&b->lock);
     b->connecting = false;
+    b->initial_failed = true;
     free(b->last_failure);
     b->last_failure =
-        wb__asprintf("connecting to %s: %s (code %d)", b->endpoint,
-                     r && r->message ? r->message : "refused or unreachable", r ? r->code : 0);
+        wb__asprintf("connecting to %s: %s (code %d)%s%s", b->endpoint,
+                     r && r->message ? r->message : "refused or unreachable", r ? r->code : 0,
+                     b->tls_error ? "; TLS: " : "", b->tls_error ? b->tls_error : "");
     /* 4 and 5: CONNACK "bad user name or password" and "not authorized" */
     if (r && (r->code == 4 || r->code == 5))
         b->auth_refused = true;
@@ -445,6 +455,20 @@ static void on_op_fail(void *ctx, MQTTAsync_failureData *r)
 
 /* ---- MQTT: the pump thread ---------------------------------------------------- */
 
+/* OpenSSL's own words about a failed handshake (Paho's thread): kept, so
+ * that a refused certificate or a wrong name is reported as such. */
+static int on_ssl_error(const char *str, size_t len, void *ctx)
+{
+    iot *b = ctx;
+    while (len && (str[len - 1] == '\n' || str[len - 1] == '\r'))
+        len--;
+    pthread_mutex_lock(&b->lock);
+    free(b->tls_error);
+    b->tls_error = wb__strndup(str, len);
+    pthread_mutex_unlock(&b->lock);
+    return 1;
+}
+
 /* One connection attempt; called without b->lock. */
 static void start_connect(iot *b)
 {
@@ -460,6 +484,8 @@ static void start_connect(iot *b)
         ssl.verify = 1;
         ssl.sslVersion = MQTT_SSL_VERSION_TLS_1_2;
         ssl.disableDefaultTrustStore = 1;
+        ssl.ssl_error_cb = on_ssl_error;
+        ssl.ssl_error_context = b;
         if (b->transport == WB_IOT_MQTTS_ALPN) {
             ssl.protos = (const unsigned char *)ALPN_MQTT;
             ssl.protos_len = (unsigned)strlen(ALPN_MQTT);
@@ -697,6 +723,73 @@ static wb_err iot_open(void *priv, const wb_config *cfg, const wb_broker_opts *o
     return WB_OK;
 }
 
+/* Why a TLS connection to IoT Core fails, in OpenSSL's words: the same
+ * handshake as Paho's (CA, client certificate, SNI, host name), made once
+ * here because Paho reports only "TCP/TLS connect failure". NULL when the
+ * handshake succeeds or the address cannot be reached at all. */
+static char *diagnose_tls(const iot *b)
+{
+    if (b->transport == WB_IOT_WSS)
+        return NULL;
+    const char *port = b->transport == WB_IOT_MQTTS ? "8883" : "443";
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai = NULL;
+    if (getaddrinfo(b->endpoint, port, &hints, &ai) != 0 || !ai)
+        return NULL;
+    int fd = socket(ai->ai_family, SOCK_STREAM, 0);
+    bool up = fd >= 0 && connect(fd, ai->ai_addr, ai->ai_addrlen) == 0;
+    freeaddrinfo(ai);
+    if (!up) {
+        if (fd >= 0)
+            close(fd);
+        return NULL;
+    }
+    struct timeval tv = {3, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    SSL *ssl = NULL;
+    char *why = NULL;
+    ERR_clear_error();
+    if (ctx && SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) &&
+        SSL_CTX_load_verify_locations(ctx, b->ca, NULL) == 1 &&
+        (!b->cert || (SSL_CTX_use_certificate_chain_file(ctx, b->cert) == 1 &&
+                      SSL_CTX_use_PrivateKey_file(ctx, b->key, SSL_FILETYPE_PEM) == 1))) {
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+        ssl = SSL_new(ctx);
+    }
+    if (ssl && SSL_set_fd(ssl, fd) == 1 && SSL_set_tlsext_host_name(ssl, b->endpoint) == 1 &&
+        SSL_set1_host(ssl, b->endpoint) == 1) {
+        if (b->transport == WB_IOT_MQTTS_ALPN)
+            SSL_set_alpn_protos(ssl, (const unsigned char *)ALPN_MQTT, (unsigned)strlen(ALPN_MQTT));
+        int rc = SSL_connect(ssl);
+        long vr = SSL_get_verify_result(ssl);
+        if (rc == 1) {
+            /* the server may refuse our certificate only after the
+             * handshake (TLS 1.3): read its alert */
+            char c;
+            if (SSL_read(ssl, &c, 1) <= 0 && ERR_peek_error()) {
+                char e[256];
+                ERR_error_string_n(ERR_get_error(), e, sizeof e);
+                why = wb__asprintf("IoT Core refused this client: %s", e);
+            }
+        } else if (vr != X509_V_OK) {
+            why = wb__asprintf("the certificate of %s is not accepted: %s", b->endpoint,
+                               X509_verify_cert_error_string(vr));
+        } else {
+            char e[256] = "handshake failed";
+            if (ERR_peek_error())
+                ERR_error_string_n(ERR_get_error(), e, sizeof e);
+            why = wb__asprintf("TLS with %s failed: %s", b->endpoint, e);
+        }
+    }
+    if (ssl)
+        SSL_free(ssl);
+    SSL_CTX_free(ctx);
+    close(fd);
+    ERR_clear_error();
+    return why;
+}
+
 static wb_err iot_connect(void *priv, unsigned timeout_ms, char **detail)
 {
     iot *b = priv;
@@ -735,10 +828,16 @@ static wb_err iot_connect(void *priv, unsigned timeout_ms, char **detail)
     while (!b->connected && !b->auth_refused && wb__now_ms() < deadline)
         wb__cond_wait_ms(&b->cond, &b->lock, (unsigned)(deadline - wb__now_ms()));
     wb_err err = b->connected ? WB_OK : b->auth_refused ? WB_ERR_AUTH_REFUSED : WB_ERR_TIMEOUT;
-    if (err)
-        *detail = wb__asprintf("%s%s", b->last_failure ? b->last_failure : "no connection",
-                               err == WB_ERR_TIMEOUT ? " (still retrying)" : "");
+    char *last = err && b->last_failure ? wb__strdup(b->last_failure) : NULL;
+    bool tls_known = b->tls_error != NULL;
     pthread_mutex_unlock(&b->lock);
+    if (err) {
+        char *why = !tls_known && last ? diagnose_tls(b) : NULL;
+        *detail = wb__asprintf("%s%s%s%s", last ? last : "no connection", why ? "; " : "",
+                               why ? why : "", err == WB_ERR_TIMEOUT ? " (still retrying)" : "");
+        free(why);
+    }
+    free(last);
     return err;
 }
 
@@ -994,6 +1093,7 @@ static void iot_close(void *priv)
     free(b->ca);
     free(b->connect_to);
     free(b->last_failure);
+    free(b->tls_error);
     pthread_mutex_destroy(&b->lock);
     pthread_cond_destroy(&b->cond);
     pthread_mutex_destroy(&b->http_lock);

@@ -84,12 +84,18 @@ void wbt_env_setup_iot(wbt_env *e)
              (unsigned)(getpid() / 250) % 250u, 1u + (unsigned)rand() % 250u);
     const char *hosts[] = {WBT_IOT_ENDPOINT, addr, NULL};
     setup_at(e, true, hosts, addr, 8883);
+    snprintf(e->iot_addr, sizeof e->iot_addr, "%s", addr);
+    e->iot_cfg = wbt_env_iot_config(e, NULL);
+}
+
+wb_config *wbt_env_iot_config(const wbt_env *e, const char *const *over)
+{
     char ep[128], cert[160], key[160], ca[160], to[96];
     snprintf(ep, sizeof ep, "MQTT_BROKER_ENDPOINT=%s", WBT_IOT_ENDPOINT);
     snprintf(cert, sizeof cert, "MQTT_BROKER_IOTCORE_CERT_FILE=%s/server.crt", e->pki);
     snprintf(key, sizeof key, "MQTT_BROKER_IOTCORE_KEY_FILE=%s/server.key", e->pki);
     snprintf(ca, sizeof ca, "MQTT_BROKER_IOTCORE_CA_FILE=%s/ca.crt", e->pki);
-    snprintf(to, sizeof to, "MQTT_BROKER_IOTCORE_CONNECT_TO=%s:8883", addr);
+    snprintf(to, sizeof to, "MQTT_BROKER_IOTCORE_CONNECT_TO=%s:8883", e->iot_addr);
     const char *env[] = {"MQTT_BROKER_TYPE=iotcore",
                          ep,
                          "MQTT_BROKER_IOTCORE_TRANSPORT=mqtts",
@@ -113,12 +119,15 @@ void wbt_env_setup_iot(wbt_env *e)
                          NULL};
     wb_config_load_opts o = WB_CONFIG_LOAD_OPTS_INIT;
     o.env = env;
+    o.overrides = over;
     wb_config_report *rep = NULL;
-    if (wb_config_load(&o, &e->iot_cfg, &rep)) {
+    wb_config *cfg = NULL;
+    if (wb_config_load(&o, &cfg, &rep)) {
         char *t = wb_config_report_format(rep, WB_REPORT_PROBLEMS);
         cr_assert_fail("the iotcore configuration was refused:\n%s", t ? t : "");
     }
     wb_config_report_free(rep);
+    return cfg;
 }
 
 void wbt_env_start(wbt_env *e)

@@ -23,6 +23,7 @@ typedef struct wbt_env {
     wb_config *cfg;
     wb_bundled *broker;
     wb_config *iot_cfg; /* wbt_env_setup_iot(): the server's iotcore configuration */
+    char iot_addr[32];  /* the stand-in's loopback address (port 8883) */
 } wbt_env;
 
 /* The IoT Core endpoint the stand-in's certificate is issued for. */
@@ -36,6 +37,9 @@ void wbt_env_setup(wbt_env *e, bool tls);
  * iot_cfg, an iotcore configuration (mqtts) that reaches it through
  * MQTT_BROKER_IOTCORE_CONNECT_TO, TLS checking WBT_IOT_ENDPOINT. */
 void wbt_env_setup_iot(wbt_env *e);
+/* An iotcore configuration for the stand-in of e, with "KEY=VALUE"
+ * overrides (NULL-terminated, may be NULL); asserts it loads. */
+wb_config *wbt_env_iot_config(const wbt_env *e, const char *const *over);
 /* Starts the bundled broker (asserts success). */
 void wbt_env_start(wbt_env *e);
 /* The same with options. */
