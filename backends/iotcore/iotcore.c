@@ -12,7 +12,8 @@
  * queueing here: Paho is never handed more than the window, so its command
  * buffer never reaches maxBufferedMessages (where MQTTAsync_sendMessage
  * fails with -12, connected or not). QoS 1 messages stay in the outbox until
- * IoT Core acknowledges them and are handed again after a reconnect.
+ * IoT Core acknowledges them and are handed again after a reconnect; the
+ * MQTT session is clean (see start_connect() for why).
  * Reconnects are ours (backoff with jitter), so that wss re-signs and so
  * that subscriptions are renewed in one place. */
 #include <MQTTAsync.h>
@@ -492,7 +493,15 @@ static void start_connect(iot *b)
         }
         MQTTAsync_connectOptions co = MQTTAsync_connectOptions_initializer;
         co.keepAliveInterval = (int)b->keepalive_s;
-        co.cleansession = 0;
+        /* A clean session: with cleansession=0, Paho 1.3.12 (Debian 12)
+         * resending a persistent session's publishes after a loss read a
+         * topic its other thread had freed (a use-after-free inside Paho,
+         * 1 run in 3 under ASan when the broker is killed mid-stream). The
+         * outbox gives at-least-once without it and subscriptions are
+         * renewed after every connection; what is lost is IoT Core keeping
+         * QoS 1 messages for the server while it is away, which the server
+         * does not use (worker messages reach it through SQS). */
+        co.cleansession = 1;
         co.maxInflight = IOT_WINDOW;
         co.connectTimeout = 10;
         co.ssl = &ssl;
@@ -500,8 +509,10 @@ static void start_connect(iot *b)
         co.onFailure = on_connect_fail;
         co.context = b;
         char *uris[1] = {uri};
-        co.serverURIcount = 1;
-        co.serverURIs = uris;
+        if (b->transport == WB_IOT_WSS) {
+            co.serverURIcount = 1;
+            co.serverURIs = uris;
+        }
         co.MQTTVersion = MQTTVERSION_3_1_1;
         /* Paho reconnects by itself after a loss (its backoff doubles from
          * min to max); driving reconnects from here, with connect calls
@@ -709,7 +720,12 @@ static wb_err iot_open(void *priv, const wb_config *cfg, const wb_broker_opts *o
     /* never reached: Paho is handed at most IOT_WINDOW messages */
     cro.maxBufferedMessages = (int)IOT_WINDOW * 2;
     cro.MQTTVersion = MQTTVERSION_3_1_1;
-    char *uri = wb__asprintf("ssl://%s:8883", b->endpoint);
+    /* mqtts and mqtts-alpn: the URI is given once, here. Passing it again
+     * with each connect (serverURIs) let Paho free it while its reconnect
+     * still read it (a use-after-free inside Paho, seen under ASan when the
+     * broker is killed). wss must pass a freshly signed URL each time. */
+    char *uri =
+        wb__asprintf("ssl://%s:%s", b->endpoint, b->transport == WB_IOT_MQTTS ? "8883" : "443");
     int rc = uri ? MQTTAsync_createWithOptions(&b->client, uri, b->client_id,
                                                MQTTCLIENT_PERSISTENCE_NONE, NULL, &cro)
                  : MQTTASYNC_FAILURE;
