@@ -8,6 +8,7 @@
 
 #include <ctype.h>
 #include <jansson.h>
+#include <openssl/crypto.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -111,16 +112,24 @@ static int from_env(wb__aws_creds *c, wb__buf *tried, char **detail)
 
 /* ---- shared files ----------------------------------------------------------- */
 
-/* The value of key in [section] of an INI file, or NULL. */
-static char *ini_get(const char *path, const char *section, const char *key)
+/* The profile keys workerbus reads from the shared files. */
+enum { K_AKID, K_SECRET, K_TOKEN, K_ROLE, K_TOKEN_FILE, K__COUNT };
+static const char *const ini_keys[K__COUNT] = {"aws_access_key_id", "aws_secret_access_key",
+                                               "aws_session_token", "role_arn",
+                                               "web_identity_token_file"};
+
+/* Reads every key of ini_keys in [section] of an INI file, in one pass;
+ * out[i] is the value (heap) or NULL. */
+static void ini_read(const char *path, const char *section, char *out[K__COUNT])
 {
-    FILE *f = fopen(path, "r");
+    for (int i = 0; i < K__COUNT; i++)
+        out[i] = NULL;
+    FILE *f = path ? fopen(path, "r") : NULL;
     if (!f)
-        return NULL;
+        return;
     char line[4096];
     bool in = false;
-    char *found = NULL;
-    while (!found && fgets(line, sizeof line, f)) {
+    while (fgets(line, sizeof line, f)) {
         char *s = line;
         while (isspace((unsigned char)*s))
             s++;
@@ -143,23 +152,30 @@ static char *ini_get(const char *path, const char *section, const char *key)
             in = strcmp(name, section) == 0;
             continue;
         }
-        if (!in)
-            continue;
-        char *eq = strchr(s, '=');
+        char *eq = in ? strchr(s, '=') : NULL;
         if (!eq)
             continue;
-        char *k = s, *ke = eq;
-        while (ke > k && isspace((unsigned char)ke[-1]))
+        char *ke = eq;
+        while (ke > s && isspace((unsigned char)ke[-1]))
             ke--;
-        if ((size_t)(ke - k) != strlen(key) || strncmp(k, key, strlen(key)) != 0)
-            continue;
         char *v = eq + 1;
         while (isspace((unsigned char)*v))
             v++;
-        found = wb__strdup(v);
+        for (int i = 0; i < K__COUNT; i++) {
+            if (!out[i] && (size_t)(ke - s) == strlen(ini_keys[i]) &&
+                strncmp(s, ini_keys[i], (size_t)(ke - s)) == 0)
+                out[i] = wb__strdup(v);
+        }
     }
     fclose(f);
-    return found;
+}
+
+static void ini_free(char *v[K__COUNT])
+{
+    if (v[K_SECRET])
+        OPENSSL_cleanse(v[K_SECRET], strlen(v[K_SECRET]));
+    for (int i = 0; i < K__COUNT; i++)
+        free(v[i]);
 }
 
 static char *home_path(const char *rel)
@@ -185,29 +201,28 @@ static int from_files(wb__aws_provider *p, wb__aws_creds *c, wb__buf *tried, cha
     char *conf_section = strcmp(profile, "default") == 0 ? wb__strdup("default")
                                                          : wb__asprintf("profile %s", profile);
     int rc = 0;
-    char *ak = NULL, *sk = NULL, *tok = NULL, *role = NULL, *wtf = NULL;
-    if (cred_path) {
-        ak = ini_get(cred_path, profile, "aws_access_key_id");
-        sk = ini_get(cred_path, profile, "aws_secret_access_key");
-        tok = ini_get(cred_path, profile, "aws_session_token");
+    /* keys from the credentials file; the config file's profile when that
+     * file has no key pair (roles are read from the config file only) */
+    char *v[K__COUNT];
+    ini_read(cred_path, profile, v);
+    free(v[K_ROLE]);
+    free(v[K_TOKEN_FILE]);
+    v[K_ROLE] = v[K_TOKEN_FILE] = NULL;
+    if (!v[K_AKID] && !v[K_SECRET] && conf_section) {
+        ini_free(v);
+        ini_read(conf_path, conf_section, v);
     }
-    if (!ak && !sk && conf_path && conf_section) {
-        ak = ini_get(conf_path, conf_section, "aws_access_key_id");
-        sk = ini_get(conf_path, conf_section, "aws_secret_access_key");
-        tok = ini_get(conf_path, conf_section, "aws_session_token");
-        role = ini_get(conf_path, conf_section, "role_arn");
-        wtf = ini_get(conf_path, conf_section, "web_identity_token_file");
-    }
+    const char *ak = v[K_AKID], *sk = v[K_SECRET];
     if (ak && sk) {
-        rc = set_creds(c, ak, sk, tok, 0, "shared files") ? 1 : -1;
+        rc = set_creds(c, ak, sk, v[K_TOKEN], 0, "shared files") ? 1 : -1;
     } else if (ak || sk) {
         *detail = wb__asprintf("profile \"%s\" of %s has %s but not %s", profile,
                                cred_path ? cred_path : "the credentials file",
                                ak ? "aws_access_key_id" : "aws_secret_access_key",
                                ak ? "aws_secret_access_key" : "aws_access_key_id");
         rc = -1;
-    } else if (role && wtf) {
-        rc = web_identity(p, role, wtf, NULL, c, detail);
+    } else if (v[K_ROLE] && v[K_TOKEN_FILE]) {
+        rc = web_identity(p, v[K_ROLE], v[K_TOKEN_FILE], NULL, c, detail);
     } else if (explicit_profile) {
         *detail = wb__asprintf("AWS_PROFILE is \"%s\", but neither %s nor %s has credentials "
                                "for that profile",
@@ -219,13 +234,7 @@ static int from_files(wb__aws_provider *p, wb__aws_creds *c, wb__buf *tried, cha
                        cred_path ? cred_path : "~/.aws/credentials",
                        conf_path ? conf_path : "~/.aws/config", profile);
     }
-    if (sk)
-        memset(sk, 0, strlen(sk));
-    free(ak);
-    free(sk);
-    free(tok);
-    free(role);
-    free(wtf);
+    ini_free(v);
     free(cred_path);
     free(conf_path);
     free(conf_section);

@@ -1118,7 +1118,8 @@ static void iot_close(void *priv)
 const wb__broker_ops wb__iotcore_broker_ops = {
     .version = WB__BROKER_OPS_VERSION,
     .name = "iotcore",
-    .caps = WB__BROKER_CAP_QOS1 | WB__BROKER_CAP_SUBSCRIBE | WB__BROKER_CAP_PERSISTENT_SESSION,
+    /* no persistent session: see start_connect() */
+    .caps = WB__BROKER_CAP_QOS1 | WB__BROKER_CAP_SUBSCRIBE,
     .priv_size = sizeof(iot),
     .max_payload = IOT_MAX_PAYLOAD,
     .max_topic = IOT_MAX_TOPIC,

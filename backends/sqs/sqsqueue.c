@@ -132,10 +132,10 @@ static bool throttled(const char *code)
     return false;
 }
 
-static wb_err classify(long status, const char *code)
+static wb_err classify(const char *code)
 {
     if (!code)
-        return status >= 500 ? WB_ERR_BACKEND : WB_ERR_BACKEND;
+        return WB_ERR_BACKEND;
     if (strstr(code, "QueueDoesNotExist") || strstr(code, "NonExistentQueue"))
         return WB_ERR_NOT_FOUND;
     if (strstr(code, "AccessDenied") || strstr(code, "InvalidClientTokenId") ||
@@ -258,7 +258,7 @@ static wb_err call(sqsq *q, wb_logical_queue lq, const char *action, json_t *req
         d = wb__asprintf("SQS %s on %s: HTTP %ld%s%s%s%s", action, wb_logical_queue_name(lq),
                          r.status, code ? ", " : "", code ? code : "", msg ? ": " : "",
                          msg ? msg : (j ? "" : " (the answer is not JSON)"));
-        err = classify(r.status, code);
+        err = classify(code);
         bool retry = r.status >= 500 || r.status == 429 || throttled(code);
         free(code);
         json_decref(j);
@@ -306,7 +306,7 @@ static void batch_failures(const json_t *resp, const char *action, wb_logical_qu
         size_t i = id ? strtoul(id, NULL, 10) : n;
         if (i >= n)
             continue;
-        results[i] = classify(400, code);
+        results[i] = classify(code);
         if (!*first) {
             *first = results[i];
             *detail = wb__asprintf("SQS %s on %s: %s %zu failed: %s%s%s", action,
