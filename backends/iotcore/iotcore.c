@@ -34,6 +34,7 @@
 #include "connect_to.h"
 #include "http.h"
 #include "iotcore.h"
+#include "iotsign.h"
 #include "sigv4.h"
 #include "wb_internal.h"
 
@@ -134,86 +135,54 @@ static wb_err check_session_limits(const iot *b, char **detail)
 static wb_err https_publish(iot *b, const char *topic, const void *payload, size_t len, int qos,
                             char **detail)
 {
-    char *etopic = wb__uri_encode(topic, strlen(topic), 0);
-    char *path = etopic ? wb__asprintf("/topics/%s", etopic) : NULL;
-    char *url = path ? wb__asprintf("https://%s%s?qos=%d", b->endpoint, path, qos) : NULL;
-    char qs[8];
-    snprintf(qs, sizeof qs, "qos=%d", qos);
-    wb_err err = url ? WB_OK : WB_ERR_NO_MEMORY;
     wb__aws_creds cr = {0};
+    wb_err err = wb__aws_provider_get(b->creds, &cr, detail);
+    wb__iot_publish_req req = {0};
     if (!err)
-        err = wb__aws_provider_get(b->creds, &cr, detail);
-    wb__sigv4_result sig = {0};
-    if (!err) {
-        /* the path is signed as sent, encoded once more (SigV4's rule for
-         * every service but S3) */
-        wb__sigv4_header h[] = {{"Host", b->endpoint}};
-        wb__sigv4_request r = {.method = "POST",
-                               .path = path,
-                               .query = qs,
-                               .headers = h,
-                               .n_headers = 1,
-                               .body = payload,
-                               .body_len = len,
-                               .region = b->region,
-                               .service = "iotdata",
-                               .now = time(NULL)};
-        err = wb__sigv4_sign(&r, &cr, &sig, detail);
-    }
-    char *ha = NULL, *hd = NULL, *ht = NULL;
-    if (!err) {
-        ha = wb__asprintf("Authorization: %s", sig.authorization);
-        hd = wb__asprintf("X-Amz-Date: %s", sig.amz_date);
-        ht = cr.session_token ? wb__asprintf("X-Amz-Security-Token: %s", cr.session_token) : NULL;
-        if (!ha || !hd || (cr.session_token && !ht))
-            err = WB_ERR_NO_MEMORY;
-    }
-    if (!err) {
-        const char *hdrs[] = {ha, hd, "Content-Type: application/octet-stream", ht, NULL};
-        wb__http_response resp;
-        pthread_mutex_lock(&b->http_lock);
-        for (unsigned attempt = 0; attempt < 5; attempt++) {
-            char *d = NULL;
-            err = wb__http_request_to(b->http, "POST", url, b->connect_to, b->ca, hdrs, payload,
-                                      len, 5000, 15000, &resp, &d);
-            if (err) {
-                free(*detail);
-                *detail = d;
-            } else if (resp.status == 200) {
-                wb__http_response_free(&resp);
-                break;
-            } else {
-                free(*detail);
-                *detail = wb__asprintf("IoT Core Publish to %s: HTTP %ld: %.300s", topic,
-                                       resp.status, resp.body);
-                err = resp.status == 403 || resp.status == 401 ? WB_ERR_AUTH_REFUSED
-                      : resp.status == 413                     ? WB_ERR_TOO_LARGE
-                      : resp.status == 429                     ? WB_ERR_BUSY
-                      : resp.status >= 500                     ? WB_ERR_BACKEND
-                                                               : WB_ERR_INVALID_ARGUMENT;
-                bool retry = resp.status >= 500 || resp.status == 429;
-                wb__http_response_free(&resp);
-                if (!retry)
-                    break;
-            }
-            unsigned ms = wb__backoff_ms(attempt, 50, 2000);
-            struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-            nanosleep(&ts, NULL);
-        }
-        pthread_mutex_unlock(&b->http_lock);
-        if (!err) {
-            free(*detail);
-            *detail = NULL;
-        }
-    }
-    free(ha);
-    free(hd);
-    free(ht);
-    wb__sigv4_result_free(&sig);
+        err = wb__iot_publish_sign(b->endpoint, b->region, topic, qos, payload, len, &cr,
+                                   time(NULL), &req, detail);
     wb__aws_creds_clear(&cr);
-    free(etopic);
-    free(path);
-    free(url);
+    if (err)
+        return err;
+    const char *hdrs[WB__ARRAY_LEN(req.headers) + 1] = {0};
+    for (size_t i = 0; i < WB__ARRAY_LEN(req.headers); i++)
+        hdrs[i] = req.headers[i];
+    wb__http_response resp;
+    pthread_mutex_lock(&b->http_lock);
+    for (unsigned attempt = 0; attempt < 5; attempt++) {
+        char *d = NULL;
+        err = wb__http_request_to(b->http, "POST", req.url, b->connect_to, b->ca, hdrs, payload,
+                                  len, 5000, 15000, &resp, &d);
+        if (err) {
+            free(*detail);
+            *detail = d;
+        } else if (resp.status == 200) {
+            wb__http_response_free(&resp);
+            break;
+        } else {
+            free(*detail);
+            *detail = wb__asprintf("IoT Core Publish to %s: HTTP %ld: %.300s", topic, resp.status,
+                                   resp.body);
+            err = resp.status == 403 || resp.status == 401 ? WB_ERR_AUTH_REFUSED
+                  : resp.status == 413                     ? WB_ERR_TOO_LARGE
+                  : resp.status == 429                     ? WB_ERR_BUSY
+                  : resp.status >= 500                     ? WB_ERR_BACKEND
+                                                           : WB_ERR_INVALID_ARGUMENT;
+            bool retry = resp.status >= 500 || resp.status == 429;
+            wb__http_response_free(&resp);
+            if (!retry)
+                break;
+        }
+        unsigned ms = wb__backoff_ms(attempt, 50, 2000);
+        struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    pthread_mutex_unlock(&b->http_lock);
+    if (!err) {
+        free(*detail);
+        *detail = NULL;
+    }
+    wb__iot_publish_req_free(&req);
     return err;
 }
 
@@ -229,18 +198,8 @@ static char *server_uri(iot *b, char **detail)
     wb__aws_creds cr;
     if (wb__aws_provider_get(b->creds, &cr, detail) != WB_OK)
         return NULL;
-    wb__sigv4_header h[] = {{"host", b->endpoint}};
-    wb__sigv4_request r = {.method = "GET",
-                           .path = "/mqtt",
-                           .headers = h,
-                           .n_headers = 1,
-                           .region = b->region,
-                           .service = "iotdevicegateway",
-                           .now = time(NULL)};
-    char *q = wb__sigv4_presign_query(&r, &cr, 86400, 1, detail);
+    char *uri = wb__iot_wss_url(b->endpoint, b->region, &cr, time(NULL), detail);
     wb__aws_creds_clear(&cr);
-    char *uri = q ? wb__asprintf("wss://%s:443/mqtt?%s", b->endpoint, q) : NULL;
-    free(q);
     return uri;
 }
 
