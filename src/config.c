@@ -1208,8 +1208,34 @@ WB_API void wb_config_free(wb_config *config)
     free(config);
 }
 
+static wb_err load(const wb_config_load_opts *opts, bool queue_only, wb_config **config,
+                   wb_config_report **report);
+
 WB_API wb_err wb_config_load(const wb_config_load_opts *opts, wb_config **config,
                              wb_config_report **report)
+{
+    return load(opts, false, config, report);
+}
+
+wb_err wb__config_load_queue(const char *env_file, wb_config **config, char **detail)
+{
+    wb_config_load_opts o = WB_CONFIG_LOAD_OPTS_INIT;
+    o.env_file = env_file;
+    wb_config_report *rep = NULL;
+    wb_err err = load(&o, true, config, &rep);
+    if (err && detail) {
+        *detail = rep ? wb_config_report_format(rep, WB_REPORT_PROBLEMS) : NULL;
+        if (*detail) /* one line per problem: join them for a log line */
+            for (char *c = *detail; *c; c++)
+                if (*c == '\n' && c[1])
+                    *c = ' ';
+    }
+    wb_config_report_free(rep);
+    return err;
+}
+
+static wb_err load(const wb_config_load_opts *opts, bool queue_only, wb_config **config,
+                   wb_config_report **report)
 {
     if (config)
         *config = NULL;
@@ -1262,6 +1288,16 @@ WB_API wb_err wb_config_load(const wb_config_load_opts *opts, wb_config **config
     bind_known(&L);
     check_generic(&L);
     check_regions(&L);
+    if (queue_only) {
+        /* the bundled broker's topic rule: the queue and nothing else */
+        L.cfg->broker = WB_BROKER_BUILTIN;
+        L.broker_known = true;
+        check_queue(&L);
+        fill_settings(&L);
+        freeze_values(&L);
+        err = L.rep->issues[WB__ERR].count ? WB_ERR_CONFIG : WB_OK;
+        goto done;
+    }
     check_broker(&L);
     check_namespace(&L);
     wb__cfg_check_builtin(&L);

@@ -160,14 +160,19 @@ static wb_err check_entry(const wb_queue *q, wb_logical_queue lq, const wb_queue
 
 WB_API wb_err wb_queue_open(const wb_config *config, const wb_queue_opts *opts, wb_queue **out)
 {
-    if (!out || !config || (opts && opts->version != WB_QUEUE_OPTS_VERSION))
+    if (!out || !config || (opts && (opts->version < 1 || opts->version > WB_QUEUE_OPTS_VERSION)))
         return wb__fail(NULL, WB_ERR_INVALID_ARGUMENT,
-                        wb__strdup("a configuration, an out pointer and options of version "
+                        wb__strdup("a configuration, an out pointer and options of version 1 to "
                                    "WB_QUEUE_OPTS_VERSION are required"));
     *out = NULL;
     wb_queue_opts o = WB_QUEUE_OPTS_INIT;
-    if (opts)
+    if (opts && opts->version == 1) { /* the fields before retry_limit_ms */
+        o.max_body_bytes = opts->max_body_bytes;
+        o.max_receive_count = opts->max_receive_count;
+    } else if (opts) {
         o = *opts;
+    }
+    o.version = WB_QUEUE_OPTS_VERSION;
     if (o.max_body_bytes == 0)
         o.max_body_bytes = WB_QUEUE_BODY_DEFAULT_MAX;
     if (o.max_body_bytes > WB_QUEUE_BODY_LIMIT)

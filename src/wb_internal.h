@@ -195,4 +195,9 @@ wb_err wb__kv_push(wb__kv_list *l, const char *key, size_t key_len, const char *
                    size_t value_len, unsigned line);
 void wb__kv_list_free(wb__kv_list *l);
 
+/* Reads and checks only the message-queue variables of an environment file
+ * (MESSAGE_QUEUE_TYPE, DATABASE_URL, the SQS URLs, the regions), as the
+ * bundled broker's topic rule needs them. detail: the problems, one line. */
+wb_err wb__config_load_queue(const char *env_file, wb_config **config, char **detail);
+
 #endif

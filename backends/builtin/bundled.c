@@ -18,6 +18,7 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <grp.h>
+#include <openssl/crypto.h>
 #include <unistd.h>
 
 #include "wb_internal.h"
@@ -147,6 +148,51 @@ static const char *log_types(wb_log_level level)
     return "log_type error\nlog_type warning\nlog_type information\n";
 }
 
+/* The queue settings the plugin's topic rule reads (mode 0600: the
+ * database URL may hold a password). AWS credentials and endpoint overrides
+ * reach it through the environment Mosquitto inherits. */
+static wb_err write_rule_env(const wb_config *c, const char *path, uid_t uid, gid_t gid,
+                             char **detail)
+{
+    wb__buf env = WB__BUF_INIT;
+    wb__buf_puts(&env, "# Written by workerbus for the bundled broker's topic rule.\n");
+    const char *vars[4 + WB_LQ__COUNT] = {"MESSAGE_QUEUE_TYPE", "DATABASE_URL", "AWS_REGION",
+                                          "AWS_DEFAULT_REGION"};
+    for (int q = 0; q < WB_LQ__COUNT; q++)
+        vars[4 + q] = wb_logical_queue_variable((wb_logical_queue)q);
+    for (size_t i = 0; i < WB__ARRAY_LEN(vars); i++) {
+        const char *v = wb_config_get(c, vars[i]);
+        if (!v)
+            continue;
+        /* double quotes, with the escapes of the environment-file syntax */
+        wb__buf_printf(&env, "%s=\"", vars[i]);
+        for (const char *s = v; *s; s++) {
+            if (*s == '"' || *s == '\\')
+                wb__buf_putc(&env, '\\');
+            if (*s == '\n')
+                wb__buf_puts(&env, "\\n");
+            else
+                wb__buf_putc(&env, *s);
+        }
+        wb__buf_puts(&env, "\"\n");
+    }
+    char *text = wb__buf_take(&env);
+    if (!text)
+        return WB_ERR_NO_MEMORY;
+    wb_err err = WB_OK;
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0 || (uid != (uid_t)-1 && fchown(fd, uid, gid) != 0) ||
+        write(fd, text, strlen(text)) != (ssize_t)strlen(text)) {
+        *detail = wb__asprintf("cannot write %s: %s", path, strerror(errno));
+        err = WB_ERR_IO;
+    }
+    if (fd >= 0)
+        close(fd);
+    OPENSSL_cleanse(text, strlen(text));
+    free(text);
+    return err;
+}
+
 static wb_err write_config(wb_bundled *b, uid_t uid, gid_t gid, bool as_root, char **detail)
 {
     const wb_config *c = b->cfg;
@@ -190,8 +236,14 @@ static wb_err write_config(wb_bundled *b, uid_t uid, gid_t gid, bool as_root, ch
                                 gid, detail, "MQTT_BROKER_BUILTIN_TOKEN_KEY_FILE")
                     : WB_ERR_NO_MEMORY;
     }
+    char *rule_env = NULL;
+    if (!err && !b->opts.no_topic_rule) {
+        rule_env = wb__asprintf("%s/topic-rule.env", tlsdir);
+        err = rule_env ? write_rule_env(c, rule_env, uid, gid, detail) : WB_ERR_NO_MEMORY;
+    }
     if (err) {
         free(token);
+        free(rule_env);
         goto out;
     }
 
@@ -229,6 +281,8 @@ static wb_err write_config(wb_bundled *b, uid_t uid, gid_t gid, bool as_root, ch
                    wb_config_get(c, "MQTT_BROKER_BUILTIN_PLUGIN"), wb_config_namespace(c));
     if (token)
         wb__buf_printf(&conf, "plugin_opt_token_key %s\n", token);
+    if (rule_env)
+        wb__buf_printf(&conf, "plugin_opt_topic_rule_env %s\n", rule_env);
     const char *lh = wb_config_builtin_listen_host(c);
     wb__buf_printf(&conf, "\nlistener %u %s\nprotocol mqtt\n", wb_config_builtin_listen_port(c),
                    lh);
@@ -239,6 +293,7 @@ static wb_err write_config(wb_bundled *b, uid_t uid, gid_t gid, bool as_root, ch
                        "tls_version tlsv1.2\n",
                        tlsdir, tlsdir, tlsdir);
     free(token);
+    free(rule_env);
     char *text = wb__buf_take(&conf);
     if (!text) {
         err = WB_ERR_NO_MEMORY;
@@ -749,7 +804,7 @@ WB_API wb_err wb_bundled_start(const wb_config *config, const wb_bundled_opts *o
     if (detail)
         *detail = NULL;
     if (!out || !config || wb_config_broker_type(config) != WB_BROKER_BUILTIN ||
-        (opts && opts->version != WB_BUNDLED_OPTS_VERSION)) {
+        (opts && (opts->version < 1 || opts->version > WB_BUNDLED_OPTS_VERSION))) {
         if (detail && config && wb_config_broker_type(config) != WB_BROKER_BUILTIN)
             *detail = wb__strdup("the bundled broker needs MQTT_BROKER_TYPE=builtin");
         return WB_ERR_INVALID_ARGUMENT;

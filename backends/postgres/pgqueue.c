@@ -351,7 +351,8 @@ static PGresult *run(pgq *q, pgconn *pc, int st, int n, const char *const *vals,
             if (transient && pc->c && PQstatus(pc->c) != CONNECTION_OK)
                 pc->ready = pc->listening = false;
         }
-        if (!transient || wb__now_ms() - start >= RECONNECT_TIMEOUT_MS) {
+        unsigned limit = q->opts.retry_limit_ms ? q->opts.retry_limit_ms : RECONNECT_TIMEOUT_MS;
+        if (!transient || wb__now_ms() - start >= limit) {
             *err = transient ? WB_ERR_CONNECTION_LOST : WB_ERR_BACKEND;
             *detail = d;
             return NULL;

@@ -36,6 +36,7 @@ typedef struct sqsq {
     pthread_mutex_t lock;
     wb__http *idle[HTTP_POOL];
     size_t n_idle;
+    unsigned retry_limit_ms; /* 0: MAX_ATTEMPTS only */
 } sqsq;
 
 static const char *env_nonempty(const char *n)
@@ -185,7 +186,10 @@ static wb_err call(sqsq *q, wb_logical_queue lq, const char *action, json_t *req
     snprintf(target, sizeof target, "AmazonSQS.%s", action);
     wb_err err = WB_ERR_BACKEND;
     char *d = NULL;
+    uint64_t start = wb__now_ms();
     for (unsigned attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+        if (attempt && q->retry_limit_ms && wb__now_ms() - start >= q->retry_limit_ms)
+            break; /* the caller's limit: the last failure stands */
         free(d);
         d = NULL;
         if (attempt) {
@@ -547,8 +551,9 @@ static void sqs_close(void *priv)
 
 static wb_err sqs_open(void *priv, const wb_config *cfg, const wb_queue_opts *opts, char **detail)
 {
-    (void)opts; /* SQS's redrive policy lives on the queue, not here */
+    /* SQS's redrive policy lives on the queue, not here */
     sqsq *q = priv;
+    q->retry_limit_ms = opts->retry_limit_ms;
     pthread_mutex_init(&q->lock, NULL);
     const char *override = env_nonempty("AWS_ENDPOINT_URL_SQS");
     const char *override_var = "AWS_ENDPOINT_URL_SQS";

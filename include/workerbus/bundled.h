@@ -38,11 +38,16 @@ typedef struct wb_bundled_opts {
      *  killed without warning had not saved yet is lost: see
      *  docs/builtin-broker.md. */
     unsigned int autosave_interval_s;
+    /** The topic rule (docs/builtin-broker.md): what workers publish on
+     *  their writeonly topics is written into the configuration's iot queue
+     *  before the broker acknowledges it. On by default; tests that bring up
+     *  a broker without a queue turn it off. Version 2. */
+    bool no_topic_rule;
 } wb_bundled_opts;
 
-#define WB_BUNDLED_OPTS_VERSION 1
+#define WB_BUNDLED_OPTS_VERSION 2
 /* clang-format off */
-#define WB_BUNDLED_OPTS_INIT {WB_BUNDLED_OPTS_VERSION, 0, 0, 0, 0}
+#define WB_BUNDLED_OPTS_INIT {WB_BUNDLED_OPTS_VERSION, 0, 0, 0, 0, false}
 /* clang-format on */
 
 /**

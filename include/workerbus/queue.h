@@ -57,11 +57,15 @@ typedef struct wb_queue_opts {
     unsigned int version;           /**< ::WB_QUEUE_OPTS_VERSION */
     size_t max_body_bytes;          /**< 0: 256 KiB; at most 1 MiB */
     unsigned int max_receive_count; /**< receives before the dead-letter queue; 0: 3 */
+    /** How long one operation keeps retrying transient failures (a lost
+     *  connection, throttling, 5xx) before it fails; 0: the backend's
+     *  default (PostgreSQL 60 s; SQS 5 attempts). Version 2. */
+    unsigned int retry_limit_ms;
 } wb_queue_opts;
 
-#define WB_QUEUE_OPTS_VERSION 1
+#define WB_QUEUE_OPTS_VERSION 2
 /* clang-format off */
-#define WB_QUEUE_OPTS_INIT {WB_QUEUE_OPTS_VERSION, 0, 0}
+#define WB_QUEUE_OPTS_INIT {WB_QUEUE_OPTS_VERSION, 0, 0, 0}
 /* clang-format on */
 
 /** One message to send. */

@@ -16,5 +16,6 @@
 #include "broker.h"
 #include "worker.h"
 #include "queue.h"
+#include "envelope.h"
 
 #endif

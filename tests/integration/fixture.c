@@ -14,7 +14,7 @@
 /* The PKI (broker certificate for these hosts), a worker certificate, and a
  * builtin configuration listening on host:port. */
 static void setup_at(wbt_env *e, bool tls, const char *const *hosts, const char *host,
-                     unsigned port)
+                     unsigned port, const char *const *over)
 {
     memset(e, 0, sizeof *e);
     strcpy(e->dir, "/tmp/wbit-XXXXXX");
@@ -61,6 +61,7 @@ static void setup_at(wbt_env *e, bool tls, const char *const *hosts, const char 
                          NULL};
     wb_config_load_opts o = WB_CONFIG_LOAD_OPTS_INIT;
     o.env = env;
+    o.overrides = over;
     wb_config_report *rep = NULL;
     wb_err err = wb_config_load(&o, &e->cfg, &rep);
     if (err) {
@@ -73,19 +74,32 @@ static void setup_at(wbt_env *e, bool tls, const char *const *hosts, const char 
 void wbt_env_setup(wbt_env *e, bool tls)
 {
     static const char *const hosts[] = {"127.0.0.1", "localhost", NULL};
-    setup_at(e, tls, hosts, "127.0.0.1", wbt_free_port());
+    setup_at(e, tls, hosts, "127.0.0.1", wbt_free_port(), NULL);
+}
+
+void wbt_env_setup_queue(wbt_env *e, bool tls, const char *const *over)
+{
+    static const char *const hosts[] = {"127.0.0.1", "localhost", NULL};
+    setup_at(e, tls, hosts, "127.0.0.1", wbt_free_port(), over);
+    e->topic_rule = true;
 }
 
 void wbt_env_setup_iot(wbt_env *e)
+{
+    wbt_env_setup_iot_queue(e, NULL);
+}
+
+void wbt_env_setup_iot_queue(wbt_env *e, const char *const *over)
 {
     /* a loopback address of its own, so that 8883 is free whatever runs */
     char addr[32];
     snprintf(addr, sizeof addr, "127.%u.%u.%u", 1u + (unsigned)getpid() % 250u,
              (unsigned)(getpid() / 250) % 250u, 1u + (unsigned)rand() % 250u);
     const char *hosts[] = {WBT_IOT_ENDPOINT, addr, NULL};
-    setup_at(e, true, hosts, addr, 8883);
+    setup_at(e, true, hosts, addr, 8883, over);
     snprintf(e->iot_addr, sizeof e->iot_addr, "%s", addr);
-    e->iot_cfg = wbt_env_iot_config(e, NULL);
+    e->topic_rule = over != NULL;
+    e->iot_cfg = wbt_env_iot_config(e, over);
 }
 
 wb_config *wbt_env_iot_config(const wbt_env *e, const char *const *over)
@@ -135,10 +149,14 @@ void wbt_env_start(wbt_env *e)
     wbt_env_start_opts(e, NULL);
 }
 
-void wbt_env_start_opts(wbt_env *e, const wb_bundled_opts *o)
+void wbt_env_start_opts(wbt_env *e, const wb_bundled_opts *opts)
 {
+    wb_bundled_opts o = WB_BUNDLED_OPTS_INIT;
+    if (opts)
+        o = *opts;
+    o.no_topic_rule = !e->topic_rule;
     char *d = NULL;
-    wb_err err = wb_bundled_start(e->cfg, o, &e->broker, &d);
+    wb_err err = wb_bundled_start(e->cfg, &o, &e->broker, &d);
     cr_assert_eq(err, WB_OK, "bundled broker: %s: %s", wb_err_name(err), d ? d : "");
 }
 

@@ -24,6 +24,7 @@ typedef struct wbt_env {
     wb_bundled *broker;
     wb_config *iot_cfg; /* wbt_env_setup_iot(): the server's iotcore configuration */
     char iot_addr[32];  /* the stand-in's loopback address (port 8883) */
+    bool topic_rule;    /* the broker writes worker messages into the iot queue */
 } wbt_env;
 
 /* The IoT Core endpoint the stand-in's certificate is issued for. */
@@ -37,6 +38,13 @@ void wbt_env_setup(wbt_env *e, bool tls);
  * iot_cfg, an iotcore configuration (mqtts) that reaches it through
  * MQTT_BROKER_IOTCORE_CONNECT_TO, TLS checking WBT_IOT_ENDPOINT. */
 void wbt_env_setup_iot(wbt_env *e);
+/* The same with the topic rule on: over (NULL-terminated "KEY=VALUE") names
+ * a reachable queue, SQS for IoT Core (the stand-in's topic-rule forwarder
+ * writes into its iot queue); iot_cfg uses the same queue. */
+void wbt_env_setup_iot_queue(wbt_env *e, const char *const *over);
+/* wbt_env_setup() with the topic rule on and these overrides, which name a
+ * reachable queue (DATABASE_URL, or the SQS variables). */
+void wbt_env_setup_queue(wbt_env *e, bool tls, const char *const *over);
 /* An iotcore configuration for the stand-in of e, with "KEY=VALUE"
  * overrides (NULL-terminated, may be NULL); asserts it loads. */
 wb_config *wbt_env_iot_config(const wbt_env *e, const char *const *over);

@@ -1,0 +1,305 @@
+/* The bundled broker's topic rule, and the IoT Core stand-in's forwarder:
+ * worker messages reach the iot queue in IoT Core's envelope, before the
+ * broker acknowledges them. Runs under with-services.sh all (a PostgreSQL
+ * cluster and the SQS stand-in on loopback). */
+#include <criterion/criterion.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "fixture.h"
+#include "proc.h"
+
+static wbt_env env;
+
+static const char *need(const char *name)
+{
+    const char *v = getenv(name);
+    cr_assert(v && *v, "%s is not set: run this suite through with-services.sh all", name);
+    return v;
+}
+
+/* "KEY=VALUE" overrides naming the services' queue of the given type. */
+static const char *const *queue_over(const char *type)
+{
+    static char kv[12][600];
+    static const char *list[13];
+    size_t n = 0;
+    if (!strcmp(type, "postgres")) {
+        snprintf(kv[n], sizeof kv[n], "DATABASE_URL=%s", need("DATABASE_URL"));
+        n++;
+    } else {
+        snprintf(kv[n++], sizeof kv[0], "MESSAGE_QUEUE_TYPE=sqs");
+        for (int q = 0; q < WB_LQ__COUNT; q++) {
+            const char *var = wb_logical_queue_variable((wb_logical_queue)q);
+            snprintf(kv[n], sizeof kv[n], "%s=%s", var, need(var));
+            n++;
+        }
+        snprintf(kv[n], sizeof kv[n], "AWS_REGION=%s", need("AWS_REGION"));
+        n++;
+    }
+    for (size_t i = 0; i < n; i++)
+        list[i] = kv[i];
+    list[n] = NULL;
+    return list;
+}
+
+static uint64_t now_ms(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (uint64_t)tv.tv_sec * 1000u + (uint64_t)tv.tv_usec / 1000u;
+}
+
+static wb_queue *open_queue(const wb_config *cfg)
+{
+    wb_queue *q = NULL;
+    cr_assert_eq(wb_queue_open(cfg, NULL, &q), WB_OK, "%s", wb_queue_last_error(NULL));
+    return q;
+}
+
+/* Receives and deletes everything in the iot queue; returns the envelopes
+ * decoded, up to max, waiting up to wait_ms for want of them. */
+static size_t drain(wb_queue *q, wb_envelope *out, size_t max, size_t want, unsigned wait_ms)
+{
+    size_t got = 0;
+    uint64_t until = now_ms() + wait_ms;
+    for (;;) {
+        wb_queue_message *m = NULL;
+        size_t n = 0;
+        cr_assert_eq(wb_queue_receive(q, WB_LQ_IOT, 10, 1, 30, &m, &n), WB_OK, "%s",
+                     wb_queue_last_error(q));
+        for (size_t i = 0; i < n; i++) {
+            if (out && got < max) {
+                char *d = NULL;
+                cr_assert_eq(wb_envelope_decode(m[i].body, m[i].body_len, &out[got], &d), WB_OK,
+                             "message %s: %s", m[i].id, d ? d : "");
+            }
+            got++;
+            cr_assert_eq(wb_queue_delete(q, WB_LQ_IOT, m[i].receipt), WB_OK);
+        }
+        wb_queue_messages_free(m, n);
+        if ((n == 0 && got >= want) || now_ms() > until)
+            return got;
+    }
+}
+
+static void check_envelopes(wb_queue *q, wb_worker *w, const char *worker, unsigned count)
+{
+    uint64_t t0 = now_ms();
+    for (unsigned i = 0; i < count; i++) {
+        char p[128];
+        int n =
+            snprintf(p, sizeof p, "{\"seq\":%u,\"kind\":\"heartbeat\",\"timestamp\":\"mine\"}", i);
+        cr_assert_eq(wb_worker_publish(w, p, (size_t)n, 1), WB_OK);
+    }
+    cr_assert_eq(wb_worker_flush(w, 10000), WB_OK, "%s", wb_worker_last_error(w));
+    uint64_t t1 = now_ms();
+    wb_envelope e[64];
+    size_t got = drain(q, e, 64, count, 15000);
+    cr_assert_eq(got, count, "%zu of %u messages reached the iot queue", got, count);
+    bool seen[64] = {false};
+    for (size_t i = 0; i < got; i++) {
+        cr_assert_str_eq(e[i].pool, WBT_POOL);
+        cr_assert_str_eq(e[i].worker, worker);
+        /* the broker's time, when it took the message */
+        cr_assert(e[i].timestamp_ms + 1000 >= t0 && e[i].timestamp_ms <= t1 + 1000,
+                  "timestamp %llu outside [%llu, %llu]", (unsigned long long)e[i].timestamp_ms,
+                  (unsigned long long)t0, (unsigned long long)t1);
+        json_t *j = json_loads(e[i].payload, 0, NULL);
+        cr_assert(json_is_object(j), "%s", e[i].payload);
+        /* the worker's fields, minus the one the rule's own field replaces */
+        cr_assert_eq(json_object_size(j), 2, "%s", e[i].payload);
+        cr_assert_str_eq(json_string_value(json_object_get(j, "kind")), "heartbeat");
+        json_int_t s = json_integer_value(json_object_get(j, "seq"));
+        cr_assert(s >= 0 && s < (json_int_t)count && !seen[s], "seq %lld", (long long)s);
+        seen[s] = true;
+        json_decref(j);
+        wb_envelope_clear(&e[i]);
+    }
+}
+
+static void up(const char *type)
+{
+    wbt_log_capture();
+    wbt_env_setup_queue(&env, true, queue_over(type));
+    wbt_env_start(&env);
+}
+
+static void up_pg(void)
+{
+    up("postgres");
+}
+
+static void up_sqs(void)
+{
+    up("sqs");
+}
+
+static void down(void)
+{
+    wbt_env_teardown(&env);
+}
+
+TestSuite(rule_postgres, .init = up_pg, .fini = down, .timeout = 120);
+TestSuite(rule_sqs, .init = up_sqs, .fini = down, .timeout = 120);
+
+static void envelopes_reach_the_queue(void)
+{
+    wb_queue *q = open_queue(env.cfg);
+    drain(q, NULL, 0, 0, 0);
+    wb_worker *w = wbt_env_worker(&env, WBT_WORKER, NULL, NULL);
+    cr_assert_eq(wb_worker_connect(w, 10000), WB_OK, "%s", wb_worker_last_error(w));
+    check_envelopes(q, w, WBT_WORKER, 20);
+    wb_worker_close(w);
+    wb_queue_close(q);
+}
+
+Test(rule_postgres, worker_messages_reach_the_iot_queue_in_the_envelope)
+{
+    envelopes_reach_the_queue();
+}
+
+Test(rule_sqs, worker_messages_reach_the_iot_queue_in_the_envelope)
+{
+    envelopes_reach_the_queue();
+}
+
+/* mosquitto_pub as the worker, MQTT 5, printing the PUBACK's reason code. */
+static wbt_proc pub_v5(const char *payload)
+{
+    char port[8], ca[160];
+    snprintf(port, sizeof port, "%u", env.port);
+    snprintf(ca, sizeof ca, "%s/ca.crt", env.pki);
+    const char *argv[] = {"mosquitto_pub",
+                          "-h",
+                          "127.0.0.1",
+                          "-p",
+                          port,
+                          "--cafile",
+                          ca,
+                          "--cert",
+                          env.worker_crt,
+                          "--key",
+                          env.worker_key,
+                          "-i",
+                          WBT_WORKER,
+                          "-V",
+                          "mqttv5",
+                          "-q",
+                          "1",
+                          "-d",
+                          "-t",
+                          wbt_topic("writeonly", WBT_POOL, WBT_WORKER),
+                          "-m",
+                          payload,
+                          NULL};
+    wbt_proc p;
+    cr_assert(wbt_proc_run(argv, NULL, 15000, &p), "cannot run mosquitto_pub");
+    return p;
+}
+
+Test(rule_postgres, a_payload_that_is_not_a_json_object_is_refused_with_a_reason_code)
+{
+    wb_queue *q = open_queue(env.cfg);
+    drain(q, NULL, 0, 0, 0);
+    static const char *const bad[] = {"[1,2,3]", "not json", "\"a string\"", "42"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        wbt_proc p = pub_v5(bad[i]);
+        /* 0x87 = 135: not authorized, the reason code of a refused publish */
+        cr_assert(strstr(p.out, "received PUBACK") && strstr(p.out, "RC:135"),
+                  "payload %s: mosquitto_pub said:\n%s\n%s", bad[i], p.out, p.err);
+        wbt_proc_free(&p);
+    }
+    cr_assert(wbt_log_wait_for("the payload (7 bytes) is a JSON array; workers must publish JSON "
+                               "objects",
+                               5000),
+              "the broker's log names the refusal");
+    wbt_proc p = pub_v5("{\"ok\":true}");
+    cr_assert(strstr(p.out, "received PUBACK") && !strstr(p.out, "RC:135"), "%s", p.out);
+    wbt_proc_free(&p);
+    wb_envelope e[4];
+    size_t got = drain(q, e, 4, 1, 10000);
+    cr_assert_eq(got, 1, "only the object reached the queue (%zu messages)", got);
+    cr_assert_str_eq(e[0].payload, "{\"ok\":true}");
+    wb_envelope_clear(&e[0]);
+    wb_queue_close(q);
+}
+
+static void services(const char *what)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "'%s/scripts/services' %s --dir '%s' 2>/dev/null",
+             need("WB_SOURCE_ROOT"), what, need("WBT_SERVICES_DIR"));
+    cr_assert_eq(system(cmd), 0, "scripts/services %s failed", what);
+}
+
+Test(rule_postgres, while_the_queue_is_down_messages_wait_and_arrive_after, .timeout = 180)
+{
+    wb_queue *q = open_queue(env.cfg);
+    drain(q, NULL, 0, 0, 0);
+    wb_worker *w = wbt_env_worker(&env, WBT_WORKER, NULL, NULL);
+    cr_assert_eq(wb_worker_connect(w, 10000), WB_OK, "%s", wb_worker_last_error(w));
+    const unsigned count = 40;
+    services("suspend postgres");
+    for (unsigned i = 0; i < count; i++) {
+        char p[64];
+        int n = snprintf(p, sizeof p, "{\"seq\":%u}", i);
+        cr_assert_eq(wb_worker_publish(w, p, (size_t)n, 1), WB_OK);
+    }
+    cr_assert(wbt_log_wait_for("closing its connection", 10000),
+              "the broker refuses while the queue is down");
+    sleep(3);
+    wb_broker_stats st;
+    wb_worker_stats_get(w, &st);
+    cr_assert_lt(st.acknowledged, count, "the broker acknowledged all %u with the queue down",
+                 count);
+    services("resume postgres");
+    cr_assert_eq(wb_worker_flush(w, 60000), WB_OK, "%s", wb_worker_last_error(w));
+    wb_envelope e[64];
+    size_t got = drain(q, e, 64, count, 30000);
+    bool seen[64] = {false};
+    size_t distinct = 0;
+    for (size_t i = 0; i < got && i < 64; i++) {
+        json_t *j = json_loads(e[i].payload, 0, NULL);
+        json_int_t s = json_integer_value(json_object_get(j, "seq"));
+        if (s >= 0 && s < (json_int_t)count && !seen[s]) {
+            seen[s] = true;
+            distinct++;
+        }
+        json_decref(j);
+        wb_envelope_clear(&e[i]);
+    }
+    cr_log_info("queue down: %llu acknowledged before it came back; %zu messages arrived, %zu "
+                "distinct of %u",
+                (unsigned long long)st.acknowledged, got, distinct, count);
+    cr_assert_eq(distinct, count, "every message arrived once the queue was back");
+    wb_worker_close(w);
+    wb_queue_close(q);
+}
+
+/* The IoT Core stand-in's forwarder: worker -> stand-in -> SQS iot queue,
+ * read by a server with the iotcore configuration. */
+static void up_iot(void)
+{
+    wbt_log_capture();
+    wbt_env_setup_iot_queue(&env, queue_over("sqs"));
+    wbt_env_start(&env);
+}
+
+TestSuite(iot_standin, .init = up_iot, .fini = down, .timeout = 120);
+
+Test(iot_standin, the_forwarder_writes_worker_messages_into_the_sqs_iot_queue)
+{
+    cr_assert_eq(wb_config_broker_type(env.iot_cfg), WB_BROKER_IOTCORE);
+    wb_queue *q = open_queue(env.iot_cfg);
+    drain(q, NULL, 0, 0, 0);
+    wb_worker *w = wbt_env_worker(&env, WBT_OTHER_WORKER, NULL, NULL);
+    cr_assert_eq(wb_worker_connect(w, 10000), WB_OK, "%s", wb_worker_last_error(w));
+    check_envelopes(q, w, WBT_OTHER_WORKER, 10);
+    wb_worker_close(w);
+    wb_queue_close(q);
+}
