@@ -44,6 +44,7 @@ struct wb_bundled {
     uid_t run_uid; /* the user mosquitto runs as; -1: ours */
     gid_t run_gid;
     char *mosquitto;
+    char *extra_conf;
     char *probe_host; /* where the readiness probe connects */
     unsigned port;
 
@@ -292,6 +293,8 @@ static wb_err write_config(wb_bundled *b, uid_t uid, gid_t gid, bool as_root, ch
                        "require_certificate true\nuse_identity_as_username true\n"
                        "tls_version tlsv1.2\n",
                        tlsdir, tlsdir, tlsdir);
+    if (b->extra_conf)
+        wb__buf_printf(&conf, "\n# extra lines (wb_bundled_opts.extra_conf)\n%s\n", b->extra_conf);
     free(token);
     free(rule_env);
     char *text = wb__buf_take(&conf);
@@ -783,6 +786,7 @@ static void bundled_free(wb_bundled *b)
     free(b->conf_path);
     free(b->pid_path);
     free(b->mosquitto);
+    free(b->extra_conf);
     free(b->probe_host);
     free(b->failure);
     free(b);
@@ -817,8 +821,17 @@ WB_API wb_err wb_bundled_start(const wb_config *config, const wb_bundled_opts *o
     pthread_mutex_init(&b->lock, NULL);
     pthread_cond_init(&b->cond, NULL);
     b->cfg = config;
-    if (opts)
+    if (opts && opts->version == 1) { /* the fields before no_topic_rule */
+        b->opts.start_timeout_ms = opts->start_timeout_ms;
+        b->opts.restart_min_ms = opts->restart_min_ms;
+        b->opts.restart_max_ms = opts->restart_max_ms;
+        b->opts.autosave_interval_s = opts->autosave_interval_s;
+    } else if (opts) {
         b->opts = *opts;
+    }
+    /* rewritten at every start: kept for the broker's lifetime */
+    b->extra_conf = b->opts.extra_conf ? wb__strdup(b->opts.extra_conf) : NULL;
+    b->opts.extra_conf = NULL;
     b->runtime_dir = wb__strdup(wb_config_get(config, "MQTT_BROKER_BUILTIN_RUNTIME_DIR"));
     b->conf_path = wb__asprintf("%s/mosquitto.conf", b->runtime_dir ? b->runtime_dir : "");
     b->pid_path = wb__asprintf("%s/mosquitto.pid", b->runtime_dir ? b->runtime_dir : "");

@@ -26,7 +26,11 @@
  *
  * Options (plugin_opt_*): namespace (required), token_key (plain listeners),
  * topic_rule_env (a file of the queue's variables, see
- * wb__config_load_queue(); without it there is no topic rule).
+ * wb__config_load_queue(); without it there is no topic rule),
+ * websockets_server (the IoT Core stand-in only: "true" makes every client of
+ * a WebSocket listener the server, as IoT Core admits a SigV4-signed
+ * connection with the rights of its IAM identity; the stand-in does not
+ * check the signature).
  */
 #include <mosquitto.h>
 #include <mosquitto_broker.h>
@@ -53,6 +57,7 @@ typedef struct bltn_plugin {
     char *ns;
     size_t ns_len;
     char *token_key; /* NULL: TLS listener, identities come from certificates */
+    bool ws_server;  /* WebSocket clients are the server (the IoT Core stand-in) */
 
     /* the topic rule; off when env_file is NULL */
     char *rule_env;
@@ -207,6 +212,12 @@ static int bltn_basic_auth(int event, void *event_data, void *userdata)
     const char *why = NULL;
     char pool[WB_ULID_STR_SIZE], worker[WB_ULID_STR_SIZE];
     char expect[WB_PKI_TOKEN_LEN + 1];
+    if (p->ws_server && mosquitto_client_protocol(ed->client) == mp_websockets) {
+        mosquitto_set_username(ed->client, WB_PKI_SERVER_IDENTITY);
+        return MOSQ_ERR_SUCCESS;
+    }
+    if (!p->token_key)
+        return MOSQ_ERR_PLUGIN_DEFER; /* certificate identities: not ours to check */
     if (!ed->username || !ed->password) {
         why = "no user name or password (anonymous access is refused)";
     } else {
@@ -388,6 +399,8 @@ PLUGIN_API int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **u
         } else if (strcmp(options[i].key, "token_key") == 0) {
             free(p->token_key);
             p->token_key = wb__strdup(options[i].value);
+        } else if (strcmp(options[i].key, "websockets_server") == 0) {
+            p->ws_server = strcmp(options[i].value, "true") == 0;
         } else if (strcmp(options[i].key, "topic_rule_env") == 0) {
             free(p->rule_env);
             p->rule_env = wb__strdup(options[i].value);
@@ -416,7 +429,7 @@ PLUGIN_API int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **u
     int rc = mosquitto_callback_register(identifier, MOSQ_EVT_ACL_CHECK, bltn_acl, NULL, p);
     if (rc == MOSQ_ERR_SUCCESS && p->rule_env)
         rc = mosquitto_callback_register(identifier, MOSQ_EVT_MESSAGE, bltn_message, NULL, p);
-    if (rc == MOSQ_ERR_SUCCESS && p->token_key)
+    if (rc == MOSQ_ERR_SUCCESS && (p->token_key || p->ws_server))
         rc = mosquitto_callback_register(identifier, MOSQ_EVT_BASIC_AUTH, bltn_basic_auth, NULL, p);
     if (rc != MOSQ_ERR_SUCCESS) {
         mosquitto_log_printf(MOSQ_LOG_ERR, "Error: workerbus: cannot register callbacks: %s",
@@ -440,7 +453,7 @@ PLUGIN_API int mosquitto_plugin_cleanup(void *userdata, struct mosquitto_opt *op
     bltn_plugin *p = userdata;
     if (p) {
         mosquitto_callback_unregister(p->id, MOSQ_EVT_ACL_CHECK, bltn_acl, NULL);
-        if (p->token_key)
+        if (p->token_key || p->ws_server)
             mosquitto_callback_unregister(p->id, MOSQ_EVT_BASIC_AUTH, bltn_basic_auth, NULL);
         if (p->rule_cfg) {
             mosquitto_callback_unregister(p->id, MOSQ_EVT_MESSAGE, bltn_message, NULL);

@@ -77,6 +77,7 @@ typedef struct iot {
     pthread_mutex_t http_lock;
     wb__http *http;
     char *connect_to; /* curl's "host:port:to_host:to_port" */
+    unsigned port;    /* what MQTT dials: the transport's, or the override's */
 
     /* mqtt */
     MQTTAsync client;
@@ -191,14 +192,12 @@ static wb_err https_publish(iot *b, const char *topic, const void *payload, size
 /* The URI of one connection attempt (wss: signed now). */
 static char *server_uri(iot *b, char **detail)
 {
-    if (b->transport == WB_IOT_MQTTS)
-        return wb__asprintf("ssl://%s:8883", b->endpoint);
-    if (b->transport == WB_IOT_MQTTS_ALPN)
-        return wb__asprintf("ssl://%s:443", b->endpoint);
+    if (b->transport != WB_IOT_WSS)
+        return wb__asprintf("ssl://%s:%u", b->endpoint, b->port);
     wb__aws_creds cr;
     if (wb__aws_provider_get(b->creds, &cr, detail) != WB_OK)
         return NULL;
-    char *uri = wb__iot_wss_url(b->endpoint, b->region, &cr, time(NULL), detail);
+    char *uri = wb__iot_wss_url(b->endpoint, b->port, b->region, &cr, time(NULL), detail);
     wb__aws_creds_clear(&cr);
     return uri;
 }
@@ -647,19 +646,13 @@ static wb_err iot_open(void *priv, const wb_config *cfg, const wb_broker_opts *o
     if (err)
         return err;
     const char *to = wb_config_iotcore_connect_host(cfg);
+    b->port = b->transport == WB_IOT_MQTTS ? 8883u : 443u;
     if (to) {
         unsigned port = wb_config_iotcore_connect_port(cfg);
         b->connect_to = wb__asprintf("%s:443:%s:%u", b->endpoint, to, port);
         /* MQTT: the endpoint's name resolves to the override's address (TLS
-         * still checks the name); Paho dials the transport's own port */
-        unsigned want = b->transport == WB_IOT_MQTTS ? 8883u : 443u;
-        if (mqtt(b) && port != want) {
-            *detail = wb__asprintf("MQTT_BROKER_IOTCORE_CONNECT_TO: with the %s transport the "
-                                   "port must be %u (Paho dials the transport's port; choose "
-                                   "another address instead, e.g. any 127.x.y.z)",
-                                   b->transport == WB_IOT_MQTTS ? "mqtts" : "443 MQTT", want);
-            return WB_ERR_CONFIG;
-        }
+         * still checks the name), and Paho dials the override's port */
+        b->port = port;
         if (mqtt(b) && wb__connect_to_set(b->endpoint, to, detail) != WB_OK)
             return WB_ERR_INVALID_ARGUMENT;
         wb__log(WB_LOG_WARN, "broker", "MQTT_BROKER_IOTCORE_CONNECT_TO: %s goes to %s:%u",
@@ -683,8 +676,7 @@ static wb_err iot_open(void *priv, const wb_config *cfg, const wb_broker_opts *o
      * with each connect (serverURIs) let Paho free it while its reconnect
      * still read it (a use-after-free inside Paho, seen under ASan when the
      * broker is killed). wss must pass a freshly signed URL each time. */
-    char *uri =
-        wb__asprintf("ssl://%s:%s", b->endpoint, b->transport == WB_IOT_MQTTS ? "8883" : "443");
+    char *uri = wb__asprintf("ssl://%s:%u", b->endpoint, b->port);
     int rc = uri ? MQTTAsync_createWithOptions(&b->client, uri, b->client_id,
                                                MQTTCLIENT_PERSISTENCE_NONE, NULL, &cro)
                  : MQTTASYNC_FAILURE;
@@ -706,7 +698,8 @@ static char *diagnose_tls(const iot *b)
 {
     if (b->transport == WB_IOT_WSS)
         return NULL;
-    const char *port = b->transport == WB_IOT_MQTTS ? "8883" : "443";
+    char port[8];
+    snprintf(port, sizeof port, "%u", b->port);
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai = NULL;
     if (getaddrinfo(b->endpoint, port, &hints, &ai) != 0 || !ai)
         return NULL;

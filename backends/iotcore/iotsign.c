@@ -6,8 +6,8 @@
 #include "iotsign.h"
 #include "wb_internal.h"
 
-char *wb__iot_wss_url(const char *endpoint, const char *region, const wb__aws_creds *creds,
-                      time_t now, char **detail)
+char *wb__iot_wss_url(const char *endpoint, unsigned port, const char *region,
+                      const wb__aws_creds *creds, time_t now, char **detail)
 {
     wb__sigv4_header h[] = {{"host", endpoint}};
     wb__sigv4_request r = {.method = "GET",
@@ -18,7 +18,7 @@ char *wb__iot_wss_url(const char *endpoint, const char *region, const wb__aws_cr
                            .service = "iotdevicegateway",
                            .now = now};
     char *q = wb__sigv4_presign_query(&r, creds, 86400, 1, detail);
-    char *uri = q ? wb__asprintf("wss://%s:443/mqtt?%s", endpoint, q) : NULL;
+    char *uri = q ? wb__asprintf("wss://%s:%u/mqtt?%s", endpoint, port, q) : NULL;
     free(q);
     return uri;
 }

@@ -9,12 +9,13 @@
 
 #include "sigv4.h"
 
-/* The MQTT-over-WebSocket URL: wss://<endpoint>:443/mqtt with a SigV4
- * presigned query (service iotdevicegateway, valid 24 h; a session token is
+/* The MQTT-over-WebSocket URL: wss://<endpoint>:<port>/mqtt (port 443 but
+ * under a connect-to override) with a SigV4 presigned query (service
+ * iotdevicegateway, host the endpoint, valid 24 h; a session token is
  * appended after the signature, as IoT Core expects). NULL on failure, with
  * *detail set. */
-char *wb__iot_wss_url(const char *endpoint, const char *region, const wb__aws_creds *creds,
-                      time_t now, char **detail);
+char *wb__iot_wss_url(const char *endpoint, unsigned port, const char *region,
+                      const wb__aws_creds *creds, time_t now, char **detail);
 
 /* The data-plane HTTPS Publish request: POST /topics/<topic>?qos=<qos>,
  * signed for iotdata. headers[] ends with NULL; every string is heap. */

@@ -43,11 +43,14 @@ typedef struct wb_bundled_opts {
      *  before the broker acknowledges it. On by default; tests that bring up
      *  a broker without a queue turn it off. Version 2. */
     bool no_topic_rule;
+    /** Lines appended verbatim to the generated mosquitto.conf (more
+     *  listeners, say), or NULL. Version 2. */
+    const char *extra_conf;
 } wb_bundled_opts;
 
 #define WB_BUNDLED_OPTS_VERSION 2
 /* clang-format off */
-#define WB_BUNDLED_OPTS_INIT {WB_BUNDLED_OPTS_VERSION, 0, 0, 0, 0, false}
+#define WB_BUNDLED_OPTS_INIT {WB_BUNDLED_OPTS_VERSION, 0, 0, 0, 0, false, NULL}
 /* clang-format on */
 
 /**

@@ -26,7 +26,7 @@ int main(int argc, char **argv)
     time_t now = (time_t)strtoll(argv[7], NULL, 10);
     char *detail = NULL;
     if (wss) {
-        char *url = wb__iot_wss_url(argv[2], argv[3], &cr, now, &detail);
+        char *url = wb__iot_wss_url(argv[2], 443, argv[3], &cr, now, &detail);
         if (!url) {
             fprintf(stderr, "%s\n", detail ? detail : "failed");
             return 1;
