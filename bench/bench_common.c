@@ -14,13 +14,18 @@ void wbb_die(const char *prog, const char *what, const char *why)
 
 void wbb_env_make(wbb_env *e, const char *name)
 {
+    static const char *const hosts[] = {"127.0.0.1", NULL};
+    wbb_env_make_hosts(e, name, hosts);
+}
+
+void wbb_env_make_hosts(wbb_env *e, const char *name, const char *const *hosts)
+{
     snprintf(e->dir, sizeof e->dir, "/tmp/%s-XXXXXX", name);
     if (!mkdtemp(e->dir))
         wbb_die(name, "mkdtemp", NULL);
     chmod(e->dir, 0711); /* the broker, as the mosquitto user, crosses it */
     snprintf(e->pki, sizeof e->pki, "%s/pki", e->dir);
     snprintf(e->run, sizeof e->run, "%s/run", e->dir);
-    const char *hosts[] = {"127.0.0.1", NULL};
     wb_pki_init_opts po = WB_PKI_INIT_OPTS_INIT;
     po.broker_hosts = hosts;
     char *d = NULL;

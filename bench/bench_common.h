@@ -14,6 +14,8 @@ typedef struct wbb_env {
 
 /* Makes the directory and the PKI; exits with a message on failure. */
 void wbb_env_make(wbb_env *e, const char *name);
+/* The same with the broker certificate issued for these host names. */
+void wbb_env_make_hosts(wbb_env *e, const char *name, const char *const *hosts);
 /* A builtin configuration on that PKI: endpoint and DATABASE_URL given. */
 wb_config *wbb_config(const wbb_env *e, const char *endpoint, const char *db_url);
 /* Removes the directory. */

@@ -47,6 +47,16 @@
 #define IOT_BYTE_RATE     (512u * 1024u) /* bytes per second per connection */
 #define ALPN_MQTT         "\x0ex-amzn-mqtt-ca"
 
+/* IoT Core's rates; changed only by benchmarks (wb__iotcore_set_rates()). */
+static double iot_rate = IOT_RATE, iot_byte_rate = IOT_BYTE_RATE;
+
+void wb__iotcore_set_rates(unsigned msgs_per_s, unsigned bytes_per_s)
+{
+    iot_rate = msgs_per_s ? msgs_per_s : IOT_RATE;
+    iot_byte_rate = bytes_per_s ? bytes_per_s : IOT_BYTE_RATE;
+}
+
+/* One allocation: topic and payload live in data[]. */
 typedef struct outmsg {
     char *topic;
     void *payload;
@@ -56,6 +66,7 @@ typedef struct outmsg {
     unsigned gen; /* which handing is current */
     bool handed;  /* given to Paho, not yet acknowledged */
     struct outmsg *next;
+    char data[];
 } outmsg;
 
 typedef struct sub {
@@ -83,6 +94,7 @@ typedef struct iot {
     MQTTAsync client;
     pthread_mutex_t lock;
     pthread_cond_t cond;
+    pthread_cond_t pump_cond; /* the pump waits on this one */
     pthread_t pump;
     bool pump_running, stop, want, connected, connecting, ever_connected, auth_refused;
     bool connect_issued; /* Paho owns reconnecting from then on */
@@ -93,6 +105,7 @@ typedef struct iot {
     uint64_t next_attempt_ms;
     outmsg *head, *tail;
     size_t queued, handed;
+    bool giving; /* a thread is handing picked messages to Paho (drain()) */
     uint64_t next_seq;
     double tokens, byte_tokens;
     uint64_t tokens_at_ms;
@@ -101,6 +114,14 @@ typedef struct iot {
     int op_state; /* 0 idle, 1 waiting, 2 ok, 3 refused */
     wb_broker_stats st;
 } iot;
+
+/* State changed: everyone who waits re-checks (the pump has its own
+ * condition so that acknowledgements wake only it). Lock held. */
+static void wake_all(iot *b)
+{
+    pthread_cond_broadcast(&b->cond);
+    pthread_cond_broadcast(&b->pump_cond);
+}
 
 static bool mqtt(const iot *b)
 {
@@ -247,7 +268,7 @@ static void on_up(iot *b)
         filters[k] = wb__strdup(s->filter);
         qos[k] = s->qos;
     }
-    pthread_cond_broadcast(&b->cond);
+    wake_all(b);
     pthread_mutex_unlock(&b->lock);
     for (size_t i = 0; i < k; i++) {
         int rc = filters[i] ? MQTTAsync_subscribe(b->client, filters[i], qos[i], NULL) : -1;
@@ -280,7 +301,7 @@ static void on_connect_fail(void *ctx, MQTTAsync_failureData *r)
     /* at least a second: Paho finishes the failed attempt meanwhile */
     unsigned delay = wb__backoff_ms(b->attempt++, b->rmin, b->rmax);
     b->next_attempt_ms = wb__now_ms() + (delay < 1000 ? 1000 : delay);
-    pthread_cond_broadcast(&b->cond);
+    wake_all(b);
     pthread_mutex_unlock(&b->lock);
 }
 
@@ -290,7 +311,7 @@ static void on_connection_lost(void *ctx, char *cause)
     pthread_mutex_lock(&b->lock);
     bool was = b->connected;
     b->connected = false;
-    pthread_cond_broadcast(&b->cond);
+    wake_all(b);
     pthread_mutex_unlock(&b->lock);
     if (was) {
         in_cb = b;
@@ -322,12 +343,13 @@ typedef struct sendctx {
     iot *b;
     uint64_t seq;
     unsigned gen;
-    /* copies for give(), freed once Paho has taken the message: the outbox
-     * entry itself may be freed by a late answer to an earlier handing */
+    /* copies for give(), in the same allocation: the outbox entry itself may
+     * be freed by a late answer to an earlier handing while give() runs */
     char *topic;
     void *payload;
     size_t len;
     int qos;
+    char data[];
 } sendctx;
 
 /* The outbox entry with this sequence number, or NULL (acknowledged). */
@@ -367,11 +389,14 @@ static void on_sent(void *ctx, MQTTAsync_successData *r)
             b->handed--;
         unlink_msg(b, m);
         b->st.acknowledged++;
-        free(m->topic);
-        free(m->payload);
         free(m);
     }
-    pthread_cond_broadcast(&b->cond);
+    /* one wake-up per acknowledgement, for whom it concerns: the pump when
+     * a message waits for the window, flush when the outbox is empty */
+    if (b->queued > b->handed)
+        pthread_cond_signal(&b->pump_cond);
+    if (b->queued == 0)
+        pthread_cond_broadcast(&b->cond);
     pthread_mutex_unlock(&b->lock);
     free(s);
 }
@@ -387,7 +412,7 @@ static void on_send_failed(void *ctx, MQTTAsync_failureData *r)
         m->handed = false;
         b->handed--;
     }
-    pthread_cond_broadcast(&b->cond);
+    wake_all(b);
     pthread_mutex_unlock(&b->lock);
     free(s);
 }
@@ -398,7 +423,7 @@ static void on_op_ok(void *ctx, MQTTAsync_successData *r)
     pthread_mutex_lock(&b->lock);
     /* a SUBACK of 0x80 is a refusal */
     b->op_state = r && r->alt.qos == 0x80 ? 3 : 2;
-    pthread_cond_broadcast(&b->cond);
+    wake_all(b);
     pthread_mutex_unlock(&b->lock);
 }
 
@@ -408,7 +433,7 @@ static void on_op_fail(void *ctx, MQTTAsync_failureData *r)
     iot *b = ctx;
     pthread_mutex_lock(&b->lock);
     b->op_state = 3;
-    pthread_cond_broadcast(&b->cond);
+    wake_all(b);
     pthread_mutex_unlock(&b->lock);
 }
 
@@ -499,10 +524,10 @@ static size_t pick(iot *b, sendctx **out, size_t max)
 {
     uint64_t now = wb__now_ms();
     double dt = (double)(now - b->tokens_at_ms) / 1000.0;
-    b->tokens = b->tokens + dt * IOT_RATE > IOT_RATE ? IOT_RATE : b->tokens + dt * IOT_RATE;
-    b->byte_tokens = b->byte_tokens + dt * IOT_BYTE_RATE > IOT_BYTE_RATE
-                         ? IOT_BYTE_RATE
-                         : b->byte_tokens + dt * IOT_BYTE_RATE;
+    b->tokens = b->tokens + dt * iot_rate > iot_rate ? iot_rate : b->tokens + dt * iot_rate;
+    b->byte_tokens = b->byte_tokens + dt * iot_byte_rate > iot_byte_rate
+                         ? iot_byte_rate
+                         : b->byte_tokens + dt * iot_byte_rate;
     b->tokens_at_ms = now;
     size_t n = 0;
     for (outmsg *m = b->head; m && n < max && b->handed < IOT_WINDOW && b->tokens >= 1.0;
@@ -514,18 +539,14 @@ static size_t pick(iot *b, sendctx **out, size_t max)
         if (b->byte_tokens < (double)m->len)
             break;
         b->byte_tokens -= (double)m->len;
-        sendctx *s = malloc(sizeof *s);
-        char *t = wb__strdup(m->topic);
-        void *p = malloc(m->len ? m->len : 1);
-        if (!s || !t || !p) {
-            free(s);
-            free(t);
-            free(p);
+        size_t tl = strlen(m->topic) + 1;
+        sendctx *s = malloc(sizeof *s + tl + m->len);
+        if (!s)
             break;
-        }
-        memcpy(p, m->payload, m->len);
         m->gen++;
-        *s = (sendctx){b, m->seq, m->gen, t, p, m->len, m->qos};
+        *s = (sendctx){b, m->seq, m->gen, s->data, s->data + tl, m->len, m->qos};
+        memcpy(s->data, m->topic, tl);
+        memcpy(s->data + tl, m->payload, m->len);
         m->handed = true;
         b->handed++;
         b->tokens -= 1.0;
@@ -548,13 +569,9 @@ static void give(iot *b, sendctx **s, size_t n)
         ro.onSuccess = on_sent;
         ro.onFailure = on_send_failed;
         ro.context = s[i];
-        char *topic = s[i]->topic;
-        void *payload = s[i]->payload;
-        s[i]->topic = NULL;
-        s[i]->payload = NULL;
-        int rc = MQTTAsync_sendMessage(b->client, topic, &pm, &ro);
-        free(topic); /* Paho copied both */
-        free(payload);
+        /* Paho copies topic and payload; s[i] itself lives on as the
+         * callback's context */
+        int rc = MQTTAsync_sendMessage(b->client, s[i]->topic, &pm, &ro);
         if (rc != MQTTASYNC_SUCCESS) {
             pthread_mutex_lock(&b->lock);
             for (size_t j = i; j < n; j++) {
@@ -563,8 +580,6 @@ static void give(iot *b, sendctx **s, size_t n)
                     m->handed = false;
                     b->handed--;
                 }
-                free(s[j]->topic);
-                free(s[j]->payload);
                 free(s[j]);
             }
             pthread_mutex_unlock(&b->lock);
@@ -573,10 +588,28 @@ static void give(iot *b, sendctx **s, size_t n)
     }
 }
 
+/* Hands what the window and the rate allow to Paho, in order. Called with
+ * b->lock held; returns with it held. One thread gives at a time: a
+ * publisher that finds another giving leaves its message to that one, which
+ * picks again before it stops. */
+static void drain(iot *b)
+{
+    sendctx *batch[IOT_WINDOW];
+    while (b->connected && !b->giving && b->queued > b->handed) {
+        size_t n = pick(b, batch, IOT_WINDOW);
+        if (!n)
+            return;
+        b->giving = true;
+        pthread_mutex_unlock(&b->lock);
+        give(b, batch, n);
+        pthread_mutex_lock(&b->lock);
+        b->giving = false;
+    }
+}
+
 static void *pump_main(void *arg)
 {
     iot *b = arg;
-    sendctx *batch[IOT_WINDOW];
     pthread_mutex_lock(&b->lock);
     while (!b->stop) {
         uint64_t now = wb__now_ms();
@@ -595,20 +628,12 @@ static void *pump_main(void *arg)
             wait = (unsigned)(b->next_attempt_ms - now);
         }
         if (b->connected) {
-            size_t n = pick(b, batch, IOT_WINDOW);
-            if (n) {
-                pthread_mutex_unlock(&b->lock);
-                give(b, batch, n);
-                pthread_mutex_lock(&b->lock);
-                continue;
-            }
-            bool pending = false;
-            for (outmsg *m = b->head; m && !pending; m = m->next)
-                pending = !m->handed;
-            if (pending && b->handed < IOT_WINDOW)
+            /* acknowledgements open the window; the rate refills */
+            drain(b);
+            if (b->queued > b->handed && b->handed < IOT_WINDOW)
                 wait = 10; /* the rate's next token */
         }
-        wb__cond_wait_ms(&b->cond, &b->lock, wait ? wait : 1);
+        wb__cond_wait_ms(&b->pump_cond, &b->lock, wait ? wait : 1);
     }
     pthread_mutex_unlock(&b->lock);
     return NULL;
@@ -638,6 +663,7 @@ static wb_err iot_open(void *priv, const wb_config *cfg, const wb_broker_opts *o
     b->key = key ? wb__strdup(key) : NULL;
     pthread_mutex_init(&b->lock, NULL);
     pthread_cond_init(&b->cond, NULL);
+    pthread_cond_init(&b->pump_cond, NULL);
     pthread_mutex_init(&b->http_lock, NULL);
     if (!b->endpoint || !b->region || !b->client_id || (ca && !b->ca) || (cert && !b->cert) ||
         (key && !b->key))
@@ -791,7 +817,7 @@ static wb_err iot_connect(void *priv, unsigned timeout_ms, char **detail)
         }
         b->pump_running = true;
     }
-    pthread_cond_broadcast(&b->cond);
+    wake_all(b);
     uint64_t deadline = wb__now_ms() + timeout_ms;
     while (!b->connected && !b->auth_refused && wb__now_ms() < deadline)
         wb__cond_wait_ms(&b->cond, &b->lock, (unsigned)(deadline - wb__now_ms()));
@@ -821,23 +847,14 @@ static wb_err iot_publish(void *priv, const char *topic, const void *payload, si
         pthread_mutex_unlock(&b->lock);
         return err;
     }
-    outmsg *m = calloc(1, sizeof *m);
-    if (m) {
-        m->topic = wb__strdup(topic);
-        m->payload = malloc(len ? len : 1);
-        if (m->payload && len)
-            memcpy(m->payload, payload, len);
-        m->len = len;
-        m->qos = qos;
-    }
-    if (!m || !m->topic || !m->payload) {
-        if (m) {
-            free(m->topic);
-            free(m->payload);
-        }
-        free(m);
+    size_t tl = strlen(topic) + 1;
+    outmsg *m = malloc(sizeof *m + tl + len);
+    if (!m)
         return WB_ERR_NO_MEMORY;
-    }
+    *m = (outmsg){.topic = m->data, .payload = m->data + tl, .len = len, .qos = qos};
+    memcpy(m->data, topic, tl);
+    if (len)
+        memcpy(m->data + tl, payload, len);
     pthread_mutex_lock(&b->lock);
     wb_err err = WB_OK;
     if (!b->want) {
@@ -859,14 +876,11 @@ static wb_err iot_publish(void *priv, const char *topic, const void *payload, si
         b->tail = m;
         b->queued++;
         b->st.published++;
-        pthread_cond_broadcast(&b->cond); /* the pump hands it out */
+        drain(b); /* hands it to Paho now when the window and the rate allow */
     }
     pthread_mutex_unlock(&b->lock);
-    if (err) {
-        free(m->topic);
-        free(m->payload);
+    if (err)
         free(m);
-    }
     return err;
 }
 
@@ -984,8 +998,6 @@ static void drop_outbox(iot *b)
     while (b->head) {
         outmsg *m = b->head;
         b->head = m->next;
-        free(m->topic);
-        free(m->payload);
         free(m);
     }
     b->tail = NULL;
@@ -999,7 +1011,7 @@ static wb_err iot_disconnect(void *priv, unsigned timeout_ms, char **detail)
     pthread_mutex_lock(&b->lock);
     b->want = false;
     b->stop = true;
-    pthread_cond_broadcast(&b->cond);
+    wake_all(b);
     bool running = b->pump_running;
     b->pump_running = false;
     pthread_mutex_unlock(&b->lock);
@@ -1063,6 +1075,7 @@ static void iot_close(void *priv)
     free(b->last_failure);
     free(b->tls_error);
     pthread_mutex_destroy(&b->lock);
+    pthread_cond_destroy(&b->pump_cond);
     pthread_cond_destroy(&b->cond);
     pthread_mutex_destroy(&b->http_lock);
 }
