@@ -17,5 +17,7 @@
 #include "worker.h"
 #include "queue.h"
 #include "envelope.h"
+#include "drain.h"
+#include "harness.h"
 
 #endif

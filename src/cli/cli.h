@@ -28,6 +28,8 @@ extern const wb_cli_command wb_cli_broker;
 extern const wb_cli_command wb_cli_publish;
 extern const wb_cli_command wb_cli_worker;
 extern const wb_cli_command wb_cli_queue;
+extern const wb_cli_command wb_cli_serve;
+extern const wb_cli_command wb_cli_harness;
 
 /* --env-file FILE and --set KEY=VALUE, shared by the commands that load the
  * configuration. */

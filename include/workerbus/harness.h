@@ -1,0 +1,111 @@
+/**
+ * @file harness.h
+ * The whole environment on one machine, for integration tests, the demo and
+ * a developer's laptop: everything either broker type needs, on loopback.
+ *
+ * wb_harness_up() starts, under one directory:
+ *  - PostgreSQL 15 and the SQS stand-in with the eight queues (through the
+ *    project's scripts/services; their variables, AWS_ENDPOINT_URL_SQS and
+ *    dummy credentials included, are also set in this process's
+ *    environment, which the brokers' topic rules inherit);
+ *  - a PKI: a CA, the brokers' certificate (127.0.0.1, localhost and the IoT
+ *    Core stand-in's endpoint name), the server's certificate, and one
+ *    worker pool's key and certificate;
+ *  - the bundled broker (MQTT_BROKER_TYPE=builtin), its topic rule writing
+ *    into PostgreSQL;
+ *  - the IoT Core stand-in: a second bundled Mosquitto with a certificate
+ *    for WB_HARNESS_IOT_ENDPOINT, its topic rule forwarding into the SQS
+ *    stand-in's iot queue;
+ *  - N simulated workers on each broker: each publishes a heartbeat JSON
+ *    object every heartbeat_ms and answers every message from the server
+ *    with {"kind":"echo","of":<the message>}.
+ *
+ * wb_harness_env() gives the server's environment for either broker type;
+ * wb_harness_down() stops everything and removes the directory.
+ * `workerbus harness up|env|down` does the same from a shell.
+ */
+#ifndef WORKERBUS_HARNESS_H
+#define WORKERBUS_HARNESS_H
+
+#include <stdint.h>
+
+#include "common.h"
+#include "config.h"
+#include "error.h"
+#include "topic.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** The IoT Core endpoint the stand-in answers for. */
+#define WB_HARNESS_IOT_ENDPOINT "a1b2c3d4e5f6g7-ats.iot.us-east-1.amazonaws.com"
+#define WB_HARNESS_MAX_WORKERS  1000u
+
+typedef struct wb_harness wb_harness;
+
+/** Options of wb_harness_up(). Initialize with ::WB_HARNESS_OPTS_INIT. */
+typedef struct wb_harness_opts {
+    unsigned int version; /**< ::WB_HARNESS_OPTS_VERSION */
+    /** Where everything lives; it must not exist or be empty. NULL: a new
+     *  directory under /tmp. */
+    const char *dir;
+    unsigned int workers;      /**< simulated workers per broker; 0: none */
+    unsigned int heartbeat_ms; /**< between a worker's heartbeats; 0: none */
+    /** scripts/services of the source tree; NULL: the one this library was
+     *  built from. */
+    const char *services_script;
+} wb_harness_opts;
+
+#define WB_HARNESS_OPTS_VERSION 1
+/* clang-format off */
+#define WB_HARNESS_OPTS_INIT {WB_HARNESS_OPTS_VERSION, NULL, 0, 0, NULL}
+/* clang-format on */
+
+/** Counters of the simulated workers, both brokers together. */
+typedef struct wb_harness_stats {
+    uint64_t heartbeats;    /**< heartbeats published */
+    uint64_t received;      /**< messages the workers received from the server */
+    uint64_t echoed;        /**< echoes published */
+    uint64_t acknowledged;  /**< worker publishes the brokers acknowledged */
+    unsigned int connected; /**< workers connected now */
+} wb_harness_stats;
+
+/**
+ * Brings the environment up. On failure everything started is stopped.
+ * @return ::WB_OK; ::WB_ERR_INVALID_ARGUMENT; ::WB_ERR_IO (the directory,
+ *         or a service that did not start: detail quotes its log);
+ *         ::WB_ERR_BACKEND (a broker did not start); ::WB_ERR_NO_MEMORY.
+ */
+WB_API wb_err wb_harness_up(const wb_harness_opts *opts, wb_harness **out, char **detail);
+
+/** The server's environment for a broker type, as NUL-terminated lines of
+ *  KEY=VALUE; belongs to the harness. */
+WB_API const char *wb_harness_env(const wb_harness *h, wb_broker_type type);
+
+/** The same, loaded and validated (wb_config_free()); NULL on failure. */
+WB_API wb_config *wb_harness_config(const wb_harness *h, wb_broker_type type);
+
+/** The pool, and the i-th simulated worker (the same ULIDs on both brokers). */
+WB_API const char *wb_harness_pool(const wb_harness *h);
+WB_API const char *wb_harness_worker(const wb_harness *h, unsigned int i);
+
+/** The harness's directory. */
+WB_API const char *wb_harness_dir(const wb_harness *h);
+
+/** The bundled broker's process id, and the IoT Core stand-in's. */
+WB_API int wb_harness_broker_pid(const wb_harness *h, wb_broker_type type);
+
+/** The services' directory (for scripts/services restart|suspend|resume). */
+WB_API const char *wb_harness_services_dir(const wb_harness *h);
+
+WB_API void wb_harness_stats_get(wb_harness *h, wb_harness_stats *out);
+
+/** Stops the workers, the brokers and the services, and removes the
+ *  directory. NULL is ignored. */
+WB_API wb_err wb_harness_down(wb_harness *h);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,271 @@
+#define _GNU_SOURCE /* pipe2 */
+/* workerbus harness up|env|down: the whole environment on loopback, for
+ * integration test suites and the demo (harness.h). `up` leaves a daemon
+ * running that owns the brokers and the simulated workers. */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "workerbus/workerbus.h"
+
+#define EX_UNAVAILABLE 69
+
+static const char harness_usage[] =
+    "Usage: workerbus harness up   [--dir DIR] [--workers N] [--heartbeat-ms MS]\n"
+    "       workerbus harness env  [--dir DIR] [--mode builtin|iotcore]\n"
+    "       workerbus harness down [--dir DIR]\n"
+    "\n"
+    "up brings up on loopback everything either broker type needs: PostgreSQL,\n"
+    "the SQS stand-in with the eight queues, the IoT Core stand-in (with its\n"
+    "topic-rule forwarder into SQS), the bundled broker (its topic rule into\n"
+    "PostgreSQL), a PKI with one worker pool, and N simulated workers on each\n"
+    "broker (default 3) that send a heartbeat every MS milliseconds (default\n"
+    "5000) and answer every server message with an echo. It returns once all is\n"
+    "up, leaving a background process that owns it, and prints the builtin\n"
+    "environment.\n"
+    "\n"
+    "env prints the server's environment for a broker type (default builtin)\n"
+    "as shell assignments: eval \"$(workerbus harness env)\". With builtin the\n"
+    "broker already runs: start the server with `workerbus serve --no-bundled`.\n"
+    "\n"
+    "down stops everything and removes DIR.\n"
+    "\n"
+    "DIR defaults to $WB_HARNESS_DIR, else /tmp/workerbus-harness.\n"
+    "Exit codes: 0 done, 64 usage, 66 nothing runs in DIR, 69 something did not\n"
+    "start (the message says what).\n";
+
+static const char *default_dir(void)
+{
+    const char *d = getenv("WB_HARNESS_DIR");
+    return d && *d ? d : "/tmp/workerbus-harness";
+}
+
+/* KEY=VALUE lines as `export KEY='VALUE'`. */
+static void print_exports(const char *env)
+{
+    for (const char *l = env; *l;) {
+        const char *e = strchr(l, '\n');
+        size_t n = e ? (size_t)(e - l) : strlen(l);
+        const char *eq = memchr(l, '=', n);
+        if (eq) {
+            printf("export %.*s='", (int)(eq - l), l);
+            for (const char *c = eq + 1; c < l + n; c++) {
+                if (*c == '\'')
+                    fputs("'\\''", stdout);
+                else
+                    putchar(*c);
+            }
+            puts("'");
+        }
+        if (!e)
+            break;
+        l = e + 1;
+    }
+}
+
+static char *read_file(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return NULL;
+    char *buf = calloc(1, 65536);
+    size_t n = buf ? fread(buf, 1, 65535, f) : 0;
+    (void)n;
+    fclose(f);
+    return buf;
+}
+
+static int env_cmd(const char *dir, const char *mode)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s.env", dir, mode);
+    char *text = read_file(path);
+    if (!text) {
+        fprintf(stderr,
+                "workerbus: harness env: nothing runs in %s (%s: %s); start it with "
+                "`workerbus harness up`\n",
+                dir, path, strerror(errno));
+        return WB_EXIT_NOINPUT;
+    }
+    print_exports(text);
+    free(text);
+    return WB_EXIT_OK;
+}
+
+static pid_t read_pid(const char *dir)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/harness.pid", dir);
+    char *t = read_file(path);
+    pid_t pid = t ? (pid_t)atoi(t) : 0;
+    free(t);
+    return pid;
+}
+
+static bool alive(pid_t pid)
+{
+    if (pid <= 0 || kill(pid, 0) != 0)
+        return false;
+    char path[64], st = 0;
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (f) {
+        if (fscanf(f, "%*d %*s %c", &st) != 1)
+            st = 0;
+        fclose(f);
+    }
+    return st != 'Z';
+}
+
+static int down_cmd(const char *dir)
+{
+    pid_t pid = read_pid(dir);
+    if (!alive(pid)) {
+        fprintf(stderr, "workerbus: harness down: nothing runs in %s\n", dir);
+        return WB_EXIT_NOINPUT;
+    }
+    kill(pid, SIGTERM);
+    for (int i = 0; i < 1200 && alive(pid); i++)
+        usleep(50000);
+    if (alive(pid)) {
+        fprintf(stderr, "workerbus: harness down: the harness (pid %d) did not stop in 60 s\n",
+                (int)pid);
+        return WB_EXIT_SOFTWARE;
+    }
+    fprintf(stderr, "workerbus: harness down: stopped; %s removed\n", dir);
+    return WB_EXIT_OK;
+}
+
+static int up_cmd(const char *dir, unsigned workers, unsigned heartbeat_ms)
+{
+    if (alive(read_pid(dir))) {
+        fprintf(stderr,
+                "workerbus: harness up: a harness already runs in %s (workerbus harness "
+                "down --dir %s stops it)\n",
+                dir, dir);
+        return WB_EXIT_USAGE;
+    }
+    int fds[2];
+    /* close-on-exec: the brokers the daemon starts must not hold it open */
+    if (pipe2(fds, O_CLOEXEC) != 0)
+        return WB_EXIT_SOFTWARE;
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0)
+        return WB_EXIT_SOFTWARE;
+    if (pid == 0) { /* the daemon */
+        close(fds[0]);
+        setsid();
+        sigset_t sigs;
+        wb_cli_block_signals(&sigs);
+        int null = open("/dev/null", 0);
+        dup2(null, 0);
+        char logp[512];
+        mkdir(dir, 0711);
+        snprintf(logp, sizeof logp, "%s/harness.log", dir);
+        FILE *lf = fopen(logp, "a");
+        if (lf) {
+            dup2(fileno(lf), 1);
+            dup2(fileno(lf), 2);
+        }
+        wb_harness_opts o = WB_HARNESS_OPTS_INIT;
+        o.dir = dir;
+        o.workers = workers;
+        o.heartbeat_ms = heartbeat_ms;
+        wb_harness *h = NULL;
+        char *d = NULL;
+        wb_err err = wb_harness_up(&o, &h, &d);
+        if (err) {
+            dprintf(fds[1], "%s", d ? d : wb_strerror(err));
+            _exit(1);
+        }
+        char pidp[512];
+        snprintf(pidp, sizeof pidp, "%s/harness.pid", dir);
+        FILE *pf = fopen(pidp, "w");
+        if (pf) {
+            fprintf(pf, "%d\n", (int)getpid());
+            fclose(pf);
+        }
+        dprintf(fds[1], "ok");
+        close(fds[1]);
+        int sig;
+        while ((sig = wb_cli_wait_signal(&sigs, 1000)) == 0)
+            ;
+        fprintf(stderr, "harness: %s: stopping\n", strsignal(sig));
+        _exit(wb_harness_down(h) == WB_OK ? 0 : 1);
+    }
+    close(fds[1]);
+    char msg[4096] = {0};
+    size_t got = 0;
+    ssize_t n;
+    while (got < sizeof msg - 1 && (n = read(fds[0], msg + got, sizeof msg - 1 - got)) > 0)
+        got += (size_t)n;
+    close(fds[0]);
+    if (strcmp(msg, "ok") != 0) {
+        waitpid(pid, NULL, 0);
+        fprintf(stderr, "workerbus: harness up: %s\n", got ? msg : "the harness process died");
+        return EX_UNAVAILABLE;
+    }
+    fprintf(stderr,
+            "workerbus: harness up: running in %s (pid %d): PostgreSQL, the SQS stand-in, the "
+            "IoT Core stand-in, the bundled broker, %u simulated worker%s per broker\n",
+            dir, (int)pid, workers, workers == 1 ? "" : "s");
+    return env_cmd(dir, "builtin");
+}
+
+static int harness_run(int argc, char **argv)
+{
+    if (argc < 2)
+        return wb_cli_usage_error("harness", "the subcommand is missing: up, env or down");
+    const char *sub = argv[1], *dir = default_dir(), *mode = "builtin";
+    unsigned workers = 3, heartbeat_ms = 5000;
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        char *end = NULL;
+        if (!strcmp(a, "--dir") && v) {
+            dir = v;
+        } else if (!strcmp(a, "--mode") && v && !strcmp(sub, "env")) {
+            if (strcmp(v, "builtin") && strcmp(v, "iotcore"))
+                return wb_cli_usage_error("harness", "--mode takes builtin or iotcore, not '%s'",
+                                          v);
+            mode = v;
+        } else if (!strcmp(a, "--workers") && v && !strcmp(sub, "up")) {
+            unsigned long n = strtoul(v, &end, 10);
+            if (*end || end == v || n > WB_HARNESS_MAX_WORKERS)
+                return wb_cli_usage_error("harness", "--workers takes 0 to %u, not '%s'",
+                                          WB_HARNESS_MAX_WORKERS, v);
+            workers = (unsigned)n;
+        } else if (!strcmp(a, "--heartbeat-ms") && v && !strcmp(sub, "up")) {
+            unsigned long n = strtoul(v, &end, 10);
+            if (*end || end == v || n > 3600000)
+                return wb_cli_usage_error("harness",
+                                          "--heartbeat-ms takes 0 (none) to 3600000, not '%s'", v);
+            heartbeat_ms = (unsigned)n;
+        } else {
+            return wb_cli_usage_error("harness", "unexpected argument '%s'", a);
+        }
+        i++;
+    }
+    if (!strcmp(sub, "up"))
+        return up_cmd(dir, workers, heartbeat_ms);
+    if (!strcmp(sub, "env"))
+        return env_cmd(dir, mode);
+    if (!strcmp(sub, "down"))
+        return down_cmd(dir);
+    return wb_cli_usage_error("harness", "unknown subcommand '%s': up, env or down", sub);
+}
+
+const wb_cli_command wb_cli_harness = {
+    .name = "harness",
+    .summary = "bring the whole environment up on loopback (up | env | down)",
+    .usage = harness_usage,
+    .run = harness_run,
+};

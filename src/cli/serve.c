@@ -1,0 +1,321 @@
+/* workerbus serve: the whole messaging layer of a server, from the command
+ * line: the bundled broker (builtin) or the IoT Core connection, and the
+ * iot queue drained into JSON lines or a command. */
+#define _GNU_SOURCE /* pipe2 */
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "workerbus/workerbus.h"
+
+#define EX_UNAVAILABLE 69
+
+static const char serve_usage[] =
+    "Usage: workerbus serve [--exec CMD] [--threads N] [--wait SECONDS] [--no-bundled]\n"
+    "                       [--log-level debug|info|warn|error] [--stats-every SECONDS]\n"
+    "                       [--env-file FILE] [--set KEY=VALUE]...\n"
+    "\n"
+    "Runs the server's messaging layer: with MQTT_BROKER_TYPE=builtin it starts\n"
+    "and supervises the bundled broker, whose topic rule writes worker messages\n"
+    "into the iot queue; with iotcore it keeps the connection to IoT Core. It\n"
+    "drains the iot queue: each worker message is printed on standard output as\n"
+    "one JSON line\n"
+    "  "
+    "{\"id\":...,\"receive_count\":N,\"pool\":...,\"worker\":...,\"timestamp\":MS,\"payload\":{...}"
+    "}\n"
+    "or, with --exec, that line is given on standard input to `sh -c CMD`\n"
+    "(environment: WB_POOL, WB_WORKER, WB_MESSAGE_ID, WB_TIMESTAMP,\n"
+    "WB_RECEIVE_COUNT). A message is deleted once printed or once CMD exits 0;\n"
+    "otherwise it comes back, and after 3 attempts goes to the dlq queue.\n"
+    "\n"
+    "Log lines go to standard error (level: --log-level, default info).\n"
+    "SIGUSR1 prints the counters (received, delivered, failed, redriven,\n"
+    "reconnects); SIGINT or SIGTERM stops everything cleanly and prints them.\n"
+    "\n"
+    "Options:\n"
+    "  --threads N        receiving threads (default 2)\n"
+    "  --wait SECONDS     long poll of each receive, 1-20 (default 5): also the\n"
+    "                     longest a stop waits for a receive to return\n"
+    "  --stats-every S    print the counters every S seconds too\n"
+    "  --no-bundled       builtin: the broker already runs (workerbus harness, or a\n"
+    "                     `workerbus broker run` of its own); connect to it only\n"
+    "\n"
+    "Exit codes: 0 stopped cleanly, 64 usage, 69 the broker or the queue cannot\n"
+    "be reached at start, 78 invalid configuration.\n";
+
+typedef struct serve {
+    const char *exec;
+    pthread_mutex_t out_lock;
+    wb_log_level level;
+} serve;
+
+static serve S = {.out_lock = PTHREAD_MUTEX_INITIALIZER, .level = WB_LOG_INFO};
+
+static void log_line(void *ctx, wb_log_level level, const char *component, const char *message)
+{
+    (void)ctx;
+    if (level < S.level)
+        return;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    struct tm tm;
+    gmtime_r(&ts.tv_sec, &tm);
+    char when[32];
+    strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
+    fprintf(stderr, "%s.%03ldZ %-5s %s: %s\n", when, ts.tv_nsec / 1000000L,
+            wb_log_level_name(level), component, message);
+}
+
+/* The JSON line of a message (jansson keeps the field order). */
+static char *json_line(const wb_worker_message *m)
+{
+    json_t *payload = json_loads(m->envelope->payload, JSON_ALLOW_NUL, NULL);
+    json_t *o = json_pack("{s:s, s:i, s:s, s:s, s:I, s:o}", "id", m->id, "receive_count",
+                          (int)m->receive_count, "pool", m->envelope->pool, "worker",
+                          m->envelope->worker, "timestamp", (json_int_t)m->envelope->timestamp_ms,
+                          "payload", payload ? payload : json_object());
+    char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    return s;
+}
+
+static wb_err run_exec(const wb_worker_message *m, const char *line)
+{
+    int in[2];
+    if (pipe2(in, O_CLOEXEC) != 0)
+        return WB_ERR_IO;
+    char ts[32], rc[16];
+    snprintf(ts, sizeof ts, "%llu", (unsigned long long)m->envelope->timestamp_ms);
+    snprintf(rc, sizeof rc, "%u", m->receive_count);
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(in[0]);
+        close(in[1]);
+        return WB_ERR_IO;
+    }
+    if (pid == 0) {
+        dup2(in[0], 0);
+        setenv("WB_POOL", m->envelope->pool, 1);
+        setenv("WB_WORKER", m->envelope->worker, 1);
+        setenv("WB_MESSAGE_ID", m->id, 1);
+        setenv("WB_TIMESTAMP", ts, 1);
+        setenv("WB_RECEIVE_COUNT", rc, 1);
+        sigset_t none;
+        sigemptyset(&none);
+        pthread_sigmask(SIG_SETMASK, &none, NULL);
+        execl("/bin/sh", "sh", "-c", S.exec, (char *)NULL);
+        _exit(127);
+    }
+    close(in[0]);
+    size_t len = strlen(line), off = 0;
+    while (off <= len) { /* the line and its newline; a command that ignores it is fine */
+        const char *p = off < len ? line + off : "\n";
+        ssize_t w = write(in[1], p, off < len ? len - off : 1);
+        if (w <= 0)
+            break;
+        off += (size_t)w;
+    }
+    close(in[1]);
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+        return WB_OK;
+    char why[64];
+    if (WIFEXITED(status))
+        snprintf(why, sizeof why, "exited with %d", WEXITSTATUS(status));
+    else
+        snprintf(why, sizeof why, "killed by signal %d", WTERMSIG(status));
+    char msg[256];
+    snprintf(msg, sizeof msg, "--exec command %s for message %s (receive %u); it stays queued", why,
+             m->id, m->receive_count);
+    log_line(NULL, WB_LOG_WARN, "serve", msg);
+    return WB_ERR_BACKEND;
+}
+
+static wb_err on_worker_message(void *ctx, const wb_worker_message *m)
+{
+    (void)ctx;
+    char *line = json_line(m);
+    if (!line)
+        return WB_ERR_NO_MEMORY;
+    wb_err err = WB_OK;
+    if (S.exec) {
+        err = run_exec(m, line);
+    } else {
+        pthread_mutex_lock(&S.out_lock);
+        bool ok = puts(line) >= 0 && fflush(stdout) == 0;
+        pthread_mutex_unlock(&S.out_lock);
+        err = ok ? WB_OK : WB_ERR_IO; /* a closed stdout keeps the message */
+    }
+    free(line);
+    return err;
+}
+
+static void print_counters(const char *when, wb_drain *d, wb_broker *br)
+{
+    wb_drain_stats ds;
+    wb_drain_stats_get(d, &ds);
+    wb_broker_stats bs;
+    wb_broker_stats_get(br, &bs);
+    fprintf(stderr,
+            "workerbus: serve: %s: received %llu, delivered %llu, failed %llu, redriven %llu, "
+            "reconnects %llu, visibility extensions %llu, queue errors %llu\n",
+            when, (unsigned long long)ds.received, (unsigned long long)ds.delivered,
+            (unsigned long long)ds.failed, (unsigned long long)ds.redriven,
+            (unsigned long long)bs.reconnects, (unsigned long long)ds.extended,
+            (unsigned long long)ds.queue_errors);
+}
+
+static bool parse_uint(const char *s, unsigned lo, unsigned hi, unsigned *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long v = strtoul(s, &end, 10);
+    if (errno || *end || end == s || v < lo || v > hi)
+        return false;
+    *out = (unsigned)v;
+    return true;
+}
+
+static int serve_run(int argc, char **argv)
+{
+    wb_cli_config_opts co = {.command = "serve"};
+    wb_drain_opts dopts = WB_DRAIN_OPTS_INIT;
+    dopts.wait_s = 5;
+    unsigned stats_every = 0;
+    bool no_bundled = false;
+    int rc = 0;
+    for (int i = 1; i < argc; i++) {
+        if (wb_cli_config_option(&co, argc, argv, &i, &rc)) {
+            if (rc)
+                return rc;
+            continue;
+        }
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--no-bundled")) {
+            no_bundled = true;
+            continue;
+        }
+        if (!strcmp(a, "--exec") && v) {
+            S.exec = v;
+        } else if (!strcmp(a, "--threads") && v) {
+            if (!parse_uint(v, 1, 64, &dopts.threads))
+                return wb_cli_usage_error("serve", "--threads takes 1 to 64, not '%s'", v);
+        } else if (!strcmp(a, "--wait") && v) {
+            if (!parse_uint(v, 1, 20, &dopts.wait_s))
+                return wb_cli_usage_error("serve", "--wait takes 1 to 20 seconds, not '%s'", v);
+        } else if (!strcmp(a, "--stats-every") && v) {
+            if (!parse_uint(v, 1, 86400, &stats_every))
+                return wb_cli_usage_error("serve",
+                                          "--stats-every takes 1 to 86400 seconds, "
+                                          "not '%s'",
+                                          v);
+        } else if (!strcmp(a, "--log-level") && v) {
+            static const wb_log_level levels[] = {WB_LOG_DEBUG, WB_LOG_INFO, WB_LOG_WARN,
+                                                  WB_LOG_ERROR};
+            bool found = false;
+            for (size_t k = 0; k < 4 && !found; k++)
+                if (!strcmp(v, wb_log_level_name(levels[k]))) {
+                    S.level = levels[k];
+                    found = true;
+                }
+            if (!found)
+                return wb_cli_usage_error(
+                    "serve", "--log-level takes debug, info, warn or error, not '%s'", v);
+        } else {
+            return wb_cli_usage_error("serve", "unexpected argument '%s'", a);
+        }
+        i++;
+    }
+    sigset_t sigs;
+    wb_cli_block_signals(&sigs);
+    sigaddset(&sigs, SIGUSR1);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN); /* a closed stdout is an error of the handler, not a crash */
+    wb_log_set_handler(log_line, NULL);
+    wb_log_set_level(S.level);
+
+    wb_config *cfg = NULL;
+    rc = wb_cli_load_config(&co, &cfg);
+    if (rc)
+        return rc;
+    wb_bundled *bundled = NULL;
+    wb_broker *br = NULL;
+    wb_queue *q = NULL;
+    wb_drain *d = NULL;
+    char *detail = NULL;
+    int exit_code = WB_EXIT_OK;
+    if (wb_config_broker_type(cfg) == WB_BROKER_BUILTIN && !no_bundled) {
+        wb_err err = wb_bundled_start(cfg, NULL, &bundled, &detail);
+        if (err) {
+            fprintf(stderr, "workerbus: serve: the bundled broker: %s\n",
+                    detail ? detail : wb_strerror(err));
+            exit_code = EX_UNAVAILABLE;
+            goto out;
+        }
+    }
+    if (wb_broker_open(cfg, NULL, &br) != WB_OK || wb_broker_connect(br, 30000) != WB_OK) {
+        fprintf(stderr, "workerbus: serve: the %s broker: %s\n",
+                wb_broker_type_name(wb_config_broker_type(cfg)), wb_broker_last_error(br));
+        exit_code = EX_UNAVAILABLE;
+        goto out;
+    }
+    if (wb_queue_open(cfg, NULL, &q) != WB_OK) {
+        fprintf(stderr, "workerbus: serve: the %s queue: %s\n",
+                wb_queue_type_name(wb_config_queue_type(cfg)), wb_queue_last_error(NULL));
+        exit_code = EX_UNAVAILABLE;
+        goto out;
+    }
+    if (wb_drain_start(q, &dopts, on_worker_message, NULL, &d) != WB_OK) {
+        fprintf(stderr, "workerbus: serve: cannot start draining the iot queue\n");
+        exit_code = WB_EXIT_SOFTWARE;
+        goto out;
+    }
+    fprintf(stderr,
+            "workerbus: serve: %s broker, %s queue; draining iot with %u thread%s (Ctrl-C "
+            "stops, SIGUSR1 prints the counters)\n",
+            wb_broker_type_name(wb_config_broker_type(cfg)), wb_queue_backend(q),
+            dopts.threads ? dopts.threads : 2, dopts.threads == 1 ? "" : "s");
+    time_t last = time(NULL);
+    for (;;) {
+        int sig = wb_cli_wait_signal(&sigs, 1000);
+        if (sig == SIGUSR1) {
+            print_counters("counters", d, br);
+        } else if (sig) {
+            fprintf(stderr, "workerbus: serve: %s: stopping\n", strsignal(sig));
+            break;
+        }
+        if (stats_every && time(NULL) - last >= (time_t)stats_every) {
+            print_counters("counters", d, br);
+            last = time(NULL);
+        }
+    }
+    wb_drain_stop(d); /* handlers finish; their messages are deleted or left */
+    print_counters("at exit", d, br);
+out:
+    wb_free(detail);
+    wb_drain_free(d);
+    wb_queue_close(q);
+    wb_broker_close(br);
+    if (bundled && wb_bundled_stop(bundled) != WB_OK && exit_code == WB_EXIT_OK)
+        exit_code = WB_EXIT_SOFTWARE;
+    wb_config_free(cfg);
+    return exit_code;
+}
+
+const wb_cli_command wb_cli_serve = {
+    .name = "serve",
+    .summary = "run the broker and drain worker messages from the iot queue",
+    .usage = serve_usage,
+    .run = serve_run,
+};

@@ -1,0 +1,199 @@
+/* Draining the iot queue through a handler (drain.h). */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "wb_internal.h"
+
+#define MAX_THREADS 64
+
+struct wb_drain {
+    wb_queue *q;
+    wb_drain_opts o;
+    wb_worker_message_fn fn;
+    void *ctx;
+    pthread_t threads[MAX_THREADS];
+    unsigned started;
+    atomic_bool stop;
+    atomic_uint_fast64_t received, delivered, failed, redriven, extended, queue_errors;
+};
+
+/* Extends one message's visibility while its handler runs. */
+typedef struct keeper {
+    wb_drain *d;
+    const char *receipt;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool done;
+} keeper;
+
+static void *keeper_main(void *arg)
+{
+    keeper *k = arg;
+    unsigned every_ms = k->d->o.visibility_s * 1000u / 2u;
+    pthread_mutex_lock(&k->lock);
+    while (!k->done) {
+        if (wb__cond_wait_ms(&k->cond, &k->lock, every_ms) == 0 || k->done)
+            continue; /* woken: re-check */
+        pthread_mutex_unlock(&k->lock);
+        if (wb_queue_change_visibility(k->d->q, WB_LQ_IOT, k->receipt, k->d->o.visibility_s) ==
+            WB_OK)
+            atomic_fetch_add(&k->d->extended, 1);
+        else
+            wb__log(WB_LOG_WARN, "drain", "cannot extend a message's visibility: %s",
+                    wb_queue_last_error(k->d->q));
+        pthread_mutex_lock(&k->lock);
+    }
+    pthread_mutex_unlock(&k->lock);
+    return NULL;
+}
+
+static void handle(wb_drain *d, const wb_queue_message *m)
+{
+    atomic_fetch_add(&d->received, 1);
+    wb_envelope env = WB_ENVELOPE_INIT;
+    char *detail = NULL;
+    wb_err err = wb_envelope_decode(m->body, m->body_len, &env, &detail);
+    if (err) {
+        wb__log(WB_LOG_WARN, "drain",
+                "message %s of the iot queue is not a worker message envelope (%s); left for "
+                "the dead-letter queue (receive %u of %u)",
+                m->id, detail ? detail : wb_strerror(err), m->receive_count,
+                d->o.max_receive_count);
+        free(detail);
+    } else {
+        keeper k = {.d = d, .receipt = m->receipt, .done = false};
+        pthread_mutex_init(&k.lock, NULL);
+        pthread_cond_init(&k.cond, NULL);
+        pthread_t kt;
+        bool keeping = pthread_create(&kt, NULL, keeper_main, &k) == 0;
+        wb_worker_message wm = {&env, m->id, m->receive_count};
+        err = d->fn(d->ctx, &wm);
+        if (keeping) {
+            pthread_mutex_lock(&k.lock);
+            k.done = true;
+            pthread_cond_signal(&k.cond);
+            pthread_mutex_unlock(&k.lock);
+            pthread_join(kt, NULL);
+        }
+        pthread_mutex_destroy(&k.lock);
+        pthread_cond_destroy(&k.cond);
+        wb_envelope_clear(&env);
+    }
+    if (!err) {
+        /* deleted, or (if the delete fails) seen again: at least once */
+        if (wb_queue_delete(d->q, WB_LQ_IOT, m->receipt) == WB_OK) {
+            atomic_fetch_add(&d->delivered, 1);
+        } else {
+            atomic_fetch_add(&d->queue_errors, 1);
+            wb__log(WB_LOG_WARN, "drain", "message %s was handled but not deleted: %s", m->id,
+                    wb_queue_last_error(d->q));
+        }
+        return;
+    }
+    atomic_fetch_add(&d->failed, 1);
+    if (m->receive_count >= d->o.max_receive_count) {
+        atomic_fetch_add(&d->redriven, 1);
+        wb__log(WB_LOG_WARN, "drain",
+                "message %s failed on its last attempt (%u); the queue moves it to dlq", m->id,
+                m->receive_count);
+    }
+}
+
+static void *drain_main(void *arg)
+{
+    wb_drain *d = arg;
+    unsigned backoff = 0;
+    while (!atomic_load(&d->stop)) {
+        wb_queue_message *msgs = NULL;
+        size_t n = 0;
+        /* short polls while stopping would be ideal; a long poll ends
+         * within wait_s, which wb_drain_stop() waits for */
+        wb_err err =
+            wb_queue_receive(d->q, WB_LQ_IOT, 10, d->o.wait_s, (int)d->o.visibility_s, &msgs, &n);
+        if (err) {
+            atomic_fetch_add(&d->queue_errors, 1);
+            unsigned ms = wb__backoff_ms(backoff++, 100, 5000);
+            wb__log(WB_LOG_WARN, "drain", "receiving from the iot queue: %s; again in %u ms",
+                    wb_queue_last_error(d->q), ms);
+            for (unsigned slept = 0; slept < ms && !atomic_load(&d->stop); slept += 50) {
+                struct timespec ts = {0, 50000000L};
+                nanosleep(&ts, NULL);
+            }
+            continue;
+        }
+        backoff = 0;
+        for (size_t i = 0; i < n; i++)
+            handle(d, &msgs[i]);
+        wb_queue_messages_free(msgs, n);
+    }
+    return NULL;
+}
+
+WB_API wb_err wb_drain_start(wb_queue *q, const wb_drain_opts *opts, wb_worker_message_fn fn,
+                             void *ctx, wb_drain **out)
+{
+    if (!q || !fn || !out || (opts && opts->version != WB_DRAIN_OPTS_VERSION))
+        return WB_ERR_INVALID_ARGUMENT;
+    *out = NULL;
+    wb_drain_opts o = WB_DRAIN_OPTS_INIT;
+    if (opts)
+        o = *opts;
+    if (!o.threads)
+        o.threads = 2;
+    if (!o.visibility_s)
+        o.visibility_s = 45;
+    if (!o.wait_s)
+        o.wait_s = WB_QUEUE_WAIT_MAX_S;
+    if (!o.max_receive_count)
+        o.max_receive_count = 3;
+    if (o.threads > MAX_THREADS || o.wait_s > WB_QUEUE_WAIT_MAX_S || o.visibility_s < 2 ||
+        o.visibility_s > WB_QUEUE_VISIBILITY_MAX_S)
+        return WB_ERR_INVALID_ARGUMENT;
+    wb_drain *d = calloc(1, sizeof *d);
+    if (!d)
+        return WB_ERR_NO_MEMORY;
+    d->q = q;
+    d->o = o;
+    d->fn = fn;
+    d->ctx = ctx;
+    for (; d->started < o.threads; d->started++) {
+        if (pthread_create(&d->threads[d->started], NULL, drain_main, d) != 0) {
+            wb_drain_free(d);
+            return WB_ERR_NO_MEMORY;
+        }
+    }
+    *out = d;
+    return WB_OK;
+}
+
+WB_API void wb_drain_stats_get(wb_drain *d, wb_drain_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!d)
+        return;
+    out->received = atomic_load(&d->received);
+    out->delivered = atomic_load(&d->delivered);
+    out->failed = atomic_load(&d->failed);
+    out->redriven = atomic_load(&d->redriven);
+    out->extended = atomic_load(&d->extended);
+    out->queue_errors = atomic_load(&d->queue_errors);
+}
+
+WB_API void wb_drain_stop(wb_drain *d)
+{
+    if (!d)
+        return;
+    atomic_store(&d->stop, true);
+    for (unsigned i = 0; i < d->started; i++)
+        pthread_join(d->threads[i], NULL);
+    d->started = 0;
+}
+
+WB_API void wb_drain_free(wb_drain *d)
+{
+    wb_drain_stop(d);
+    free(d);
+}

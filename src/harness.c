@@ -1,0 +1,554 @@
+/* The whole environment on loopback (harness.h). */
+#include <errno.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <unistd.h>
+
+#include "wb_internal.h"
+#include "wb_paths.h"
+
+typedef struct hworker {
+    struct wb_harness *h;
+    wb_worker *w;
+    atomic_uint_fast64_t seq;
+} hworker;
+
+struct wb_harness {
+    char *dir, *services_dir, *services;
+    char pool[WB_ULID_STR_SIZE];
+    char (*worker_ids)[WB_ULID_STR_SIZE];
+    unsigned nworkers;
+    char *env[2]; /* by wb_broker_type */
+    wb_config *cfg[2];
+    wb_bundled *broker[2];
+    hworker *workers; /* 2 * nworkers: builtin ones, then the stand-in's */
+    unsigned heartbeat_ms;
+    pthread_t beat;
+    bool beating;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool stop;
+    atomic_uint_fast64_t heartbeats, received, echoed;
+    bool services_up;
+};
+
+static unsigned free_port(void)
+{
+    int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t n = sizeof a;
+    unsigned port = 0;
+    if (s >= 0 && bind(s, (struct sockaddr *)&a, sizeof a) == 0 &&
+        getsockname(s, (struct sockaddr *)&a, &n) == 0)
+        port = ntohs(a.sin_port);
+    if (s >= 0)
+        close(s);
+    return port;
+}
+
+/* Runs the services script; its standard output into *out (may be NULL). */
+static wb_err services(wb_harness *h, const char *args, char **out, char **detail)
+{
+    char *cmd = wb__asprintf("'%s' %s --dir '%s' 2>'%s/services.log'", h->services, args,
+                             h->services_dir, h->dir);
+    if (!cmd)
+        return WB_ERR_NO_MEMORY;
+    FILE *p = popen(cmd, "r");
+    free(cmd);
+    if (!p) {
+        *detail = wb__asprintf("cannot run %s: %s", h->services, strerror(errno));
+        return WB_ERR_IO;
+    }
+    wb__buf b = WB__BUF_INIT;
+    char chunk[4096];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, p)) > 0)
+        wb__buf_append(&b, chunk, n);
+    int st = pclose(p);
+    char *text = wb__buf_take(&b);
+    if (st != 0) {
+        char *logf = wb__asprintf("%s/services.log", h->dir);
+        FILE *f = logf ? fopen(logf, "r") : NULL;
+        char tail[2048] = "";
+        if (f) {
+            size_t got = fread(tail, 1, sizeof tail - 1, f);
+            tail[got] = '\0';
+            fclose(f);
+        }
+        free(logf);
+        *detail = wb__asprintf("%s %s failed (status %d): %s", h->services, args, st, tail);
+        free(text);
+        return WB_ERR_IO;
+    }
+    if (out)
+        *out = text;
+    else
+        free(text);
+    return WB_OK;
+}
+
+static const char *line_value(const char *env, const char *key)
+{
+    static _Thread_local char buf[1024];
+    size_t kl = strlen(key);
+    for (const char *l = env; l && *l;) {
+        const char *e = strchr(l, '\n');
+        size_t ll = e ? (size_t)(e - l) : strlen(l);
+        if (ll > kl && strncmp(l, key, kl) == 0 && l[kl] == '=') {
+            snprintf(buf, sizeof buf, "%.*s", (int)(ll - kl - 1), l + kl + 1);
+            return buf;
+        }
+        l = e ? e + 1 : NULL;
+    }
+    return NULL;
+}
+
+/* ---- the simulated workers ---------------------------------------------- */
+
+static void on_server_message(void *ctx, const wb_message *m)
+{
+    hworker *hw = ctx;
+    atomic_fetch_add(&hw->h->received, 1);
+    json_t *of = json_loadb(m->payload, m->payload_len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+    if (!of)
+        of = json_stringn(m->payload, m->payload_len);
+    json_t *o = json_pack("{s:s, s:o, s:I}", "kind", "echo", "of", of ? of : json_null(), "seq",
+                          (json_int_t)atomic_fetch_add(&hw->seq, 1));
+    char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    if (text && wb_worker_publish(hw->w, text, strlen(text), 1) == WB_OK)
+        atomic_fetch_add(&hw->h->echoed, 1);
+    free(text);
+}
+
+static void *beat_main(void *arg)
+{
+    wb_harness *h = arg;
+    pthread_mutex_lock(&h->lock);
+    while (!h->stop) {
+        wb__cond_wait_ms(&h->cond, &h->lock, h->heartbeat_ms);
+        if (h->stop)
+            break;
+        pthread_mutex_unlock(&h->lock);
+        for (unsigned i = 0; i < 2 * h->nworkers; i++) {
+            hworker *hw = &h->workers[i];
+            char p[96];
+            int n = snprintf(p, sizeof p, "{\"kind\":\"heartbeat\",\"seq\":%llu}",
+                             (unsigned long long)atomic_fetch_add(&hw->seq, 1));
+            if (wb_worker_publish(hw->w, p, (size_t)n, 1) == WB_OK)
+                atomic_fetch_add(&h->heartbeats, 1);
+        }
+        pthread_mutex_lock(&h->lock);
+    }
+    pthread_mutex_unlock(&h->lock);
+    return NULL;
+}
+
+static wb_err start_workers(wb_harness *h, char **detail)
+{
+    h->workers = calloc(2 * (size_t)h->nworkers, sizeof *h->workers);
+    if (h->nworkers && !h->workers)
+        return WB_ERR_NO_MEMORY;
+    char *ca = wb__asprintf("%s/pki/ca.crt", h->dir);
+    char *crt = wb__asprintf("%s/pool.crt", h->dir);
+    char *key = wb__asprintf("%s/pool.key", h->dir);
+    wb_err err = ca && crt && key ? WB_OK : WB_ERR_NO_MEMORY;
+    for (unsigned i = 0; i < 2 * h->nworkers && !err; i++) {
+        hworker *hw = &h->workers[i];
+        hw->h = h;
+        wb_broker_type t = i < h->nworkers ? WB_BROKER_BUILTIN : WB_BROKER_IOTCORE;
+        wb_worker_opts o = WB_WORKER_OPTS_INIT;
+        o.endpoint = wb_config_broker_endpoint(h->cfg[WB_BROKER_BUILTIN]);
+        char ep[64];
+        if (t == WB_BROKER_IOTCORE) {
+            snprintf(ep, sizeof ep, "tls://127.0.0.1:%s",
+                     line_value(h->env[WB_BROKER_IOTCORE], "MQTT_BROKER_IOTCORE_CONNECT_TO") +
+                         strlen("127.0.0.1:"));
+            o.endpoint = ep;
+        }
+        o.ns = wb_config_namespace(h->cfg[WB_BROKER_BUILTIN]);
+        o.pool = h->pool;
+        o.worker = h->worker_ids[i % h->nworkers];
+        o.ca_file = ca;
+        o.cert_file = crt;
+        o.key_file = key;
+        o.on_message = on_server_message;
+        o.on_message_ctx = hw;
+        err = wb_worker_open(&o, &hw->w, detail);
+        if (!err && wb_worker_connect(hw->w, 15000) != WB_OK) {
+            *detail = wb__asprintf("simulated worker %s on the %s broker: %s", o.worker,
+                                   t == WB_BROKER_BUILTIN ? "bundled" : "IoT Core stand-in",
+                                   wb_worker_last_error(hw->w));
+            err = WB_ERR_CONNECTION_LOST;
+        }
+    }
+    free(ca);
+    free(crt);
+    free(key);
+    if (!err && h->heartbeat_ms && h->nworkers) {
+        h->beating = pthread_create(&h->beat, NULL, beat_main, h) == 0;
+        if (!h->beating)
+            err = WB_ERR_NO_MEMORY;
+    }
+    return err;
+}
+
+/* ---- up and down ----------------------------------------------------------- */
+
+static wb_err write_file(const char *path, const char *text, mode_t mode)
+{
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return WB_ERR_IO;
+    chmod(path, mode);
+    bool ok = fputs(text, f) >= 0;
+    return fclose(f) == 0 && ok ? WB_OK : WB_ERR_IO;
+}
+
+static wb_err make_pki(wb_harness *h, char **detail)
+{
+    char *pki = wb__asprintf("%s/pki", h->dir);
+    if (!pki)
+        return WB_ERR_NO_MEMORY;
+    static const char *const hosts[] = {"127.0.0.1", "localhost", WB_HARNESS_IOT_ENDPOINT, NULL};
+    wb_pki_init_opts po = WB_PKI_INIT_OPTS_INIT;
+    po.broker_hosts = hosts;
+    wb_err err = wb_pki_init(pki, &po, detail);
+    wb_ulid u;
+    if (!err)
+        err = wb_ulid_new(&u);
+    if (!err)
+        wb_ulid_format(&u, h->pool);
+    for (unsigned i = 0; i < h->nworkers && !err; i++) {
+        err = wb_ulid_new(&u);
+        wb_ulid_format(&u, h->worker_ids[i]);
+    }
+    char *key = NULL, *csr = NULL, *crt = NULL;
+    if (!err)
+        err = wb_pki_new_csr(WB_PKI_KEY_EC_P256, h->pool, &key, &csr, detail);
+    char *ca = wb__asprintf("%s/ca.crt", pki), *cak = wb__asprintf("%s/ca.key", pki);
+    if (!err)
+        err = wb_pki_sign_csr(ca, cak, h->pool, csr, strlen(csr), 0, &crt, detail);
+    char *kp = wb__asprintf("%s/pool.key", h->dir), *cp = wb__asprintf("%s/pool.crt", h->dir);
+    if (!err && (write_file(kp, key, 0600) || write_file(cp, crt, 0644))) {
+        *detail = wb__asprintf("cannot write the pool's key and certificate in %s", h->dir);
+        err = WB_ERR_IO;
+    }
+    wb_free(key);
+    wb_free(csr);
+    wb_free(crt);
+    free(ca);
+    free(cak);
+    free(kp);
+    free(cp);
+    free(pki);
+    return err;
+}
+
+/* The two environments, from the services' variables. */
+static wb_err make_envs(wb_harness *h, const char *svc)
+{
+    unsigned pb = free_port(), pi = free_port();
+    wb__buf b = WB__BUF_INIT;
+    wb__buf_printf(&b,
+                   "MQTT_BROKER_TYPE=builtin\n"
+                   "MQTT_BROKER_ENDPOINT=tls://127.0.0.1:%u\n"
+                   "MQTT_BROKER_BUILTIN_PKI_DIR=%s/pki\n"
+                   "MQTT_BROKER_BUILTIN_RUNTIME_DIR=%s/builtin\n"
+                   "MQTT_BROKER_BUILTIN_LOG_LEVEL=warn\n"
+                   "MESSAGE_QUEUE_TYPE=postgres\n"
+                   "DATABASE_URL=%s\n",
+                   pb, h->dir, h->dir, line_value(svc, "DATABASE_URL"));
+    h->env[WB_BROKER_BUILTIN] = wb__buf_take(&b);
+    /* the IoT Core stand-in's own configuration: a bundled broker whose
+     * topic rule writes into SQS */
+    wb__buf s = WB__BUF_INIT;
+    wb__buf_printf(&s,
+                   "MQTT_BROKER_TYPE=builtin\n"
+                   "MQTT_BROKER_ENDPOINT=tls://127.0.0.1:%u\n"
+                   "MQTT_BROKER_BUILTIN_PKI_DIR=%s/pki\n"
+                   "MQTT_BROKER_BUILTIN_RUNTIME_DIR=%s/iot-standin\n"
+                   "MQTT_BROKER_BUILTIN_LOG_LEVEL=warn\n"
+                   "MESSAGE_QUEUE_TYPE=sqs\n",
+                   pi, h->dir, h->dir);
+    wb__buf i = WB__BUF_INIT;
+    wb__buf_printf(&i,
+                   "MQTT_BROKER_TYPE=iotcore\n"
+                   "MQTT_BROKER_ENDPOINT=%s\n"
+                   "MQTT_BROKER_IOTCORE_TRANSPORT=mqtts\n"
+                   "MQTT_BROKER_IOTCORE_CERT_FILE=%s/pki/server.crt\n"
+                   "MQTT_BROKER_IOTCORE_KEY_FILE=%s/pki/server.key\n"
+                   "MQTT_BROKER_IOTCORE_CA_FILE=%s/pki/ca.crt\n"
+                   "MQTT_BROKER_IOTCORE_CONNECT_TO=127.0.0.1:%u\n"
+                   "MQTT_BROKER_IOTCORE_ALLOW_CONNECT_TO=true\n"
+                   "MESSAGE_QUEUE_TYPE=sqs\n",
+                   WB_HARNESS_IOT_ENDPOINT, h->dir, h->dir, h->dir, pi);
+    /* the SQS variables (URLs, endpoint, region, dummy credentials) */
+    for (const char *l = svc; l && *l;) {
+        const char *e = strchr(l, '\n');
+        size_t ll = e ? (size_t)(e - l) : strlen(l);
+        if (strncmp(l, "DATABASE_URL=", 13) != 0 && ll) {
+            wb__buf_printf(&i, "%.*s\n", (int)ll, l);
+            wb__buf_printf(&s, "%.*s\n", (int)ll, l);
+        }
+        l = e ? e + 1 : NULL;
+    }
+    h->env[WB_BROKER_IOTCORE] = wb__buf_take(&i);
+    char *standin = wb__buf_take(&s);
+    if (!h->env[0] || !h->env[1] || !standin) {
+        free(standin);
+        return WB_ERR_NO_MEMORY;
+    }
+    h->cfg[WB_BROKER_BUILTIN] = NULL;
+    h->cfg[WB_BROKER_IOTCORE] = NULL;
+    /* stand-in config kept in cfg[IOTCORE] until the brokers run */
+    wb_config_load_opts o = WB_CONFIG_LOAD_OPTS_INIT;
+    char *lines[64];
+    size_t n = 0;
+    for (char *l = standin; l && *l && n < 63;) {
+        char *e = strchr(l, '\n');
+        if (e)
+            *e = '\0';
+        lines[n++] = l;
+        l = e ? e + 1 : NULL;
+    }
+    lines[n] = NULL;
+    o.env = (const char *const *)lines;
+    wb_config_report *rep = NULL;
+    wb_err err = wb_config_load(&o, &h->cfg[WB_BROKER_IOTCORE], &rep);
+    wb_config_report_free(rep);
+    free(standin);
+    return err;
+}
+
+WB_API wb_config *wb_harness_config(const wb_harness *h, wb_broker_type type)
+{
+    if (!h || (unsigned)type > 1)
+        return NULL;
+    char *copy = wb__strdup(h->env[type]);
+    if (!copy)
+        return NULL;
+    const char *lines[64];
+    size_t n = 0;
+    for (char *l = copy; *l && n < 63;) {
+        char *e = strchr(l, '\n');
+        if (e)
+            *e = '\0';
+        lines[n++] = l;
+        if (!e)
+            break;
+        l = e + 1;
+    }
+    lines[n] = NULL;
+    wb_config_load_opts o = WB_CONFIG_LOAD_OPTS_INIT;
+    o.env = lines;
+    wb_config *cfg = NULL;
+    wb_config_report *rep = NULL;
+    if (wb_config_load(&o, &cfg, &rep) != WB_OK) {
+        char *t = wb_config_report_format(rep, WB_REPORT_PROBLEMS);
+        wb__log(WB_LOG_ERROR, "harness", "the %s environment does not load: %s",
+                wb_broker_type_name(type), t ? t : "");
+        wb_free(t);
+    }
+    wb_config_report_free(rep);
+    free(copy);
+    return cfg;
+}
+
+WB_API wb_err wb_harness_up(const wb_harness_opts *opts, wb_harness **out, char **detail)
+{
+    char *d = NULL;
+    if (!out || (opts && opts->version != WB_HARNESS_OPTS_VERSION) ||
+        (opts && opts->workers > WB_HARNESS_MAX_WORKERS))
+        return WB_ERR_INVALID_ARGUMENT;
+    *out = NULL;
+    wb_harness_opts o = WB_HARNESS_OPTS_INIT;
+    if (opts)
+        o = *opts;
+    wb_harness *h = calloc(1, sizeof *h);
+    if (!h)
+        return WB_ERR_NO_MEMORY;
+    pthread_mutex_init(&h->lock, NULL);
+    pthread_cond_init(&h->cond, NULL);
+    h->nworkers = o.workers;
+    h->heartbeat_ms = o.heartbeat_ms;
+    h->worker_ids = calloc(o.workers ? o.workers : 1, sizeof *h->worker_ids);
+    h->services = wb__strdup(o.services_script ? o.services_script : WB_SERVICES_SCRIPT);
+    if (o.dir) {
+        h->dir = wb__strdup(o.dir);
+        if (h->dir && mkdir(h->dir, 0711) != 0 && errno != EEXIST) {
+            d = wb__asprintf("cannot create %s: %s", h->dir, strerror(errno));
+            wb_harness_down(h);
+            if (detail)
+                *detail = d;
+            else
+                free(d);
+            return WB_ERR_IO;
+        }
+    } else {
+        char tmpl[] = "/tmp/workerbus-harness-XXXXXX";
+        h->dir = mkdtemp(tmpl) ? wb__strdup(tmpl) : NULL;
+    }
+    if (!h->dir || !h->worker_ids || !h->services) {
+        wb_harness_down(h);
+        return WB_ERR_NO_MEMORY;
+    }
+    chmod(h->dir, 0711); /* the brokers run as the mosquitto user */
+    h->services_dir = wb__asprintf("%s/services", h->dir);
+    char *svc = NULL;
+    wb_err err = h->services_dir ? services(h, "start all", &svc, &d) : WB_ERR_NO_MEMORY;
+    h->services_up = err == WB_OK;
+    /* the SQS stand-in's endpoint and dummy credentials, for this process
+     * and the brokers it starts */
+    for (char *l = svc; !err && l && *l;) {
+        char *e = strchr(l, '\n');
+        if (e)
+            *e = '\0';
+        char *eq = strchr(l, '=');
+        if (eq && strncmp(l, "AWS_", 4) == 0) {
+            *eq = '\0';
+            setenv(l, eq + 1, 1);
+            *eq = '=';
+        }
+        if (e)
+            *e = '\n';
+        l = e ? e + 1 : NULL;
+    }
+    if (!err)
+        err = make_pki(h, &d);
+    if (!err)
+        err = make_envs(h, svc);
+    free(svc);
+    if (!err && !(h->cfg[WB_BROKER_BUILTIN] = wb_harness_config(h, WB_BROKER_BUILTIN))) {
+        d = wb__strdup("the bundled broker's environment does not load (see the log)");
+        err = WB_ERR_CONFIG;
+    }
+    /* the IoT Core stand-in first, then the bundled broker */
+    if (!err)
+        err = wb_bundled_start(h->cfg[WB_BROKER_IOTCORE], NULL, &h->broker[WB_BROKER_IOTCORE], &d);
+    if (!err)
+        err = wb_bundled_start(h->cfg[WB_BROKER_BUILTIN], NULL, &h->broker[WB_BROKER_BUILTIN], &d);
+    if (!err)
+        err = start_workers(h, &d);
+    for (int t = 0; t < 2 && !err; t++) {
+        char *p = wb__asprintf("%s/%s.env", h->dir, wb_broker_type_name((wb_broker_type)t));
+        if (!p || write_file(p, h->env[t], 0600) != WB_OK)
+            err = WB_ERR_IO;
+        free(p);
+    }
+    if (err) {
+        if (!d)
+            d = wb__strdup(wb_strerror(err));
+        wb_harness_down(h);
+        if (detail)
+            *detail = d;
+        else
+            free(d);
+        return err;
+    }
+    *out = h;
+    return WB_OK;
+}
+
+WB_API const char *wb_harness_env(const wb_harness *h, wb_broker_type type)
+{
+    return h && (unsigned)type <= 1 ? h->env[type] : NULL;
+}
+
+WB_API const char *wb_harness_pool(const wb_harness *h)
+{
+    return h ? h->pool : NULL;
+}
+
+WB_API const char *wb_harness_worker(const wb_harness *h, unsigned int i)
+{
+    return h && i < h->nworkers ? h->worker_ids[i] : NULL;
+}
+
+WB_API const char *wb_harness_dir(const wb_harness *h)
+{
+    return h ? h->dir : NULL;
+}
+
+WB_API const char *wb_harness_services_dir(const wb_harness *h)
+{
+    return h ? h->services_dir : NULL;
+}
+
+WB_API int wb_harness_broker_pid(const wb_harness *h, wb_broker_type type)
+{
+    return h && (unsigned)type <= 1 ? wb_bundled_pid(h->broker[type]) : 0;
+}
+
+WB_API void wb_harness_stats_get(wb_harness *h, wb_harness_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!h)
+        return;
+    out->heartbeats = atomic_load(&h->heartbeats);
+    out->received = atomic_load(&h->received);
+    out->echoed = atomic_load(&h->echoed);
+    for (unsigned i = 0; h->workers && i < 2 * h->nworkers; i++) {
+        if (!h->workers[i].w)
+            continue;
+        wb_broker_stats st;
+        wb_worker_stats_get(h->workers[i].w, &st);
+        out->acknowledged += st.acknowledged;
+        out->connected += st.connected;
+    }
+}
+
+WB_API wb_err wb_harness_down(wb_harness *h)
+{
+    if (!h)
+        return WB_OK;
+    pthread_mutex_lock(&h->lock);
+    h->stop = true;
+    pthread_cond_broadcast(&h->cond);
+    pthread_mutex_unlock(&h->lock);
+    if (h->beating)
+        pthread_join(h->beat, NULL);
+    for (unsigned i = 0; h->workers && i < 2 * h->nworkers; i++) {
+        if (h->workers[i].w) {
+            wb_worker_flush(h->workers[i].w, 2000);
+            wb_worker_close(h->workers[i].w);
+        }
+    }
+    free(h->workers);
+    wb_err err = WB_OK;
+    for (int t = 0; t < 2; t++) {
+        if (wb_bundled_stop(h->broker[t]) != WB_OK)
+            err = WB_ERR_TIMEOUT;
+        wb_config_free(h->cfg[t]);
+        free(h->env[t]);
+    }
+    char *d = NULL;
+    if (h->services_up && services(h, "stop", NULL, &d) != WB_OK) {
+        wb__log(WB_LOG_WARN, "harness", "%s", d ? d : "the services did not stop");
+        err = WB_ERR_IO;
+    }
+    free(d);
+    if (h->dir) {
+        char *cmd = wb__asprintf("rm -rf '%s'", h->dir);
+        if (cmd && system(cmd) != 0)
+            wb__log(WB_LOG_WARN, "harness", "cannot remove %s", h->dir);
+        free(cmd);
+    }
+    pthread_mutex_destroy(&h->lock);
+    pthread_cond_destroy(&h->cond);
+    free(h->worker_ids);
+    free(h->services);
+    free(h->services_dir);
+    free(h->dir);
+    free(h);
+    return err;
+}
