@@ -16,9 +16,11 @@
  *  - the IoT Core stand-in: a second bundled Mosquitto with a certificate
  *    for WB_HARNESS_IOT_ENDPOINT, its topic rule forwarding into the SQS
  *    stand-in's iot queue;
- *  - N simulated workers on each broker: each publishes a heartbeat JSON
- *    object every heartbeat_ms and answers every message from the server
- *    with {"kind":"echo","of":<the message>}.
+ *  - N simulated workers on each broker: each publishes a heartbeat,
+ *    {"kind":"heartbeat","seq":N} with N counting from 0 per worker and
+ *    broker, every heartbeat_ms, and answers every message from the server
+ *    with {"kind":"echo","of":<the message>} (the message as JSON, or as a
+ *    string when it is not JSON).
  *
  * wb_harness_env() gives the server's environment for either broker type;
  * wb_harness_down() stops everything and removes the directory.
@@ -27,6 +29,7 @@
 #ifndef WORKERBUS_HARNESS_H
 #define WORKERBUS_HARNESS_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "common.h"
@@ -100,6 +103,14 @@ WB_API int wb_harness_broker_pid(const wb_harness *h, wb_broker_type type);
 WB_API const char *wb_harness_services_dir(const wb_harness *h);
 
 WB_API void wb_harness_stats_get(wb_harness *h, wb_harness_stats *out);
+
+/** Pauses (false) or resumes (true) the workers' heartbeats; on return no
+ *  heartbeat is being sent. */
+WB_API void wb_harness_heartbeats(wb_harness *h, bool on);
+
+/** Waits until every worker publish so far is acknowledged by its broker.
+ *  @return ::WB_OK or ::WB_ERR_TIMEOUT. */
+WB_API wb_err wb_harness_flush(wb_harness *h, unsigned int timeout_ms);
 
 /** Stops the workers, the brokers and the services, and removes the
  *  directory. NULL is ignored. */

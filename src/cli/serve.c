@@ -20,7 +20,7 @@
 #define EX_UNAVAILABLE 69
 
 static const char serve_usage[] =
-    "Usage: workerbus serve [--exec CMD] [--threads N] [--wait SECONDS] [--no-bundled]\n"
+    "Usage: workerbus serve [--exec CMD] [--threads N] [--wait S] [--visibility S] [--no-bundled]\n"
     "                       [--log-level debug|info|warn|error] [--stats-every SECONDS]\n"
     "                       [--env-file FILE] [--set KEY=VALUE]...\n"
     "\n"
@@ -45,6 +45,8 @@ static const char serve_usage[] =
     "  --threads N        receiving threads (default 2)\n"
     "  --wait SECONDS     long poll of each receive, 1-20 (default 5): also the\n"
     "                     longest a stop waits for a receive to return\n"
+    "  --visibility S     how long a received message stays invisible, extended\n"
+    "                     while its handler runs (default 45, as the iot queue)\n"
     "  --stats-every S    print the counters every S seconds too\n"
     "  --no-bundled       builtin: the broker already runs (workerbus harness, or a\n"
     "                     `workerbus broker run` of its own); connect to it only\n"
@@ -214,6 +216,12 @@ static int serve_run(int argc, char **argv)
         } else if (!strcmp(a, "--wait") && v) {
             if (!parse_uint(v, 1, 20, &dopts.wait_s))
                 return wb_cli_usage_error("serve", "--wait takes 1 to 20 seconds, not '%s'", v);
+        } else if (!strcmp(a, "--visibility") && v) {
+            if (!parse_uint(v, 2, 43200, &dopts.visibility_s))
+                return wb_cli_usage_error("serve",
+                                          "--visibility takes 2 to 43200 seconds, not "
+                                          "'%s'",
+                                          v);
         } else if (!strcmp(a, "--stats-every") && v) {
             if (!parse_uint(v, 1, 86400, &stats_every))
                 return wb_cli_usage_error("serve",

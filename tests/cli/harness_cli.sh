@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# workerbus harness up|env|down and workerbus serve, as a shell user runs
+# them: the harness comes up, `serve` drains the simulated workers'
+# heartbeats in both modes, `--exec` gets the JSON line and the variables,
+# SIGUSR1 and the exit print the counters, and `harness down` leaves no
+# process and no directory behind.
+#   harness_cli.sh WORKERBUS
+set -euo pipefail
+wb="$1"
+dir="$(mktemp -d /tmp/wbharness-cli-XXXXXX)"
+rmdir "$dir"
+out="$(mktemp -d /tmp/wbharness-out-XXXXXX)"
+cleanup() { "$wb" harness down --dir "$dir" >/dev/null 2>&1 || true; rm -rf "$out"; }
+trap cleanup EXIT
+fail() { echo "harness_cli: $*" >&2; for f in "$out"/* "$dir"/harness.log; do [ -f "$f" ] && { echo "--- $f"; tail -30 "$f"; }; done >&2; exit 1; }
+
+"$wb" harness up --dir "$dir" --workers 2 --heartbeat-ms 100 >"$out/up.env" 2>"$out/up.err" || fail "harness up failed"
+grep -q "^export MQTT_BROKER_TYPE='builtin'" "$out/up.env" || fail "up did not print the builtin environment"
+"$wb" harness up --dir "$dir" >/dev/null 2>"$out/twice.err" && fail "a second harness up in the same directory was accepted"
+grep -q "already runs" "$out/twice.err" || fail "the second up does not say why: $(cat "$out/twice.err")"
+
+serve_for() { # mode seconds args...
+  local mode="$1" secs="$2"; shift 2
+  (
+    eval "$("$wb" harness env --dir "$dir" --mode "$mode")"
+    exec "$wb" serve --wait 1 "$@"
+  ) >"$out/$mode.out" 2>"$out/$mode.err" &
+  local pid=$!
+  sleep "$secs"
+  kill -USR1 "$pid"; sleep 0.5
+  kill -TERM "$pid"
+  wait "$pid" || fail "serve ($mode) did not exit 0"
+}
+
+serve_for builtin 3 --no-bundled
+lines=$(wc -l <"$out/builtin.out")
+[ "$lines" -ge 10 ] || fail "builtin: only $lines worker messages in 3 s"
+grep -q '"payload":{"kind":"heartbeat","seq":' "$out/builtin.out" || fail "builtin: no heartbeat line"
+grep -q 'serve: counters: received' "$out/builtin.err" || fail "builtin: SIGUSR1 printed no counters"
+grep -q 'serve: at exit: received [1-9]' "$out/builtin.err" || fail "builtin: no counters at exit"
+
+serve_for iotcore 3
+grep -q '"payload":{"kind":"heartbeat"' "$out/iotcore.out" || fail "iotcore: no heartbeat line"
+
+# --exec: the line on standard input and the variables
+serve_for builtin 2 --no-bundled --exec "cat >>'$out/exec.jsonl'; echo \"\$WB_POOL \$WB_WORKER \$WB_RECEIVE_COUNT\" >>'$out/exec.vars'"
+[ -s "$out/exec.jsonl" ] || fail "--exec got nothing"
+read -r p w rc <"$out/exec.vars"
+grep -q "\"pool\":\"$p\",\"worker\":\"$w\"" "$out/exec.jsonl" || fail "--exec variables do not match the line"
+[ "$rc" = 1 ] || fail "WB_RECEIVE_COUNT is '$rc'"
+
+# a failing --exec keeps the message: it comes back
+serve_for builtin 2 --no-bundled --visibility 2 --exec "exit 3"
+grep -q 'exited with 3' "$out/builtin.err" || fail "a failing --exec is not logged"
+grep -q 'delivered 0, failed [1-9]' "$out/builtin.err" || fail "a failing --exec was counted as delivered"
+
+pid=$(cat "$dir/harness.pid")
+"$wb" harness down --dir "$dir" 2>"$out/down.err" || fail "harness down failed"
+[ ! -e "$dir" ] || fail "$dir is still there"
+sleep 0.5
+if pgrep -f "$dir" >/dev/null; then fail "processes of the harness are left: $(pgrep -af "$dir")"; fi
+if ps -o stat= -p "$pid" 2>/dev/null | grep -qv Z; then fail "the harness process $pid is still running"; fi
+"$wb" harness env --dir "$dir" >/dev/null 2>&1 && fail "harness env answered after down"
+echo "harness_cli: ok ($lines builtin lines in 3 s)"
