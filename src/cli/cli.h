@@ -30,6 +30,7 @@ extern const wb_cli_command wb_cli_worker;
 extern const wb_cli_command wb_cli_queue;
 extern const wb_cli_command wb_cli_serve;
 extern const wb_cli_command wb_cli_harness;
+extern const wb_cli_command wb_cli_demo;
 
 /* --env-file FILE and --set KEY=VALUE, shared by the commands that load the
  * configuration. */

@@ -7,8 +7,8 @@
 #include "workerbus/workerbus.h"
 
 static const wb_cli_command *const commands[] = {
-    &wb_cli_check,  &wb_cli_pki,   &wb_cli_broker, &wb_cli_publish,
-    &wb_cli_worker, &wb_cli_queue, &wb_cli_serve,  &wb_cli_harness,
+    &wb_cli_check, &wb_cli_pki,   &wb_cli_broker,  &wb_cli_publish, &wb_cli_worker,
+    &wb_cli_queue, &wb_cli_serve, &wb_cli_harness, &wb_cli_demo,
 };
 
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
