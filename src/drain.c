@@ -20,13 +20,17 @@ struct wb_drain {
     atomic_uint_fast64_t received, delivered, failed, redriven, extended, queue_errors;
 };
 
-/* Extends one message's visibility while its handler runs. */
+/* Per receiving thread: extends the visibility of the batch being handled
+ * while its handlers run, every half visibility timeout. */
 typedef struct keeper {
     wb_drain *d;
-    const char *receipt;
+    pthread_t thread;
     pthread_mutex_t lock;
     pthread_cond_t cond;
-    bool done;
+    const wb_queue_message *msgs; /* the batch being handled, or NULL */
+    size_t n, next;               /* msgs[next..n) still need their visibility */
+    unsigned gen;                 /* which batch */
+    bool quit;
 } keeper;
 
 static void *keeper_main(void *arg)
@@ -34,23 +38,39 @@ static void *keeper_main(void *arg)
     keeper *k = arg;
     unsigned every_ms = k->d->o.visibility_s * 1000u / 2u;
     pthread_mutex_lock(&k->lock);
-    while (!k->done) {
-        if (wb__cond_wait_ms(&k->cond, &k->lock, every_ms) == 0 || k->done)
-            continue; /* woken: re-check */
-        pthread_mutex_unlock(&k->lock);
-        if (wb_queue_change_visibility(k->d->q, WB_LQ_IOT, k->receipt, k->d->o.visibility_s) ==
-            WB_OK)
-            atomic_fetch_add(&k->d->extended, 1);
-        else
-            wb__log(WB_LOG_WARN, "drain", "cannot extend a message's visibility: %s",
-                    wb_queue_last_error(k->d->q));
-        pthread_mutex_lock(&k->lock);
+    while (!k->quit) {
+        if (!k->msgs) {
+            pthread_cond_wait(&k->cond, &k->lock);
+            continue;
+        }
+        unsigned gen = k->gen;
+        uint64_t until = wb__now_ms() + every_ms;
+        while (!k->quit && k->msgs && k->gen == gen && wb__now_ms() < until)
+            wb__cond_wait_ms(&k->cond, &k->lock, (unsigned)(until - wb__now_ms()) + 1);
+        if (k->quit || !k->msgs || k->gen != gen)
+            continue;
+        /* the handlers of this batch still run: extend what is left of it */
+        for (size_t i = k->next; i < k->n; i++) {
+            const char *receipt = k->msgs[i].receipt;
+            pthread_mutex_unlock(&k->lock);
+            wb_err err =
+                wb_queue_change_visibility(k->d->q, WB_LQ_IOT, receipt, k->d->o.visibility_s);
+            pthread_mutex_lock(&k->lock);
+            if (err == WB_OK)
+                atomic_fetch_add(&k->d->extended, 1);
+            else
+                wb__log(WB_LOG_WARN, "drain", "cannot extend a message's visibility: %s",
+                        wb_queue_last_error(k->d->q));
+            if (k->gen != gen)
+                break;
+        }
     }
     pthread_mutex_unlock(&k->lock);
     return NULL;
 }
 
-static void handle(wb_drain *d, const wb_queue_message *m)
+/* Hands one message to the handler: true when it may be deleted. */
+static bool handle(wb_drain *d, const wb_queue_message *m)
 {
     atomic_fetch_add(&d->received, 1);
     wb_envelope env = WB_ENVELOPE_INIT;
@@ -64,35 +84,12 @@ static void handle(wb_drain *d, const wb_queue_message *m)
                 d->o.max_receive_count);
         free(detail);
     } else {
-        keeper k = {.d = d, .receipt = m->receipt, .done = false};
-        pthread_mutex_init(&k.lock, NULL);
-        pthread_cond_init(&k.cond, NULL);
-        pthread_t kt;
-        bool keeping = pthread_create(&kt, NULL, keeper_main, &k) == 0;
         wb_worker_message wm = {&env, m->id, m->receive_count};
         err = d->fn(d->ctx, &wm);
-        if (keeping) {
-            pthread_mutex_lock(&k.lock);
-            k.done = true;
-            pthread_cond_signal(&k.cond);
-            pthread_mutex_unlock(&k.lock);
-            pthread_join(kt, NULL);
-        }
-        pthread_mutex_destroy(&k.lock);
-        pthread_cond_destroy(&k.cond);
         wb_envelope_clear(&env);
     }
-    if (!err) {
-        /* deleted, or (if the delete fails) seen again: at least once */
-        if (wb_queue_delete(d->q, WB_LQ_IOT, m->receipt) == WB_OK) {
-            atomic_fetch_add(&d->delivered, 1);
-        } else {
-            atomic_fetch_add(&d->queue_errors, 1);
-            wb__log(WB_LOG_WARN, "drain", "message %s was handled but not deleted: %s", m->id,
-                    wb_queue_last_error(d->q));
-        }
-        return;
-    }
+    if (!err)
+        return true;
     atomic_fetch_add(&d->failed, 1);
     if (m->receive_count >= d->o.max_receive_count) {
         atomic_fetch_add(&d->redriven, 1);
@@ -100,19 +97,67 @@ static void handle(wb_drain *d, const wb_queue_message *m)
                 "message %s failed on its last attempt (%u); the queue moves it to dlq", m->id,
                 m->receive_count);
     }
+    return false;
+}
+
+static void handle_batch(wb_drain *d, keeper *k, const wb_queue_message *msgs, size_t n)
+{
+    pthread_mutex_lock(&k->lock);
+    k->msgs = msgs;
+    k->n = n;
+    k->next = 0;
+    k->gen++;
+    pthread_cond_signal(&k->cond);
+    pthread_mutex_unlock(&k->lock);
+    const char *done[WB_QUEUE_BATCH_MAX];
+    size_t ndone = 0;
+    for (size_t i = 0; i < n; i++) {
+        bool ok = handle(d, &msgs[i]);
+        pthread_mutex_lock(&k->lock);
+        k->next = i + 1;
+        pthread_mutex_unlock(&k->lock);
+        if (ok)
+            done[ndone++] = msgs[i].receipt;
+    }
+    pthread_mutex_lock(&k->lock);
+    k->msgs = NULL;
+    k->gen++;
+    pthread_cond_signal(&k->cond);
+    pthread_mutex_unlock(&k->lock);
+    if (!ndone)
+        return;
+    /* one request for the batch's handled messages; any left undeleted is
+     * seen again: at least once */
+    wb_err res[WB_QUEUE_BATCH_MAX];
+    wb_err err = wb_queue_delete_batch(d->q, WB_LQ_IOT, done, ndone, res);
+    for (size_t i = 0; i < ndone; i++) {
+        if (err == WB_OK || res[i] == WB_OK) {
+            atomic_fetch_add(&d->delivered, 1);
+        } else {
+            atomic_fetch_add(&d->queue_errors, 1);
+            wb__log(WB_LOG_WARN, "drain", "a handled message was not deleted: %s",
+                    wb_queue_last_error(d->q));
+        }
+    }
 }
 
 static void *drain_main(void *arg)
 {
     wb_drain *d = arg;
+    keeper k = {.d = d};
+    pthread_mutex_init(&k.lock, NULL);
+    pthread_cond_init(&k.cond, NULL);
+    bool keeping = pthread_create(&k.thread, NULL, keeper_main, &k) == 0;
+    if (!keeping)
+        wb__log(WB_LOG_WARN, "drain",
+                "no thread to extend visibility: long handlers may see "
+                "their message twice");
     unsigned backoff = 0;
     while (!atomic_load(&d->stop)) {
         wb_queue_message *msgs = NULL;
         size_t n = 0;
-        /* short polls while stopping would be ideal; a long poll ends
-         * within wait_s, which wb_drain_stop() waits for */
-        wb_err err =
-            wb_queue_receive(d->q, WB_LQ_IOT, 10, d->o.wait_s, (int)d->o.visibility_s, &msgs, &n);
+        wb_err err = wb_queue_receive(d->q, WB_LQ_IOT, WB_QUEUE_BATCH_MAX, d->o.wait_s,
+                                      (int)d->o.visibility_s, &msgs, &n);
         if (err) {
             atomic_fetch_add(&d->queue_errors, 1);
             unsigned ms = wb__backoff_ms(backoff++, 100, 5000);
@@ -125,10 +170,19 @@ static void *drain_main(void *arg)
             continue;
         }
         backoff = 0;
-        for (size_t i = 0; i < n; i++)
-            handle(d, &msgs[i]);
+        if (n)
+            handle_batch(d, &k, msgs, n);
         wb_queue_messages_free(msgs, n);
     }
+    if (keeping) {
+        pthread_mutex_lock(&k.lock);
+        k.quit = true;
+        pthread_cond_signal(&k.cond);
+        pthread_mutex_unlock(&k.lock);
+        pthread_join(k.thread, NULL);
+    }
+    pthread_mutex_destroy(&k.lock);
+    pthread_cond_destroy(&k.cond);
     return NULL;
 }
 

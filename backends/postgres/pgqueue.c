@@ -100,6 +100,13 @@ enum {
     ST__COUNT
 };
 
+/* Claims, deletes and visibility changes commit without waiting for the
+ * WAL flush (synchronous_commit off for that statement's transaction only):
+ * a PostgreSQL crash can lose the last few of them, which at-least-once
+ * delivery allows (the message is delivered again). Sends always wait: a
+ * sent message is on disk. set_config(..., true) lasts until the commit. */
+#define ASYNC_COMMIT " (SELECT set_config('synchronous_commit', 'off', true)) = 'off'"
+
 /* The second half of both claims: $3 visibility s, $4 max receives, $5
  * dead-letter queue; a row received $4 times moves there instead. */
 #define CLAIM_UPDATE                                                                               \
@@ -148,22 +155,25 @@ static const struct {
     /* $1 queue, $2 max */
     [ST_CLAIM] = {"wb_claim",
                   "WITH c AS (SELECT id FROM message_queue_messages WHERE queue = $1"
-                  "   AND visible_at <= now() AND expires_at > now()"
+                  "   AND" ASYNC_COMMIT " AND visible_at <= now() AND expires_at > now()"
                   "   ORDER BY visible_at, id LIMIT $2 FOR UPDATE SKIP LOCKED)" CLAIM_UPDATE},
     /* only the oldest message of each group is eligible */
     [ST_CLAIM_FIFO] = {"wb_claim_fifo",
                        "WITH c AS (SELECT m.id FROM message_queue_messages m WHERE m.queue = $1"
-                       "   AND m.visible_at <= now() AND m.expires_at > now() AND NOT EXISTS"
+                       "   AND" ASYNC_COMMIT
+                       " AND m.visible_at <= now() AND m.expires_at > now() AND NOT EXISTS"
                        "   (SELECT 1 FROM message_queue_messages o WHERE o.queue = m.queue"
                        "   AND o.group_id = m.group_id AND o.id < m.id)"
                        "   ORDER BY m.id LIMIT $2 FOR UPDATE SKIP LOCKED)" CLAIM_UPDATE},
     [ST_DELETE] = {"wb_delete",
                    "DELETE FROM message_queue_messages m USING unnest($2::bigint[], $3::bigint[])"
-                   " AS t(id, tok) WHERE m.queue = $1 AND m.id = t.id AND m.receipt = t.tok"
+                   " AS t(id, tok) WHERE m.queue = $1 AND" ASYNC_COMMIT
+                   " AND m.id = t.id AND m.receipt = t.tok"
                    " RETURNING m.id"},
     [ST_VISIBILITY] = {"wb_visibility",
                        "UPDATE message_queue_messages SET visible_at = now() +"
-                       " make_interval(secs => $4) WHERE queue = $1 AND id = $2 AND receipt = $3"
+                       " make_interval(secs => $4) WHERE queue = $1 AND" ASYNC_COMMIT
+                       " AND id = $2 AND receipt = $3"
                        " AND visible_at > now() AND receive_count > 0 RETURNING id"},
     [ST_COUNTS] = {"wb_counts",
                    "SELECT count(*) FILTER (WHERE visible_at <= now()),"

@@ -1,0 +1,356 @@
+/* Worker to handler, end to end, on the harness: a worker publishes (QoS 1),
+ * the broker's topic rule writes the envelope into the iot queue, the
+ * server's drain hands it to a handler. Messages per second (first publish
+ * to last handled) and p50/p99 latency (publish to handler), with 1 and 100
+ * workers:
+ *  - builtin + PostgreSQL, against the raw ceilings measured in the same
+ *    run: the same Mosquitto with no topic rule (publish to PUBACK, the same
+ *    worker clients) and single-row INSERTs through libpq on one connection
+ *    (the topic rule runs on Mosquitto's one thread: one commit a message);
+ *  - the IoT Core stand-in + the SQS stand-in (no raw ceiling: the SQS
+ *    stand-in's own speed would be what is measured).
+ *
+ * Usage: bench-e2e [messages] [rounds]   (prints Markdown rows) */
+#include <libpq-fe.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "workerbus/workerbus.h"
+
+static const char *prog = "bench-e2e";
+static wb_harness *h;
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static void die(const char *what, const char *why)
+{
+    fprintf(stderr, "%s: %s: %s\n", prog, what, why ? why : "failed");
+    if (h)
+        wb_harness_down(h);
+    exit(1);
+}
+
+/* ---- the handler ---------------------------------------------------------------- */
+
+typedef struct sink {
+    pthread_mutex_t lock;
+    double *lat;
+    size_t n, cap;
+    double last_ms;
+} sink;
+
+static sink S = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static wb_err handler(void *ctx, const wb_worker_message *m)
+{
+    (void)ctx;
+    double t = now_ms();
+    const char *p = strstr(m->envelope->payload, "\"t\":");
+    double sent = p ? atof(p + 4) : t;
+    pthread_mutex_lock(&S.lock);
+    if (S.n < S.cap)
+        S.lat[S.n++] = t - sent;
+    S.last_ms = t;
+    pthread_mutex_unlock(&S.lock);
+    return WB_OK;
+}
+
+static int cmp(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* ---- workers ---------------------------------------------------------------- */
+
+static wb_worker **open_workers(unsigned k, const char *endpoint)
+{
+    char ca[300], crt[300], key[300];
+    snprintf(ca, sizeof ca, "%s/pki/ca.crt", wb_harness_dir(h));
+    snprintf(crt, sizeof crt, "%s/pool.crt", wb_harness_dir(h));
+    snprintf(key, sizeof key, "%s/pool.key", wb_harness_dir(h));
+    wb_worker **w = calloc(k, sizeof *w);
+    for (unsigned i = 0; i < k; i++) {
+        wb_ulid u;
+        char id[WB_ULID_STR_SIZE];
+        wb_ulid_new(&u);
+        wb_ulid_format(&u, id);
+        wb_worker_opts o = WB_WORKER_OPTS_INIT;
+        o.endpoint = endpoint;
+        o.pool = wb_harness_pool(h);
+        o.worker = id;
+        o.ca_file = ca;
+        o.cert_file = crt;
+        o.key_file = key;
+        o.clean_session = true;
+        char *d = NULL;
+        if (wb_worker_open(&o, &w[i], &d) || wb_worker_connect(w[i], 30000))
+            die("worker", d ? d : wb_worker_last_error(w[i]));
+    }
+    return w;
+}
+
+static void close_workers(wb_worker **w, unsigned k)
+{
+    for (unsigned i = 0; i < k; i++)
+        wb_worker_close(w[i]);
+    free(w);
+}
+
+/* A publishing thread: its share of the messages, round robin over its
+ * workers. */
+typedef struct group {
+    wb_worker **w;
+    unsigned k, n;
+} group;
+
+static void *group_main(void *arg)
+{
+    group *g = arg;
+    for (unsigned i = 0; i < g->n; i++) {
+        char p[96];
+        int len = snprintf(p, sizeof p, "{\"i\":%u,\"t\":%.3f}", i, now_ms());
+        while (wb_worker_publish(g->w[i % g->k], p, (size_t)len, 1) == WB_ERR_BUSY)
+            usleep(1000);
+    }
+    return NULL;
+}
+
+typedef struct result {
+    double rate, p50, p99;
+} result;
+
+/* k workers on endpoint publish n messages; through_queue: until the
+ * handler has them all (cfg: the server's configuration), else until the
+ * broker acknowledged them all. */
+static result run(const wb_config *cfg, const char *endpoint, unsigned k, unsigned n,
+                  bool through_queue)
+{
+    wb_worker **w = open_workers(k, endpoint);
+    wb_queue *q = NULL;
+    wb_drain *d = NULL;
+    if (through_queue) {
+        if (wb_queue_open(cfg, NULL, &q))
+            die("queue", wb_queue_last_error(NULL));
+        wb_drain_opts o = WB_DRAIN_OPTS_INIT;
+        o.threads = 1; /* one receiver: batches of 10 form under load */
+        o.wait_s = 1;
+        if (wb_drain_start(q, &o, handler, NULL, &d))
+            die("drain", NULL);
+    }
+    pthread_mutex_lock(&S.lock);
+    free(S.lat);
+    S.cap = (size_t)n * 2;
+    S.lat = calloc(S.cap, sizeof *S.lat);
+    S.n = 0;
+    pthread_mutex_unlock(&S.lock);
+    unsigned threads = k < 4 ? k : 4;
+    pthread_t t[4];
+    group g[4];
+    double t0 = now_ms();
+    for (unsigned i = 0; i < threads; i++) {
+        unsigned from = i * k / threads, to = (i + 1) * k / threads;
+        g[i] = (group){w + from, to - from, n / threads + (i < n % threads)};
+        pthread_create(&t[i], NULL, group_main, &g[i]);
+    }
+    for (unsigned i = 0; i < threads; i++)
+        pthread_join(t[i], NULL);
+    for (unsigned i = 0; i < k; i++)
+        if (wb_worker_flush(w[i], 300000))
+            die("flush", wb_worker_last_error(w[i]));
+    double t_ack = now_ms();
+    result r = {0};
+    if (!through_queue) {
+        r.rate = n / ((t_ack - t0) / 1000.0);
+    } else {
+        for (int waited = 0;; waited++) {
+            pthread_mutex_lock(&S.lock);
+            size_t got = S.n;
+            pthread_mutex_unlock(&S.lock);
+            if (got >= n)
+                break;
+            if (waited > 3000)
+                die("drain", "the handler did not get every message in 300 s");
+            usleep(100000);
+        }
+        pthread_mutex_lock(&S.lock);
+        r.rate = n / ((S.last_ms - t0) / 1000.0);
+        qsort(S.lat, S.n, sizeof *S.lat, cmp);
+        r.p50 = S.lat[S.n / 2];
+        r.p99 = S.lat[(size_t)((double)(S.n - 1) * 0.99)];
+        pthread_mutex_unlock(&S.lock);
+        wb_drain_free(d);
+        wb_queue_close(q);
+    }
+    close_workers(w, k);
+    return r;
+}
+
+/* ---- raw ceilings ------------------------------------------------------------------ */
+
+static double raw_insert(const char *url, unsigned n)
+{
+    PGconn *c = PQconnectdb(url);
+    if (PQstatus(c) != CONNECTION_OK)
+        die("libpq", PQerrorMessage(c));
+    PQclear(PQexec(c, "CREATE TABLE IF NOT EXISTS bench_raw (id bigserial PRIMARY KEY, "
+                      "body text NOT NULL, sent_at timestamptz NOT NULL DEFAULT now())"));
+    PGresult *r = PQprepare(c, "ins", "INSERT INTO bench_raw (body) VALUES ($1)", 1, NULL);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK)
+        die("prepare", PQerrorMessage(c));
+    PQclear(r);
+    /* a body of the envelope's size */
+    const char *body = "eyJpIjoxMjM0LCJ0IjoxNzk1MzQ2MTE5MTc1LjEyMywidGltZXN0YW1wIjoxNzk1MzQ2MTE5M"
+                       "Tc1LCJ3b3JrZXJfcG9vbF91bGlkIjoiMDFNODFGRjhGUUE5WjQ4WjVDMDJWQkNBMEoiLCJ3b3"
+                       "JrZXJfdWxpZCI6IjAxTTgxRkY4RlFHV0Y1Rlk2VkM3WUowUzFIIn0=";
+    double t0 = now_ms();
+    for (unsigned i = 0; i < n; i++) {
+        r = PQexecPrepared(c, "ins", 1, &body, NULL, NULL, 0);
+        if (PQresultStatus(r) != PGRES_COMMAND_OK)
+            die("insert", PQerrorMessage(c));
+        PQclear(r);
+    }
+    double rate = n / ((now_ms() - t0) / 1000.0);
+    PQclear(PQexec(c, "DROP TABLE bench_raw"));
+    PQfinish(c);
+    return rate;
+}
+
+static const char *env_value(const char *env, const char *key)
+{
+    static char buf[1024];
+    size_t kl = strlen(key);
+    for (const char *l = env; *l;) {
+        const char *e = strchr(l, '\n');
+        size_t ll = e ? (size_t)(e - l) : strlen(l);
+        if (ll > kl && !strncmp(l, key, kl) && l[kl] == '=') {
+            snprintf(buf, sizeof buf, "%.*s", (int)(ll - kl - 1), l + kl + 1);
+            return buf;
+        }
+        if (!e)
+            break;
+        l = e + 1;
+    }
+    return NULL;
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+int main(int argc, char **argv)
+{
+    unsigned n = argc > 1 ? (unsigned)atoi(argv[1]) : 3000;
+    int rounds = argc > 2 ? atoi(argv[2]) : 3;
+    if (n < 100 || rounds < 1 || rounds > 20)
+        die("usage", "bench-e2e [messages >= 100] [rounds 1-20]");
+    wb_log_set_level(WB_LOG_ERROR);
+    wb_harness_opts ho = WB_HARNESS_OPTS_INIT;
+    char *d = NULL;
+    if (wb_harness_up(&ho, &h, &d))
+        die("harness", d);
+    wb_config *bcfg = wb_harness_config(h, WB_BROKER_BUILTIN);
+    wb_config *icfg = wb_harness_config(h, WB_BROKER_IOTCORE);
+    if (!bcfg || !icfg)
+        die("harness", "its environments do not load");
+    char bep[64], iep[64];
+    snprintf(bep, sizeof bep, "%s", wb_config_broker_endpoint(bcfg));
+    snprintf(iep, sizeof iep, "tls://%s", wb_config_get(icfg, "MQTT_BROKER_IOTCORE_CONNECT_TO"));
+    const char *db = env_value(wb_harness_env(h, WB_BROKER_BUILTIN), "DATABASE_URL");
+    char dburl[512];
+    snprintf(dburl, sizeof dburl, "%s", db);
+
+    /* the same Mosquitto with no topic rule: the MQTT path's ceiling */
+    char raw_ep[80], raw_run[300];
+    unsigned raw_port = 30000u + (unsigned)getpid() % 20000u;
+    snprintf(raw_ep, sizeof raw_ep, "MQTT_BROKER_ENDPOINT=tls://127.0.0.1:%u", raw_port);
+    snprintf(raw_run, sizeof raw_run, "MQTT_BROKER_BUILTIN_RUNTIME_DIR=%s/raw-broker",
+             wb_harness_dir(h));
+    const char *over[] = {raw_ep, raw_run, NULL};
+    char *env_copy = strdup(wb_harness_env(h, WB_BROKER_BUILTIN));
+    const char *lines[32];
+    size_t nl = 0;
+    for (char *l = strtok(env_copy, "\n"); l && nl < 31; l = strtok(NULL, "\n"))
+        lines[nl++] = l;
+    lines[nl] = NULL;
+    wb_config_load_opts lo = WB_CONFIG_LOAD_OPTS_INIT;
+    lo.env = lines;
+    lo.overrides = over;
+    wb_config *rcfg = NULL;
+    if (wb_config_load(&lo, &rcfg, NULL))
+        die("raw broker", "configuration");
+    wb_bundled_opts bo = WB_BUNDLED_OPTS_INIT;
+    bo.no_topic_rule = true;
+    wb_bundled *raw = NULL;
+    if (wb_bundled_start(rcfg, &bo, &raw, &d))
+        die("raw broker", d);
+    char rep[64];
+    snprintf(rep, sizeof rep, "tls://127.0.0.1:%u", raw_port);
+
+    static const unsigned ks[] = {1, 100};
+    printf("| path (median of %d rounds, %u messages) | workers | msg/s | p50 ms | p99 ms | "
+           "ratio |\n",
+           rounds, n);
+    printf("|---|---|---|---|---|---|\n");
+    fflush(stdout);
+    /* rounds alternate the raw INSERT and workerbus, so that both see the
+     * same disk: this VM's fsync rate moves by 2x within minutes */
+    for (size_t ki = 0; ki < 2; ki++) {
+        unsigned k = ks[ki];
+        double mq[20], bw[20], b50[20], b99[20], ins[20], ratio[20];
+        for (int r = 0; r < rounds; r++) {
+            mq[r] = run(NULL, rep, k, n, false).rate;
+            ins[r] = raw_insert(dburl, n);
+            result b = run(bcfg, bep, k, n, true);
+            bw[r] = b.rate;
+            b50[r] = b.p50;
+            b99[r] = b.p99;
+            ratio[r] = b.rate / ins[r];
+        }
+        double m = median(mq, rounds), b = median(bw, rounds);
+        printf("| raw: single-row INSERT through libpq, 1 connection | - | %.0f | | | |\n",
+               median(ins, rounds));
+        printf("| raw: Mosquitto QoS 1, publish to PUBACK, no topic rule | %u | %.0f | | | |\n", k,
+               m);
+        printf("| workerbus builtin + PostgreSQL: worker to handler | %u | %.0f | %.1f | %.1f | "
+               "%.0f%% of raw INSERT (median of the rounds' ratios), %.0f%% of raw Mosquitto |\n",
+               k, b, median(b50, rounds), median(b99, rounds), 100.0 * median(ratio, rounds),
+               100.0 * b / m);
+        fflush(stdout);
+    }
+    unsigned ni = n / 3;
+    for (size_t ki = 0; ki < 2; ki++) {
+        unsigned k = ks[ki];
+        double iw[20], i50[20], i99[20];
+        for (int r = 0; r < rounds; r++) {
+            result x = run(icfg, iep, k, ni, true);
+            iw[r] = x.rate;
+            i50[r] = x.p50;
+            i99[r] = x.p99;
+        }
+        printf("| workerbus IoT Core stand-in + SQS stand-in (%u messages) | %u | %.0f | %.1f | "
+               "%.1f | |\n",
+               ni, k, median(iw, rounds), median(i50, rounds), median(i99, rounds));
+        fflush(stdout);
+    }
+    wb_bundled_stop(raw);
+    wb_config_free(rcfg);
+    free(env_copy);
+    wb_config_free(bcfg);
+    wb_config_free(icfg);
+    free(S.lat);
+    wb_harness_down(h);
+    return 0;
+}
