@@ -54,5 +54,7 @@ int wb_cli_wait_signal(const sigset_t *set, unsigned timeout_ms);
 /* Prints "workerbus: <cmd>: message" and the hint to see --help; returns 64. */
 int wb_cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 bool wb_cli_is_help(const char *arg);
+/* A decimal number from lo to hi, and nothing else (no sign, no blanks). */
+bool wb_cli_parse_uint(const char *s, unsigned lo, unsigned hi, unsigned *out);
 
 #endif

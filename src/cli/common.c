@@ -1,5 +1,6 @@
 /* What several commands share: configuration options and signals. */
 #include <signal.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,4 +72,15 @@ int wb_cli_wait_signal(const sigset_t *set, unsigned timeout_ms)
     struct timespec ts = {(time_t)(timeout_ms / 1000), (long)(timeout_ms % 1000) * 1000000L};
     int sig = sigtimedwait(set, NULL, &ts);
     return sig > 0 ? sig : 0;
+}
+
+bool wb_cli_parse_uint(const char *s, unsigned lo, unsigned hi, unsigned *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long v = strtoul(s, &end, 10);
+    if (errno || end == s || *end || s[0] == '-' || s[0] == '+' || v < lo || v > hi)
+        return false;
+    *out = (unsigned)v;
+    return true;
 }

@@ -93,17 +93,6 @@ static void percentiles(double *p50, double *p99)
     *p99 = tmp[(size_t)((double)(n - 1) * 0.99)];
 }
 
-static bool parse_uint(const char *s, unsigned lo, unsigned hi, unsigned *out)
-{
-    char *end;
-    errno = 0;
-    unsigned long v = strtoul(s, &end, 10);
-    if (errno || *end || end == s || v < lo || v > hi)
-        return false;
-    *out = (unsigned)v;
-    return true;
-}
-
 static void screen(bool live, double t, wb_harness *h, wb_broker *br, wb_drain *d, uint64_t sent,
                    unsigned workers, unsigned rate)
 {
@@ -160,13 +149,13 @@ static int demo_run(int argc, char **argv)
             continue;
         }
         if (!strcmp(a, "--workers") && v) {
-            if (!parse_uint(v, 1, 1000, &workers))
+            if (!wb_cli_parse_uint(v, 1, 1000, &workers))
                 return wb_cli_usage_error("demo", "--workers takes 1 to 1000, not '%s'", v);
         } else if (!strcmp(a, "--rate") && v) {
-            if (!parse_uint(v, 0, 10000, &rate))
+            if (!wb_cli_parse_uint(v, 0, 10000, &rate))
                 return wb_cli_usage_error("demo", "--rate takes 0 to 10000 a second, not '%s'", v);
         } else if (!strcmp(a, "--duration") && v) {
-            if (!parse_uint(v, 1, 86400 * 7, &duration))
+            if (!wb_cli_parse_uint(v, 1, 86400 * 7, &duration))
                 return wb_cli_usage_error("demo",
                                           "--duration takes 1 to 604800 seconds, not "
                                           "'%s'",

@@ -229,7 +229,6 @@ static int harness_run(int argc, char **argv)
     unsigned workers = 3, heartbeat_ms = 5000;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        char *end = NULL;
         if (!strcmp(a, "--dir") && v) {
             dir = v;
         } else if (!strcmp(a, "--mode") && v && !strcmp(sub, "env")) {
@@ -238,17 +237,13 @@ static int harness_run(int argc, char **argv)
                                           v);
             mode = v;
         } else if (!strcmp(a, "--workers") && v && !strcmp(sub, "up")) {
-            unsigned long n = strtoul(v, &end, 10);
-            if (*end || end == v || n > WB_HARNESS_MAX_WORKERS)
+            if (!wb_cli_parse_uint(v, 0, WB_HARNESS_MAX_WORKERS, &workers))
                 return wb_cli_usage_error("harness", "--workers takes 0 to %u, not '%s'",
                                           WB_HARNESS_MAX_WORKERS, v);
-            workers = (unsigned)n;
         } else if (!strcmp(a, "--heartbeat-ms") && v && !strcmp(sub, "up")) {
-            unsigned long n = strtoul(v, &end, 10);
-            if (*end || end == v || n > 3600000)
+            if (!wb_cli_parse_uint(v, 0, 3600000, &heartbeat_ms))
                 return wb_cli_usage_error("harness",
                                           "--heartbeat-ms takes 0 (none) to 3600000, not '%s'", v);
-            heartbeat_ms = (unsigned)n;
         } else {
             return wb_cli_usage_error("harness", "unexpected argument '%s'", a);
         }

@@ -61,17 +61,6 @@ static int bad_queue(const char *cmd, const char *s)
                               s);
 }
 
-static bool parse_uint(const char *s, unsigned max, unsigned *out)
-{
-    char *end;
-    errno = 0;
-    unsigned long v = strtoul(s, &end, 10);
-    if (errno || end == s || *end || s[0] == '-' || v > max)
-        return false;
-    *out = (unsigned)v;
-    return true;
-}
-
 /* Exit code for a queue error. */
 static int fail(const char *cmd, const wb_queue *q, wb_err err)
 {
@@ -132,7 +121,7 @@ static int q_send(int argc, char **argv)
             if (rc)
                 return rc;
         } else if (strcmp(argv[i], "--delay") == 0 && i + 1 < argc) {
-            if (!parse_uint(argv[++i], 900, &delay))
+            if (!wb_cli_parse_uint(argv[++i], 0, 900, &delay))
                 return wb_cli_usage_error("queue send", "--delay takes 0-900 seconds, not '%s'",
                                           argv[i]);
         } else if (strcmp(argv[i], "--group") == 0 && i + 1 < argc) {
@@ -197,14 +186,14 @@ static int q_receive(int argc, char **argv)
             if (rc)
                 return rc;
         } else if (strcmp(argv[i], "--max") == 0 && i + 1 < argc) {
-            if (!parse_uint(argv[++i], 10, &max) || max == 0)
+            if (!wb_cli_parse_uint(argv[++i], 0, 10, &max) || max == 0)
                 return wb_cli_usage_error("queue receive", "--max takes 1-10, not '%s'", argv[i]);
         } else if (strcmp(argv[i], "--wait") == 0 && i + 1 < argc) {
-            if (!parse_uint(argv[++i], 20, &wait))
+            if (!wb_cli_parse_uint(argv[++i], 0, 20, &wait))
                 return wb_cli_usage_error("queue receive", "--wait takes 0-20 seconds, not '%s'",
                                           argv[i]);
         } else if (strcmp(argv[i], "--visibility") == 0 && i + 1 < argc) {
-            if (!parse_uint(argv[++i], 43200, &vis))
+            if (!wb_cli_parse_uint(argv[++i], 0, 43200, &vis))
                 return wb_cli_usage_error("queue receive",
                                           "--visibility takes 0-43200 seconds, not '%s'", argv[i]);
             visibility = (int)vis;

@@ -178,17 +178,6 @@ static void print_counters(const char *when, wb_drain *d, wb_broker *br)
             (unsigned long long)ds.queue_errors);
 }
 
-static bool parse_uint(const char *s, unsigned lo, unsigned hi, unsigned *out)
-{
-    char *end;
-    errno = 0;
-    unsigned long v = strtoul(s, &end, 10);
-    if (errno || *end || end == s || v < lo || v > hi)
-        return false;
-    *out = (unsigned)v;
-    return true;
-}
-
 static int serve_run(int argc, char **argv)
 {
     wb_cli_config_opts co = {.command = "serve"};
@@ -211,19 +200,19 @@ static int serve_run(int argc, char **argv)
         if (!strcmp(a, "--exec") && v) {
             S.exec = v;
         } else if (!strcmp(a, "--threads") && v) {
-            if (!parse_uint(v, 1, 64, &dopts.threads))
+            if (!wb_cli_parse_uint(v, 1, 64, &dopts.threads))
                 return wb_cli_usage_error("serve", "--threads takes 1 to 64, not '%s'", v);
         } else if (!strcmp(a, "--wait") && v) {
-            if (!parse_uint(v, 1, 20, &dopts.wait_s))
+            if (!wb_cli_parse_uint(v, 1, 20, &dopts.wait_s))
                 return wb_cli_usage_error("serve", "--wait takes 1 to 20 seconds, not '%s'", v);
         } else if (!strcmp(a, "--visibility") && v) {
-            if (!parse_uint(v, 2, 43200, &dopts.visibility_s))
+            if (!wb_cli_parse_uint(v, 2, 43200, &dopts.visibility_s))
                 return wb_cli_usage_error("serve",
                                           "--visibility takes 2 to 43200 seconds, not "
                                           "'%s'",
                                           v);
         } else if (!strcmp(a, "--stats-every") && v) {
-            if (!parse_uint(v, 1, 86400, &stats_every))
+            if (!wb_cli_parse_uint(v, 1, 86400, &stats_every))
                 return wb_cli_usage_error("serve",
                                           "--stats-every takes 1 to 86400 seconds, "
                                           "not '%s'",

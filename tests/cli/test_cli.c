@@ -369,3 +369,45 @@ Test(cli, broker_run_needs_the_builtin_type)
     done(&r);
     free(path);
 }
+
+Test(cli, serve_harness_and_demo_refuse_bad_arguments_by_name)
+{
+    /* each case: the arguments, then what the message must name */
+    const char *cases[][8] = {
+        {"serve", "--threads", "0", NULL, "--threads takes 1 to 64, not '0'"},
+        {"serve", "--threads", "-3", NULL, "not '-3'"},
+        {"serve", "--wait", "21", NULL, "--wait takes 1 to 20 seconds, not '21'"},
+        {"serve", "--visibility", "1", NULL, "--visibility takes 2 to 43200"},
+        {"serve", "--log-level", "loud", NULL, "debug, info, warn or error, not 'loud'"},
+        {"serve", "--bogus", NULL, "unexpected argument '--bogus'"},
+        {"harness", NULL, "the subcommand is missing"},
+        {"harness", "sideways", NULL, "unknown subcommand 'sideways'"},
+        {"harness", "up", "--workers", "many", NULL, "--workers takes 0 to 1000, not 'many'"},
+        {"harness", "env", "--mode", "cloud", NULL, "--mode takes builtin or iotcore"},
+        {"demo", "--duration", "0", NULL, "--duration takes 1 to 604800 seconds, not '0'"},
+        {"demo", "--workers", "1001", NULL, "--workers takes 1 to 1000, not '1001'"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        size_t n = 0;
+        while (cases[i][n])
+            n++;
+        const char *want = cases[i][n + 1];
+        run_result r = run(cases[i], NULL);
+        cr_assert_eq(r.status, 64, "case %zu: exit %d\n%s", i, r.status, r.err);
+        cr_assert(strstr(r.err, want), "case %zu: the message does not say '%s':\n%s", i, want,
+                  r.err);
+        done(&r);
+    }
+    /* nothing runs in that directory: 66, and how to start it */
+    const char *env[] = {"harness", "env", "--dir", "/nonexistent/wb-harness", NULL};
+    run_result r = run(env, NULL);
+    cr_assert_eq(r.status, 66, "%s", r.err);
+    cr_assert(strstr(r.err, "nothing runs in /nonexistent/wb-harness") &&
+                  strstr(r.err, "workerbus harness up"),
+              "%s", r.err);
+    done(&r);
+    const char *down[] = {"harness", "down", "--dir", "/nonexistent/wb-harness", NULL};
+    r = run(down, NULL);
+    cr_assert_eq(r.status, 66, "%s", r.err);
+    done(&r);
+}
