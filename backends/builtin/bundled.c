@@ -410,6 +410,26 @@ static bool probe(const char *host, unsigned port)
     return ok;
 }
 
+/* Whether mosquitto waits in its main loop's epoll_wait. It says "running"
+ * just before it sets the flag its SIGTERM handler clears, so a SIGTERM
+ * between the two (the parent-death signal of a server killed at that
+ * moment) would be lost; once it waits in the loop, it is not. True when
+ * /proc cannot tell. */
+static bool in_main_loop(pid_t pid)
+{
+    char path[64], wchan[64] = "";
+    snprintf(path, sizeof path, "/proc/%d/wchan", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return true;
+    ssize_t n = read(fd, wchan, sizeof wchan - 1);
+    close(fd);
+    if (n <= 0)
+        return true;
+    wchan[n] = '\0';
+    return strstr(wchan, "epoll") != NULL;
+}
+
 /* ---- the child ---------------------------------------------------------- */
 
 /* The pid of the running child, so that a later start can find a broker
@@ -706,7 +726,7 @@ static void *supervise(void *arg)
             bool ready = false, stop = false;
             b->running = false;
             while (!ready && !stop && !child_exited(b) && wb__now_ms() < deadline) {
-                ready = b->running && probe(b->probe_host, b->port);
+                ready = b->running && probe(b->probe_host, b->port) && in_main_loop(b->pid);
                 if (!ready)
                     stop = stop_requested(b, PROBE_INTERVAL_MS);
             }
