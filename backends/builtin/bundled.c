@@ -726,7 +726,8 @@ static void *supervise(void *arg)
             bool ready = false, stop = false;
             b->running = false;
             while (!ready && !stop && !child_exited(b) && wb__now_ms() < deadline) {
-                ready = b->running && probe(b->probe_host, b->port) && in_main_loop(b->pid);
+                /* the loop first: a probe keeps mosquitto busy for a moment */
+                ready = b->running && in_main_loop(b->pid) && probe(b->probe_host, b->port);
                 if (!ready)
                     stop = stop_requested(b, PROBE_INTERVAL_MS);
             }
