@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
+#include <pthread.h>
 #include <unistd.h>
 
 #include "fixture.h"
@@ -301,5 +302,127 @@ Test(iot_standin, the_forwarder_writes_worker_messages_into_the_sqs_iot_queue)
     cr_assert_eq(wb_worker_connect(w, 10000), WB_OK, "%s", wb_worker_last_error(w));
     check_envelopes(q, w, WBT_OTHER_WORKER, 10);
     wb_worker_close(w);
+    wb_queue_close(q);
+}
+
+/* ---- the drain ------------------------------------------------------------------- */
+
+typedef struct drainbox {
+    pthread_mutex_t lock;
+    unsigned calls, slow_ms;
+    wb_err answer;
+    char last_payload[256];
+} drainbox;
+
+static wb_err box_handler(void *ctx, const wb_worker_message *m)
+{
+    drainbox *b = ctx;
+    pthread_mutex_lock(&b->lock);
+    b->calls++;
+    snprintf(b->last_payload, sizeof b->last_payload, "%s", m->envelope->payload);
+    unsigned slow = b->slow_ms;
+    wb_err answer = b->answer;
+    pthread_mutex_unlock(&b->lock);
+    usleep(slow * 1000u);
+    return answer;
+}
+
+static void send_envelope(wb_queue *q, const char *payload)
+{
+    char *body = NULL;
+    size_t n = 0;
+    cr_assert_eq(wb_envelope_encode(payload, strlen(payload), WBT_POOL, WBT_WORKER, now_ms(), &body,
+                                    &n, NULL),
+                 WB_OK);
+    wb_queue_entry e = {.body = body, .body_len = n};
+    cr_assert_eq(wb_queue_send(q, WB_LQ_IOT, &e, NULL), WB_OK, "%s", wb_queue_last_error(q));
+    wb_free(body);
+}
+
+static unsigned box_calls(drainbox *b)
+{
+    pthread_mutex_lock(&b->lock);
+    unsigned n = b->calls;
+    pthread_mutex_unlock(&b->lock);
+    return n;
+}
+
+TestSuite(drain, .init = up_pg, .fini = down, .timeout = 120);
+
+Test(drain, a_slow_handler_keeps_its_message_invisible)
+{
+    wb_queue *q = open_queue(env.cfg);
+    drain(q, NULL, 0, 0, 0);
+    send_envelope(q, "{\"slow\":true}");
+    drainbox b = {.lock = PTHREAD_MUTEX_INITIALIZER, .slow_ms = 5000, .answer = WB_OK};
+    wb_drain_opts o = WB_DRAIN_OPTS_INIT;
+    o.threads = 2; /* the other thread would take the message if it came back */
+    o.visibility_s = 2;
+    o.wait_s = 1;
+    wb_drain *d = NULL;
+    cr_assert_eq(wb_drain_start(q, &o, box_handler, &b, &d), WB_OK);
+    for (int i = 0; i < 100 && box_calls(&b) == 0; i++)
+        usleep(50000);
+    sleep(7); /* past the 5 s handler and twice the visibility */
+    wb_drain_stop(d);
+    wb_drain_stats st;
+    wb_drain_stats_get(d, &st);
+    wb_drain_free(d);
+    cr_log_info("slow handler: %u call(s), %llu visibility extension(s), %llu delivered",
+                box_calls(&b), (unsigned long long)st.extended, (unsigned long long)st.delivered);
+    cr_assert_eq(box_calls(&b), 1, "the message came back while its handler ran");
+    cr_assert_geq(st.extended, 2);
+    cr_assert_eq(st.delivered, 1);
+    cr_assert_str_eq(b.last_payload, "{\"slow\":true}");
+    wb_queue_close(q);
+}
+
+Test(drain, a_failing_handler_sends_its_message_to_the_dlq_and_non_envelopes_follow)
+{
+    wb_queue *q = open_queue(env.cfg);
+    drain(q, NULL, 0, 0, 0);
+    send_envelope(q, "{\"fails\":true}");
+    wb_queue_entry junk = {.body = "not an envelope", .body_len = 15};
+    cr_assert_eq(wb_queue_send(q, WB_LQ_IOT, &junk, NULL), WB_OK);
+    drainbox b = {.lock = PTHREAD_MUTEX_INITIALIZER, .answer = WB_ERR_BACKEND};
+    wb_drain_opts o = WB_DRAIN_OPTS_INIT;
+    o.visibility_s = 2;
+    o.wait_s = 1;
+    wb_drain *d = NULL;
+    cr_assert_eq(wb_drain_start(q, &o, box_handler, &b, &d), WB_OK);
+    wb_drain_stats st = {0};
+    for (int i = 0; i < 300 && st.redriven < 2; i++) {
+        usleep(50000);
+        wb_drain_stats_get(d, &st);
+    }
+    wb_drain_stop(d);
+    wb_drain_stats_get(d, &st);
+    wb_drain_free(d);
+    cr_log_info("failing handler: %u call(s); received %llu, failed %llu, redriven %llu",
+                box_calls(&b), (unsigned long long)st.received, (unsigned long long)st.failed,
+                (unsigned long long)st.redriven);
+    /* the envelope was handed over 3 times; the junk body never */
+    cr_assert_eq(box_calls(&b), 3);
+    cr_assert_eq(st.redriven, 2);
+    cr_assert_eq(st.failed, 6);
+    cr_assert_eq(st.delivered, 0);
+    /* both wait in the dead-letter queue once their last attempt's
+     * visibility is over and the next receive moves them */
+    sleep(3);
+    wb_queue_message *m = NULL;
+    size_t n = 0;
+    cr_assert_eq(wb_queue_receive(q, WB_LQ_IOT, 10, 0, 30, &m, &n), WB_OK);
+    wb_queue_messages_free(m, n);
+    size_t dead = 0;
+    for (int i = 0; i < 3 && dead < 2; i++) {
+        cr_assert_eq(wb_queue_receive(q, WB_LQ_DLQ, 10, 1, 30, &m, &n), WB_OK);
+        for (size_t k = 0; k < n; k++)
+            wb_queue_delete(q, WB_LQ_DLQ, m[k].receipt);
+        dead += n;
+        wb_queue_messages_free(m, n);
+    }
+    cr_assert_eq(dead, 2, "%zu message(s) in dlq", dead);
+    cr_assert(wbt_log_wait_for("failed on its last attempt (3); the queue moves it to dlq", 1000));
+    cr_assert(wbt_log_wait_for("is not a worker message envelope", 1000));
     wb_queue_close(q);
 }

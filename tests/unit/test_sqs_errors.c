@@ -94,3 +94,32 @@ Test(sqs, counts_from_queue_attributes)
     cr_assert_eq(c.in_flight, 2);
     cr_assert_eq(c.delayed, 1);
 }
+
+Test(sqs, retry_limit_ms_cuts_the_retries_short)
+{
+    /* a handle whose operations give up retrying after 1 ms: one attempt
+     * and one retry at most, against the 5 of the default */
+    wb_queue *quick = NULL;
+    wb_queue_opts o = WB_QUEUE_OPTS_INIT;
+    o.retry_limit_ms = 1;
+    cr_assert_eq(wb_queue_open(cfg, &o, &quick), WB_OK, "%s", wb_queue_last_error(NULL));
+    unsigned before = wbt_fake_aws_count("SendMessageBatch");
+    wb_queue_entry e = {.body = "always-503", .body_len = 10};
+    cr_assert_eq(wb_queue_send(quick, WB_LQ_ASYNC_JOBS, &e, NULL), WB_ERR_BACKEND);
+    cr_assert(strstr(wb_queue_last_error(quick), "HTTP 503"), "%s", wb_queue_last_error(quick));
+    unsigned attempts = wbt_fake_aws_count("SendMessageBatch") - before;
+    cr_assert(attempts >= 1 && attempts <= 2, "%u attempts", attempts);
+    wb_queue_close(quick);
+}
+
+Test(sqs, options_of_version_1_are_still_accepted)
+{
+    wb_queue *old = NULL;
+    wb_queue_opts o = WB_QUEUE_OPTS_INIT;
+    o.version = 1;
+    cr_assert_eq(wb_queue_open(cfg, &o, &old), WB_OK, "%s", wb_queue_last_error(NULL));
+    wb_queue_close(old);
+    o.version = 3;
+    cr_assert_eq(wb_queue_open(cfg, &o, &old), WB_ERR_INVALID_ARGUMENT);
+    cr_assert(strstr(wb_queue_last_error(NULL), "version 1 to"), "%s", wb_queue_last_error(NULL));
+}
