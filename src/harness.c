@@ -261,6 +261,39 @@ static wb_err make_pki(wb_harness *h, char **detail)
     return err;
 }
 
+/* A configuration from KEY=VALUE lines; NULL (and a log line naming what)
+ * when it does not load. */
+static wb_config *config_of_text(const char *text, const char *what)
+{
+    char *copy = text ? wb__strdup(text) : NULL;
+    if (!copy)
+        return NULL;
+    const char *lines[64];
+    size_t n = 0;
+    for (char *l = copy; *l && n < 63;) {
+        char *e = strchr(l, '\n');
+        if (e)
+            *e = '\0';
+        lines[n++] = l;
+        if (!e)
+            break;
+        l = e + 1;
+    }
+    lines[n] = NULL;
+    wb_config_load_opts o = WB_CONFIG_LOAD_OPTS_INIT;
+    o.env = lines;
+    wb_config *cfg = NULL;
+    wb_config_report *rep = NULL;
+    if (wb_config_load(&o, &cfg, &rep) != WB_OK) {
+        char *t = wb_config_report_format(rep, WB_REPORT_PROBLEMS);
+        wb__log(WB_LOG_ERROR, "harness", "the %s environment does not load: %s", what, t ? t : "");
+        wb_free(t);
+    }
+    wb_config_report_free(rep);
+    free(copy);
+    return cfg;
+}
+
 /* The two environments, from the services' variables. */
 static wb_err make_envs(wb_harness *h, const char *svc)
 {
@@ -315,24 +348,9 @@ static wb_err make_envs(wb_harness *h, const char *svc)
         free(standin);
         return WB_ERR_NO_MEMORY;
     }
-    h->cfg[WB_BROKER_BUILTIN] = NULL;
-    h->cfg[WB_BROKER_IOTCORE] = NULL;
-    /* stand-in config kept in cfg[IOTCORE] until the brokers run */
-    wb_config_load_opts o = WB_CONFIG_LOAD_OPTS_INIT;
-    char *lines[64];
-    size_t n = 0;
-    for (char *l = standin; l && *l && n < 63;) {
-        char *e = strchr(l, '\n');
-        if (e)
-            *e = '\0';
-        lines[n++] = l;
-        l = e ? e + 1 : NULL;
-    }
-    lines[n] = NULL;
-    o.env = (const char *const *)lines;
-    wb_config_report *rep = NULL;
-    wb_err err = wb_config_load(&o, &h->cfg[WB_BROKER_IOTCORE], &rep);
-    wb_config_report_free(rep);
+    /* the stand-in's configuration, kept in cfg[IOTCORE] */
+    h->cfg[WB_BROKER_IOTCORE] = config_of_text(standin, "IoT Core stand-in");
+    wb_err err = h->cfg[WB_BROKER_IOTCORE] ? WB_OK : WB_ERR_CONFIG;
     free(standin);
     return err;
 }
@@ -341,34 +359,7 @@ WB_API wb_config *wb_harness_config(const wb_harness *h, wb_broker_type type)
 {
     if (!h || (unsigned)type > 1)
         return NULL;
-    char *copy = wb__strdup(h->env[type]);
-    if (!copy)
-        return NULL;
-    const char *lines[64];
-    size_t n = 0;
-    for (char *l = copy; *l && n < 63;) {
-        char *e = strchr(l, '\n');
-        if (e)
-            *e = '\0';
-        lines[n++] = l;
-        if (!e)
-            break;
-        l = e + 1;
-    }
-    lines[n] = NULL;
-    wb_config_load_opts o = WB_CONFIG_LOAD_OPTS_INIT;
-    o.env = lines;
-    wb_config *cfg = NULL;
-    wb_config_report *rep = NULL;
-    if (wb_config_load(&o, &cfg, &rep) != WB_OK) {
-        char *t = wb_config_report_format(rep, WB_REPORT_PROBLEMS);
-        wb__log(WB_LOG_ERROR, "harness", "the %s environment does not load: %s",
-                wb_broker_type_name(type), t ? t : "");
-        wb_free(t);
-    }
-    wb_config_report_free(rep);
-    free(copy);
-    return cfg;
+    return config_of_text(h->env[type], wb_broker_type_name(type));
 }
 
 WB_API wb_err wb_harness_up(const wb_harness_opts *opts, wb_harness **out, char **detail)
