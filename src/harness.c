@@ -1,5 +1,6 @@
 /* The whole environment on loopback (harness.h). */
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -40,6 +41,8 @@ struct wb_harness {
     bool paused, beat_running;
     atomic_uint_fast64_t heartbeats, received, echoed;
     bool services_up;
+    int watchdog_fd; /* -1: none */
+    pid_t watchdog;
 };
 
 static unsigned free_port(void)
@@ -95,6 +98,57 @@ static wb_err services(wb_harness *h, const char *args, char **out, char **detai
     else
         free(text);
     return WB_OK;
+}
+
+/* The watchdog: a shell in a session of its own that waits on a socket
+ * whose other end only this process holds. wb_harness_down() writes a line
+ * before closing it, and the shell leaves; any other end of this process (a
+ * crash, SIGKILL, an exit without wb_harness_down()) gives it end-of-file,
+ * and it stops the services and removes the directory, so that a failed
+ * test leaves no PostgreSQL or SQS stand-in running. The bundled brokers
+ * need no watchdog: they get SIGTERM when this process dies. */
+static void watchdog_start(wb_harness *h)
+{
+    static const char script[] = "if read -r _; then exit 0; fi; "
+                                 "\"$0\" stop --dir \"$1\" >/dev/null 2>&1; rm -rf \"$2\"";
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+        wb__log(WB_LOG_WARN, "harness", "no watchdog (socketpair: %s): a crash would leave "
+                "the services running", strerror(errno));
+        return;
+    }
+    pid_t pid = fork();
+    if (pid == 0) {
+        /* only async-signal-safe calls until exec: the caller may run threads */
+        setsid();
+        int null = open("/dev/null", O_RDWR);
+        if (dup2(sv[0], 0) < 0 || null < 0 || dup2(null, 1) < 0 || dup2(null, 2) < 0)
+            _exit(127);
+        execl("/bin/sh", "sh", "-c", script, h->services, h->services_dir, h->dir, (char *)NULL);
+        _exit(127);
+    }
+    close(sv[0]);
+    if (pid < 0) {
+        wb__log(WB_LOG_WARN, "harness", "no watchdog (fork: %s): a crash would leave the "
+                "services running", strerror(errno));
+        close(sv[1]);
+        return;
+    }
+    h->watchdog = pid;
+    h->watchdog_fd = sv[1];
+}
+
+/* The harness went down in order: the watchdog leaves without a stop. */
+static void watchdog_dismiss(wb_harness *h)
+{
+    if (h->watchdog_fd < 0)
+        return;
+    if (send(h->watchdog_fd, "down\n", 5, MSG_NOSIGNAL) != 5)
+        wb__log(WB_LOG_DEBUG, "harness", "watchdog: %s", strerror(errno));
+    close(h->watchdog_fd);
+    h->watchdog_fd = -1;
+    while (waitpid(h->watchdog, NULL, 0) < 0 && errno == EINTR)
+        ;
 }
 
 static const char *line_value(const char *env, const char *key)
@@ -377,6 +431,7 @@ WB_API wb_err wb_harness_up(const wb_harness_opts *opts, wb_harness **out, char 
         return WB_ERR_NO_MEMORY;
     pthread_mutex_init(&h->lock, NULL);
     pthread_cond_init(&h->cond, NULL);
+    h->watchdog_fd = -1;
     h->nworkers = o.workers;
     h->heartbeat_ms = o.heartbeat_ms;
     h->worker_ids = calloc(o.workers ? o.workers : 1, sizeof *h->worker_ids);
@@ -402,6 +457,8 @@ WB_API wb_err wb_harness_up(const wb_harness_opts *opts, wb_harness **out, char 
     }
     chmod(h->dir, 0711); /* the brokers run as the mosquitto user */
     h->services_dir = wb__asprintf("%s/services", h->dir);
+    if (h->services_dir)
+        watchdog_start(h);
     char *svc = NULL;
     wb_err err = h->services_dir ? services(h, "start all", &svc, &d) : WB_ERR_NO_MEMORY;
     h->services_up = err == WB_OK;
@@ -563,6 +620,7 @@ WB_API wb_err wb_harness_down(wb_harness *h)
             wb__log(WB_LOG_WARN, "harness", "cannot remove %s", h->dir);
         free(cmd);
     }
+    watchdog_dismiss(h);
     pthread_mutex_destroy(&h->lock);
     pthread_cond_destroy(&h->cond);
     free(h->worker_ids);

@@ -23,7 +23,11 @@
  *    string when it is not JSON).
  *
  * wb_harness_env() gives the server's environment for either broker type;
- * wb_harness_down() stops everything and removes the directory.
+ * wb_harness_down() stops everything and removes the directory. A process
+ * that dies without calling it (a crash, SIGKILL) leaves nothing running
+ * either: the brokers get SIGTERM at its death, and a watchdog process
+ * started by wb_harness_up() then stops PostgreSQL and the SQS stand-in
+ * and removes the directory.
  * `workerbus harness up|env|down` does the same from a shell.
  */
 #ifndef WORKERBUS_HARNESS_H

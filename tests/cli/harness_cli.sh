@@ -10,7 +10,11 @@ wb="$1"
 dir="$(mktemp -d /tmp/wbharness-cli-XXXXXX)"
 rmdir "$dir"
 out="$(mktemp -d /tmp/wbharness-out-XXXXXX)"
-cleanup() { "$wb" harness down --dir "$dir" >/dev/null 2>&1 || true; rm -rf "$out"; }
+dir2="$dir-killed"
+cleanup() {
+  for d in "$dir" "$dir2"; do "$wb" harness down --dir "$d" >/dev/null 2>&1 || true; done
+  rm -rf "$out"
+}
 trap cleanup EXIT
 fail() { echo "harness_cli: $*" >&2; for f in "$out"/* "$dir"/harness.log; do [ -f "$f" ] && { echo "--- $f"; tail -30 "$f"; }; done >&2; exit 1; }
 
@@ -61,4 +65,18 @@ sleep 0.5
 if pgrep -f "$dir" >/dev/null; then fail "processes of the harness are left: $(pgrep -af "$dir")"; fi
 if ps -o stat= -p "$pid" 2>/dev/null | grep -qv Z; then fail "the harness process $pid is still running"; fi
 "$wb" harness env --dir "$dir" >/dev/null 2>&1 && fail "harness env answered after down"
+# A harness whose process dies without `down` (SIGKILL, as a crashed test
+# suite): its watchdog stops the services and removes the directory.
+"$wb" harness up --dir "$dir2" --workers 1 >/dev/null 2>"$out/up2.err" || fail "the second harness did not come up"
+pg=$(head -1 "$dir2/services/pg/postmaster.pid")
+running() { ps -o stat= -p "$1" 2>/dev/null | grep -qv Z; } # PID 1 may reap late
+running "$pg" || fail "no PostgreSQL ($pg) in the second harness"
+kill -KILL "$(cat "$dir2/harness.pid")"
+for _ in $(seq 300); do
+  [ -e "$dir2" ] || pgrep -f "$dir2" >/dev/null || break
+  sleep 0.1
+done
+[ ! -e "$dir2" ] || fail "30 s after the harness was killed, $dir2 is still there"
+if running "$pg"; then fail "PostgreSQL ($pg) outlived the killed harness"; fi
+if pgrep -f "$dir2" >/dev/null; then fail "processes of the killed harness are left: $(pgrep -af "$dir2")"; fi
 echo "harness_cli: ok ($lines builtin lines in 3 s)"
