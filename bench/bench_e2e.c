@@ -196,6 +196,19 @@ static result run(const wb_config *cfg, const char *endpoint, unsigned k, unsign
     return r;
 }
 
+/* Removes every queued message (after runs with no consumer). */
+static void empty_queues(const char *url)
+{
+    PGconn *c = PQconnectdb(url);
+    if (PQstatus(c) != CONNECTION_OK)
+        die("libpq", PQerrorMessage(c));
+    PGresult *r = PQexec(c, "DELETE FROM message_queue_messages");
+    if (PQresultStatus(r) != PGRES_COMMAND_OK)
+        die("emptying the queues", PQerrorMessage(c));
+    PQclear(r);
+    PQfinish(c);
+}
+
 /* ---- raw ceilings ------------------------------------------------------------------ */
 
 static double raw_insert(const char *url, unsigned n)
@@ -223,6 +236,27 @@ static double raw_insert(const char *url, unsigned n)
     double rate = n / ((now_ms() - t0) / 1000.0);
     PQclear(PQexec(c, "DROP TABLE bench_raw"));
     PQfinish(c);
+    return rate;
+}
+
+/* n envelopes sent one by one with wb_queue_send() into the iot queue: the
+ * topic rule's own write, without Mosquitto. Then the queue is emptied. */
+static double queue_send(const wb_config *cfg, const char *url, unsigned n)
+{
+    wb_queue *q = NULL;
+    if (wb_queue_open(cfg, NULL, &q))
+        die("queue", wb_queue_last_error(NULL));
+    const char *body = "eyJpIjoxMjM0LCJ0IjoxNzk1MzQ2MTE5MTc1LjEyMywidGltZXN0YW1wIjoxNzk1MzQ2MTE5M"
+                       "Tc1LCJ3b3JrZXJfcG9vbF91bGlkIjoiMDFNODFGRjhGUUE5WjQ4WjVDMDJWQkNBMEoiLCJ3b3"
+                       "JrZXJfdWxpZCI6IjAxTTgxRkY4RlFHV0Y1Rlk2VkM3WUowUzFIIn0=";
+    wb_queue_entry e = {.body = body, .body_len = strlen(body)};
+    double t0 = now_ms();
+    for (unsigned i = 0; i < n; i++)
+        if (wb_queue_send(q, WB_LQ_IOT, &e, NULL))
+            die("queue send", wb_queue_last_error(q));
+    double rate = n / ((now_ms() - t0) / 1000.0);
+    wb_queue_close(q);
+    empty_queues(url);
     return rate;
 }
 
@@ -269,7 +303,7 @@ int main(int argc, char **argv)
     snprintf(bep, sizeof bep, "%s", wb_config_broker_endpoint(bcfg));
     snprintf(iep, sizeof iep, "tls://%s", wb_config_get(icfg, "MQTT_BROKER_IOTCORE_CONNECT_TO"));
     const char *db = env_value(wb_harness_env(h, WB_BROKER_BUILTIN), "DATABASE_URL");
-    char dburl[512];
+    char dburl[1024];
     snprintf(dburl, sizeof dburl, "%s", db);
 
     /* the same Mosquitto with no topic rule: the MQTT path's ceiling */
@@ -309,24 +343,36 @@ int main(int argc, char **argv)
      * same disk: this VM's fsync rate moves by 2x within minutes */
     for (size_t ki = 0; ki < 2; ki++) {
         unsigned k = ks[ki];
-        double mq[20], bw[20], b50[20], b99[20], ins[20], ratio[20];
+        double mq[20], ins[20], snd[20], rule[20], bw[20], b50[20], b99[20];
+        double r_snd[20], r_rule[20], r_e2e[20];
         for (int r = 0; r < rounds; r++) {
             mq[r] = run(NULL, rep, k, n, false).rate;
             ins[r] = raw_insert(dburl, n);
+            snd[r] = queue_send(bcfg, dburl, n);
+            rule[r] = run(NULL, bep, k, n, false).rate; /* no consumer */
+            empty_queues(dburl);
             result b = run(bcfg, bep, k, n, true);
             bw[r] = b.rate;
             b50[r] = b.p50;
             b99[r] = b.p99;
-            ratio[r] = b.rate / ins[r];
+            r_snd[r] = snd[r] / ins[r];
+            r_rule[r] = rule[r] / ins[r];
+            r_e2e[r] = b.rate / ins[r];
         }
         double m = median(mq, rounds), b = median(bw, rounds);
         printf("| raw: single-row INSERT through libpq, 1 connection | - | %.0f | | | |\n",
                median(ins, rounds));
         printf("| raw: Mosquitto QoS 1, publish to PUBACK, no topic rule | %u | %.0f | | | |\n", k,
                m);
+        printf("| part: wb_queue_send() into the iot queue, 1 connection, no Mosquitto | - | %.0f "
+               "| | | %.0f%% of raw INSERT |\n",
+               median(snd, rounds), 100.0 * median(r_snd, rounds));
+        printf("| part: the topic rule alone, publish to PUBACK, no consumer | %u | %.0f | | | "
+               "%.0f%% of raw INSERT |\n",
+               k, median(rule, rounds), 100.0 * median(r_rule, rounds));
         printf("| workerbus builtin + PostgreSQL: worker to handler | %u | %.0f | %.1f | %.1f | "
                "%.0f%% of raw INSERT (median of the rounds' ratios), %.0f%% of raw Mosquitto |\n",
-               k, b, median(b50, rounds), median(b99, rounds), 100.0 * median(ratio, rounds),
+               k, b, median(b50, rounds), median(b99, rounds), 100.0 * median(r_e2e, rounds),
                100.0 * b / m);
         fflush(stdout);
     }
