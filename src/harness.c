@@ -113,8 +113,10 @@ static void watchdog_start(wb_harness *h)
                                  "\"$0\" stop --dir \"$1\" >/dev/null 2>&1; rm -rf \"$2\"";
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
-        wb__log(WB_LOG_WARN, "harness", "no watchdog (socketpair: %s): a crash would leave "
-                "the services running", strerror(errno));
+        wb__log(WB_LOG_WARN, "harness",
+                "no watchdog (socketpair: %s): a crash would leave "
+                "the services running",
+                strerror(errno));
         return;
     }
     pid_t pid = fork();
@@ -129,8 +131,10 @@ static void watchdog_start(wb_harness *h)
     }
     close(sv[0]);
     if (pid < 0) {
-        wb__log(WB_LOG_WARN, "harness", "no watchdog (fork: %s): a crash would leave the "
-                "services running", strerror(errno));
+        wb__log(WB_LOG_WARN, "harness",
+                "no watchdog (fork: %s): a crash would leave the "
+                "services running",
+                strerror(errno));
         close(sv[1]);
         return;
     }
