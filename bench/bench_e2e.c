@@ -10,7 +10,11 @@
  *  - the IoT Core stand-in + the SQS stand-in (no raw ceiling: the SQS
  *    stand-in's own speed would be what is measured).
  *
- * Usage: bench-e2e [messages] [rounds]   (prints Markdown rows) */
+ * With a commit delay (µs), PostgreSQL waits that long before each commit's
+ * WAL flush (commit_delay, commit_siblings 0): the whole run, raw INSERT
+ * included, then stands for a slower disk; only the builtin rows are run.
+ *
+ * Usage: bench-e2e [messages] [rounds] [commit delay µs]   (prints Markdown rows) */
 #include <libpq-fe.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -260,6 +264,25 @@ static double queue_send(const wb_config *cfg, const char *url, unsigned n)
     return rate;
 }
 
+/* Every WAL flush at commit waits delay_us first, as on a slower disk. */
+static void slow_commits(const char *url, int delay_us)
+{
+    PGconn *c = PQconnectdb(url);
+    if (PQstatus(c) != CONNECTION_OK)
+        die("libpq", PQerrorMessage(c));
+    char delay[64];
+    snprintf(delay, sizeof delay, "ALTER SYSTEM SET commit_delay = %d", delay_us);
+    const char *sql[] = {delay, "ALTER SYSTEM SET commit_siblings = 0", "SELECT pg_reload_conf()"};
+    for (size_t i = 0; i < 3; i++) {
+        PGresult *r = PQexec(c, sql[i]);
+        if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
+            die("commit delay", PQerrorMessage(c));
+        PQclear(r);
+    }
+    PQfinish(c);
+    usleep(500000); /* the backends read the configuration again */
+}
+
 static const char *env_value(const char *env, const char *key)
 {
     static char buf[1024];
@@ -288,8 +311,11 @@ int main(int argc, char **argv)
 {
     unsigned n = argc > 1 ? (unsigned)atoi(argv[1]) : 3000;
     int rounds = argc > 2 ? atoi(argv[2]) : 3;
+    int delay_us = argc > 3 ? atoi(argv[3]) : 0;
     if (n < 100 || rounds < 1 || rounds > 20)
-        die("usage", "bench-e2e [messages >= 100] [rounds 1-20]");
+        die("usage", "bench-e2e [messages >= 100] [rounds 1-20] [commit delay 0-100000 us]");
+    if (delay_us < 0 || delay_us > 100000)
+        die("usage", "the commit delay is 0-100000 us");
     wb_log_set_level(WB_LOG_ERROR);
     wb_harness_opts ho = WB_HARNESS_OPTS_INIT;
     char *d = NULL;
@@ -334,9 +360,11 @@ int main(int argc, char **argv)
     snprintf(rep, sizeof rep, "tls://127.0.0.1:%u", raw_port);
 
     static const unsigned ks[] = {1, 100};
-    printf("| path (median of %d rounds, %u messages) | workers | msg/s | p50 ms | p99 ms | "
+    if (delay_us)
+        slow_commits(dburl, delay_us);
+    printf("| path (median of %d rounds, %u messages%s) | workers | msg/s | p50 ms | p99 ms | "
            "ratio |\n",
-           rounds, n);
+           rounds, n, delay_us ? ", commits delayed" : "");
     printf("|---|---|---|---|---|---|\n");
     fflush(stdout);
     /* rounds alternate the raw INSERT and workerbus, so that both see the
@@ -377,7 +405,7 @@ int main(int argc, char **argv)
         fflush(stdout);
     }
     unsigned ni = n / 3;
-    for (size_t ki = 0; ki < 2; ki++) {
+    for (size_t ki = 0; ki < 2 && !delay_us; ki++) {
         unsigned k = ks[ki];
         double iw[20], i50[20], i99[20];
         for (int r = 0; r < rounds; r++) {
