@@ -25,6 +25,7 @@
 #include "connect_to.h"
 #include "iotcore.h"
 #include "workerbus/workerbus.h"
+#include "sqs_urls.h"
 
 #define ENDPOINT "a1b2c3d4e5f6g7-ats.iot.us-east-1.amazonaws.com"
 #define TOPIC    "spacelift/readonly/01ARZ3NDEKTSV4RRFFQ69G5FAV/01BX5ZZKBKACTAV9WEVGEMMVRZ"
@@ -57,14 +58,7 @@ static wb_config *iot_config(void)
                        ca,
                        to,
                        "MQTT_BROKER_IOTCORE_ALLOW_CONNECT_TO=true",
-                       "MESSAGE_QUEUE_SQS_ASYNC_URL=http://127.0.0.1:1/000000000000/a",
-                       "MESSAGE_QUEUE_SQS_ASYNC_FIFO_URL=http://127.0.0.1:1/000000000000/a.fifo",
-                       "MESSAGE_QUEUE_SQS_CRONJOBS_URL=http://127.0.0.1:1/000000000000/c",
-                       "MESSAGE_QUEUE_SQS_DLQ_URL=http://127.0.0.1:1/000000000000/d",
-                       "MESSAGE_QUEUE_SQS_DLQ_FIFO_URL=http://127.0.0.1:1/000000000000/d.fifo",
-                       "MESSAGE_QUEUE_SQS_EVENTS_INBOX_URL=http://127.0.0.1:1/000000000000/e",
-                       "MESSAGE_QUEUE_SQS_IOT_URL=http://127.0.0.1:1/000000000000/i",
-                       "MESSAGE_QUEUE_SQS_WEBHOOKS_URL=http://127.0.0.1:1/000000000000/w",
+                       WBT_UNREACHABLE_SQS_URLS,
                        NULL};
     wb_config_load_opts o = WB_CONFIG_LOAD_OPTS_INIT;
     o.env = e;

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "proc.h"
+#include "sqs_urls.h"
 
 /* The PKI (broker certificate for these hosts), a worker certificate, and a
  * builtin configuration listening on host:port. */
@@ -120,16 +121,7 @@ wb_config *wbt_env_iot_config(const wbt_env *e, const char *const *over)
                          "MQTT_BROKER_IOTCORE_ALLOW_CONNECT_TO=true",
                          "AWS_REGION=us-east-1",
                          "MESSAGE_QUEUE_TYPE=sqs",
-                         "MESSAGE_QUEUE_SQS_ASYNC_URL=http://127.0.0.1:1/000000000000/async-jobs",
-                         "MESSAGE_QUEUE_SQS_ASYNC_FIFO_URL=http://127.0.0.1:1/000000000000/"
-                         "async-jobs.fifo",
-                         "MESSAGE_QUEUE_SQS_CRONJOBS_URL=http://127.0.0.1:1/000000000000/cronjobs",
-                         "MESSAGE_QUEUE_SQS_DLQ_URL=http://127.0.0.1:1/000000000000/dlq",
-                         "MESSAGE_QUEUE_SQS_DLQ_FIFO_URL=http://127.0.0.1:1/000000000000/dlq.fifo",
-                         "MESSAGE_QUEUE_SQS_EVENTS_INBOX_URL=http://127.0.0.1:1/000000000000/"
-                         "events-inbox",
-                         "MESSAGE_QUEUE_SQS_IOT_URL=http://127.0.0.1:1/000000000000/iot",
-                         "MESSAGE_QUEUE_SQS_WEBHOOKS_URL=http://127.0.0.1:1/000000000000/webhooks",
+                         WBT_UNREACHABLE_SQS_URLS,
                          NULL};
     wb_config_load_opts o = WB_CONFIG_LOAD_OPTS_INIT;
     o.env = env;

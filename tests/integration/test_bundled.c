@@ -11,6 +11,7 @@
 
 #include "fixture.h"
 #include "proc.h"
+#include "sqs_urls.h"
 
 static wbt_env env;
 
@@ -313,15 +314,7 @@ Test(bundled_start, iotcore_configuration_is_refused)
 {
     const char *e[] = {"MQTT_BROKER_TYPE=iotcore",
                        "MQTT_BROKER_ENDPOINT=abc-ats.iot.eu-west-1.amazonaws.com",
-                       "MESSAGE_QUEUE_SQS_ASYNC_URL=http://127.0.0.1:1/000000000000/a",
-                       "MESSAGE_QUEUE_SQS_ASYNC_FIFO_URL=http://127.0.0.1:1/000000000000/a.fifo",
-                       "MESSAGE_QUEUE_SQS_CRONJOBS_URL=http://127.0.0.1:1/000000000000/c",
-                       "MESSAGE_QUEUE_SQS_DLQ_URL=http://127.0.0.1:1/000000000000/d",
-                       "MESSAGE_QUEUE_SQS_DLQ_FIFO_URL=http://127.0.0.1:1/000000000000/d.fifo",
-                       "MESSAGE_QUEUE_SQS_EVENTS_INBOX_URL=http://127.0.0.1:1/000000000000/e",
-                       "MESSAGE_QUEUE_SQS_IOT_URL=http://127.0.0.1:1/000000000000/i",
-                       "MESSAGE_QUEUE_SQS_WEBHOOKS_URL=http://127.0.0.1:1/000000000000/w",
-                       NULL};
+                       WBT_UNREACHABLE_SQS_URLS, NULL};
     wb_config_load_opts o = WB_CONFIG_LOAD_OPTS_INIT;
     o.env = e;
     wb_config *cfg = NULL;

@@ -9,6 +9,7 @@
 
 #include "fixture.h"
 #include "proc.h"
+#include "sqs_urls.h"
 
 static wbt_env env;
 
@@ -373,14 +374,7 @@ Test(iotcore, an_expired_client_certificate_is_refused)
                        "MQTT_BROKER_IOTCORE_TRANSPORT=mqtts",
                        vc,
                        vk,
-                       "MESSAGE_QUEUE_SQS_ASYNC_URL=http://127.0.0.1:1/000000000000/a",
-                       "MESSAGE_QUEUE_SQS_ASYNC_FIFO_URL=http://127.0.0.1:1/000000000000/a.fifo",
-                       "MESSAGE_QUEUE_SQS_CRONJOBS_URL=http://127.0.0.1:1/000000000000/c",
-                       "MESSAGE_QUEUE_SQS_DLQ_URL=http://127.0.0.1:1/000000000000/d",
-                       "MESSAGE_QUEUE_SQS_DLQ_FIFO_URL=http://127.0.0.1:1/000000000000/d.fifo",
-                       "MESSAGE_QUEUE_SQS_EVENTS_INBOX_URL=http://127.0.0.1:1/000000000000/e",
-                       "MESSAGE_QUEUE_SQS_IOT_URL=http://127.0.0.1:1/000000000000/i",
-                       "MESSAGE_QUEUE_SQS_WEBHOOKS_URL=http://127.0.0.1:1/000000000000/w",
+                       WBT_UNREACHABLE_SQS_URLS,
                        NULL};
     /* the server refuses to start with it: the operator hears it at once,
      * not as a TLS alert from IoT Core */
