@@ -7,7 +7,9 @@
  *  - PostgreSQL 15 and the SQS stand-in with the eight queues (through the
  *    project's scripts/services; their variables, AWS_ENDPOINT_URL_SQS and
  *    dummy credentials included, are also set in this process's
- *    environment, which the brokers' topic rules inherit);
+ *    environment, which the brokers' topic rules inherit: setenv() is not
+ *    thread-safe, so bring the harness up before threads of yours read the
+ *    environment);
  *  - a PKI: a CA, the brokers' certificate (127.0.0.1, localhost and the IoT
  *    Core stand-in's endpoint name), the server's certificate, and one
  *    worker pool's key and certificate;
