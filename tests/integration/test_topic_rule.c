@@ -148,25 +148,27 @@ static void down(void)
 TestSuite(rule_postgres, .init = up_pg, .fini = down, .timeout = 120);
 TestSuite(rule_sqs, .init = up_sqs, .fini = down, .timeout = 120);
 
-static void envelopes_reach_the_queue(void)
+/* n messages of the worker through the broker of cfg reach cfg's iot queue,
+ * each in its envelope. */
+static void envelopes_reach_the_queue(const wb_config *cfg, const char *worker, unsigned n)
 {
-    wb_queue *q = open_queue(env.cfg);
+    wb_queue *q = open_queue(cfg);
     drain(q, NULL, 0, 0, 0);
-    wb_worker *w = wbt_env_worker(&env, WBT_WORKER, NULL, NULL);
+    wb_worker *w = wbt_env_worker(&env, worker, NULL, NULL);
     cr_assert_eq(wb_worker_connect(w, 10000), WB_OK, "%s", wb_worker_last_error(w));
-    check_envelopes(q, w, WBT_WORKER, 20);
+    check_envelopes(q, w, worker, n);
     wb_worker_close(w);
     wb_queue_close(q);
 }
 
 Test(rule_postgres, worker_messages_reach_the_iot_queue_in_the_envelope)
 {
-    envelopes_reach_the_queue();
+    envelopes_reach_the_queue(env.cfg, WBT_WORKER, 20);
 }
 
 Test(rule_sqs, worker_messages_reach_the_iot_queue_in_the_envelope)
 {
-    envelopes_reach_the_queue();
+    envelopes_reach_the_queue(env.cfg, WBT_WORKER, 20);
 }
 
 /* mosquitto_pub as the worker, MQTT 5, printing the PUBACK's reason code. */
@@ -296,13 +298,7 @@ TestSuite(iot_standin, .init = up_iot, .fini = down, .timeout = 120);
 Test(iot_standin, the_forwarder_writes_worker_messages_into_the_sqs_iot_queue)
 {
     cr_assert_eq(wb_config_broker_type(env.iot_cfg), WB_BROKER_IOTCORE);
-    wb_queue *q = open_queue(env.iot_cfg);
-    drain(q, NULL, 0, 0, 0);
-    wb_worker *w = wbt_env_worker(&env, WBT_OTHER_WORKER, NULL, NULL);
-    cr_assert_eq(wb_worker_connect(w, 10000), WB_OK, "%s", wb_worker_last_error(w));
-    check_envelopes(q, w, WBT_OTHER_WORKER, 10);
-    wb_worker_close(w);
-    wb_queue_close(q);
+    envelopes_reach_the_queue(env.iot_cfg, WBT_OTHER_WORKER, 10);
 }
 
 /* ---- the drain ------------------------------------------------------------------- */
