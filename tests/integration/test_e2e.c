@@ -82,6 +82,34 @@ static size_t count(seen *s)
     return n;
 }
 
+/* A drain of cfg's iot queue (opened into *q) handing every message to
+ * collect(), into *s. */
+static wb_drain *start_collecting(const wb_config *cfg, seen *s, wb_queue **q)
+{
+    cr_assert_eq(wb_queue_open(cfg, NULL, q), WB_OK, "%s", wb_queue_last_error(NULL));
+    wb_drain_opts dopts = WB_DRAIN_OPTS_INIT;
+    dopts.wait_s = 1;
+    wb_drain *d = NULL;
+    cr_assert_eq(wb_drain_start(*q, &dopts, collect, s, &d), WB_OK);
+    return d;
+}
+
+/* Sorts the items and frees the repeated ones; returns how many distinct
+ * items remain at the front. s->n stays the number collected. */
+static size_t sort_distinct(seen *s)
+{
+    qsort(s->items, s->n, sizeof *s->items, cmp_str);
+    size_t distinct = 0;
+    for (size_t i = 0; i < s->n; i++) {
+        if (i && !strcmp(s->items[i], s->items[distinct - 1])) {
+            free(s->items[i]);
+            continue;
+        }
+        s->items[distinct++] = s->items[i];
+    }
+    return distinct;
+}
+
 /* The server sends MESSAGES to each worker; every worker answers each with
  * an echo, which reaches the server through the iot queue. Returns the
  * distinct envelopes, sorted, in *out. */
@@ -94,12 +122,8 @@ static size_t round_trip(wb_broker_type type, char ***out)
     cr_assert_eq(wb_broker_open(cfg, NULL, &br), WB_OK, "%s", wb_broker_last_error(NULL));
     cr_assert_eq(wb_broker_connect(br, 15000), WB_OK, "%s", wb_broker_last_error(br));
     wb_queue *q = NULL;
-    cr_assert_eq(wb_queue_open(cfg, NULL, &q), WB_OK, "%s", wb_queue_last_error(NULL));
     seen s = {.lock = PTHREAD_MUTEX_INITIALIZER};
-    wb_drain_opts dopts = WB_DRAIN_OPTS_INIT;
-    dopts.wait_s = 1;
-    wb_drain *d = NULL;
-    cr_assert_eq(wb_drain_start(q, &dopts, collect, &s, &d), WB_OK);
+    wb_drain *d = start_collecting(cfg, &s, &q);
     wb_harness_stats before;
     wb_harness_stats_get(h, &before);
 
@@ -124,15 +148,7 @@ static size_t round_trip(wb_broker_type type, char ***out)
     wb_drain_free(d);
 
     /* every echo, once or more; duplicates counted */
-    qsort(s.items, s.n, sizeof *s.items, cmp_str);
-    size_t distinct = 0;
-    for (size_t i = 0; i < s.n; i++) {
-        if (i && !strcmp(s.items[i], s.items[i - 1])) {
-            free(s.items[i]);
-            continue;
-        }
-        s.items[distinct++] = s.items[i];
-    }
+    size_t distinct = sort_distinct(&s);
     cr_log_info("%s: the server sent %zu, workers received %llu and echoed %llu; the handler got "
                 "%zu (%zu distinct, %zu duplicates); drain: received %llu, delivered %llu, "
                 "failed %llu",
@@ -297,12 +313,8 @@ Test(e2e, while_the_queue_is_stopped_worker_messages_wait_and_arrive_after, .tim
     up(3, 20);
     wb_config *cfg = wb_harness_config(h, WB_BROKER_BUILTIN);
     wb_queue *q = NULL;
-    cr_assert_eq(wb_queue_open(cfg, NULL, &q), WB_OK, "%s", wb_queue_last_error(NULL));
     seen s = {.lock = PTHREAD_MUTEX_INITIALIZER};
-    wb_drain_opts dopts = WB_DRAIN_OPTS_INIT;
-    dopts.wait_s = 1;
-    wb_drain *d = NULL;
-    cr_assert_eq(wb_drain_start(q, &dopts, collect, &s, &d), WB_OK);
+    wb_drain *d = start_collecting(cfg, &s, &q);
     sleep(1);
     services("suspend postgres");
     sleep(3); /* the workers keep publishing; the broker does not acknowledge */
@@ -318,11 +330,8 @@ Test(e2e, while_the_queue_is_stopped_worker_messages_wait_and_arrive_after, .tim
     for (int waited = 0; count(&s) < sent && waited < 600; waited++)
         usleep(100000);
     wb_drain_free(d);
-    qsort(s.items, s.n, sizeof *s.items, cmp_str);
-    size_t distinct = 0;
-    for (size_t i = 0; i < s.n; i++)
-        distinct += !i || strcmp(s.items[i], s.items[i - 1]);
-    for (size_t i = 0; i < s.n; i++)
+    size_t distinct = sort_distinct(&s);
+    for (size_t i = 0; i < distinct; i++)
         free(s.items[i]);
     free(s.items);
     cr_log_info("queue stopped 3 s: %llu heartbeats to the bundled broker, %zu handled (%zu "
