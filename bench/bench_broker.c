@@ -202,18 +202,6 @@ static void latency(sender *s, unsigned n, int qos, double *p50, double *p99)
     free(lat);
 }
 
-static int cmp_d(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_d);
-    return v[n / 2];
-}
-
 static unsigned free_port(void)
 {
     int s = socket(AF_INET, SOCK_STREAM, 0);
@@ -317,22 +305,22 @@ int main(int argc, char **argv)
                 "%.0f vs %.0f us\n",
                 r + 1, tw[r], tr[r], l1w[r], l1r[r], l0w[r], l0r[r]);
     }
-    double mtw = median(tw, rounds), mtr = median(tr, rounds);
+    double mtw = wbb_median(tw, rounds), mtr = wbb_median(tr, rounds);
     printf("| measure (median of %d rounds) | workerbus | raw libmosquitto | workerbus / raw |\n",
            rounds);
     printf("|---|---|---|---|\n");
     printf("| throughput, QoS 1, %u messages of 16 bytes (msg/s) | %.0f | %.0f | %.1f%% |\n", n,
            mtw, mtr, 100.0 * mtw / mtr);
-    double a50 = median(l1w, rounds), b50 = median(l1r, rounds);
+    double a50 = wbb_median(l1w, rounds), b50 = wbb_median(l1r, rounds);
     printf("| latency p50, QoS 1, one in flight (µs) | %.0f | %.0f | %.1f%% |\n", a50, b50,
            100.0 * a50 / b50);
-    double a99 = median(p99w, rounds), b99 = median(p99r, rounds);
+    double a99 = wbb_median(p99w, rounds), b99 = wbb_median(p99r, rounds);
     printf("| latency p99, QoS 1, one in flight (µs) | %.0f | %.0f | %.1f%% |\n", a99, b99,
            100.0 * a99 / b99);
-    a50 = median(l0w, rounds), b50 = median(l0r, rounds);
+    a50 = wbb_median(l0w, rounds), b50 = wbb_median(l0r, rounds);
     printf("| latency p50, QoS 0, one in flight (µs) | %.0f | %.0f | %.1f%% |\n", a50, b50,
            100.0 * a50 / b50);
-    a99 = median(q0p99w, rounds), b99 = median(q0p99r, rounds);
+    a99 = wbb_median(q0p99w, rounds), b99 = wbb_median(q0p99r, rounds);
     printf("| latency p99, QoS 0, one in flight (µs) | %.0f | %.0f | %.1f%% |\n", a99, b99,
            100.0 * a99 / b99);
 

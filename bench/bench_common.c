@@ -12,6 +12,18 @@ void wbb_die(const char *prog, const char *what, const char *why)
     exit(1);
 }
 
+int wbb_cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+double wbb_median(double *v, size_t n)
+{
+    qsort(v, n, sizeof *v, wbb_cmp_double);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
 void wbb_env_make(wbb_env *e, const char *name)
 {
     static const char *const hosts[] = {"127.0.0.1", NULL};

@@ -1,4 +1,5 @@
-/* What the benchmarks share: a temporary PKI and a built-in configuration. */
+/* What the benchmarks share: a temporary PKI, a built-in configuration,
+ * medians. */
 #ifndef WB_BENCH_COMMON_H
 #define WB_BENCH_COMMON_H
 
@@ -21,5 +22,10 @@ wb_config *wbb_config(const wbb_env *e, const char *endpoint, const char *db_url
 /* Removes the directory. */
 void wbb_env_remove(const wbb_env *e);
 void wbb_die(const char *prog, const char *what, const char *why);
+/* qsort comparison of doubles, ascending. */
+int wbb_cmp_double(const void *a, const void *b);
+/* The median of v[0..n) (n > 0; the mean of the middle two when n is
+ * even); sorts v. */
+double wbb_median(double *v, size_t n);
 
 #endif

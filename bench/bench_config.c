@@ -12,6 +12,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_common.h"
 #include "workerbus/workerbus.h"
 
 static char pki_var[128], run_var[128];
@@ -121,12 +122,6 @@ static double wb_once(void)
     return now() - t0;
 }
 
-static int cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 static void measure(const char *label, const char *const *env, int n)
 {
     set_env(env);
@@ -139,8 +134,8 @@ static void measure(const char *label, const char *const *env, int n)
         raw[i] = raw_once();
         wb[i] = wb_once();
     }
-    qsort(raw, (size_t)n, sizeof *raw, cmp);
-    qsort(wb, (size_t)n, sizeof *wb, cmp);
+    qsort(raw, (size_t)n, sizeof *raw, wbb_cmp_double);
+    qsort(wb, (size_t)n, sizeof *wb, wbb_cmp_double);
     double rp50 = raw[n / 2] * 1e6, wp50 = wb[n / 2] * 1e6;
     double rp99 = raw[n * 99 / 100] * 1e6, wp99 = wb[n * 99 / 100] * 1e6;
     printf("| %s | %d | %.2f | %.2f | %.2f | %.2f | %.1fx |\n", label, n, wp50, wp99, rp50, rp99,

@@ -24,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_common.h"
 #include "workerbus/workerbus.h"
 
 static const char *prog = "bench-e2e";
@@ -67,12 +68,6 @@ static wb_err handler(void *ctx, const wb_worker_message *m)
     S.last_ms = t;
     pthread_mutex_unlock(&S.lock);
     return WB_OK;
-}
-
-static int cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
 }
 
 /* ---- workers ---------------------------------------------------------------- */
@@ -189,7 +184,7 @@ static result run(const wb_config *cfg, const char *endpoint, unsigned k, unsign
         }
         pthread_mutex_lock(&S.lock);
         r.rate = n / ((S.last_ms - t0) / 1000.0);
-        qsort(S.lat, S.n, sizeof *S.lat, cmp);
+        qsort(S.lat, S.n, sizeof *S.lat, wbb_cmp_double);
         r.p50 = S.lat[S.n / 2];
         r.p99 = S.lat[(size_t)((double)(S.n - 1) * 0.99)];
         pthread_mutex_unlock(&S.lock);
@@ -301,12 +296,6 @@ static const char *env_value(const char *env, const char *key)
     return NULL;
 }
 
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
 int main(int argc, char **argv)
 {
     unsigned n = argc > 1 ? (unsigned)atoi(argv[1]) : 3000;
@@ -387,21 +376,21 @@ int main(int argc, char **argv)
             r_rule[r] = rule[r] / ins[r];
             r_e2e[r] = b.rate / ins[r];
         }
-        double m = median(mq, rounds), b = median(bw, rounds);
+        double m = wbb_median(mq, rounds), b = wbb_median(bw, rounds);
         printf("| raw: single-row INSERT through libpq, 1 connection | - | %.0f | | | |\n",
-               median(ins, rounds));
+               wbb_median(ins, rounds));
         printf("| raw: Mosquitto QoS 1, publish to PUBACK, no topic rule | %u | %.0f | | | |\n", k,
                m);
         printf("| part: wb_queue_send() into the iot queue, 1 connection, no Mosquitto | - | %.0f "
                "| | | %.0f%% of raw INSERT |\n",
-               median(snd, rounds), 100.0 * median(r_snd, rounds));
+               wbb_median(snd, rounds), 100.0 * wbb_median(r_snd, rounds));
         printf("| part: the topic rule alone, publish to PUBACK, no consumer | %u | %.0f | | | "
                "%.0f%% of raw INSERT |\n",
-               k, median(rule, rounds), 100.0 * median(r_rule, rounds));
+               k, wbb_median(rule, rounds), 100.0 * wbb_median(r_rule, rounds));
         printf("| workerbus builtin + PostgreSQL: worker to handler | %u | %.0f | %.1f | %.1f | "
                "%.0f%% of raw INSERT (median of the rounds' ratios), %.0f%% of raw Mosquitto |\n",
-               k, b, median(b50, rounds), median(b99, rounds), 100.0 * median(r_e2e, rounds),
-               100.0 * b / m);
+               k, b, wbb_median(b50, rounds), wbb_median(b99, rounds),
+               100.0 * wbb_median(r_e2e, rounds), 100.0 * b / m);
         fflush(stdout);
     }
     unsigned ni = n / 3;
@@ -416,7 +405,7 @@ int main(int argc, char **argv)
         }
         printf("| workerbus IoT Core stand-in + SQS stand-in (%u messages) | %u | %.0f | %.1f | "
                "%.1f | |\n",
-               ni, k, median(iw, rounds), median(i50, rounds), median(i99, rounds));
+               ni, k, wbb_median(iw, rounds), wbb_median(i50, rounds), wbb_median(i99, rounds));
         fflush(stdout);
     }
     wb_bundled_stop(raw);

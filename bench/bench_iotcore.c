@@ -221,18 +221,6 @@ static double raw_round(unsigned n)
     return t;
 }
 
-static int cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
 int main(int argc, char **argv)
 {
     unsigned n = argc > 1 ? (unsigned)atoi(argv[1]) : 20000;
@@ -265,7 +253,7 @@ int main(int argc, char **argv)
         tw[r] = wb_round(cfg, n);
         tr[r] = raw_round(n);
     }
-    double w = (double)n / median(tw, rounds), x = (double)n / median(tr, rounds);
+    double w = (double)n / wbb_median(tw, rounds), x = (double)n / wbb_median(tr, rounds);
     printf("| measure (median of %d rounds, %u messages of 64 bytes, QoS 1) | workerbus iotcore "
            "| raw Paho MQTTAsync | workerbus / raw |\n",
            rounds, n);

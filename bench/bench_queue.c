@@ -249,18 +249,6 @@ static double measure(bool raw, op_kind kind, unsigned batch, unsigned threads)
     return (double)atomic_load(&count) / (now_s() - start);
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, unsigned n)
-{
-    qsort(v, n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
 int main(int argc, char **argv)
 {
     if (argc < 2)
@@ -318,7 +306,7 @@ int main(int argc, char **argv)
             fprintf(stderr, "bench-queue: %s round %u: workerbus %.0f, raw %.0f\n", rows[i].label,
                     k + 1, w[k], r[k]);
         }
-        double mw = median(w, rounds), mr = median(r, rounds);
+        double mw = wbb_median(w, rounds), mr = wbb_median(r, rounds);
         printf("| %s | %.0f | %.0f | %.1f%% |\n", rows[i].label, mw, mr, 100.0 * mw / mr);
         fflush(stdout);
     }
