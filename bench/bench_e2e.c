@@ -303,8 +303,12 @@ int main(int argc, char **argv)
     int delay_us = argc > 3 ? atoi(argv[3]) : 0;
     if (n < 100 || rounds < 1 || rounds > 20)
         die("usage", "bench-e2e [messages >= 100] [rounds 1-20] [commit delay 0-100000 us]");
-    if (delay_us < 0 || delay_us > 100000)
-        die("usage", "the commit delay is 0-100000 us");
+    if (delay_us < 0 || delay_us > 100000) {
+        char why[96];
+        snprintf(why, sizeof why, "the commit delay '%s' is out of range: give 0-100000 (us)",
+                 argv[3]);
+        die("usage", why);
+    }
     wb_log_set_level(WB_LOG_ERROR);
     wb_harness_opts ho = WB_HARNESS_OPTS_INIT;
     char *d = NULL;
