@@ -132,10 +132,48 @@ char *wb__cfg_display_value(enum wb__var v, const char *s, size_t n)
     return wb__buf_take(&out);
 }
 
+/* text with control bytes, C1 controls and invalid UTF-8 escaped, as values
+ * are, but backslashes kept (a message may quote an escaped value); takes
+ * text over. */
+static char *sanitized(char *text)
+{
+    if (!text)
+        return NULL;
+    const unsigned char *u = (const unsigned char *)text;
+    size_t n = strlen(text);
+    bool clean = true;
+    for (size_t i = 0; i < n && clean;) {
+        size_t seq = u[i] >= 0x80 ? wb__utf8_seq_len(u + i, n - i) : 1;
+        if (u[i] < 0x20 || u[i] == 0x7f || seq == 0 ||
+            (seq == 2 && u[i] == 0xC2 && u[i + 1] < 0xA0))
+            clean = false;
+        i += seq ? seq : 1;
+    }
+    if (clean)
+        return text;
+    wb__buf b = WB__BUF_INIT;
+    for (size_t i = 0; i < n;) { /* backslashes as they are, the rest escaped */
+        size_t j = i;
+        while (j < n && u[j] != '\\')
+            j++;
+        wb__buf_put_escaped(&b, text + i, j - i);
+        if (j < n)
+            wb__buf_putc(&b, '\\');
+        i = j + 1;
+    }
+    free(text);
+    return wb__buf_take(&b);
+}
+
 void wb__cfg_issue_push(wb__loader *L, wb_severity sev, char *variable, char *value, char *message,
                         char *hint)
 {
     wb__issue_list *l = &L->rep->issues[sev];
+    /* a message or hint may quote what the user gave: no raw control bytes
+     * may reach a terminal, whatever built the text */
+    message = sanitized(message);
+    hint = sanitized(hint);
+    variable = sanitized(variable);
     if (!variable || !message || L->oom) {
         L->oom = true;
         goto fail;
@@ -670,17 +708,20 @@ static void check_database_url(wb__loader *L, bool used)
     char *errmsg = NULL;
     PQconninfoOption *opts = PQconninfoParse(url, &errmsg);
     if (!opts) {
-        char *secret = wb__conninfo_password(url, wb__cfg_raw_len(L, V));
+        char **secrets = wb__conninfo_secrets(url, wb__cfg_raw_len(L, V));
         char *msg = NULL;
         if (errmsg) {
             size_t el = strlen(errmsg);
             while (el > 0 && (errmsg[el - 1] == '\n' || errmsg[el - 1] == ' '))
                 errmsg[--el] = '\0';
-            msg = wb__redact_in_quotes(errmsg, secret);
-            /* belt and braces: never pass on a message that still holds it */
-            if (msg && secret && strlen(secret) >= 4 && strstr(msg, secret)) {
-                free(msg);
-                msg = wb__strdup("(libpq's message withheld: it quoted the password)");
+            msg = wb__redact_in_quotes(errmsg, secrets);
+            /* belt and braces: never pass on a message that still holds one */
+            for (size_t i = 0; msg && secrets && secrets[i]; i++) {
+                if (strlen(secrets[i]) >= 4 && strstr(msg, secrets[i])) {
+                    free(msg);
+                    msg = wb__strdup("(libpq's message withheld: it quoted a secret)");
+                    break;
+                }
             }
         }
         wb__cfg_problem_hint(
@@ -689,7 +730,7 @@ static void check_database_url(wb__loader *L, bool used)
                        "[?param=value&...] or \"host=... dbname=... user=...\""),
             "is refused by libpq's parser: %s%s", msg ? msg : "out of memory", suffix);
         free(msg);
-        free(secret);
+        wb__strv_free(secrets);
         PQfreemem(errmsg);
         return;
     }
@@ -874,13 +915,16 @@ static void check_sqs(wb__loader *L)
         if (L->bad[V])
             continue;
         if (!wb__cfg_raw(L, V)) {
+            /* only a valid region goes into the example */
+            enum wb__var rv;
+            const char *region = effective_region_env(L, &rv);
+            if (region && !wb__aws_region_valid(region, strlen(region)))
+                region = NULL;
             wb__cfg_problem_hint(
                 L, WB__ERR, V,
                 wb__asprintf("e.g. https://sqs.%s.amazonaws.com/123456789012/%s; print "
                              "it with: aws sqs get-queue-url --queue-name <name>",
-                             wb__cfg_raw(L, WB__V_AWS_REGION) ? wb__cfg_raw(L, WB__V_AWS_REGION)
-                                                              : "<region>",
-                             lq_names[q]),
+                             region ? region : "<region>", lq_names[q]),
                 "is required with MESSAGE_QUEUE_TYPE=sqs: the URL of the %s queue", lq_names[q]);
             continue;
         }
@@ -1263,10 +1307,11 @@ static wb_err load(const wb_config_load_opts *opts, bool queue_only, wb_config *
         int e = 0;
         err = wb__envfile_read(opts->env_file, &L.kv, envfile_problem, &L, &e);
         if (err == WB_ERR_IO) {
-            wb__cfg_issue_push(&L, WB__ERR, wb__strdup(opts->env_file), NULL,
-                               wb__asprintf("cannot read the environment file: %s",
-                                            e == EFBIG ? "larger than 1 MiB" : strerror(e)),
-                               wb__strdup("give the path of a readable file of KEY=VALUE lines"));
+            wb__cfg_issue_push(
+                &L, WB__ERR, wb__strdup(opts->env_file), NULL,
+                wb__asprintf("cannot read the environment file: %s", wb__envfile_strerror(e)),
+                wb__strdup("give the path of a readable regular file of "
+                           "KEY=VALUE lines (at most 1 MiB)"));
             fill_settings(&L);
             goto done;
         }

@@ -1,6 +1,9 @@
 /* Environment files: KEY=VALUE lines, '#' comments, optional "export ",
  * optional matching quotes around the value. */
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -158,12 +161,37 @@ wb_err wb__envfile_parse(const char *text, size_t n, wb__kv_list *out, wb__envfi
     return WB_OK;
 }
 
+const char *wb__envfile_strerror(int e)
+{
+    if (e == WB__ENOTREG)
+        return "not a regular file (a FIFO, socket or device could be read forever)";
+    if (e == EFBIG)
+        return "larger than 1 MiB";
+    return strerror(e);
+}
+
 wb_err wb__envfile_read(const char *path, wb__kv_list *out, wb__envfile_problem_fn fn, void *ctx,
                         int *errno_out)
 {
-    FILE *f = fopen(path, "rb");
+    /* O_NONBLOCK: opening a FIFO without a writer must not wait; anything
+     * but a regular file is refused before a byte is read */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        *errno_out = errno;
+        if (fd >= 0)
+            close(fd);
+        return WB_ERR_IO;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        *errno_out = S_ISDIR(st.st_mode) ? EISDIR : WB__ENOTREG;
+        return WB_ERR_IO;
+    }
+    FILE *f = fdopen(fd, "rb");
     if (!f) {
         *errno_out = errno;
+        close(fd);
         return WB_ERR_IO;
     }
     wb__buf b = WB__BUF_INIT;

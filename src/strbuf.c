@@ -94,6 +94,9 @@ void wb__buf_put_escaped(wb__buf *b, const char *s, size_t n)
             continue;
         }
         size_t seq = u[i] >= 0x80 ? wb__utf8_seq_len(u + i, n - i) : 0;
+        /* C1 controls (U+0080-U+009F): some terminals obey them as they do ESC */
+        if (seq == 2 && u[i] == 0xC2 && u[i + 1] < 0xA0)
+            seq = 0;
         if (seq > 0) {
             wb__buf_append(b, s + i, seq);
             i += seq;
@@ -155,4 +158,11 @@ char *wb__asprintf(const char *fmt, ...)
 void wb_free(void *ptr)
 {
     free(ptr);
+}
+
+WB_API char *wb_escape(const void *s, size_t n)
+{
+    wb__buf b = WB__BUF_INIT;
+    wb__buf_put_escaped(&b, s ? s : "", s ? n : 0);
+    return wb__buf_take(&b);
 }

@@ -148,15 +148,21 @@ const char *wb__url_parse(const char *s, size_t n, wb__url *u);
 
 /* ---- secrets (redact.c) ------------------------------------------------- */
 
-/* Appends a libpq connection string (URI or key=value) with its password
- * replaced by "****". Works on lengths: s may hold NUL bytes. */
+/* Appends a libpq connection string (URI or key=value) with every secret
+ * replaced by "****": the values of password and sslpassword (however the
+ * key is spelt or encoded), a URI's user-info password, and the same inside
+ * values that are themselves connection strings or URIs (dbname=postgres://
+ * u:PW@...). Works on lengths: s may hold NUL bytes. */
 void wb__redact_conninfo(wb__buf *out, const char *s, size_t n);
-/* The password inside a libpq connection string, or NULL (caller frees). */
-char *wb__conninfo_password(const char *s, size_t n);
+/* Every secret inside a libpq connection string (decoded), as a
+ * NULL-terminated list (wb__strv_free()), or NULL when there is none. */
+char **wb__conninfo_secrets(const char *s, size_t n);
+void wb__strv_free(char **v);
 /* Appends a URL with the password of its userinfo replaced by "****". */
 void wb__redact_url(wb__buf *out, const char *s, size_t n);
-/* A copy of msg with every occurrence of secret inside "..." replaced. */
-char *wb__redact_in_quotes(const char *msg, const char *secret);
+/* A copy of msg with every occurrence of a secret (NULL-terminated list,
+ * may be NULL) inside "..." replaced. */
+char *wb__redact_in_quotes(const char *msg, char *const *secrets);
 
 /* ---- certificates (pki.c) ----------------------------------------------- */
 
@@ -184,8 +190,15 @@ typedef struct wb__kv_list {
 typedef void (*wb__envfile_problem_fn)(void *ctx, unsigned line, const char *message,
                                        const char *hint);
 
-/* Reads KEY=VALUE lines. Malformed lines are reported through fn and
- * skipped. Returns WB_OK, WB_ERR_IO (errno_out set) or WB_ERR_NO_MEMORY. */
+/* The errno_out of wb__envfile_read() for a path that is not a regular file
+ * (a FIFO, a device, a socket): such a file could be read forever. */
+#define WB__ENOTREG (-1)
+/* What wb__envfile_read()'s errno_out means, for a message. */
+const char *wb__envfile_strerror(int e);
+
+/* Reads KEY=VALUE lines from a regular file of at most 1 MiB. Malformed
+ * lines are reported through fn and skipped. Returns WB_OK, WB_ERR_IO
+ * (errno_out set) or WB_ERR_NO_MEMORY. */
 wb_err wb__envfile_read(const char *path, wb__kv_list *out, wb__envfile_problem_fn fn, void *ctx,
                         int *errno_out);
 /* Parses text already in memory (same rules). */

@@ -257,6 +257,16 @@ WB_API void wb_config_report_free(wb_config_report *report);
 /** Frees memory that a workerbus function returned to the caller. */
 WB_API void wb_free(void *ptr);
 
+/**
+ * A copy of s[0..n) that is safe to show on a terminal or in a log line, as
+ * workerbus shows every value it echoes: bytes below 0x20, 0x7f, C1 controls
+ * (U+0080-U+009F) and invalid UTF-8 become \xNN, a backslash becomes \\;
+ * valid UTF-8 text is kept. s may hold NUL bytes; NULL is taken as empty.
+ * @return a new string owned by the caller (wb_free()), or NULL when out of
+ *         memory.
+ */
+WB_API char *wb_escape(const void *s, size_t n);
+
 #ifdef __cplusplus
 }
 #endif

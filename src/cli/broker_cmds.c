@@ -1,6 +1,7 @@
 /* workerbus broker run | publish | worker: the built-in broker from the
  * command line. */
 #include <errno.h>
+#include <limits.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -254,10 +255,11 @@ static int worker_run(int argc, char **argv)
         } else if (strcmp(a, "--echo") == 0) {
             wc.echo = true;
         } else if (strcmp(a, "--count") == 0 && v) {
-            char *end;
-            count = strtol(argv[++i], &end, 10);
-            if (*end || count < 1)
-                return wb_cli_usage_error("worker", "--count takes a positive number");
+            unsigned c = 0;
+            if (!wb_cli_parse_uint(argv[++i], 1, INT_MAX, &c))
+                return wb_cli_usage_error("worker", "--count takes 1 to %d, got '%s'", INT_MAX,
+                                          argv[i]);
+            count = (long)c;
         } else {
             return wb_cli_usage_error("worker", "unexpected argument '%s'", a);
         }

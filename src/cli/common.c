@@ -76,10 +76,18 @@ int wb_cli_wait_signal(const sigset_t *set, unsigned timeout_ms)
 
 bool wb_cli_parse_uint(const char *s, unsigned lo, unsigned hi, unsigned *out)
 {
-    char *end;
-    errno = 0;
-    unsigned long v = strtoul(s, &end, 10);
-    if (errno || end == s || *end || s[0] == '-' || s[0] == '+' || v < lo || v > hi)
+    /* plain decimal digits only: no sign, space, base prefix or suffix */
+    if (!s || !*s)
+        return false;
+    unsigned long long v = 0;
+    for (const char *p = s; *p; p++) {
+        if (*p < '0' || *p > '9')
+            return false;
+        v = v * 10u + (unsigned)(*p - '0');
+        if (v > hi)
+            return false;
+    }
+    if (v < lo)
         return false;
     *out = (unsigned)v;
     return true;

@@ -1,7 +1,10 @@
 /* workerbus: entry point and command dispatch. */
+#define _GNU_SOURCE /* fopencookie */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "workerbus/workerbus.h"
@@ -21,10 +24,14 @@ bool wb_cli_is_help(const char *arg)
 int wb_cli_usage_error(const char *cmd, const char *fmt, ...)
 {
     va_list ap;
-    fprintf(stderr, "workerbus: %s%s", cmd ? cmd : "", cmd ? ": " : "");
+    char text[1024];
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    int n = vsnprintf(text, sizeof text, fmt, ap);
     va_end(ap);
+    /* the message may quote an argument: never raw control bytes */
+    char *safe = wb_escape(text, n < 0 ? 0 : (size_t)n < sizeof text ? (size_t)n : sizeof text - 1);
+    fprintf(stderr, "workerbus: %s%s%s", cmd ? cmd : "", cmd ? ": " : "", safe ? safe : text);
+    wb_free(safe);
     fprintf(stderr, "\nRun 'workerbus %s%s--help' for usage.\n", cmd ? cmd : "", cmd ? " " : "");
     return WB_EXIT_USAGE;
 }
@@ -56,8 +63,48 @@ static const wb_cli_command *find(const char *name)
     return NULL;
 }
 
+/* Standard error, with control bytes other than newline and tab written as
+ * \xNN: whatever a message quotes (an argument, a file name, a detail from a
+ * server), no escape sequence reaches the operator's terminal. */
+static ssize_t stderr_write(void *cookie, const char *buf, size_t n)
+{
+    (void)cookie;
+    char out[4096];
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)buf[i];
+        if ((c < 0x20 && c != '\n' && c != '\t') || c == 0x7f)
+            o += (size_t)snprintf(out + o, sizeof out - o, "\\x%02X", c);
+        else
+            out[o++] = (char)c;
+        if (o > sizeof out - 8 || i + 1 == n) {
+            for (size_t w = 0; w < o;) {
+                ssize_t r = write(STDERR_FILENO, out + w, o - w);
+                if (r < 0 && errno == EINTR)
+                    continue;
+                if (r <= 0)
+                    return -1;
+                w += (size_t)r;
+            }
+            o = 0;
+        }
+    }
+    return (ssize_t)n;
+}
+
+static void escape_stderr(void)
+{
+    cookie_io_functions_t io = {.write = stderr_write};
+    FILE *f = fopencookie(NULL, "w", io);
+    if (!f)
+        return;
+    setvbuf(f, NULL, _IOLBF, 0);
+    stderr = f;
+}
+
 int main(int argc, char **argv)
 {
+    escape_stderr();
     if (argc < 2) {
         print_help(stderr);
         return WB_EXIT_USAGE;

@@ -159,12 +159,9 @@ static int cmd_sign(int argc, char **argv)
         else if (strcmp(a, "--out") == 0 && v)
             out = argv[++i];
         else if (strcmp(a, "--days") == 0 && v) {
-            char *end;
-            long d = strtol(argv[++i], &end, 10);
-            if (*end || d < 1 || d > 36500)
+            if (!wb_cli_parse_uint(argv[++i], 1, 36500, &days))
                 return wb_cli_usage_error("pki sign-csr", "--days takes 1 to 36500, got '%s'",
                                           argv[i]);
-            days = (unsigned)d;
         } else if ((a[0] != '-' || strcmp(a, "-") == 0) && !csr_file)
             csr_file = a;
         else

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "proc.h"
@@ -303,12 +304,22 @@ Test(cli, no_secret_in_any_output)
         {"MQTT_BROKER_TYPE=builtin", "MESSAGE_QUEUE_TYPE=postgres",
          "DATABASE_URL=postgres://u:Pa55w0rdThatMustNotLeak%zz@h/db", NULL},
         {"MQTT_BROKER_SECRET_THING=Pa55w0rdThatMustNotLeak", NULL},
+        /* every libpq keyword that holds a secret, and URIs inside values */
+        {"MQTT_BROKER_TYPE=builtin", "MESSAGE_QUEUE_TYPE=postgres",
+         "DATABASE_URL=postgres://u:p@127.0.0.1:1/db?sslpassword=Pa55w0rdThatMustNotLeak", NULL},
+        {"MQTT_BROKER_TYPE=builtin", "MESSAGE_QUEUE_TYPE=postgres",
+         "DATABASE_URL=dbname=postgres://u:Pa55w0rdThatMustNotLeak@127.0.0.1:1/db", NULL},
+        {"MQTT_BROKER_TYPE=builtin", "MESSAGE_QUEUE_TYPE=postgres",
+         "DATABASE_URL=host=127.0.0.1 port=1 sslpassword='Pa55w0rdThatMustNotLeak'", NULL},
     };
-    const char *modes[][3] = {{"check", NULL}, {"check", "--json", NULL}};
+    const char *modes[][5] = {{"check", NULL},
+                              {"check", "--json", NULL},
+                              {"queue", "stats", NULL},
+                              {"queue", "send", "iot", "{}", NULL}};
     for (size_t i = 0; i < sizeof envs / sizeof envs[0]; i++) {
-        for (size_t m = 0; m < 2; m++) {
+        for (size_t m = 0; m < sizeof modes / sizeof modes[0]; m++) {
             run_result r = run(modes[m], envs[i]);
-            cr_assert(r.status == 0 || r.status == 78);
+            cr_assert(m >= 2 || r.status == 0 || r.status == 78);
             cr_assert_null(strstr(r.out, secret), "env %zu mode %zu leaked:\n%s", i, m, r.out);
             cr_assert_null(strstr(r.err, secret), "env %zu mode %zu leaked:\n%s", i, m, r.err);
             done(&r);
@@ -410,4 +421,101 @@ Test(cli, serve_harness_and_demo_refuse_bad_arguments_by_name)
     r = run(down, NULL);
     cr_assert_eq(r.status, 66, "%s", r.err);
     done(&r);
+}
+
+Test(cli, an_env_file_that_is_not_a_regular_file_is_refused_at_once)
+{
+    char dir[] = "/tmp/wbcli-fifo-XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    char fifo[64];
+    snprintf(fifo, sizeof fifo, "%s/env", dir);
+    cr_assert_eq(mkfifo(fifo, 0600), 0);
+    const char *cases[][5] = {
+        {"check", "--env-file", fifo, NULL},          {"check", "--json", "--env-file", fifo, NULL},
+        {"queue", "stats", "--env-file", fifo, NULL}, {"serve", "--env-file", fifo, NULL},
+        {"check", "--env-file", dir, NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        /* no writer ever opens the FIFO: reading it would wait forever */
+        run_result r = run(cases[i], NULL);
+        cr_assert_eq(r.status, 66, "case %zu: exit %d\n%s%s", i, r.status, r.out, r.err);
+        const char *want = i == 4 ? "Is a directory" : "not a regular file";
+        cr_assert(strstr(r.out, want) || strstr(r.err, want), "case %zu: no '%s' in:\n%s%s", i,
+                  want, r.out, r.err);
+        done(&r);
+    }
+    unlink(fifo);
+    rmdir(dir);
+}
+
+Test(cli, numbers_are_plain_decimal_digits)
+{
+    static const char *const bad[] = {" 5",
+                                      "5 ",
+                                      "+5",
+                                      "0x5",
+                                      "5e0",
+                                      "\t5",
+                                      "5\n",
+                                      "",
+                                      "\xd9\xa5" /* ARABIC-INDIC DIGIT FIVE */,
+                                      "99999999999999999999"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        const char *args[] = {"serve", "--threads", bad[i], NULL};
+        run_result r = run(args, NULL);
+        cr_assert_eq(r.status, 64, "--threads '%s': exit %d\n%s", bad[i], r.status, r.err);
+        cr_assert(strstr(r.err, "--threads takes 1 to 64"), "%s", r.err);
+        done(&r);
+        const char *days[] = {"pki",    "sign-csr", "--pool", "01ARZ3NDEKTSV4RRFFQ69G5FAV",
+                              "--days", bad[i],     NULL};
+        r = run(days, NULL);
+        cr_assert_eq(r.status, 64, "--days '%s': exit %d\n%s", bad[i], r.status, r.err);
+        done(&r);
+    }
+}
+
+/* Whether text holds a byte a terminal could take for a control sequence. */
+static bool has_raw_control(const char *text)
+{
+    for (const unsigned char *p = (const unsigned char *)text; *p; p++) {
+        if ((*p < 0x20 && *p != '\n' && *p != '\t') || *p == 0x7f)
+            return true;
+        if (p[0] == 0xC2 && p[1] >= 0x80 && p[1] < 0xA0)
+            return true;
+    }
+    return false;
+}
+
+Test(cli, configuration_values_reach_the_terminal_escaped)
+{
+    char dir[] = "/tmp/wbcli-esc-XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    char path[64];
+    snprintf(path, sizeof path, "%s/env", dir);
+    FILE *f = fopen(path, "w");
+    /* an escape sequence, a NUL, a C1 CSI and a BEL in a region */
+    static const char body[] = "MQTT_BROKER_TYPE=iotcore\nMESSAGE_QUEUE_TYPE=sqs\n"
+                               "AWS_REGION=us\x1b]0;owned\x07-east-1\x1b[31m\0x\xc2\x9b"
+                               "2J\n"
+                               "MQTT_BROKER_ENDPOINT=a\x1b[2J"
+                               "b-ats.iot.us-east-1.amazonaws.com\n";
+    fwrite(body, 1, sizeof body - 1, f);
+    fclose(f);
+    const char *modes[][5] = {{"check", "--env-file", path, NULL},
+                              {"check", "--json", "--env-file", path, NULL},
+                              {"queue", "stats", "--env-file", path, NULL}};
+    for (size_t m = 0; m < sizeof modes / sizeof modes[0]; m++) {
+        run_result r = run(modes[m], NULL);
+        cr_assert_eq(r.status, 78, "mode %zu: exit %d", m, r.status);
+        cr_assert_not(has_raw_control(r.out), "mode %zu: a raw control byte on stdout:\n%s", m,
+                      r.out);
+        cr_assert_not(has_raw_control(r.err), "mode %zu: a raw control byte on stderr:\n%s", m,
+                      r.err);
+        /* an invalid region never builds an example */
+        cr_assert(m == 2 || strstr(r.out, "https://sqs.<region>.amazonaws.com/"), "mode %zu:\n%s",
+                  m, r.out);
+        done(&r);
+    }
+    unlink(path);
+    rmdir(dir);
 }

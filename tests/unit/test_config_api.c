@@ -296,6 +296,20 @@ Test(config_secrets, redacted_in_every_format)
         {"DATABASE_URL=postgres://u:S3cretPassw0rd@h/db?sslmode=maybe", "S3cretPassw0rd"},
         {"DATABASE_URL=postgresql://u:S3cretPassw0rd@h1,h2/db?target_session_attrs=x",
          "S3cretPassw0rd"},
+        /* every keyword that holds a secret, however it is written */
+        {"DATABASE_URL=postgres://u:p@127.0.0.1:1/db?sslpassword=S3cretPassw0rd", "S3cretPassw0rd"},
+        {"DATABASE_URL=postgres://h/db?SSLPassword=S3cretPassw0rd&bogus=1", "S3cretPassw0rd"},
+        {"DATABASE_URL=postgres://h/db?%73slpassword=S3cretPassw0rd", "S3cretPassw0rd"},
+        {"DATABASE_URL=postgres://h/db?password=S3cret%50assw0rd", "S3cret%50assw0rd"},
+        {"DATABASE_URL=host=h sslpassword=S3cretPassw0rd bogus=1", "S3cretPassw0rd"},
+        {"DATABASE_URL=host=h sslpassword = 'S3cret Passw0rd'", "S3cret Passw0rd"},
+        /* a URI or a connection string inside a value */
+        {"DATABASE_URL=dbname=postgres://u:S3cretPassw0rd@h/db", "S3cretPassw0rd"},
+        {"DATABASE_URL=dbname='postgres://u:S3cretPassw0rd@h/db' bogus=1", "S3cretPassw0rd"},
+        {"DATABASE_URL=dbname='host=h password=S3cretPassw0rd'", "S3cretPassw0rd"},
+        {"DATABASE_URL=postgres://h/?dbname=postgres%3A%2F%2Fu%3AS3cretPassw0rd%40h%2Fdb",
+         "S3cretPassw0rd"},
+        {"DATABASE_URL=postgres:///?dbname=host%3Dh%20password%3DS3cretPassw0rd", "S3cretPassw0rd"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const char *over[] = {cases[i][0], NULL};
@@ -308,6 +322,35 @@ Test(config_secrets, redacted_in_every_format)
             assert_no_secret(out, cases[i][1]);
             wb_free(out);
         }
+        wb_config_report_free(rep);
+    }
+}
+
+Test(config_secrets, redacted_values_keep_what_is_not_secret)
+{
+    static const char *const cases[][2] = {
+        {"postgres://u:p@127.0.0.1:1/db?sslpassword=S3cret&sslmode=require",
+         "postgres://u:****@127.0.0.1:1/db?sslpassword=****&sslmode=require"},
+        {"dbname=postgres://u:PW@h/db user=x", "dbname=postgres://u:****@h/db user=x"},
+        {"host=h dbname='host=h password=PW'", "host=h dbname='host=h password=****'"},
+        {"postgres://h/?dbname=postgres%3A%2F%2Fu%3APW%40h", "postgres://h/?dbname=****"},
+        {"postgres://u@h/db?application_name=a%3Db", "postgres://u@h/db?application_name=a%3Db"},
+        {"host=h port=5432 dbname=wb", "host=h port=5432 dbname=wb"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char over0[256];
+        snprintf(over0, sizeof over0, "DATABASE_URL=%s", cases[i][0]);
+        const char *over[] = {over0, NULL};
+        wb_config_report *rep = NULL;
+        wbt_load(wbt_base_builtin, over, NULL, &rep);
+        const wb_config_setting *db = NULL;
+        for (size_t k = 0; k < wb_config_report_setting_count(rep); k++) {
+            const wb_config_setting *s = wb_config_report_setting(rep, k);
+            if (!strcmp(s->variable, "DATABASE_URL"))
+                db = s;
+        }
+        cr_assert_not_null(db);
+        cr_assert_str_eq(db->value, cases[i][1], "%s", cases[i][0]);
         wb_config_report_free(rep);
     }
 }
