@@ -272,14 +272,20 @@ static wb_err write_config(wb_bundled *b, uid_t uid, gid_t gid, bool as_root, ch
                    "set_tcp_nodelay true\n"
                    "max_keepalive 1200\n"
                    "persistent_client_expiration 7d\n"
+                   /* packets beyond this are dropped at their header; payloads
+                    * above the plugin's limit are refused by the plugin */
+                   "max_packet_size %u\n"
                    "plugin %s\n"
-                   "plugin_opt_namespace %s\n",
+                   "plugin_opt_namespace %s\n"
+                   "plugin_opt_max_payload %u\n"
+                   "plugin_opt_identities_file %sworkerbus-identities\n",
                    /* the child switched user itself; as root without a mosquitto
                     * user, mosquitto must not look for one */
                    as_root && uid == (uid_t)-1 ? "user root\n" : "", persist, autosave,
                    log_types(wb_config_builtin_log_level(c)),
                    wb_config_builtin_log_level(c) <= WB_LOG_INFO ? "true" : "false",
-                   wb_config_get(c, "MQTT_BROKER_BUILTIN_PLUGIN"), wb_config_namespace(c));
+                   WB_BUNDLED_MAX_PACKET, wb_config_get(c, "MQTT_BROKER_BUILTIN_PLUGIN"),
+                   wb_config_namespace(c), WB_BUNDLED_MAX_PAYLOAD, persist);
     if (token)
         wb__buf_printf(&conf, "plugin_opt_token_key %s\n", token);
     if (rule_env)
@@ -290,7 +296,9 @@ static wb_err write_config(wb_bundled *b, uid_t uid, gid_t gid, bool as_root, ch
     if (tls)
         wb__buf_printf(&conf,
                        "cafile %s/ca.crt\ncertfile %s/broker.crt\nkeyfile %s/broker.key\n"
-                       "require_certificate true\nuse_identity_as_username true\n"
+                       /* the plugin reads the identity from the certificate
+                        * at CONNECT, to check the client id against it */
+                       "require_certificate true\n"
                        "tls_version tlsv1.2\n",
                        tlsdir, tlsdir, tlsdir);
     if (b->extra_conf)

@@ -347,10 +347,12 @@ static PGresult *run(pgq *q, pgconn *pc, int st, int n, const char *const *vals,
                      ExecStatusType want, wb_err *err, char **detail)
 {
     uint64_t start = wb__now_ms();
+    bool no_retry = q->opts.retry_limit_ms == WB_QUEUE_NO_RETRY;
     for (unsigned attempt = 0;; attempt++) {
         char *d = NULL;
         PGresult *r = NULL;
         bool transient = true;
+        bool was_open = pc->c && pc->ready;
         if (conn_ready(q, pc, &d)) {
             r = PQexecPrepared(pc->c, statements[st].name, n, vals, NULL, NULL, 0);
             if (PQresultStatus(r) == want)
@@ -361,8 +363,14 @@ static PGresult *run(pgq *q, pgconn *pc, int st, int n, const char *const *vals,
             if (transient && pc->c && PQstatus(pc->c) != CONNECTION_OK)
                 pc->ready = pc->listening = false;
         }
+        if (no_retry && transient && attempt == 0 && was_open && !pc->ready) {
+            /* a pooled connection that broke since its last use (a server
+             * restart): one more attempt on a new one, without sleeping */
+            free(d);
+            continue;
+        }
         unsigned limit = q->opts.retry_limit_ms ? q->opts.retry_limit_ms : RECONNECT_TIMEOUT_MS;
-        if (!transient || wb__now_ms() - start >= limit) {
+        if (!transient || no_retry || wb__now_ms() - start >= limit) {
             *err = transient ? WB_ERR_CONNECTION_LOST : WB_ERR_BACKEND;
             *detail = d;
             return NULL;

@@ -188,7 +188,8 @@ static wb_err call(sqsq *q, wb_logical_queue lq, const char *action, json_t *req
     char *d = NULL;
     uint64_t start = wb__now_ms();
     for (unsigned attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-        if (attempt && q->retry_limit_ms && wb__now_ms() - start >= q->retry_limit_ms)
+        if (attempt && (q->retry_limit_ms == WB_QUEUE_NO_RETRY ||
+                        (q->retry_limit_ms && wb__now_ms() - start >= q->retry_limit_ms)))
             break; /* the caller's limit: the last failure stands */
         free(d);
         d = NULL;

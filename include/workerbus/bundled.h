@@ -27,6 +27,21 @@ extern "C" {
 /** A running bundled broker. */
 typedef struct wb_bundled wb_bundled;
 
+/**
+ * The largest payload a worker may publish to the bundled broker: 128 KiB,
+ * as IoT Core. Its envelope (base64 of the payload and three fields) fits the
+ * message queue's 256 KiB, so any accepted payload can be queued. A larger
+ * one is refused without touching the queue (MQTT 5: PUBACK reason code
+ * 135; MQTT 3.1.1: acknowledged and recorded in the dlq queue).
+ */
+#define WB_BUNDLED_MAX_PAYLOAD (128u * 1024u)
+/**
+ * The largest MQTT packet the bundled broker reads at all: beyond it
+ * Mosquitto closes the connection at the packet's header, before reading
+ * or storing its body (MQTT 5: DISCONNECT reason code 149).
+ */
+#define WB_BUNDLED_MAX_PACKET (16u * 1024u * 1024u)
+
 /** Options of wb_bundled_start(). Initialize with ::WB_BUNDLED_OPTS_INIT. */
 typedef struct wb_bundled_opts {
     unsigned int version;          /**< ::WB_BUNDLED_OPTS_VERSION */
@@ -72,7 +87,7 @@ WB_API wb_err wb_bundled_start(const wb_config *config, const wb_bundled_opts *o
                                wb_bundled **out, char **detail);
 
 /**
- * Stops the broker (SIGTERM, then SIGKILL after 5 s), waits for the child
+ * Stops the broker (SIGTERM, then SIGKILL after 10 s), waits for the child
  * and the supervisor, and frees the handle. NULL is ignored.
  * @return ::WB_OK, or ::WB_ERR_TIMEOUT when SIGKILL was needed.
  */

@@ -24,8 +24,7 @@
  * one handle, except wb_queue_close(). Ownership: bodies are copied; what
  * wb_queue_receive() returns belongs to the caller (wb_queue_messages_free()).
  *
- * This is the interface of issue [3/5]; its backends are not written yet:
- * wb_queue_open() answers ::WB_ERR_NOT_BUILT_IN until they are.
+ * Backends: PostgreSQL (backends/postgres) and SQS (backends/sqs).
  */
 #ifndef WORKERBUS_QUEUE_H
 #define WORKERBUS_QUEUE_H
@@ -59,9 +58,15 @@ typedef struct wb_queue_opts {
     unsigned int max_receive_count; /**< receives before the dead-letter queue; 0: 3 */
     /** How long one operation keeps retrying transient failures (a lost
      *  connection, throttling, 5xx) before it fails; 0: the backend's
-     *  default (PostgreSQL 60 s; SQS 5 attempts). Version 2. */
+     *  default (PostgreSQL 60 s; SQS 5 attempts); ::WB_QUEUE_NO_RETRY: one
+     *  attempt that never sleeps (a pooled PostgreSQL connection found
+     *  broken is replaced at once, once). Version 2. */
     unsigned int retry_limit_ms;
 } wb_queue_opts;
+
+/** wb_queue_opts.retry_limit_ms for callers that must never wait on a retry
+ *  (e.g. a broker's only thread): a transient failure is returned at once. */
+#define WB_QUEUE_NO_RETRY 0xFFFFFFFFu
 
 #define WB_QUEUE_OPTS_VERSION 2
 /* clang-format off */

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The built-in broker through the workerbus command: pki, broker run, worker
 # --echo, publish; the worker gets every message, the broker stops on SIGINT
-# and leaves no mosquitto behind.
-#   broker_cli.sh WORKERBUS
+# and leaves no mosquitto behind. The echoes are not JSON objects: the topic
+# rule keeps them in the dlq of the PostgreSQL that with-services.sh started.
+#   with-services.sh ROOT postgres broker_cli.sh WORKERBUS
 set -euo pipefail
 wb="$1"
 tmp="$(mktemp -d /tmp/wbcli-e2e-XXXXXX)"
@@ -24,7 +25,7 @@ MQTT_BROKER_ENDPOINT=tls://127.0.0.1:$port
 MQTT_BROKER_BUILTIN_PKI_DIR=$tmp/pki
 MQTT_BROKER_BUILTIN_RUNTIME_DIR=$tmp/run
 MESSAGE_QUEUE_TYPE=postgres
-DATABASE_URL=postgres://127.0.0.1/x
+DATABASE_URL=${DATABASE_URL:?run through with-services.sh postgres}
 ENV
 pool=01ARZ3NDEKTSV4RRFFQ69G5FAV
 worker=01BX5ZZKBKACTAV9WEVGEMMVRZ

@@ -222,7 +222,7 @@ TestSuite(iot_transports, .fini = teardown, .timeout = 120);
 
 Test(iot_transports, mqtts_alpn_on_443)
 {
-    start_with_443("protocol mqtt\nrequire_certificate true\nuse_identity_as_username true");
+    start_with_443("protocol mqtt\nrequire_certificate true");
     round_trip(transport_config("mqtts-alpn"), true);
 }
 
