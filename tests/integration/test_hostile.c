@@ -74,8 +74,19 @@ static void up(void)
     wbt_env_start(&env);
 }
 
+/* Background clients still running (a failed assertion skips their stop). */
+static pid_t running[16];
+static size_t nrunning;
+
 static void down(void)
 {
+    for (size_t i = 0; i < nrunning; i++) {
+        if (running[i] > 0) {
+            kill(running[i], SIGKILL);
+            waitpid(running[i], NULL, 0);
+        }
+    }
+    nrunning = 0;
     wbt_env_teardown(&env);
 }
 
@@ -163,6 +174,8 @@ static bg sub_start(const client *c, const char *extra1, const char *extra2)
     for (size_t i = 0; i <= n; i++)
         args[i + 2] = argv[i];
     cr_assert_eq(posix_spawnp(&b.pid, "stdbuf", &fa, NULL, (char *const *)args, environ), 0);
+    if (nrunning < sizeof running / sizeof running[0])
+        running[nrunning++] = b.pid;
     posix_spawn_file_actions_destroy(&fa);
     return b;
 }
@@ -206,6 +219,10 @@ static char *bg_stop(bg *b)
 {
     kill(b->pid, SIGTERM);
     waitpid(b->pid, NULL, 0);
+    for (size_t i = 0; i < nrunning; i++) {
+        if (running[i] == b->pid)
+            running[i] = 0;
+    }
     return slurp(b->out);
 }
 
@@ -505,6 +522,7 @@ Test(hostile, one_worker_resending_poison_does_not_slow_the_others, .timeout = 2
     posix_spawn_file_actions_addopen(&fa, 1, outp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
     const char *sh[] = {"sh", "-c", script, NULL};
     cr_assert_eq(posix_spawnp(&poisoner, "sh", &fa, NULL, (char *const *)sh, environ), 0);
+    running[nrunning++] = poisoner; /* it stops by itself after 10 s */
     posix_spawn_file_actions_destroy(&fa);
     usleep(500000); /* the poison is flowing */
     enum { OTHERS = 40 };
@@ -529,6 +547,7 @@ Test(hostile, one_worker_resending_poison_does_not_slow_the_others, .timeout = 2
     uint64_t t1 = now_ms();
     int st = 0;
     waitpid(poisoner, &st, 0);
+    running[nrunning - 1] = 0;
     char *sent = slurp(outp);
     cr_log_info("poison: %s message(s) of poison sent in 10 s; the 40 others: %u acknowledged in "
                 "%llu ms",
