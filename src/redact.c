@@ -42,22 +42,16 @@ typedef struct span {
 } span;
 
 /* Finds the password of a URL's user-info ("scheme://user:PASSWORD@host").
- * Returns 1 and fills *out when there is one, else 0; *auth_end, if not
- * NULL, receives the end of the authority, the first byte of `stops`. */
-static size_t url_userinfo_password(const char *s, size_t n, const char *stops, span *out,
-                                    const char **auth_end)
+ * Returns 1 and fills *out when there is one, else 0. */
+static size_t url_userinfo_password(const char *s, size_t n, const char *stops, span *out)
 {
     const char *end = s + n;
     const char *sep = memchr(s, ':', n);
-    if (auth_end)
-        *auth_end = end;
     if (!sep || end - sep < 3 || sep[1] != '/' || sep[2] != '/')
         return 0;
     const char *p = sep + 3, *ae = p;
     while (ae < end && !memchr(stops, *ae, strlen(stops)))
         ae++;
-    if (auth_end)
-        *auth_end = ae;
     const char *at = NULL;
     for (const char *q = p; q < ae; q++) {
         if (*q == '@')
@@ -87,7 +81,7 @@ static void replace_spans(wb__buf *b, const char *s, size_t n, const span *spans
 void wb__redact_url(wb__buf *out, const char *s, size_t n)
 {
     span sp;
-    size_t count = url_userinfo_password(s, n, "/?#", &sp, NULL);
+    size_t count = url_userinfo_password(s, n, "/?#", &sp);
     replace_spans(out, s, n, &sp, count);
 }
 
