@@ -37,6 +37,7 @@ static const char *const var_names[WB__V_COUNT] = {
     [WB__V_B_RUNTIME_DIR] = "MQTT_BROKER_BUILTIN_RUNTIME_DIR",
     [WB__V_B_MOSQUITTO] = "MQTT_BROKER_BUILTIN_MOSQUITTO",
     [WB__V_B_PLUGIN] = "MQTT_BROKER_BUILTIN_PLUGIN",
+    [WB__V_B_MAX_PAYLOAD] = "MQTT_BROKER_BUILTIN_MAX_PAYLOAD",
     [WB__V_QUEUE_TYPE] = "MESSAGE_QUEUE_TYPE",
     [WB__V_DATABASE_URL] = "DATABASE_URL",
     [WB__V_SQS_FIRST + WB_LQ_ASYNC_JOBS] = "MESSAGE_QUEUE_SQS_ASYNC_URL",
@@ -56,7 +57,7 @@ static const char *const var_defaults[WB__V_COUNT] = {
     [WB__V_NAMESPACE] = "spacelift",      [WB__V_B_RUNTIME_DIR] = "/var/lib/workerbus/broker",
     [WB__V_B_MOSQUITTO] = "mosquitto",    [WB__V_QUEUE_TYPE] = "sqs",
     [WB__V_I_TRANSPORT] = "https",        [WB__V_I_CA_FILE] = "/etc/ssl/certs/Amazon_Root_CA_1.pem",
-    [WB__V_I_ALLOW_CONNECT_TO] = "false",
+    [WB__V_I_ALLOW_CONNECT_TO] = "false", [WB__V_B_MAX_PAYLOAD] = "131072",
 };
 
 static const char *const lq_names[WB_LQ__COUNT] = {
@@ -1179,7 +1180,7 @@ static void fill_settings(wb__loader *L)
             used = !L->queue_known || c->queue == WB_QUEUE_SQS;
         else if (v == WB__V_AWS_DEFAULT_REGION)
             used = !wb__cfg_raw(L, WB__V_AWS_REGION);
-        else if (v >= WB__V_B_PKI_DIR && v <= WB__V_B_PLUGIN)
+        else if (v >= WB__V_B_PKI_DIR && v <= WB__V_B_LAST)
             used = wb__cfg_builtin_var_used(L, (enum wb__var)v);
         else if (v >= WB__V_I_TRANSPORT && v <= WB__V_I_ALLOW_CONNECT_TO)
             used = wb__cfg_iotcore_var_used(L, (enum wb__var)v);
@@ -1463,6 +1464,11 @@ WB_API const char *wb_config_builtin_listen_host(const wb_config *c)
 WB_API unsigned int wb_config_builtin_listen_port(const wb_config *c)
 {
     return c && c->broker == WB_BROKER_BUILTIN ? c->listen_port : 0;
+}
+
+WB_API size_t wb_config_builtin_max_payload(const wb_config *c)
+{
+    return c && c->broker == WB_BROKER_BUILTIN ? c->max_payload : 0;
 }
 
 WB_API const char *wb_config_get(const wb_config *c, const char *variable)

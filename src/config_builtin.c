@@ -264,6 +264,36 @@ static void check_listen(wb__loader *L)
     L->cfg->listen_port = port;
 }
 
+/* MQTT_BROKER_BUILTIN_MAX_PAYLOAD: bytes, plain decimal digits, 1 to the
+ * limit whose envelope still fits the queue. */
+static void check_max_payload(wb__loader *L)
+{
+    const enum wb__var V = WB__V_B_MAX_PAYLOAD;
+    L->cfg->max_payload = WB_BUNDLED_MAX_PAYLOAD;
+    const char *v = wb__cfg_raw(L, V);
+    if (!v || L->bad[V])
+        return;
+    unsigned long long n = 0;
+    bool digits = *v != '\0';
+    for (const char *p = v; *p && digits; p++) {
+        if (*p < '0' || *p > '9')
+            digits = false;
+        else if (n <= WB_BUNDLED_MAX_PAYLOAD_LIMIT)
+            n = n * 10 + (unsigned)(*p - '0');
+    }
+    if (!digits || n < 1 || n > WB_BUNDLED_MAX_PAYLOAD_LIMIT) {
+        wb__cfg_problem(L, WB__ERR, V,
+                        "%s; expected a number of bytes from 1 to %u (plain decimal digits): "
+                        "the envelope of a larger payload would not fit the queue's %u-byte "
+                        "message body; the default is %u (128 KiB, as IoT Core)",
+                        digits ? "is out of range" : "is not a plain decimal number of bytes",
+                        WB_BUNDLED_MAX_PAYLOAD_LIMIT, WB_QUEUE_BODY_DEFAULT_MAX,
+                        WB_BUNDLED_MAX_PAYLOAD);
+        return;
+    }
+    L->cfg->max_payload = (size_t)n;
+}
+
 static void check_runtime_dir(wb__loader *L)
 {
     const enum wb__var V = WB__V_B_RUNTIME_DIR;
@@ -358,7 +388,7 @@ void wb__cfg_check_builtin(wb__loader *L)
     if (!L->broker_known)
         return;
     if (!is_builtin(L)) {
-        for (int v = WB__V_B_PKI_DIR; v <= WB__V_B_PLUGIN; v++) {
+        for (int v = WB__V_B_PKI_DIR; v <= WB__V_B_LAST; v++) {
             if (wb__cfg_raw(L, (enum wb__var)v))
                 wb__cfg_problem(L, WB__WARN, (enum wb__var)v,
                                 "is only used by the built-in broker; it has no effect with "
@@ -381,6 +411,7 @@ void wb__cfg_check_builtin(wb__loader *L)
         }
     }
     check_listen(L);
+    check_max_payload(L);
     check_runtime_dir(L);
     check_mosquitto(L);
     if (!wb__cfg_raw(L, WB__V_B_PLUGIN)) { /* installed, else this build's own */

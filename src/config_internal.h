@@ -29,6 +29,8 @@ enum wb__var {
     WB__V_B_RUNTIME_DIR,
     WB__V_B_MOSQUITTO,
     WB__V_B_PLUGIN,
+    WB__V_B_MAX_PAYLOAD,
+    WB__V_B_LAST = WB__V_B_MAX_PAYLOAD,
     WB__V_QUEUE_TYPE,
     WB__V_DATABASE_URL,
     WB__V_SQS_FIRST,
@@ -63,6 +65,7 @@ struct wb_config {
     /* builtin broker */
     char *listen_host;
     unsigned listen_port;
+    size_t max_payload; /* MQTT_BROKER_BUILTIN_MAX_PAYLOAD, bytes */
     /* iotcore */
     int iot_transport;  /* wb_iotcore_transport */
     char *connect_host; /* MQTT_BROKER_IOTCORE_CONNECT_TO, when allowed */

@@ -277,7 +277,7 @@ static wb_err write_config(wb_bundled *b, uid_t uid, gid_t gid, bool as_root, ch
                    "max_packet_size %u\n"
                    "plugin %s\n"
                    "plugin_opt_namespace %s\n"
-                   "plugin_opt_max_payload %u\n"
+                   "plugin_opt_max_payload %zu\n"
                    "plugin_opt_identities_file %sworkerbus-identities\n",
                    /* the child switched user itself; as root without a mosquitto
                     * user, mosquitto must not look for one */
@@ -285,7 +285,7 @@ static wb_err write_config(wb_bundled *b, uid_t uid, gid_t gid, bool as_root, ch
                    log_types(wb_config_builtin_log_level(c)),
                    wb_config_builtin_log_level(c) <= WB_LOG_INFO ? "true" : "false",
                    WB_BUNDLED_MAX_PACKET, wb_config_get(c, "MQTT_BROKER_BUILTIN_PLUGIN"),
-                   wb_config_namespace(c), WB_BUNDLED_MAX_PAYLOAD, persist);
+                   wb_config_namespace(c), wb_config_builtin_max_payload(c), persist);
     if (token)
         wb__buf_printf(&conf, "plugin_opt_token_key %s\n", token);
     if (rule_env)

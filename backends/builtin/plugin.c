@@ -38,11 +38,12 @@
  * topic_rule_env (a file of the queue's variables, see
  * wb__config_load_queue(); without it there is no topic rule),
  * identities_file (where worker id bindings survive a restart; without it
- * they live in memory only), max_payload (bytes, at most and by default
- * WB_BUNDLED_MAX_PAYLOAD), websockets_server (the IoT Core stand-in only:
- * "true" makes every client of a WebSocket listener the server, as IoT Core
- * admits a SigV4-signed connection with the rights of its IAM identity; the
- * stand-in does not check the signature).
+ * they live in memory only), max_payload (bytes, by default
+ * WB_BUNDLED_MAX_PAYLOAD, at most WB_BUNDLED_MAX_PAYLOAD_LIMIT),
+ * websockets_server (the IoT Core stand-in only: "true" makes every client
+ * of a WebSocket listener the server, as IoT Core admits a SigV4-signed
+ * connection with the rights of its IAM identity; the stand-in does not
+ * check the signature).
  */
 #include <mosquitto.h>
 #include <mosquitto_broker.h>
@@ -645,10 +646,10 @@ PLUGIN_API int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **u
         } else if (strcmp(options[i].key, "max_payload") == 0) {
             char *end = NULL;
             unsigned long v = strtoul(options[i].value, &end, 10);
-            if (!end || *end || v < 1 || v > WB_BUNDLED_MAX_PAYLOAD) {
+            if (!end || *end || v < 1 || v > WB_BUNDLED_MAX_PAYLOAD_LIMIT) {
                 mosquitto_log_printf(MOSQ_LOG_ERR,
                                      "Error: workerbus: plugin_opt_max_payload takes 1 to %u bytes",
-                                     WB_BUNDLED_MAX_PAYLOAD);
+                                     WB_BUNDLED_MAX_PAYLOAD_LIMIT);
                 plugin_free(p);
                 return MOSQ_ERR_INVAL;
             }

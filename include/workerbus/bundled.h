@@ -28,13 +28,20 @@ extern "C" {
 typedef struct wb_bundled wb_bundled;
 
 /**
- * The largest payload a worker may publish to the bundled broker: 128 KiB,
- * as IoT Core. Its envelope (base64 of the payload and three fields) fits the
- * message queue's 256 KiB, so any accepted payload can be queued. A larger
- * one is refused without touching the queue (MQTT 5: PUBACK reason code
- * 135; MQTT 3.1.1: acknowledged and recorded in the dlq queue).
+ * The default largest payload a worker may publish to the bundled broker:
+ * 128 KiB, as IoT Core. MQTT_BROKER_BUILTIN_MAX_PAYLOAD changes it, up to
+ * ::WB_BUNDLED_MAX_PAYLOAD_LIMIT. A larger payload is refused without
+ * touching the queue (MQTT 5: PUBACK reason code 135; MQTT 3.1.1:
+ * acknowledged and recorded in the dlq queue).
  */
 #define WB_BUNDLED_MAX_PAYLOAD (128u * 1024u)
+/**
+ * The highest payload limit that can be configured: its envelope (base64 of
+ * the payload plus the three added fields, which take under 512 bytes) still
+ * fits the message queue's default body limit ::WB_QUEUE_BODY_DEFAULT_MAX of
+ * 256 KiB, so any accepted payload can be queued.
+ */
+#define WB_BUNDLED_MAX_PAYLOAD_LIMIT (256u * 1024u / 4u * 3u - 512u)
 /**
  * The largest MQTT packet the bundled broker reads at all: beyond it
  * Mosquitto closes the connection at the packet's header, before reading

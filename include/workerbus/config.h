@@ -210,6 +210,10 @@ WB_API const char *wb_config_aws_region(const wb_config *config);
 WB_API const char *wb_config_builtin_listen_host(const wb_config *config);
 /** builtin: the port the bundled broker listens on; iotcore: 0. */
 WB_API unsigned int wb_config_builtin_listen_port(const wb_config *config);
+/** builtin: the largest payload a worker may publish, in bytes
+ *  (MQTT_BROKER_BUILTIN_MAX_PAYLOAD, by default ::WB_BUNDLED_MAX_PAYLOAD);
+ *  iotcore: 0. */
+WB_API size_t wb_config_builtin_max_payload(const wb_config *config);
 /** iotcore: the transport; builtin: WB_IOT_HTTPS (meaningless). */
 WB_API wb_iotcore_transport wb_config_iotcore_transport(const wb_config *config);
 /** iotcore: the host and port of MQTT_BROKER_IOTCORE_CONNECT_TO when it is

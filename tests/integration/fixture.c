@@ -12,6 +12,42 @@
 #include "proc.h"
 #include "sqs_urls.h"
 
+/* The builtin configuration of e with these overrides. */
+static wb_config *load_builtin(const wbt_env *e, const char *const *over)
+{
+    char ep[96], pk[160], rn[160];
+    snprintf(ep, sizeof ep, "MQTT_BROKER_ENDPOINT=%s", e->endpoint);
+    snprintf(pk, sizeof pk, "MQTT_BROKER_BUILTIN_PKI_DIR=%s", e->pki);
+    snprintf(rn, sizeof rn, "MQTT_BROKER_BUILTIN_RUNTIME_DIR=%s", e->run);
+    const char *env[] = {"MQTT_BROKER_TYPE=builtin",
+                         ep,
+                         pk,
+                         rn,
+                         "MQTT_BROKER_BUILTIN_LOG_LEVEL=info",
+                         "MESSAGE_QUEUE_TYPE=postgres",
+                         "DATABASE_URL=postgres://127.0.0.1/unused",
+                         NULL};
+    wb_config_load_opts o = WB_CONFIG_LOAD_OPTS_INIT;
+    o.env = env;
+    o.overrides = over;
+    wb_config_report *rep = NULL;
+    wb_config *cfg = NULL;
+    wb_err err = wb_config_load(&o, &cfg, &rep);
+    if (err) {
+        char *t = wb_config_report_format(rep, WB_REPORT_PROBLEMS);
+        cr_assert_fail("configuration refused:\n%s", t ? t : "");
+    }
+    wb_config_report_free(rep);
+    return cfg;
+}
+
+void wbt_env_reconfigure(wbt_env *e, const char *const *over)
+{
+    cr_assert_null(e->broker, "stop the broker before changing its configuration");
+    wb_config_free(e->cfg);
+    e->cfg = load_builtin(e, over);
+}
+
 /* The PKI (broker certificate for these hosts), a worker certificate, and a
  * builtin configuration listening on host:port. */
 static void setup_at(wbt_env *e, bool tls, const char *const *hosts, const char *host,
@@ -48,28 +84,7 @@ static void setup_at(wbt_env *e, bool tls, const char *const *hosts, const char 
     e->tls = tls;
     e->port = port;
     snprintf(e->endpoint, sizeof e->endpoint, "%s%s:%u", tls ? "tls://" : "", host, e->port);
-    char ep[96], pk[160], rn[160];
-    snprintf(ep, sizeof ep, "MQTT_BROKER_ENDPOINT=%s", e->endpoint);
-    snprintf(pk, sizeof pk, "MQTT_BROKER_BUILTIN_PKI_DIR=%s", e->pki);
-    snprintf(rn, sizeof rn, "MQTT_BROKER_BUILTIN_RUNTIME_DIR=%s", e->run);
-    const char *env[] = {"MQTT_BROKER_TYPE=builtin",
-                         ep,
-                         pk,
-                         rn,
-                         "MQTT_BROKER_BUILTIN_LOG_LEVEL=info",
-                         "MESSAGE_QUEUE_TYPE=postgres",
-                         "DATABASE_URL=postgres://127.0.0.1/unused",
-                         NULL};
-    wb_config_load_opts o = WB_CONFIG_LOAD_OPTS_INIT;
-    o.env = env;
-    o.overrides = over;
-    wb_config_report *rep = NULL;
-    wb_err err = wb_config_load(&o, &e->cfg, &rep);
-    if (err) {
-        char *t = wb_config_report_format(rep, WB_REPORT_PROBLEMS);
-        cr_assert_fail("configuration refused:\n%s", t ? t : "");
-    }
-    wb_config_report_free(rep);
+    e->cfg = load_builtin(e, over);
 }
 
 void wbt_env_setup(wbt_env *e, bool tls)

@@ -48,6 +48,10 @@ void wbt_env_setup_queue(wbt_env *e, bool tls, const char *const *over);
 /* An iotcore configuration for the stand-in of e, with "KEY=VALUE"
  * overrides (NULL-terminated, may be NULL); asserts it loads. */
 wb_config *wbt_env_iot_config(const wbt_env *e, const char *const *over);
+/* Replaces the builtin configuration of e by one with these overrides
+ * (NULL-terminated "KEY=VALUE"; they replace those given at setup). The
+ * broker must be stopped. */
+void wbt_env_reconfigure(wbt_env *e, const char *const *over);
 /* Starts the bundled broker (asserts success). */
 void wbt_env_start(wbt_env *e);
 /* The same with options. */

@@ -474,6 +474,60 @@ Test(hostile, oversized_messages_are_refused_to_their_sender_alone)
     wb_queue_close(q);
 }
 
+/* MQTT_BROKER_BUILTIN_MAX_PAYLOAD moves the limit; at the highest value
+ * accepted, a payload of that size still fits the queue end to end. */
+static void restart_with_limit(const char *setting)
+{
+    static char db[600];
+    snprintf(db, sizeof db, "DATABASE_URL=%s", need("DATABASE_URL"));
+    const char *over[] = {db, setting, NULL};
+    wb_bundled_stop(env.broker);
+    env.broker = NULL;
+    wbt_env_reconfigure(&env, over);
+    wbt_env_start(&env);
+}
+
+Test(hostile, the_highest_configurable_limit_still_fits_the_queue)
+{
+    restart_with_limit("MQTT_BROKER_BUILTIN_MAX_PAYLOAD=196096");
+    cr_assert_eq(wb_config_builtin_max_payload(env.cfg), WB_BUNDLED_MAX_PAYLOAD_LIMIT);
+    wb_queue *q = open_queue();
+    take_all(q, WB_LQ_IOT, 0, 0, NULL);
+    take_all(q, WB_LQ_DLQ, 0, 0, NULL);
+    client v5 = pool_a(WBT_WORKER, "mqttv5");
+    wbt_proc p = pub(&v5, my_topic(&v5, "writeonly"), NULL,
+                     object_file("limit.json", WB_BUNDLED_MAX_PAYLOAD_LIMIT));
+    cr_assert(!strstr(p.out, "RC:135") && !strstr(p.err, "RC:135"), "%s%s", p.out, p.err);
+    cr_assert_eq(p.status, 0, "%s%s", p.out, p.err);
+    wbt_proc_free(&p);
+    p = pub(&v5, my_topic(&v5, "writeonly"), NULL,
+            object_file("over.json", WB_BUNDLED_MAX_PAYLOAD_LIMIT + 1));
+    cr_assert(strstr(p.out, "RC:135") || strstr(p.err, "RC:135"), "%s%s", p.out, p.err);
+    wbt_proc_free(&p);
+    char *iot = NULL;
+    cr_assert_eq(take_all(q, WB_LQ_IOT, 1, 10000, &iot), 1);
+    wb_envelope e = WB_ENVELOPE_INIT;
+    cr_assert_eq(wb_envelope_decode(iot, strcspn(iot, "\n"), &e, NULL), WB_OK);
+    cr_assert_eq(e.payload_len, WB_BUNDLED_MAX_PAYLOAD_LIMIT, "%zu", e.payload_len);
+    wb_envelope_clear(&e);
+    free(iot);
+    cr_assert_eq(take_all(q, WB_LQ_DLQ, 0, 500, NULL), 0, "nothing went to the dlq");
+    wb_queue_close(q);
+}
+
+Test(hostile, a_lower_configured_limit_is_enforced)
+{
+    restart_with_limit("MQTT_BROKER_BUILTIN_MAX_PAYLOAD=1000");
+    client v5 = pool_a(WBT_WORKER, "mqttv5");
+    wbt_proc p = pub(&v5, my_topic(&v5, "writeonly"), NULL, object_file("ok.json", 1000));
+    cr_assert(!strstr(p.out, "RC:135") && !strstr(p.err, "RC:135"), "%s%s", p.out, p.err);
+    wbt_proc_free(&p);
+    p = pub(&v5, my_topic(&v5, "writeonly"), NULL, object_file("over.json", 1001));
+    cr_assert(strstr(p.out, "RC:135") || strstr(p.err, "RC:135"), "%s%s", p.out, p.err);
+    wbt_proc_free(&p);
+    cr_assert(wbt_log_wait_for("the payload is 1001 bytes; the limit is 1000", 5000));
+}
+
 Test(hostile, a_non_object_from_mqtt311_is_acknowledged_and_kept_in_the_dlq)
 {
     wb_queue *q = open_queue();

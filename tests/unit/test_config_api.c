@@ -161,6 +161,7 @@ Test(config_api, accessors_iotcore)
     cr_assert_null(wb_config_sqs_url(cfg, WB_LQ__COUNT));
     cr_assert_str_eq(wb_config_get(cfg, "MQTT_BROKER_TYPE"), "iotcore");
     cr_assert_null(wb_config_get(cfg, "NOT_A_VARIABLE"));
+    cr_assert_eq(wb_config_builtin_max_payload(cfg), 0);
     wb_config_free(cfg);
     wb_config_report_free(rep);
 }
@@ -186,13 +187,16 @@ Test(config_api, accessors_builtin)
                      "postgres://wb:hunter2secret@db.example.com:5432/wb");
     cr_assert_null(wb_config_sqs_url(cfg, WB_LQ_IOT));
     cr_assert_null(wb_config_aws_region(cfg));
+    cr_assert_eq(wb_config_builtin_max_payload(cfg), WB_BUNDLED_MAX_PAYLOAD);
     wb_config_free(cfg);
     wb_config_report_free(rep);
 
-    const char *plain[] = {"MQTT_BROKER_ENDPOINT=broker.example.com:1883", NULL};
+    const char *plain[] = {"MQTT_BROKER_ENDPOINT=broker.example.com:1883",
+                           "MQTT_BROKER_BUILTIN_MAX_PAYLOAD=4096", NULL};
     cr_assert_eq(wbt_load(wbt_base_builtin, plain, &cfg, NULL), WB_OK);
     cr_assert_not(wb_config_broker_tls(cfg));
     cr_assert_eq(wb_config_broker_port(cfg), 1883);
+    cr_assert_eq(wb_config_builtin_max_payload(cfg), 4096);
     wb_config_free(cfg);
 }
 
@@ -255,7 +259,7 @@ Test(config_api, settings_and_defaults)
 {
     wb_config_report *rep = NULL;
     cr_assert_eq(wbt_load(wbt_base_builtin, NULL, NULL, &rep), WB_OK);
-    cr_assert_eq(wb_config_report_setting_count(rep), 34);
+    cr_assert_eq(wb_config_report_setting_count(rep), 35);
     const wb_config_setting *ns = NULL, *db = NULL, *iot = NULL;
     for (size_t i = 0; i < wb_config_report_setting_count(rep); i++) {
         const wb_config_setting *s = wb_config_report_setting(rep, i);
@@ -273,7 +277,7 @@ Test(config_api, settings_and_defaults)
     cr_assert_str_eq(db->value, "postgres://wb:****@db.example.com:5432/wb");
     cr_assert_eq(iot->origin, WB_ORIGIN_UNSET);
     cr_assert_not(iot->used);
-    cr_assert_null(wb_config_report_setting(rep, 34));
+    cr_assert_null(wb_config_report_setting(rep, 35));
     wb_config_report_free(rep);
 }
 
@@ -394,7 +398,7 @@ Test(config_format, json_shape)
     cr_assert(json_is_null(json_object_get(w, "value")), "unknown variables' values are hidden");
     json_t *config = json_object_get(root, "config");
     cr_assert(json_is_object(config));
-    cr_assert_eq(json_object_size(config), 34);
+    cr_assert_eq(json_object_size(config), 35);
     json_t *ns = json_object_get(config, "MQTT_BROKER_IOTCORE_NAMESPACE");
     cr_assert_str_eq(json_string_value(json_object_get(ns, "origin")), "default");
     json_decref(root);
