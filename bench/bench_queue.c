@@ -21,7 +21,7 @@
 #include <time.h>
 
 #include "bench_common.h"
-#include "pgqueue.h"
+#include "hooks.h"
 #include "workerbus/workerbus.h"
 
 static const char *db_url;

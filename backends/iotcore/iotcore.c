@@ -33,7 +33,6 @@
 #include "broker_backend.h"
 #include "connect_to.h"
 #include "http.h"
-#include "iotcore.h"
 #include "iotsign.h"
 #include "sigv4.h"
 #include "wb_internal.h"
@@ -50,6 +49,9 @@
 /* IoT Core's rates; changed only by benchmarks (wb__iotcore_set_rates()). */
 static double iot_rate = IOT_RATE, iot_byte_rate = IOT_BYTE_RATE;
 
+/* Declared for the benchmarks in bench/hooks.h, not in a header of the
+ * backend. */
+void wb__iotcore_set_rates(unsigned msgs_per_s, unsigned bytes_per_s);
 void wb__iotcore_set_rates(unsigned msgs_per_s, unsigned bytes_per_s)
 {
     iot_rate = msgs_per_s ? msgs_per_s : IOT_RATE;
@@ -88,7 +90,10 @@ typedef struct iot {
     pthread_mutex_t http_lock;
     wb__http *http;
     char *connect_to; /* curl's "host:port:to_host:to_port" */
-    unsigned port;    /* what MQTT dials: the transport's, or the override's */
+    unsigned port;    /* the transport's port, in the URI */
+    wb__relay *relay; /* MQTT with MQTT_BROKER_IOTCORE_CONNECT_TO */
+    char *dial_host;  /* where TCP goes: the override's address, else the endpoint */
+    unsigned dial_port;
 
     /* mqtt */
     MQTTAsync client;
@@ -488,6 +493,8 @@ static void start_connect(iot *b)
         co.maxInflight = IOT_WINDOW;
         co.connectTimeout = 10;
         co.ssl = &ssl;
+        if (b->relay)
+            co.httpsProxy = wb__relay_proxy(b->relay);
         co.onSuccess = on_connect_ok;
         co.onFailure = on_connect_fail;
         co.context = b;
@@ -676,11 +683,18 @@ static wb_err iot_open(void *priv, const wb_config *cfg, const wb_broker_opts *o
     if (to) {
         unsigned port = wb_config_iotcore_connect_port(cfg);
         b->connect_to = wb__asprintf("%s:443:%s:%u", b->endpoint, to, port);
-        /* MQTT: the endpoint's name resolves to the override's address (TLS
-         * still checks the name), and Paho dials the override's port */
-        b->port = port;
-        if (mqtt(b) && wb__connect_to_set(b->endpoint, to, detail) != WB_OK)
-            return WB_ERR_INVALID_ARGUMENT;
+        /* MQTT: Paho goes through the relay, an HTTP CONNECT proxy that
+         * dials the override's address and port; TLS still checks the
+         * endpoint's name, which the URI keeps */
+        b->dial_host = wb__strdup(to);
+        b->dial_port = port;
+        if (!b->dial_host)
+            return WB_ERR_NO_MEMORY;
+        if (mqtt(b)) {
+            err = wb__relay_start(b->endpoint, to, port, &b->relay, detail);
+            if (err)
+                return err;
+        }
         wb__log(WB_LOG_WARN, "broker", "MQTT_BROKER_IOTCORE_CONNECT_TO: %s goes to %s:%u",
                 b->endpoint, to, port);
     }
@@ -725,9 +739,9 @@ static char *diagnose_tls(const iot *b)
     if (b->transport == WB_IOT_WSS)
         return NULL;
     char port[8];
-    snprintf(port, sizeof port, "%u", b->port);
+    snprintf(port, sizeof port, "%u", b->dial_host ? b->dial_port : b->port);
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai = NULL;
-    if (getaddrinfo(b->endpoint, port, &hints, &ai) != 0 || !ai)
+    if (getaddrinfo(b->dial_host ? b->dial_host : b->endpoint, port, &hints, &ai) != 0 || !ai)
         return NULL;
     int fd = socket(ai->ai_family, SOCK_STREAM, 0);
     bool up = fd >= 0 && connect(fd, ai->ai_addr, ai->ai_addrlen) == 0;
@@ -1056,6 +1070,7 @@ static void iot_close(void *priv)
     free(d);
     if (b->client)
         MQTTAsync_destroy(&b->client);
+    wb__relay_stop(b->relay);
     drop_outbox(b);
     while (b->subs) {
         sub *s = b->subs;
@@ -1072,6 +1087,7 @@ static void iot_close(void *priv)
     free(b->key);
     free(b->ca);
     free(b->connect_to);
+    free(b->dial_host);
     free(b->last_failure);
     free(b->tls_error);
     pthread_mutex_destroy(&b->lock);

@@ -26,7 +26,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "pgqueue.h"
 #include "queue_backend.h"
 #include "schema.h"
 #include "wb_internal.h"
@@ -190,6 +189,10 @@ static const struct {
                          " SELECT (SELECT count(*) FROM a), (SELECT count(*) FROM b)"},
 };
 
+/* Declared for the benchmarks in bench/hooks.h, not in a header of the
+ * backend: the SQL of a prepared statement by name, for bench-queue's
+ * baseline. */
+const char *wb__pg_statement(const char *name);
 const char *wb__pg_statement(const char *name)
 {
     for (int i = 0; i < ST__COUNT; i++) {
@@ -884,12 +887,14 @@ static wb_err exec_simple(PGconn *c, const char *sql, const char *what, char **d
     return ok ? WB_OK : WB_ERR_BACKEND;
 }
 
-int wb__pg_schema_version_known(void)
+static int schema_version_known(void)
 {
     return wb_pg_migrations[WB__ARRAY_LEN(wb_pg_migrations) - 1].version;
 }
 
-wb_err wb__pg_migrate(PGconn *c, int *from, int *to, char **detail)
+/* Applies the migrations this library knows, under the advisory lock; *from
+ * and *to (may be NULL) receive the versions before and after. */
+static wb_err migrate(PGconn *c, int *from, int *to, char **detail)
 {
     char lock[96];
     snprintf(lock, sizeof lock, "SELECT pg_advisory_xact_lock(%lld)", WB_PG_MIGRATION_LOCK);
@@ -913,7 +918,7 @@ wb_err wb__pg_migrate(PGconn *c, int *from, int *to, char **detail)
         }
         PQclear(r);
     }
-    int known = wb__pg_schema_version_known();
+    int known = schema_version_known();
     if (!err && current > known) {
         *detail = wb__asprintf("the database's queue schema is at version %d; this workerbus "
                                "knows versions up to %d: upgrade workerbus",
@@ -988,7 +993,7 @@ static wb_err pg_open(void *priv, const wb_config *cfg, const wb_queue_opts *opt
         *detail = wb__buf_take(&b);
         err = WB_ERR_CONNECTION_LOST;
     } else {
-        err = wb__pg_migrate(c, NULL, NULL, detail);
+        err = migrate(c, NULL, NULL, detail);
         /* Keep the connection: the first operation will use it. */
         pgconn *pc = calloc(1, sizeof *pc);
         if (!err && pc) {

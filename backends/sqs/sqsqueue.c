@@ -21,7 +21,6 @@
 #include "http.h"
 #include "queue_backend.h"
 #include "sigv4.h"
-#include "sqsqueue.h"
 #include "wb_internal.h"
 
 #define MAX_ATTEMPTS 5

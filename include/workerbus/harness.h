@@ -61,8 +61,8 @@ typedef struct wb_harness_opts {
     const char *dir;
     unsigned int workers;      /**< simulated workers per broker; 0: none */
     unsigned int heartbeat_ms; /**< between a worker's heartbeats; 0: none */
-    /** scripts/services of the source tree; NULL: the one this library was
-     *  built from. */
+    /** The services script (scripts/services of the source tree); NULL:
+     *  the installed one, <libexecdir>/workerbus/services. */
     const char *services_script;
 } wb_harness_opts;
 

@@ -56,5 +56,9 @@ int wb_cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((for
 bool wb_cli_is_help(const char *arg);
 /* A decimal number from lo to hi, and nothing else (no sign, no blanks). */
 bool wb_cli_parse_uint(const char *s, unsigned lo, unsigned hi, unsigned *out);
+/* The services script for the harness: the installed one (NULL, the
+ * library's default) when it is there, else the source tree's that this
+ * tool was built from. */
+const char *wb_cli_services_script(void);
 
 #endif

@@ -4,8 +4,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
+#include "wb_cli_paths.h"
+#include "wb_paths.h"
 #include "workerbus/workerbus.h"
 
 bool wb_cli_config_option(wb_cli_config_opts *o, int argc, char **argv, int *i, int *rc)
@@ -91,4 +94,9 @@ bool wb_cli_parse_uint(const char *s, unsigned lo, unsigned hi, unsigned *out)
         return false;
     *out = (unsigned)v;
     return true;
+}
+
+const char *wb_cli_services_script(void)
+{
+    return access(WB_SERVICES_PATH, X_OK) == 0 ? NULL : WB_SOURCE_SERVICES_SCRIPT;
 }

@@ -173,6 +173,7 @@ static int demo_run(int argc, char **argv)
             "broker and %u workers...\n",
             workers);
     wb_harness_opts ho = WB_HARNESS_OPTS_INIT;
+    ho.services_script = wb_cli_services_script();
     ho.workers = workers;
     ho.heartbeat_ms = 1000;
     wb_harness *h = NULL;

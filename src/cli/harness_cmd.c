@@ -177,6 +177,7 @@ static int up_cmd(const char *dir, unsigned workers, unsigned heartbeat_ms)
             dup2(fileno(lf), 2);
         }
         wb_harness_opts o = WB_HARNESS_OPTS_INIT;
+        o.services_script = wb_cli_services_script();
         o.dir = dir;
         o.workers = workers;
         o.heartbeat_ms = heartbeat_ms;

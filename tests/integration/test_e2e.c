@@ -26,7 +26,9 @@ static void up(unsigned workers, unsigned heartbeat_ms)
     wb_harness_opts o = WB_HARNESS_OPTS_INIT;
     o.workers = workers;
     o.heartbeat_ms = heartbeat_ms;
-    o.services_script = NULL;
+    static char script[512];
+    snprintf(script, sizeof script, "%s/scripts/services", getenv("WB_SOURCE_ROOT"));
+    o.services_script = script;
     char *d = NULL;
     wb_err err = wb_harness_up(&o, &h, &d);
     cr_assert_eq(err, WB_OK, "harness: %s: %s", wb_err_name(err), d ? d : "");

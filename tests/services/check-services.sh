@@ -34,9 +34,14 @@ vis=$($aws sqs get-queue-attributes --queue-url "$MESSAGE_QUEUE_SQS_IOT_URL" \
 [ "$vis" = "45" ] || fail "iot visibility timeout is $vis, expected 45"
 
 # the stand-in's URLs and the cluster's URL pass workerbus's own validation
-"$wb" check --quiet --set MQTT_BROKER_TYPE=iotcore \
-  --set MQTT_BROKER_ENDPOINT=a1b2c3d4e5f6g7-ats.iot.us-east-1.amazonaws.com \
-  --set MESSAGE_QUEUE_TYPE=sqs || fail "workerbus check refused the SQS stand-in's environment"
+# (the SQS environment by a build that has the sqs and iotcore backends; a
+# reduced build refuses it by name, which the backends unit test checks)
+case " ${WB_BUILT_BACKENDS:-builtin iotcore postgres sqs} " in
+  *" iotcore "*" sqs "*)
+    "$wb" check --quiet --set MQTT_BROKER_TYPE=iotcore \
+      --set MQTT_BROKER_ENDPOINT=a1b2c3d4e5f6g7-ats.iot.us-east-1.amazonaws.com \
+      --set MESSAGE_QUEUE_TYPE=sqs || fail "workerbus check refused the SQS stand-in's environment" ;;
+esac
 
 pg_pid=$(head -1 "$dir/pg/postmaster.pid")
 sqs_pid=$(cat "$dir/sqs.pid")

@@ -1,6 +1,8 @@
 /* The built-in broker's variables: credentials, listener, runtime directory
  * and the mosquitto executable. */
+#define _GNU_SOURCE /* dladdr */
 #include <arpa/inet.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -383,6 +385,44 @@ static void check_mosquitto(wb__loader *L)
         free(path);
 }
 
+/* The plugin when MQTT_BROKER_BUILTIN_PLUGIN is unset: the installed one;
+ * else one found from where this code runs (the shared library, or the
+ * program it is linked into), which is how an installation moved elsewhere
+ * (<dir>/workerbus/) and a build tree (<build>/plugin/, from the library at
+ * the build root or a program one or two folders below) find theirs. No
+ * path of the build is compiled in. */
+static char *default_plugin(void)
+{
+    if (access(WB_PLUGIN_PATH, R_OK) == 0)
+        return wb__strdup(WB_PLUGIN_PATH);
+    Dl_info info;
+    char exe[4096];
+    const char *self = NULL;
+    if (dladdr((void *)&wb__cfg_check_builtin, &info) && info.dli_fname &&
+        info.dli_fname[0] == '/') {
+        self = info.dli_fname;
+    } else { /* the main program, known by its argv[0]: ask the kernel */
+        ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+        if (n > 0) {
+            exe[n] = '\0';
+            self = exe;
+        }
+    }
+    if (self) {
+        const char *slash = strrchr(self, '/');
+        static const char *const near[] = {"/workerbus/", "/plugin/", "/../plugin/",
+                                           "/../../plugin/"};
+        for (size_t i = 0; i < WB__ARRAY_LEN(near); i++) {
+            char *cand = wb__asprintf("%.*s%s%s", (int)(slash - self), self, near[i],
+                                      "workerbus_mosquitto.so");
+            if (cand && access(cand, R_OK) == 0)
+                return cand;
+            free(cand);
+        }
+    }
+    return wb__strdup(WB_PLUGIN_PATH); /* named in the error that follows */
+}
+
 void wb__cfg_check_builtin(wb__loader *L)
 {
     if (!L->broker_known)
@@ -414,12 +454,8 @@ void wb__cfg_check_builtin(wb__loader *L)
     check_max_payload(L);
     check_runtime_dir(L);
     check_mosquitto(L);
-    if (!wb__cfg_raw(L, WB__V_B_PLUGIN)) { /* installed, else this build's own */
-        bool installed = access(WB_PLUGIN_PATH, R_OK) == 0;
-        bool built = access(WB_PLUGIN_BUILD_PATH, R_OK) == 0;
-        derive(L, WB__V_B_PLUGIN,
-               wb__strdup(!installed && built ? WB_PLUGIN_BUILD_PATH : WB_PLUGIN_PATH));
-    }
+    if (!wb__cfg_raw(L, WB__V_B_PLUGIN))
+        derive(L, WB__V_B_PLUGIN, default_plugin());
     if (!L->bad[WB__V_B_PLUGIN] && !check_file(L, WB__V_B_PLUGIN))
         L->bad[WB__V_B_PLUGIN] = true;
 }

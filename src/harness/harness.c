@@ -439,7 +439,7 @@ WB_API wb_err wb_harness_up(const wb_harness_opts *opts, wb_harness **out, char 
     h->nworkers = o.workers;
     h->heartbeat_ms = o.heartbeat_ms;
     h->worker_ids = calloc(o.workers ? o.workers : 1, sizeof *h->worker_ids);
-    h->services = wb__strdup(o.services_script ? o.services_script : WB_SERVICES_SCRIPT);
+    h->services = wb__strdup(o.services_script ? o.services_script : WB_SERVICES_PATH);
     if (o.dir) {
         h->dir = wb__strdup(o.dir);
         if (h->dir && mkdir(h->dir, 0711) != 0 && errno != EEXIST) {

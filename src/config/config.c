@@ -2,7 +2,9 @@
  * validated in one pass that records every problem, then frozen. */
 #include <arpa/inet.h>
 #include <errno.h>
+#ifdef WB_HAVE_LIBPQ
 #include <libpq-fe.h>
+#endif
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -603,12 +605,31 @@ static void check_builtin_endpoint(wb__loader *L, const char *val, size_t n)
     L->cfg->tls = tls;
 }
 
+/* A type whose backend was left out of this build is an error on the
+ * variable that chose it; the rest of the checks still run. */
+static void check_built_in(wb__loader *L, enum wb__var v, const char *kind, unsigned type,
+                           const char *name)
+{
+    if (wb__backend_built(kind, type))
+        return;
+    char *d = NULL;
+    wb__backend_refusal(kind, name, &d);
+    wb__cfg_problem_hint(L, WB__ERR, v,
+                         wb__asprintf("rebuild workerbus with the meson option -D%s=enabled, or "
+                                      "choose a %s backend that is built in",
+                                      name, kind),
+                         "%s", d ? d : "not built into this library");
+    free(d);
+}
+
 static void check_broker(wb__loader *L)
 {
     int t = check_choice(L, WB__V_BROKER_TYPE, broker_types, false);
     L->broker_known = t >= 0;
-    if (t >= 0)
+    if (t >= 0) {
         L->cfg->broker = (wb_broker_type)t;
+        check_built_in(L, WB__V_BROKER_TYPE, "broker", (unsigned)t, broker_types[t]);
+    }
 
     if (!L->bad[WB__V_ENDPOINT]) {
         const char *ep = wb__cfg_raw(L, WB__V_ENDPOINT);
@@ -705,6 +726,7 @@ static void check_database_url(wb__loader *L, bool used)
                 "URI or key=value string");
         return;
     }
+#ifdef WB_HAVE_LIBPQ
     const char *suffix = used ? "" : " (not used by the message queue, which is sqs)";
     char *errmsg = NULL;
     PQconninfoOption *opts = PQconninfoParse(url, &errmsg);
@@ -747,6 +769,10 @@ static void check_database_url(wb__loader *L, bool used)
         }
     }
     PQconninfoFree(opts);
+#else
+    /* built without libpq (no postgres backend): its parser is not here */
+    (void)sev;
+#endif
 }
 
 /* The region named by an AWS host (sqs.<region>.amazonaws.com, and the
@@ -998,6 +1024,7 @@ static void check_queue(wb__loader *L)
     if (t < 0)
         return;
     L->cfg->queue = (wb_queue_type)t;
+    check_built_in(L, WB__V_QUEUE_TYPE, "queue", (unsigned)t, queue_types[t]);
     if (L->broker_known && L->cfg->broker == WB_BROKER_IOTCORE &&
         L->cfg->queue == WB_QUEUE_POSTGRES) {
         wb__cfg_problem_hint(L, WB__ERR, WB__V_QUEUE_TYPE,

@@ -31,10 +31,30 @@ int wb__cond_wait_ms(pthread_cond_t *cond, pthread_mutex_t *lock, unsigned ms);
 
 /* ---- backend tables (registry.c) ---------------------------------------- */
 
+/* One backend compiled into this library. The list, wb__backends[], is made
+ * by backends/meson.build from its list of backends; it ends with an entry
+ * whose kind is NULL. */
+typedef struct wb__backend {
+    const char *kind; /* "broker" or "queue" */
+    unsigned type;    /* wb_broker_type or wb_queue_type */
+    const char *name; /* also the name of its meson option */
+    const void *ops;  /* const wb__broker_ops * or const wb__queue_ops *; NULL in
+                       * the plugin's copy for the broker backends it lacks */
+} wb__backend;
+extern const wb__backend wb__backends[];
+
+/* The operations of the backend of this kind and type compiled in, or NULL. */
+const void *wb__backend_ops(const char *kind, unsigned type);
+/* Whether the library was built with the backend of this kind and type. */
+bool wb__backend_built(const char *kind, unsigned type);
+/* WB_ERR_NOT_BUILT_IN with a detail that names the meson option to build it
+ * with and the backends of this kind that are built in. */
+wb_err wb__backend_refusal(const char *kind, const char *name, char **detail);
+
 #define WB__REGISTRY_SLOTS 2
 typedef struct wb__registry {
     pthread_mutex_t lock;
-    const void *builtin[WB__REGISTRY_SLOTS];  /* by type; NULL: not built in */
+    const char *kind;                         /* of wb__backends[] */
     const void *override[WB__REGISTRY_SLOTS]; /* set by tests */
 } wb__registry;
 
@@ -42,6 +62,7 @@ typedef struct wb__registry {
  * this kind ("broker", "queue") has the wrong version or lacks `missing`. */
 wb_err wb__ops_refusal(const char *kind, const char *name, unsigned version, unsigned expected,
                        const char *missing, char **detail);
+/* A test's override, else the backend compiled in, else NULL. */
 const void *wb__registry_get(wb__registry *r, unsigned type);
 void wb__registry_set(wb__registry *r, unsigned type, const void *ops);
 

@@ -5,9 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "pgqueue.h"
 #include "queue_backend.h"
-#include "sqsqueue.h"
 #include "wb_internal.h"
 
 struct wb_queue {
@@ -19,7 +17,7 @@ struct wb_queue {
 
 static wb__registry backends = {
     .lock = PTHREAD_MUTEX_INITIALIZER,
-    .builtin = {[WB_QUEUE_SQS] = &wb__sqs_queue_ops, [WB_QUEUE_POSTGRES] = &wb__postgres_queue_ops},
+    .kind = "queue",
 };
 
 wb_err wb__queue_ops_check(const wb__queue_ops *ops, char **detail)
@@ -187,10 +185,11 @@ WB_API wb_err wb_queue_open(const wb_config *config, const wb_queue_opts *opts, 
                         wb__strdup("the postgres queue cannot be used with IoT Core: IoT Core "
                                    "delivers worker messages only to SQS"));
     const wb__queue_ops *ops = wb__registry_get(&backends, (unsigned)type);
-    if (!ops)
-        return wb__fail(NULL, WB_ERR_NOT_BUILT_IN,
-                        wb__asprintf("the %s queue backend is not built into this library",
-                                     wb_queue_type_name(type)));
+    if (!ops) {
+        char *d = NULL;
+        wb_err err = wb__backend_refusal("queue", wb_queue_type_name(type), &d);
+        return wb__fail(NULL, err, d);
+    }
     wb_queue *q = calloc(1, sizeof *q);
     void *priv = ops->priv_size ? calloc(1, ops->priv_size) : NULL;
     if (!q || (ops->priv_size && !priv)) {

@@ -55,7 +55,4 @@ wb_err wb__broker_ops_check(const wb__broker_ops *ops, char **detail);
 /* Tests: replaces the backend of a broker type (NULL restores it). */
 wb_err wb__broker_set_backend(wb_broker_type type, const wb__broker_ops *ops);
 
-/* The backends built into this library (NULL: not built in). */
-extern const wb__broker_ops wb__builtin_broker_ops;
-
 #endif

@@ -6,7 +6,6 @@
 #include <string.h>
 
 #include "broker_backend.h"
-#include "iotcore.h"
 #include "wb_internal.h"
 
 #define DEFAULT_CLIENT_ID "workerbus-server"
@@ -33,8 +32,7 @@ struct wb_broker {
 
 static wb__registry backends = {
     .lock = PTHREAD_MUTEX_INITIALIZER,
-    .builtin = {[WB_BROKER_IOTCORE] = &wb__iotcore_broker_ops,
-                [WB_BROKER_BUILTIN] = &wb__builtin_broker_ops},
+    .kind = "broker",
 };
 
 wb_err wb__broker_ops_check(const wb__broker_ops *ops, char **detail)
@@ -120,10 +118,11 @@ WB_API wb_err wb_broker_open(const wb_config *config, const wb_broker_opts *opts
     *out = NULL;
     wb_broker_type type = wb_config_broker_type(config);
     const wb__broker_ops *ops = wb__registry_get(&backends, (unsigned)type);
-    if (!ops)
-        return fail(NULL, WB_ERR_NOT_BUILT_IN,
-                    wb__asprintf("the %s broker backend is not built into this library",
-                                 wb_broker_type_name(type)));
+    if (!ops) {
+        char *d = NULL;
+        wb_err err = wb__backend_refusal("broker", wb_broker_type_name(type), &d);
+        return fail(NULL, err, d);
+    }
     char *d = NULL;
     if (wb__broker_ops_check(ops, &d) != WB_OK)
         return fail(NULL, WB_ERR_INVALID_ARGUMENT, d);
