@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "broker_backend.h"
+#include "config_views.h"
 #include "mqttc.h"
 #include "wb_internal.h"
 
@@ -32,9 +33,9 @@ static void bltn_on_connection(void *ctx, bool up, const char *reason)
 
 /* Where the server dials its own broker: the listen address, with the
  * wildcard addresses replaced by loopback. */
-static const char *bltn_dial_host(const wb_config *cfg)
+static const char *bltn_dial_host(const wb__builtin_view *v)
 {
-    const char *h = wb_config_builtin_listen_host(cfg);
+    const char *h = v->listen_host;
     if (strcmp(h, "0.0.0.0") == 0)
         return "127.0.0.1";
     if (strcmp(h, "::") == 0)
@@ -47,17 +48,16 @@ static wb_err bltn_open(void *priv, const wb_config *cfg, const wb_broker_opts *
 {
     bltn_backend *be = priv;
     be->core = core;
-    const char *host = bltn_dial_host(cfg);
-    bool tls = wb_config_broker_tls(cfg);
+    const wb__builtin_view *v = wb__config_builtin(cfg);
+    const char *host = bltn_dial_host(v);
+    bool tls = v->tls;
     char token[WB_PKI_TOKEN_LEN + 1] = "";
     if (!tls) {
-        wb_err err = wb_pki_token(wb_config_get(cfg, "MQTT_BROKER_BUILTIN_TOKEN_KEY_FILE"), NULL,
-                                  token, detail);
+        wb_err err = wb_pki_token(v->token_key_file, NULL, token, detail);
         if (err)
             return err;
     }
-    const char *cert = wb_config_get(cfg, "MQTT_BROKER_BUILTIN_CERT_FILE");
-    bool name_ok = tls && cert && wb__pki_cert_matches_host(cert, host) == 1;
+    bool name_ok = tls && v->cert_file && wb__pki_cert_matches_host(v->cert_file, host) == 1;
     if (tls && !name_ok)
         wb__log(WB_LOG_INFO, "broker",
                 "the broker's certificate is not issued for %s: the server's own connection "
@@ -66,11 +66,11 @@ static wb_err bltn_open(void *priv, const wb_config *cfg, const wb_broker_opts *
     wb__mqttc_opts o = {
         .connect_host = host,
         .tls_name = name_ok ? host : NULL,
-        .port = wb_config_builtin_listen_port(cfg),
+        .port = v->listen_port,
         .tls = tls,
-        .cafile = wb_config_get(cfg, "MQTT_BROKER_BUILTIN_CA_FILE"),
-        .certfile = wb_config_get(cfg, "MQTT_BROKER_BUILTIN_CLIENT_CERT_FILE"),
-        .keyfile = wb_config_get(cfg, "MQTT_BROKER_BUILTIN_CLIENT_KEY_FILE"),
+        .cafile = v->ca_file,
+        .certfile = v->client_cert_file,
+        .keyfile = v->client_key_file,
         .username = tls ? NULL : WB_PKI_SERVER_IDENTITY,
         .password = tls ? NULL : token,
         .client_id = opts->client_id,

@@ -31,6 +31,7 @@
 
 #include "aws_creds.h"
 #include "broker_backend.h"
+#include "config_views.h"
 #include "connect_to.h"
 #include "http.h"
 #include "iotsign.h"
@@ -174,36 +175,27 @@ static wb_err https_publish(iot *b, const char *topic, const void *payload, size
     const char *hdrs[WB__ARRAY_LEN(req.headers) + 1] = {0};
     for (size_t i = 0; i < WB__ARRAY_LEN(req.headers); i++)
         hdrs[i] = req.headers[i];
+    /* one attempt; the broker core retries what is marked retryable */
     wb__http_response resp;
     pthread_mutex_lock(&b->http_lock);
-    for (unsigned attempt = 0; attempt < 5; attempt++) {
-        char *d = NULL;
-        err = wb__http_request_to(b->http, "POST", req.url, b->connect_to, b->ca, hdrs, payload,
-                                  len, 5000, 15000, &resp, &d);
-        if (err) {
-            free(*detail);
-            *detail = d;
-        } else if (resp.status == 200) {
-            wb__http_response_free(&resp);
-            break;
-        } else {
-            free(*detail);
-            *detail = wb__asprintf("IoT Core Publish to %s: HTTP %ld: %.300s", topic, resp.status,
-                                   resp.body);
-            err = resp.status == 403 || resp.status == 401 ? WB_ERR_AUTH_REFUSED
-                  : resp.status == 413                     ? WB_ERR_TOO_LARGE
-                  : resp.status == 429                     ? WB_ERR_BUSY
-                  : resp.status >= 500                     ? WB_ERR_BACKEND
-                                                           : WB_ERR_INVALID_ARGUMENT;
-            bool retry = resp.status >= 500 || resp.status == 429;
-            wb__http_response_free(&resp);
-            if (!retry)
-                break;
-        }
-        unsigned ms = wb__backoff_ms(attempt, 50, 2000);
-        struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-        nanosleep(&ts, NULL);
+    err = wb__http_request_to(b->http, "POST", req.url, b->connect_to, b->ca, hdrs, payload, len,
+                              5000, 15000, &resp, detail);
+    bool answered = !err;
+    if (err) {
+        err = wb__retryable(err); /* no answer */
+    } else if (resp.status != 200) {
+        *detail =
+            wb__asprintf("IoT Core Publish to %s: HTTP %ld: %.300s", topic, resp.status, resp.body);
+        err = resp.status == 403 || resp.status == 401 ? WB_ERR_AUTH_REFUSED
+              : resp.status == 413                     ? WB_ERR_TOO_LARGE
+              : resp.status == 429                     ? WB_ERR_BUSY
+              : resp.status >= 500                     ? WB_ERR_BACKEND
+                                                       : WB_ERR_INVALID_ARGUMENT;
+        if (resp.status >= 500 || resp.status == 429)
+            err = wb__retryable(err);
     }
+    if (answered)
+        wb__http_response_free(&resp);
     pthread_mutex_unlock(&b->http_lock);
     if (!err) {
         free(*detail);
@@ -653,18 +645,16 @@ static wb_err iot_open(void *priv, const wb_config *cfg, const wb_broker_opts *o
 {
     iot *b = priv;
     b->core = core;
-    b->transport = wb_config_iotcore_transport(cfg);
-    b->endpoint = wb__strdup(wb_config_broker_endpoint(cfg));
-    const char *region = wb_config_iotcore_region(cfg);
-    b->region = wb__strdup(region ? region : "us-east-1");
+    const wb__iotcore_view *v = wb__config_iotcore(cfg);
+    b->transport = v->transport;
+    b->endpoint = wb__strdup(v->endpoint);
+    b->region = wb__strdup(v->region ? v->region : "us-east-1");
     b->client_id = wb__strdup(opts->client_id);
     b->keepalive_s = opts->keepalive_s ? opts->keepalive_s : 1200;
     b->rmin = opts->reconnect_min_ms ? opts->reconnect_min_ms : 100;
     b->rmax = opts->reconnect_max_ms ? opts->reconnect_max_ms : 30000;
     b->max_queued = opts->max_queued ? opts->max_queued : 100000;
-    const char *ca = wb_config_get(cfg, "MQTT_BROKER_IOTCORE_CA_FILE");
-    const char *cert = wb_config_get(cfg, "MQTT_BROKER_IOTCORE_CERT_FILE");
-    const char *key = wb_config_get(cfg, "MQTT_BROKER_IOTCORE_KEY_FILE");
+    const char *ca = v->ca_file, *cert = v->cert_file, *key = v->key_file;
     b->ca = ca ? wb__strdup(ca) : NULL;
     b->cert = cert ? wb__strdup(cert) : NULL;
     b->key = key ? wb__strdup(key) : NULL;
@@ -678,10 +668,10 @@ static wb_err iot_open(void *priv, const wb_config *cfg, const wb_broker_opts *o
     wb_err err = check_session_limits(b, detail);
     if (err)
         return err;
-    const char *to = wb_config_iotcore_connect_host(cfg);
+    const char *to = v->connect_host;
     b->port = b->transport == WB_IOT_MQTTS ? 8883u : 443u;
     if (to) {
-        unsigned port = wb_config_iotcore_connect_port(cfg);
+        unsigned port = v->connect_port;
         b->connect_to = wb__asprintf("%s:443:%s:%u", b->endpoint, to, port);
         /* MQTT: Paho goes through the relay, an HTTP CONNECT proxy that
          * dials the override's address and port; TLS still checks the

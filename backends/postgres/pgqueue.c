@@ -13,9 +13,10 @@
  * - Concurrent single sends to standard queues are coalesced: one caller
  *   inserts everything pending in one transaction while the others wait, and
  *   each returns once its own row is committed (group commit).
- * - A lost connection (the database restarted) is reopened with backoff
- *   and the statement retried, for up to reconnect_timeout; a retried send
- *   may duplicate a message (at-least-once), never lose one.
+ * - An operation makes one attempt. A lost connection (the database
+ *   restarted) is reported as retryable, and the queue core retries it with
+ *   backoff for up to wb_queue_opts.retry_limit_ms; a retried send may
+ *   duplicate a message (at-least-once), never lose one.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -30,11 +31,10 @@
 #include "schema.h"
 #include "wb_internal.h"
 
-#define POOL_MAX             32
-#define COALESCE_MAX_ROWS    500
-#define RECONNECT_TIMEOUT_MS 60000u
-#define HOUSEKEEPING_MS      60000u
-#define CHANNEL              "workerbus_queue"
+#define POOL_MAX          32
+#define COALESCE_MAX_ROWS 500
+#define HOUSEKEEPING_MS   60000u
+#define CHANNEL           "workerbus_queue"
 
 typedef struct pgconn {
     PGconn *c;
@@ -343,21 +343,21 @@ static void release(pgq *q, pgconn *pc)
     pthread_mutex_unlock(&q->lock);
 }
 
-/* Runs a prepared statement, reconnecting and retrying on transient
- * failures for up to RECONNECT_TIMEOUT_MS. Returns a result of the expected
- * status, or NULL with *detail and *err set. */
+/* Runs a prepared statement once. A pooled connection found broken (the
+ * server restarted since its last use) is replaced at once and the
+ * statement run on the new one: that is not a retry, as the database never
+ * saw the statement. Returns a result of the expected status, or NULL with
+ * *detail and *err set: wb__retryable(WB_ERR_CONNECTION_LOST) when the
+ * failure is transient (the core retries it), else WB_ERR_BACKEND. */
 static PGresult *run(pgq *q, pgconn *pc, int st, int n, const char *const *vals,
                      ExecStatusType want, wb_err *err, char **detail)
 {
-    uint64_t start = wb__now_ms();
-    bool no_retry = q->opts.retry_limit_ms == WB_QUEUE_NO_RETRY;
-    for (unsigned attempt = 0;; attempt++) {
+    for (int pass = 0;; pass++) {
         char *d = NULL;
-        PGresult *r = NULL;
         bool transient = true;
         bool was_open = pc->c && pc->ready;
         if (conn_ready(q, pc, &d)) {
-            r = PQexecPrepared(pc->c, statements[st].name, n, vals, NULL, NULL, 0);
+            PGresult *r = PQexecPrepared(pc->c, statements[st].name, n, vals, NULL, NULL, 0);
             if (PQresultStatus(r) == want)
                 return r;
             transient = is_transient(pc->c, r);
@@ -366,24 +366,13 @@ static PGresult *run(pgq *q, pgconn *pc, int st, int n, const char *const *vals,
             if (transient && pc->c && PQstatus(pc->c) != CONNECTION_OK)
                 pc->ready = pc->listening = false;
         }
-        if (no_retry && transient && attempt == 0 && was_open && !pc->ready) {
-            /* a pooled connection that broke since its last use (a server
-             * restart): one more attempt on a new one, without sleeping */
+        if (pass == 0 && transient && was_open && !pc->ready) {
             free(d);
             continue;
         }
-        unsigned limit = q->opts.retry_limit_ms ? q->opts.retry_limit_ms : RECONNECT_TIMEOUT_MS;
-        if (!transient || no_retry || wb__now_ms() - start >= limit) {
-            *err = transient ? WB_ERR_CONNECTION_LOST : WB_ERR_BACKEND;
-            *detail = d;
-            return NULL;
-        }
-        unsigned delay = wb__backoff_ms(attempt, 50, 2000);
-        if (attempt == 0 || attempt % 10 == 9)
-            wb__log(WB_LOG_WARN, "queue", "%s; retrying in %u ms", d ? d : "", delay);
-        free(d);
-        struct timespec ts = {delay / 1000, (long)(delay % 1000) * 1000000L};
-        nanosleep(&ts, NULL);
+        *err = transient ? wb__retryable(WB_ERR_CONNECTION_LOST) : WB_ERR_BACKEND;
+        *detail = d;
+        return NULL;
     }
 }
 
@@ -594,7 +583,7 @@ static wb_err pg_send_batch(void *priv, wb_logical_queue lq, const wb_queue_entr
     }
     /* One statement: every entry shares its fate. */
     for (size_t i = 0; i < n; i++)
-        results[i] = err;
+        results[i] = wb__err_code(err);
     return err;
 }
 

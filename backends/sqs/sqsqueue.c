@@ -3,10 +3,11 @@
  * - Endpoint: AWS_ENDPOINT_URL_SQS, then AWS_ENDPOINT_URL, else the scheme
  *   and host of each queue's URL. Region: the one in an AWS queue URL's
  *   host, else AWS_REGION / AWS_DEFAULT_REGION from the configuration.
- * - Credentials: the standard chain (src/aws_creds.c), cached.
- * - Retries: transport failures, HTTP 5xx and throttling, up to 5 attempts
- *   with exponential backoff and jitter (50 ms doubling to 5 s). SQS's own
- *   error code and message are passed on in the error detail.
+ * - Credentials: the standard chain (src/aws/aws_creds.c), cached.
+ * - One attempt per operation: transport failures, HTTP 5xx and throttling
+ *   are marked retryable and the queue core retries them, with backoff, for
+ *   up to wb_queue_opts.retry_limit_ms. SQS's own error code and message are
+ *   passed on in the error detail.
  * - Bodies are checked against SQS's MD5 on send and on receive.
  * - One HTTP handle per concurrent caller, kept open between requests.
  */
@@ -23,8 +24,7 @@
 #include "sigv4.h"
 #include "wb_internal.h"
 
-#define MAX_ATTEMPTS 5
-#define HTTP_POOL    64
+#define HTTP_POOL 64
 
 typedef struct sqsq {
     char *url[WB_LQ__COUNT];
@@ -35,7 +35,6 @@ typedef struct sqsq {
     pthread_mutex_t lock;
     wb__http *idle[HTTP_POOL];
     size_t n_idle;
-    unsigned retry_limit_ms; /* 0: MAX_ATTEMPTS only */
 } sqsq;
 
 static const char *env_nonempty(const char *n)
@@ -185,18 +184,7 @@ static wb_err call(sqsq *q, wb_logical_queue lq, const char *action, json_t *req
     snprintf(target, sizeof target, "AmazonSQS.%s", action);
     wb_err err = WB_ERR_BACKEND;
     char *d = NULL;
-    uint64_t start = wb__now_ms();
-    for (unsigned attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-        if (attempt && (q->retry_limit_ms == WB_QUEUE_NO_RETRY ||
-                        (q->retry_limit_ms && wb__now_ms() - start >= q->retry_limit_ms)))
-            break; /* the caller's limit: the last failure stands */
-        free(d);
-        d = NULL;
-        if (attempt) {
-            unsigned ms = wb__backoff_ms(attempt - 1, 50, 5000);
-            struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-            nanosleep(&ts, NULL);
-        }
+    do { /* one attempt; the queue core retries what is marked retryable */
         wb__aws_creds cr;
         err = wb__aws_provider_get(q->creds, &cr, &d);
         if (err)
@@ -242,10 +230,9 @@ static wb_err call(sqsq *q, wb_logical_queue lq, const char *action, json_t *req
         wb__aws_creds_clear(&cr);
         if (err == WB_ERR_NO_MEMORY)
             break;
-        if (err) {
-            if (attempt + 1 < MAX_ATTEMPTS)
-                wb__log(WB_LOG_WARN, "sqs", "%s: %s; retrying", action, d ? d : "");
-            continue; /* transport failure: retry */
+        if (err) { /* no answer: the transport failed */
+            err = wb__retryable(err);
+            break;
         }
         json_error_t je;
         json_t *j = r.body_len ? json_loads(r.body, 0, &je) : json_object();
@@ -263,15 +250,12 @@ static wb_err call(sqsq *q, wb_logical_queue lq, const char *action, json_t *req
                          r.status, code ? ", " : "", code ? code : "", msg ? ": " : "",
                          msg ? msg : (j ? "" : " (the answer is not JSON)"));
         err = classify(code);
-        bool retry = r.status >= 500 || r.status == 429 || throttled(code);
+        if (r.status >= 500 || r.status == 429 || throttled(code))
+            err = wb__retryable(err);
         free(code);
         json_decref(j);
         wb__http_response_free(&r);
-        if (!retry)
-            break;
-        if (attempt + 1 < MAX_ATTEMPTS)
-            wb__log(WB_LOG_WARN, "sqs", "%s; retrying", d);
-    }
+    } while (0);
     give_http(q, h);
     free(body);
     if (err)
@@ -551,9 +535,10 @@ static void sqs_close(void *priv)
 
 static wb_err sqs_open(void *priv, const wb_config *cfg, const wb_queue_opts *opts, char **detail)
 {
-    /* SQS's redrive policy lives on the queue, not here */
+    /* SQS's redrive policy lives on the queue, not here; the body limit and
+     * the retries are the core's */
+    (void)opts;
     sqsq *q = priv;
-    q->retry_limit_ms = opts->retry_limit_ms;
     pthread_mutex_init(&q->lock, NULL);
     const char *override = env_nonempty("AWS_ENDPOINT_URL_SQS");
     const char *override_var = "AWS_ENDPOINT_URL_SQS";

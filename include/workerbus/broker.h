@@ -89,6 +89,7 @@ typedef struct wb_broker_stats {
 /**
  * Opens a handle for the configured broker type. Nothing is sent yet.
  * @param config must outlive the handle.
+ * @param opts   NULL: the defaults of ::WB_BROKER_OPTS_INIT.
  * @return ::WB_OK; ::WB_ERR_INVALID_ARGUMENT (NULL or bad opts);
  *         ::WB_ERR_NOT_BUILT_IN (that backend was left out of this build);
  *         ::WB_ERR_NO_MEMORY; a backend error (see wb_broker_last_error()

@@ -79,6 +79,7 @@ typedef struct wb_bundled_opts {
  * Starts the bundled broker for a builtin configuration.
  * @param config  a configuration with MQTT_BROKER_TYPE=builtin; it must
  *                outlive the broker.
+ * @param opts    NULL: the defaults of ::WB_BUNDLED_OPTS_INIT.
  * @param out     receives the handle, owned by the caller (wb_bundled_stop()).
  * @param detail  if not NULL, on failure receives what went wrong and what to
  *                fix (wb_free()).

@@ -73,6 +73,7 @@ typedef struct wb_drain_stats {
 
 /**
  * Starts draining the iot queue of q (which must outlive the drain).
+ * @param opts NULL: the defaults of ::WB_DRAIN_OPTS_INIT.
  * @return ::WB_OK; ::WB_ERR_INVALID_ARGUMENT; ::WB_ERR_NO_MEMORY.
  */
 WB_API wb_err wb_drain_start(wb_queue *q, const wb_drain_opts *opts, wb_worker_message_fn fn,

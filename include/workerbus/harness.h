@@ -82,6 +82,7 @@ typedef struct wb_harness_stats {
 
 /**
  * Brings the environment up. On failure everything started is stopped.
+ * @param opts NULL: the defaults of ::WB_HARNESS_OPTS_INIT.
  * @return ::WB_OK; ::WB_ERR_INVALID_ARGUMENT; ::WB_ERR_IO (the directory,
  *         or a service that did not start: detail quotes its log);
  *         ::WB_ERR_BACKEND (a broker did not start); ::WB_ERR_NO_MEMORY.

@@ -69,6 +69,7 @@ typedef struct wb_pki_init_opts {
  * certificate and key, the server's client certificate and key, and the
  * token key of plain (non-TLS) listeners into it. Keys are written with
  * mode 0600.
+ * @param opts NULL: the defaults of ::WB_PKI_INIT_OPTS_INIT.
  * @return ::WB_OK; ::WB_ERR_INVALID_ARGUMENT (bad option or host name);
  *         ::WB_ERR_IO (a file exists, or cannot be written; see detail);
  *         ::WB_ERR_BACKEND (OpenSSL failed; see detail); ::WB_ERR_NO_MEMORY.

@@ -57,12 +57,17 @@ typedef struct wb_queue_opts {
     size_t max_body_bytes;          /**< 0: 256 KiB; at most 1 MiB */
     unsigned int max_receive_count; /**< receives before the dead-letter queue; 0: 3 */
     /** How long one operation keeps retrying transient failures (a lost
-     *  connection, throttling, 5xx) before it fails; 0: the backend's
-     *  default (PostgreSQL 60 s; SQS 5 attempts); ::WB_QUEUE_NO_RETRY: one
+     *  connection, a timeout, throttling, a server error) before it fails,
+     *  with backoff and jitter (50 ms doubling to 2 s), the same for every
+     *  backend; 0: ::WB_QUEUE_RETRY_DEFAULT_MS; ::WB_QUEUE_NO_RETRY: one
      *  attempt that never sleeps (a pooled PostgreSQL connection found
-     *  broken is replaced at once, once). Version 2. */
+     *  broken is replaced at once, as part of that attempt). Opening makes
+     *  one attempt whatever this says. Version 2. */
     unsigned int retry_limit_ms;
 } wb_queue_opts;
+
+/** wb_queue_opts.retry_limit_ms when it is 0: 60 s. */
+#define WB_QUEUE_RETRY_DEFAULT_MS 60000u
 
 /** wb_queue_opts.retry_limit_ms for callers that must never wait on a retry
  *  (e.g. a broker's only thread): a transient failure is returned at once. */
@@ -102,6 +107,7 @@ typedef struct wb_queue_counts {
 
 /**
  * Opens the configured message queue.
+ * @param opts NULL: the defaults of ::WB_QUEUE_OPTS_INIT.
  * @return ::WB_OK; ::WB_ERR_CONFIG (postgres with iotcore: IoT Core can
  *         deliver worker messages only to SQS); ::WB_ERR_INVALID_ARGUMENT
  *         (opts); ::WB_ERR_NOT_BUILT_IN; a backend error.

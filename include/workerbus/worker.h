@@ -55,6 +55,8 @@ typedef struct wb_worker_opts {
 
 /**
  * Checks the options and makes the client; nothing is sent yet.
+ * @param opts   required (the worker's identity is in it); NULL gives
+ *               ::WB_ERR_INVALID_ARGUMENT.
  * @param detail on failure, what is wrong (wb_free()); may be NULL.
  * @return ::WB_OK, ::WB_ERR_INVALID_ARGUMENT, ::WB_ERR_NO_MEMORY.
  */

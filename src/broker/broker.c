@@ -142,8 +142,9 @@ WB_API wb_err wb_broker_open(const wb_config *config, const wb_broker_opts *opts
     if (!b->opts.client_id)
         b->opts.client_id = DEFAULT_CLIENT_ID;
     pthread_mutex_init(&b->lock, NULL);
-    wb_err err = ops->open(priv, config, &b->opts, &b->core, &d);
+    wb_err err = wb__err_code(ops->open(priv, config, &b->opts, &b->core, &d));
     if (err) {
+        ops->close(priv); /* what open made before it failed */
         pthread_mutex_destroy(&b->lock);
         free(priv);
         free(b);
@@ -222,8 +223,22 @@ WB_API wb_err wb_broker_publish(wb_broker *b, const char *topic, const void *pay
         d = wb__asprintf("the payload is %zu bytes; the %s broker takes at most %zu", len,
                          b->ops->name, b->ops->max_payload);
     }
-    if (!err)
-        err = b->ops->publish(b->priv, topic, payload, len, qos, &d);
+    if (!err) {
+        /* the one retry loop: a synchronous publish (IoT Core's HTTPS API)
+         * that failed in a way worth retrying (5xx, throttling, no answer)
+         * is tried again with backoff for up to WB__PUBLISH_RETRY_MS; an
+         * asynchronous backend queues and never asks for it */
+        wb__retry r;
+        wb__retry_start(&r, "broker", "publish", WB__PUBLISH_RETRY_MS, 50, 2000);
+        for (;;) {
+            err = b->ops->publish(b->priv, topic, payload, len, qos, &d);
+            if (!err || !wb__retry_again(&r, err, d))
+                break;
+            free(d);
+            d = NULL;
+        }
+        err = wb__err_code(err);
+    }
     if (err) {
         atomic_fetch_add(&b->refused, 1);
         return fail(b, err, d);

@@ -21,6 +21,7 @@
 #include <openssl/crypto.h>
 #include <unistd.h>
 
+#include "config_views.h"
 #include "wb_internal.h"
 
 #define DEFAULT_START_TIMEOUT_MS 15000
@@ -157,16 +158,12 @@ static wb_err write_rule_env(const wb_config *c, const char *path, uid_t uid, gi
 {
     wb__buf env = WB__BUF_INIT;
     wb__buf_puts(&env, "# Written by workerbus for the bundled broker's topic rule.\n");
-    const char *vars[4 + WB_LQ__COUNT] = {"MESSAGE_QUEUE_TYPE", "DATABASE_URL", "AWS_REGION",
-                                          "AWS_DEFAULT_REGION"};
-    for (int q = 0; q < WB_LQ__COUNT; q++)
-        vars[4 + q] = wb_logical_queue_variable((wb_logical_queue)q);
-    for (size_t i = 0; i < WB__ARRAY_LEN(vars); i++) {
-        const char *v = wb_config_get(c, vars[i]);
-        if (!v)
-            continue;
+    const char *names[WB__QUEUE_SETTINGS_MAX], *values[WB__QUEUE_SETTINGS_MAX];
+    size_t n = wb__config_queue_settings(c, names, values);
+    for (size_t i = 0; i < n; i++) {
+        const char *v = values[i];
         /* double quotes, with the escapes of the environment-file syntax */
-        wb__buf_printf(&env, "%s=\"", vars[i]);
+        wb__buf_printf(&env, "%s=\"", names[i]);
         for (const char *s = v; *s; s++) {
             if (*s == '"' || *s == '\\')
                 wb__buf_putc(&env, '\\');
@@ -220,21 +217,26 @@ static wb_err write_config(wb_bundled *b, uid_t uid, gid_t gid, bool as_root, ch
         err = WB_ERR_IO;
         goto out;
     }
-    static const char *const tls_vars[] = {"MQTT_BROKER_BUILTIN_CA_FILE",
-                                           "MQTT_BROKER_BUILTIN_CERT_FILE",
-                                           "MQTT_BROKER_BUILTIN_KEY_FILE"};
-    static const char *const tls_names[] = {"ca.crt", "broker.crt", "broker.key"};
-    for (int i = 0; tls && i < 3 && !err; i++) {
-        char *dst = wb__asprintf("%s/%s", tlsdir, tls_names[i]);
-        err = dst ? copy_file(wb_config_get(c, tls_vars[i]), dst, uid, gid, detail, tls_vars[i])
+    const wb__builtin_view *view = wb__config_builtin(c);
+    /* each with the variable that names it, for the error */
+    const struct {
+        const char *from, *variable, *name;
+    } tls_files[] = {
+        {view->ca_file, "MQTT_BROKER_BUILTIN_CA_FILE", "ca.crt"},
+        {view->cert_file, "MQTT_BROKER_BUILTIN_CERT_FILE", "broker.crt"},
+        {view->key_file, "MQTT_BROKER_BUILTIN_KEY_FILE", "broker.key"},
+    };
+    for (size_t i = 0; tls && i < WB__ARRAY_LEN(tls_files) && !err; i++) {
+        char *dst = wb__asprintf("%s/%s", tlsdir, tls_files[i].name);
+        err = dst ? copy_file(tls_files[i].from, dst, uid, gid, detail, tls_files[i].variable)
                   : WB_ERR_NO_MEMORY;
         free(dst);
     }
     char *token = NULL;
     if (!tls && !err) {
         token = wb__asprintf("%s/token.key", tlsdir);
-        err = token ? copy_file(wb_config_get(c, "MQTT_BROKER_BUILTIN_TOKEN_KEY_FILE"), token, uid,
-                                gid, detail, "MQTT_BROKER_BUILTIN_TOKEN_KEY_FILE")
+        err = token ? copy_file(view->token_key_file, token, uid, gid, detail,
+                                "MQTT_BROKER_BUILTIN_TOKEN_KEY_FILE")
                     : WB_ERR_NO_MEMORY;
     }
     char *rule_env = NULL;
@@ -284,8 +286,8 @@ static wb_err write_config(wb_bundled *b, uid_t uid, gid_t gid, bool as_root, ch
                    as_root && uid == (uid_t)-1 ? "user root\n" : "", persist, autosave,
                    log_types(wb_config_builtin_log_level(c)),
                    wb_config_builtin_log_level(c) <= WB_LOG_INFO ? "true" : "false",
-                   WB_BUNDLED_MAX_PACKET, wb_config_get(c, "MQTT_BROKER_BUILTIN_PLUGIN"),
-                   wb_config_namespace(c), wb_config_builtin_max_payload(c), persist);
+                   WB_BUNDLED_MAX_PACKET, wb__config_builtin(c)->plugin, wb__config_builtin(c)->ns,
+                   wb__config_builtin(c)->max_payload, persist);
     if (token)
         wb__buf_printf(&conf, "plugin_opt_token_key %s\n", token);
     if (rule_env)
@@ -861,12 +863,13 @@ WB_API wb_err wb_bundled_start(const wb_config *config, const wb_bundled_opts *o
     /* rewritten at every start: kept for the broker's lifetime */
     b->extra_conf = b->opts.extra_conf ? wb__strdup(b->opts.extra_conf) : NULL;
     b->opts.extra_conf = NULL;
-    b->runtime_dir = wb__strdup(wb_config_get(config, "MQTT_BROKER_BUILTIN_RUNTIME_DIR"));
+    const wb__builtin_view *view = wb__config_builtin(config);
+    b->runtime_dir = wb__strdup(view->runtime_dir);
     b->conf_path = wb__asprintf("%s/mosquitto.conf", b->runtime_dir ? b->runtime_dir : "");
     b->pid_path = wb__asprintf("%s/mosquitto.pid", b->runtime_dir ? b->runtime_dir : "");
-    b->mosquitto = wb__strdup(wb_config_get(config, "MQTT_BROKER_BUILTIN_MOSQUITTO"));
-    b->probe_host = probe_host_of(wb_config_builtin_listen_host(config));
-    b->port = wb_config_builtin_listen_port(config);
+    b->mosquitto = wb__strdup(view->mosquitto);
+    b->probe_host = probe_host_of(view->listen_host);
+    b->port = view->listen_port;
     b->ctl_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     wb_err err = WB_OK;
     if (!b->runtime_dir || !b->conf_path || !b->pid_path || !b->mosquitto || !b->probe_host) {

@@ -16,51 +16,83 @@ extern char **environ;
 /* Values longer than this are refused before any other check. */
 #define VALUE_MAX_BYTES 8192
 
-static const char *const var_names[WB__V_COUNT] = {
-    [WB__V_BROKER_TYPE] = "MQTT_BROKER_TYPE",
-    [WB__V_ENDPOINT] = "MQTT_BROKER_ENDPOINT",
-    [WB__V_LOG_LEVEL] = "MQTT_BROKER_BUILTIN_LOG_LEVEL",
-    [WB__V_NAMESPACE] = "MQTT_BROKER_IOTCORE_NAMESPACE",
-    [WB__V_I_TRANSPORT] = "MQTT_BROKER_IOTCORE_TRANSPORT",
-    [WB__V_I_CERT_FILE] = "MQTT_BROKER_IOTCORE_CERT_FILE",
-    [WB__V_I_KEY_FILE] = "MQTT_BROKER_IOTCORE_KEY_FILE",
-    [WB__V_I_CA_FILE] = "MQTT_BROKER_IOTCORE_CA_FILE",
-    [WB__V_I_CONNECT_TO] = "MQTT_BROKER_IOTCORE_CONNECT_TO",
-    [WB__V_I_ALLOW_CONNECT_TO] = "MQTT_BROKER_IOTCORE_ALLOW_CONNECT_TO",
-    [WB__V_B_PKI_DIR] = "MQTT_BROKER_BUILTIN_PKI_DIR",
-    [WB__V_B_CA_FILE] = "MQTT_BROKER_BUILTIN_CA_FILE",
-    [WB__V_B_CA_KEY_FILE] = "MQTT_BROKER_BUILTIN_CA_KEY_FILE",
-    [WB__V_B_CERT_FILE] = "MQTT_BROKER_BUILTIN_CERT_FILE",
-    [WB__V_B_KEY_FILE] = "MQTT_BROKER_BUILTIN_KEY_FILE",
-    [WB__V_B_CLIENT_CERT_FILE] = "MQTT_BROKER_BUILTIN_CLIENT_CERT_FILE",
-    [WB__V_B_CLIENT_KEY_FILE] = "MQTT_BROKER_BUILTIN_CLIENT_KEY_FILE",
-    [WB__V_B_TOKEN_KEY_FILE] = "MQTT_BROKER_BUILTIN_TOKEN_KEY_FILE",
-    [WB__V_B_LISTEN] = "MQTT_BROKER_BUILTIN_LISTEN",
-    [WB__V_B_RUNTIME_DIR] = "MQTT_BROKER_BUILTIN_RUNTIME_DIR",
-    [WB__V_B_MOSQUITTO] = "MQTT_BROKER_BUILTIN_MOSQUITTO",
-    [WB__V_B_PLUGIN] = "MQTT_BROKER_BUILTIN_PLUGIN",
-    [WB__V_B_MAX_PAYLOAD] = "MQTT_BROKER_BUILTIN_MAX_PAYLOAD",
-    [WB__V_QUEUE_TYPE] = "MESSAGE_QUEUE_TYPE",
-    [WB__V_DATABASE_URL] = "DATABASE_URL",
-    [WB__V_SQS_FIRST + WB_LQ_ASYNC_JOBS] = "MESSAGE_QUEUE_SQS_ASYNC_URL",
-    [WB__V_SQS_FIRST + WB_LQ_ASYNC_JOBS_FIFO] = "MESSAGE_QUEUE_SQS_ASYNC_FIFO_URL",
-    [WB__V_SQS_FIRST + WB_LQ_CRONJOBS] = "MESSAGE_QUEUE_SQS_CRONJOBS_URL",
-    [WB__V_SQS_FIRST + WB_LQ_DLQ] = "MESSAGE_QUEUE_SQS_DLQ_URL",
-    [WB__V_SQS_FIRST + WB_LQ_DLQ_FIFO] = "MESSAGE_QUEUE_SQS_DLQ_FIFO_URL",
-    [WB__V_SQS_FIRST + WB_LQ_EVENTS_INBOX] = "MESSAGE_QUEUE_SQS_EVENTS_INBOX_URL",
-    [WB__V_SQS_FIRST + WB_LQ_IOT] = "MESSAGE_QUEUE_SQS_IOT_URL",
-    [WB__V_SQS_FIRST + WB_LQ_WEBHOOKS] = "MESSAGE_QUEUE_SQS_WEBHOOKS_URL",
-    [WB__V_AWS_REGION] = "AWS_REGION",
-    [WB__V_AWS_DEFAULT_REGION] = "AWS_DEFAULT_REGION",
+/* Every variable workerbus reads, in one table: its name, its default (NULL:
+ * none, or one derived from another variable), whether its value is a
+ * secret, the part of workerbus that uses it, and what it is. The report,
+ * `workerbus check` and docs/configuration.md's summary come from it (a test
+ * compares that summary with this table). */
+#define SQS_URL(q, var, what)                                                                      \
+    [WB__V_SQS_FIRST + (q)] = {var, NULL, false, "sqs", "the URL of the " what " queue"}
+static const wb__var_def vars[WB__V_COUNT] = {
+    [WB__V_BROKER_TYPE] = {"MQTT_BROKER_TYPE", "iotcore", false, "core",
+                           "the broker: iotcore or builtin"},
+    [WB__V_ENDPOINT] = {"MQTT_BROKER_ENDPOINT", NULL, false, "core",
+                        "the endpoint workers use to reach the broker"},
+    [WB__V_LOG_LEVEL] = {"MQTT_BROKER_BUILTIN_LOG_LEVEL", "error", false, "builtin",
+                         "what the bundled Mosquitto logs"},
+    [WB__V_NAMESPACE] = {"MQTT_BROKER_IOTCORE_NAMESPACE", "spacelift", false, "core",
+                         "the first levels of every topic"},
+    [WB__V_I_TRANSPORT] = {"MQTT_BROKER_IOTCORE_TRANSPORT", "https", false, "iotcore",
+                           "how the server reaches IoT Core"},
+    [WB__V_I_CERT_FILE] = {"MQTT_BROKER_IOTCORE_CERT_FILE", NULL, false, "iotcore",
+                           "the server's thing certificate (mutual TLS)"},
+    [WB__V_I_KEY_FILE] = {"MQTT_BROKER_IOTCORE_KEY_FILE", NULL, false, "iotcore",
+                          "its private key"},
+    [WB__V_I_CA_FILE] = {"MQTT_BROKER_IOTCORE_CA_FILE", "/etc/ssl/certs/Amazon_Root_CA_1.pem",
+                         false, "iotcore", "the CA IoT Core's certificate must chain to"},
+    [WB__V_I_CONNECT_TO] = {"MQTT_BROKER_IOTCORE_CONNECT_TO", NULL, false, "iotcore",
+                            "another address for the endpoint (test stand-ins)"},
+    [WB__V_I_ALLOW_CONNECT_TO] = {"MQTT_BROKER_IOTCORE_ALLOW_CONNECT_TO", "false", false, "iotcore",
+                                  "allows MQTT_BROKER_IOTCORE_CONNECT_TO"},
+    [WB__V_B_PKI_DIR] = {"MQTT_BROKER_BUILTIN_PKI_DIR", NULL, false, "builtin",
+                         "a directory made by workerbus pki init"},
+    [WB__V_B_CA_FILE] = {"MQTT_BROKER_BUILTIN_CA_FILE", NULL, false, "builtin",
+                         "the CA that signs worker certificates"},
+    [WB__V_B_CA_KEY_FILE] = {"MQTT_BROKER_BUILTIN_CA_KEY_FILE", NULL, false, "builtin",
+                             "the CA's key, for signing requests"},
+    [WB__V_B_CERT_FILE] = {"MQTT_BROKER_BUILTIN_CERT_FILE", NULL, false, "builtin",
+                           "the broker's TLS certificate"},
+    [WB__V_B_KEY_FILE] = {"MQTT_BROKER_BUILTIN_KEY_FILE", NULL, false, "builtin",
+                          "the broker's TLS key"},
+    [WB__V_B_CLIENT_CERT_FILE] = {"MQTT_BROKER_BUILTIN_CLIENT_CERT_FILE", NULL, false, "builtin",
+                                  "the server's own client certificate"},
+    [WB__V_B_CLIENT_KEY_FILE] = {"MQTT_BROKER_BUILTIN_CLIENT_KEY_FILE", NULL, false, "builtin",
+                                 "the server's own client key"},
+    [WB__V_B_TOKEN_KEY_FILE] = {"MQTT_BROKER_BUILTIN_TOKEN_KEY_FILE", NULL, false, "builtin",
+                                "the key of the passwords of a plain listener"},
+    [WB__V_B_LISTEN] = {"MQTT_BROKER_BUILTIN_LISTEN", NULL, false, "builtin",
+                        "the address the bundled broker listens on"},
+    [WB__V_B_RUNTIME_DIR] = {"MQTT_BROKER_BUILTIN_RUNTIME_DIR", "/var/lib/workerbus/broker", false,
+                             "builtin", "the bundled broker's files and persistence"},
+    [WB__V_B_MOSQUITTO] = {"MQTT_BROKER_BUILTIN_MOSQUITTO", "mosquitto", false, "builtin",
+                           "the mosquitto executable"},
+    [WB__V_B_PLUGIN] = {"MQTT_BROKER_BUILTIN_PLUGIN", NULL, false, "builtin",
+                        "the workerbus Mosquitto plugin"},
+    [WB__V_B_MAX_PAYLOAD] = {"MQTT_BROKER_BUILTIN_MAX_PAYLOAD", "131072", false, "builtin",
+                             "the largest payload a worker may publish, in bytes"},
+    [WB__V_QUEUE_TYPE] = {"MESSAGE_QUEUE_TYPE", "sqs", false, "core",
+                          "the message queue: sqs or postgres"},
+    [WB__V_DATABASE_URL] = {"DATABASE_URL", NULL, true, "postgres",
+                            "the PostgreSQL database (libpq URI or key=value)"},
+    SQS_URL(WB_LQ_ASYNC_JOBS, "MESSAGE_QUEUE_SQS_ASYNC_URL", "async-jobs"),
+    SQS_URL(WB_LQ_ASYNC_JOBS_FIFO, "MESSAGE_QUEUE_SQS_ASYNC_FIFO_URL", "async-jobs.fifo"),
+    SQS_URL(WB_LQ_CRONJOBS, "MESSAGE_QUEUE_SQS_CRONJOBS_URL", "cronjobs"),
+    SQS_URL(WB_LQ_DLQ, "MESSAGE_QUEUE_SQS_DLQ_URL", "dlq"),
+    SQS_URL(WB_LQ_DLQ_FIFO, "MESSAGE_QUEUE_SQS_DLQ_FIFO_URL", "dlq.fifo"),
+    SQS_URL(WB_LQ_EVENTS_INBOX, "MESSAGE_QUEUE_SQS_EVENTS_INBOX_URL", "events-inbox"),
+    SQS_URL(WB_LQ_IOT, "MESSAGE_QUEUE_SQS_IOT_URL", "iot"),
+    SQS_URL(WB_LQ_WEBHOOKS, "MESSAGE_QUEUE_SQS_WEBHOOKS_URL", "webhooks"),
+    [WB__V_AWS_REGION] = {"AWS_REGION", NULL, false, "aws", "the AWS region"},
+    [WB__V_AWS_DEFAULT_REGION] = {"AWS_DEFAULT_REGION", NULL, false, "aws",
+                                  "the AWS region when AWS_REGION is unset"},
 };
+#undef SQS_URL
 
-static const char *const var_defaults[WB__V_COUNT] = {
-    [WB__V_BROKER_TYPE] = "iotcore",      [WB__V_LOG_LEVEL] = "error",
-    [WB__V_NAMESPACE] = "spacelift",      [WB__V_B_RUNTIME_DIR] = "/var/lib/workerbus/broker",
-    [WB__V_B_MOSQUITTO] = "mosquitto",    [WB__V_QUEUE_TYPE] = "sqs",
-    [WB__V_I_TRANSPORT] = "https",        [WB__V_I_CA_FILE] = "/etc/ssl/certs/Amazon_Root_CA_1.pem",
-    [WB__V_I_ALLOW_CONNECT_TO] = "false", [WB__V_B_MAX_PAYLOAD] = "131072",
-};
+const wb__var_def *wb__config_vars(size_t *count)
+{
+    *count = WB__V_COUNT;
+    return vars;
+}
 
 static const char *const lq_names[WB_LQ__COUNT] = {
     "async-jobs", "async-jobs.fifo", "cronjobs", "dlq",
@@ -79,12 +111,12 @@ const char *wb__cfg_effective(const wb__loader *L, enum wb__var v)
 {
     if (wb__cfg_raw(L, v))
         return wb__cfg_raw(L, v);
-    return L->derived[v] ? L->derived[v] : var_defaults[v];
+    return L->derived[v] ? L->derived[v] : vars[v].def;
 }
 
 const char *wb__var_name(enum wb__var v)
 {
-    return var_names[v];
+    return vars[v].name;
 }
 
 WB_API const char *wb_broker_type_name(wb_broker_type type)
@@ -109,7 +141,7 @@ WB_API const char *wb_logical_queue_name(wb_logical_queue q)
 
 WB_API const char *wb_logical_queue_variable(wb_logical_queue q)
 {
-    return (unsigned)q < WB_LQ__COUNT ? var_names[WB__V_SQS_FIRST + q] : NULL;
+    return (unsigned)q < WB_LQ__COUNT ? vars[WB__V_SQS_FIRST + q].name : NULL;
 }
 
 WB_API bool wb_logical_queue_is_fifo(wb_logical_queue q)
@@ -211,7 +243,7 @@ static void problem_va(wb__loader *L, wb_severity sev, enum wb__var v, char *hin
         if (!value)
             L->oom = true;
     }
-    wb__cfg_issue_push(L, sev, wb__strdup(var_names[v]), value, wb__buf_take(&m), hint);
+    wb__cfg_issue_push(L, sev, wb__strdup(vars[v].name), value, wb__buf_take(&m), hint);
 }
 
 void wb__cfg_problem(wb__loader *L, wb_severity sev, enum wb__var v, const char *fmt, ...)
@@ -290,7 +322,7 @@ static char *choice_list(const char *const *choices)
 /* Validates an enumerated variable; returns the index or -1. */
 static int check_choice(wb__loader *L, enum wb__var v, const char *const *choices, bool nocase)
 {
-    const char *val = wb__cfg_raw(L, v) ? wb__cfg_raw(L, v) : var_defaults[v];
+    const char *val = wb__cfg_raw(L, v) ? wb__cfg_raw(L, v) : vars[v].def;
     if (L->bad[v])
         return -1;
     int i = choice_index(val, choices, nocase);
@@ -678,7 +710,7 @@ static void check_namespace(wb__loader *L)
                              "is set but empty; a namespace must be non-empty");
         return;
     }
-    const char *ns = wb__cfg_raw(L, V) ? wb__cfg_raw(L, V) : var_defaults[V];
+    const char *ns = wb__cfg_raw(L, V) ? wb__cfg_raw(L, V) : vars[V].def;
     const char *why = NULL;
     wb_err err = wb_namespace_check(ns, &why);
     if (err == WB_OK)
@@ -966,7 +998,7 @@ static void check_sqs(wb__loader *L)
                     L, WB__ERR, (enum wb__var)(WB__V_SQS_FIRST + q),
                     "is the same queue as %s: the %s and %s queues must be distinct SQS "
                     "queues",
-                    var_names[WB__V_SQS_FIRST + p], lq_names[p], lq_names[q]);
+                    vars[WB__V_SQS_FIRST + p].name, lq_names[p], lq_names[q]);
                 break;
             }
         }
@@ -987,11 +1019,11 @@ static void check_sqs(wb__loader *L)
         if (env_region && strcmp(env_region, r) != 0)
             wb__cfg_problem_hint(
                 L, WB__ERR, (enum wb__var)(WB__V_SQS_FIRST + q),
-                wb__asprintf("set %s=%s, or use the queues of region %s", var_names[which], r,
+                wb__asprintf("set %s=%s, or use the queues of region %s", vars[which].name, r,
                              env_region),
                 "names a queue in region %s, but %s is %s: requests would be signed "
                 "for the wrong region",
-                r, var_names[which], env_region);
+                r, vars[which].name, env_region);
     }
     if (first_region && !L->cfg->sqs_region) {
         L->cfg->sqs_region = wb__strdup(first_region);
@@ -1070,7 +1102,7 @@ static void check_iot_region(wb__loader *L)
         wb__cfg_problem(L, WB__WARN, WB__V_ENDPOINT,
                         "is in region %s, but %s is %s: IoT Core is reached in %s while other AWS "
                         "requests use %s",
-                        L->cfg->iot_region, var_names[which], env_region, L->cfg->iot_region,
+                        L->cfg->iot_region, vars[which].name, env_region, L->cfg->iot_region,
                         env_region);
 }
 
@@ -1079,7 +1111,7 @@ static void check_iot_region(wb__loader *L)
 static int known_index(const char *name)
 {
     for (int v = 0; v < WB__V_COUNT; v++) {
-        if (strcmp(var_names[v], name) == 0)
+        if (strcmp(vars[v].name, name) == 0)
             return v;
     }
     return -1;
@@ -1103,12 +1135,12 @@ static void check_unknown(wb__loader *L)
         size_t bestd = (size_t)-1;
         bool case_only = false;
         for (int v = 0; v < WB__V_COUNT; v++) {
-            if (strcasecmp(var_names[v], name) == 0) {
+            if (strcasecmp(vars[v].name, name) == 0) {
                 best = v;
                 case_only = true;
                 break;
             }
-            size_t d = wb__edit_distance(name, var_names[v]);
+            size_t d = wb__edit_distance(name, vars[v].name);
             if (d < bestd) {
                 bestd = d;
                 best = v;
@@ -1121,9 +1153,9 @@ static void check_unknown(wb__loader *L)
         char *hint;
         if (case_only)
             hint = wb__asprintf("variable names are case-sensitive: did you mean %s?",
-                                var_names[best]);
+                                vars[best].name);
         else if (close)
-            hint = wb__asprintf("did you mean %s?", var_names[best]);
+            hint = wb__asprintf("did you mean %s?", vars[best].name);
         else
             hint = wb__strdup("see docs/configuration.md for the variables workerbus reads");
         char *msg = wb__strdup(ours ? "is not a variable workerbus knows; it is ignored"
@@ -1181,8 +1213,8 @@ static void fill_settings(wb__loader *L)
     const wb_config *c = L->cfg;
     for (int v = 0; v < WB__V_COUNT; v++) {
         wb_config_setting *s = &L->rep->settings[v];
-        s->variable = var_names[v];
-        s->secret = v == WB__V_DATABASE_URL;
+        s->variable = vars[v].name;
+        s->secret = vars[v].secret;
         if (wb__cfg_raw(L, (enum wb__var)v)) {
             s->origin = WB_ORIGIN_SET;
             s->value = wb__cfg_display_value((enum wb__var)v, wb__cfg_raw(L, (enum wb__var)v),
@@ -1215,6 +1247,77 @@ static void fill_settings(wb__loader *L)
     }
 }
 
+/* The typed views, from the frozen values. */
+static void fill_views(wb_config *c)
+{
+    const char *const *v = (const char *const *)c->values;
+    if (c->broker == WB_BROKER_BUILTIN) {
+        c->builtin_view = (wb__builtin_view){
+            .host = c->host,
+            .port = c->port,
+            .tls = c->tls,
+            .listen_host = c->listen_host,
+            .listen_port = c->listen_port,
+            .ca_file = v[WB__V_B_CA_FILE],
+            .ca_key_file = v[WB__V_B_CA_KEY_FILE],
+            .cert_file = v[WB__V_B_CERT_FILE],
+            .key_file = v[WB__V_B_KEY_FILE],
+            .client_cert_file = v[WB__V_B_CLIENT_CERT_FILE],
+            .client_key_file = v[WB__V_B_CLIENT_KEY_FILE],
+            .token_key_file = v[WB__V_B_TOKEN_KEY_FILE],
+            .runtime_dir = v[WB__V_B_RUNTIME_DIR],
+            .mosquitto = v[WB__V_B_MOSQUITTO],
+            .plugin = v[WB__V_B_PLUGIN],
+            .max_payload = c->max_payload,
+            .log_level = c->log_level,
+            .ns = v[WB__V_NAMESPACE],
+        };
+    } else {
+        c->iotcore_view = (wb__iotcore_view){
+            .endpoint = v[WB__V_ENDPOINT],
+            .region = c->iot_region,
+            .transport = (wb_iotcore_transport)c->iot_transport,
+            .cert_file = v[WB__V_I_CERT_FILE],
+            .key_file = v[WB__V_I_KEY_FILE],
+            .ca_file = v[WB__V_I_CA_FILE],
+            .connect_host = c->connect_host,
+            .connect_port = c->connect_host ? c->connect_port : 0,
+            .ns = v[WB__V_NAMESPACE],
+        };
+    }
+}
+
+size_t wb__config_queue_settings(const wb_config *c, const char *names[WB__QUEUE_SETTINGS_MAX],
+                                 const char *values[WB__QUEUE_SETTINGS_MAX])
+{
+    static const enum wb__var which[] = {
+        WB__V_QUEUE_TYPE,    WB__V_DATABASE_URL,  WB__V_AWS_REGION,    WB__V_AWS_DEFAULT_REGION,
+        WB__V_SQS_FIRST + 0, WB__V_SQS_FIRST + 1, WB__V_SQS_FIRST + 2, WB__V_SQS_FIRST + 3,
+        WB__V_SQS_FIRST + 4, WB__V_SQS_FIRST + 5, WB__V_SQS_FIRST + 6, WB__V_SQS_FIRST + 7,
+    };
+    _Static_assert(WB__ARRAY_LEN(which) == WB__QUEUE_SETTINGS_MAX, "every queue setting");
+    _Static_assert(WB_LQ__COUNT == 8, "eight SQS queues");
+    size_t n = 0;
+    for (size_t i = 0; c && i < WB__ARRAY_LEN(which); i++) {
+        if (!c->values[which[i]])
+            continue;
+        names[n] = vars[which[i]].name;
+        values[n] = c->values[which[i]];
+        n++;
+    }
+    return n;
+}
+
+const wb__builtin_view *wb__config_builtin(const wb_config *c)
+{
+    return c && c->broker == WB_BROKER_BUILTIN ? &c->builtin_view : NULL;
+}
+
+const wb__iotcore_view *wb__config_iotcore(const wb_config *c)
+{
+    return c && c->broker == WB_BROKER_IOTCORE ? &c->iotcore_view : NULL;
+}
+
 static void freeze_values(wb__loader *L)
 {
     wb_config *c = L->cfg;
@@ -1239,6 +1342,7 @@ static void freeze_values(wb__loader *L)
         c->region = c->iot_region;
     else
         c->region = c->sqs_region;
+    fill_views(c);
 }
 
 static void report_free_contents(wb_config_report *r)

@@ -2,6 +2,7 @@
 #ifndef WB_CONFIG_INTERNAL_H
 #define WB_CONFIG_INTERNAL_H
 
+#include "config_views.h"
 #include "wb_internal.h"
 
 /* The known variables, in documentation order. The SQS URLs follow the order
@@ -40,6 +41,18 @@ enum wb__var {
     WB__V_COUNT
 };
 
+/* One row of the table of variables (config.c). */
+typedef struct wb__var_def {
+    const char *name;
+    const char *def;         /* the default; NULL: none, or derived from another variable */
+    bool secret;             /* its value is never shown */
+    const char *owner;       /* core, builtin, iotcore, postgres, sqs, aws */
+    const char *description; /* a few words */
+} wb__var_def;
+
+/* The table, WB__V_COUNT rows in enum wb__var's order. */
+const wb__var_def *wb__config_vars(size_t *count);
+
 typedef struct wb__issue_list {
     wb_config_issue *items;
     size_t count, cap;
@@ -70,6 +83,10 @@ struct wb_config {
     int iot_transport;  /* wb_iotcore_transport */
     char *connect_host; /* MQTT_BROKER_IOTCORE_CONNECT_TO, when allowed */
     unsigned connect_port;
+    /* the typed views (config_views.h), filled once the configuration is
+     * valid; they point into this struct */
+    wb__builtin_view builtin_view;
+    wb__iotcore_view iotcore_view;
 };
 
 /* The state of one wb_config_load() call. */

@@ -202,7 +202,9 @@ WB_API wb_err wb_queue_open(const wb_config *config, const wb_queue_opts *opts, 
     q->cfg = config;
     q->opts = o;
     char *d = NULL;
-    wb_err err = ops->open(priv, config, &q->opts, &d);
+    /* one attempt: a server that cannot reach its queue at start says so
+     * at once */
+    wb_err err = wb__err_code(ops->open(priv, config, &q->opts, &d));
     if (err) {
         free(priv);
         free(q);
@@ -223,6 +225,45 @@ static wb_err batch_checks(const wb_queue *q, wb_logical_queue lq, const void *i
         return wb__fail(q, WB_ERR_INVALID_ARGUMENT,
                         wb__asprintf("a batch holds 1-10 %s, not %zu", what, n));
     return WB_OK;
+}
+
+/* The one retry loop of every operation: the backend makes one attempt and
+ * marks a failure worth retrying (wb__retryable()); this retries it with
+ * backoff and jitter until wb_queue_opts.retry_limit_ms has passed, the
+ * same for every backend. */
+static unsigned retry_limit(const wb_queue *q)
+{
+    unsigned l = q->opts.retry_limit_ms;
+    return l == WB_QUEUE_NO_RETRY ? 0 : l ? l : WB_QUEUE_RETRY_DEFAULT_MS;
+}
+
+static void retry_start(const wb_queue *q, wb__retry *r, char *what, size_t size, const char *op,
+                        wb_logical_queue lq)
+{
+    snprintf(what, size, "%s %s on %s", q->ops->name, op, wb_logical_queue_name(lq));
+    wb__retry_start(r, "queue", what, retry_limit(q), 50, 2000);
+}
+
+/* Sets err to `call`, an attempt of operation op on lq, made again while the
+ * retry loop allows; d holds the last attempt's detail. */
+#define RETRYING(q, op, lq, d, err, call)                                                          \
+    do {                                                                                           \
+        wb__retry r_;                                                                              \
+        char what_[96];                                                                            \
+        retry_start(q, &r_, what_, sizeof what_, op, lq);                                          \
+        do {                                                                                       \
+            free(d);                                                                               \
+            (d) = NULL;                                                                            \
+            (err) = (call);                                                                        \
+        } while ((err) && wb__retry_again(&r_, err, d));                                           \
+        (err) = wb__err_code(err);                                                                 \
+    } while (0)
+
+/* Per-entry results are plain codes, whatever a backend marked. */
+static void plain_codes(wb_err *results, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        results[i] = wb__err_code(results[i]);
 }
 
 /* A FIFO entry without a deduplication id gets the SHA-256 of its body. */
@@ -267,7 +308,9 @@ WB_API wb_err wb_queue_send_batch(wb_queue *q, wb_logical_queue lq, const wb_que
     }
     wb_err local[WB_QUEUE_BATCH_MAX];
     char ids[WB_QUEUE_BATCH_MAX][WB_QUEUE_ID_MAX + 1];
-    err = q->ops->send_batch(q->priv, lq, copy, n, ids, results ? results : local, &d);
+    RETRYING(q, "send_batch", lq, d, err,
+             q->ops->send_batch(q->priv, lq, copy, n, ids, results ? results : local, &d));
+    plain_codes(results ? results : local, n);
     return err ? wb__fail(q, err, d) : wb__ok(q);
 }
 
@@ -290,7 +333,8 @@ WB_API wb_err wb_queue_send(wb_queue *q, wb_logical_queue lq, const wb_queue_ent
     }
     char ids[1][WB_QUEUE_ID_MAX + 1] = {""};
     wb_err result = WB_OK;
-    err = q->ops->send_batch(q->priv, lq, &copy, 1, ids, &result, &d);
+    RETRYING(q, "send", lq, d, err, q->ops->send_batch(q->priv, lq, &copy, 1, ids, &result, &d));
+    result = wb__err_code(result);
     if (!err)
         err = result;
     if (!err && id)
@@ -320,7 +364,10 @@ WB_API wb_err wb_queue_receive(wb_queue *q, wb_logical_queue lq, unsigned int ma
                         wb__asprintf("the visibility timeout is 0-43200 s (or -1 for the "
                                      "queue's), not %d",
                                      visibility_s));
-    wb_err err = q->ops->receive(q->priv, lq, max, wait_s, visibility_s, out, n, &d);
+    wb_err err;
+    RETRYING(
+        q, "receive", lq, d, err,
+        (*out = NULL, *n = 0, q->ops->receive(q->priv, lq, max, wait_s, visibility_s, out, n, &d)));
     return err ? wb__fail(q, err, d) : wb__ok(q);
 }
 
@@ -354,7 +401,9 @@ WB_API wb_err wb_queue_delete_batch(wb_queue *q, wb_logical_queue lq, const char
             return wb__fail(q, WB_ERR_INVALID_ARGUMENT, wb__asprintf("receipt %zu is empty", i));
     }
     wb_err local[WB_QUEUE_BATCH_MAX];
-    err = q->ops->delete_batch(q->priv, lq, receipts, n, results ? results : local, &d);
+    RETRYING(q, "delete_batch", lq, d, err,
+             q->ops->delete_batch(q->priv, lq, receipts, n, results ? results : local, &d));
+    plain_codes(results ? results : local, n);
     return err ? wb__fail(q, err, d) : wb__ok(q);
 }
 
@@ -378,7 +427,9 @@ WB_API wb_err wb_queue_change_visibility(wb_queue *q, wb_logical_queue lq, const
     if (visibility_s > WB_QUEUE_VISIBILITY_MAX_S)
         return wb__fail(q, WB_ERR_INVALID_ARGUMENT,
                         wb__asprintf("the visibility timeout is 0-43200 s, not %u", visibility_s));
-    wb_err err = q->ops->change_visibility(q->priv, lq, receipt, visibility_s, &d);
+    wb_err err;
+    RETRYING(q, "change_visibility", lq, d, err,
+             q->ops->change_visibility(q->priv, lq, receipt, visibility_s, &d));
     return err ? wb__fail(q, err, d) : wb__ok(q);
 }
 
@@ -389,8 +440,9 @@ WB_API wb_err wb_queue_counts_get(wb_queue *q, wb_logical_queue lq, wb_queue_cou
     char *d = NULL;
     if (!check_lq(lq, &d))
         return wb__fail(q, WB_ERR_INVALID_ARGUMENT, d);
-    memset(out, 0, sizeof *out);
-    wb_err err = q->ops->counts(q->priv, lq, out, &d);
+    wb_err err;
+    RETRYING(q, "counts", lq, d, err,
+             (memset(out, 0, sizeof *out), q->ops->counts(q->priv, lq, out, &d)));
     return err ? wb__fail(q, err, d) : wb__ok(q);
 }
 

@@ -1,4 +1,6 @@
-/* Exponential backoff with jitter, shared by every reconnect and restart. */
+/* Exponential backoff with jitter, shared by every reconnect and restart,
+ * and the one retry loop of the interfaces' cores. */
+#include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <sys/random.h>
@@ -60,4 +62,35 @@ int wb__cond_wait_ms(pthread_cond_t *cond, pthread_mutex_t *lock, unsigned ms)
         ts.tv_nsec -= 1000000000L;
     }
     return pthread_cond_timedwait(cond, lock, &ts);
+}
+
+void wb__retry_start(wb__retry *r, const char *component, const char *what, unsigned limit_ms,
+                     unsigned min_ms, unsigned max_ms)
+{
+    *r = (wb__retry){.component = component,
+                     .what = what,
+                     .limit_ms = limit_ms,
+                     .min_ms = min_ms,
+                     .max_ms = max_ms,
+                     .start_ms = wb__now_ms()};
+}
+
+bool wb__retry_again(wb__retry *r, wb_err err, const char *detail)
+{
+    if (!wb__is_retryable(err) || r->limit_ms == 0)
+        return false;
+    uint64_t spent = wb__now_ms() - r->start_ms;
+    if (spent >= r->limit_ms)
+        return false;
+    unsigned delay = wb__backoff_ms(r->attempt, r->min_ms, r->max_ms);
+    if (delay > r->limit_ms - spent) /* the last wait ends at the limit */
+        delay = (unsigned)(r->limit_ms - spent);
+    if (r->attempt == 0 || r->attempt % 10 == 9)
+        wb__log(WB_LOG_WARN, r->component, "%s: %s; retrying in %u ms (for up to %u ms in all)",
+                r->what, detail ? detail : wb_strerror(wb__err_code(err)), delay, r->limit_ms);
+    r->attempt++;
+    struct timespec ts = {delay / 1000, (long)(delay % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+    return true;
 }

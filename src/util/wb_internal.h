@@ -29,6 +29,46 @@ uint64_t wb__now_ms(void);
 #include <pthread.h>
 int wb__cond_wait_ms(pthread_cond_t *cond, pthread_mutex_t *lock, unsigned ms);
 
+/* ---- retries (backoff.c) ------------------------------------------------ */
+
+/* A backend operation makes one attempt and never sleeps or loops. When its
+ * failure is worth trying again (a lost or refused connection, a timeout,
+ * throttling, a server error) it says so by returning wb__retryable(code);
+ * the interface's core then owns the one retry loop (wb__retry_again()) and
+ * hands the caller the plain code. */
+#define WB__RETRYABLE 0x10000
+static inline wb_err wb__retryable(wb_err code)
+{
+    return (wb_err)((int)code | WB__RETRYABLE);
+}
+static inline bool wb__is_retryable(wb_err err)
+{
+    return ((int)err & WB__RETRYABLE) != 0;
+}
+static inline wb_err wb__err_code(wb_err err)
+{
+    return (wb_err)((int)err & ~WB__RETRYABLE);
+}
+
+/* The state of one operation's retries. */
+typedef struct wb__retry {
+    const char *component;   /* for the log: "queue", "broker" */
+    const char *what;        /* the operation, e.g. "send_batch on iot" */
+    unsigned limit_ms;       /* how long to keep trying; 0: one attempt */
+    unsigned min_ms, max_ms; /* the backoff's range */
+    uint64_t start_ms;
+    unsigned attempt;
+} wb__retry;
+
+/* Starts counting: the first attempt is about to run. */
+void wb__retry_start(wb__retry *r, const char *component, const char *what, unsigned limit_ms,
+                     unsigned min_ms, unsigned max_ms);
+/* After a failed attempt: true when err is retryable and the limit allows
+ * another attempt, after sleeping the backoff (logged at the first retry and
+ * every tenth, with detail, which stays the caller's); false: stop, err
+ * stands. */
+bool wb__retry_again(wb__retry *r, wb_err err, const char *detail);
+
 /* ---- backend tables (registry.c) ---------------------------------------- */
 
 /* One backend compiled into this library. The list, wb__backends[], is made

@@ -6,7 +6,9 @@
 #     src/queue, src/mqtt, src/bundled) never includes a header of
 #     backends/, of src/aws (the AWS backends' helpers) or of plugin/;
 #   - a backend never includes another backend's header;
-#   - the plugin never includes a backend's header.
+#   - the plugin never includes a backend's header;
+#   - outside src/config, only its typed views (config_views.h) are seen:
+#     nobody but the configuration reads its internals.
 # Only backends/list.c.in (the list of compiled-in backends), src/harness
 # and src/cli may reach into backends/.
 # Usage: check-layers.sh SOURCE_ROOT [STAMP_FILE]
@@ -40,6 +42,11 @@ check_file() {
     where="${home[${inc##*/}]:-}"
     [ -n "$where" ] || continue # generated (wb_paths.h) or a system header
     [ "$where" = "$dir" ] && continue
+    if [ "$where" = src/config ] && [ "${inc##*/}" != config_views.h ]; then
+      complain "$file" "$lineno" "$inc" "$where" \
+        "only the configuration's typed views (config_views.h) are for other layers"
+      continue
+    fi
     case "$dir" in
       src/util)
         complain "$file" "$lineno" "$inc" "$where" \

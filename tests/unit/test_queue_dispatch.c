@@ -1,6 +1,7 @@
 /* The message-queue core with a fake backend: SQS's limits are enforced
- * before a backend sees anything, FIFO entries get a deduplication id, and
- * a backend that is not built in says so. */
+ * before a backend sees anything, FIFO entries get a deduplication id, the
+ * core alone retries what a backend marks retryable, and a backend that is
+ * not built in says so. */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,9 +9,12 @@
 
 #include "helpers.h"
 #include "queue_backend.h"
+#include "wb_internal.h"
 
 static struct {
-    int send_calls, entries, receive_calls, delete_calls, vis_calls;
+    int send_calls, entries, receive_calls, delete_calls, vis_calls, counts_calls;
+    int fail_left;   /* counts fails this many more times... */
+    wb_err fail_err; /* ...with this (wb__retryable() or not) */
     char last_dedup[129];
     char last_group[129];
 } calls;
@@ -66,7 +70,14 @@ static wb_err f_vis(void *p, wb_logical_queue lq, const char *r, unsigned v, cha
 }
 static wb_err f_counts(void *p, wb_logical_queue lq, wb_queue_counts *o, char **d)
 {
-    (void)p, (void)lq, (void)d;
+    (void)p, (void)lq;
+    calls.counts_calls++;
+    if (calls.fail_left != 0) {
+        if (calls.fail_left > 0)
+            calls.fail_left--;
+        *d = strdup("the fake is down");
+        return calls.fail_err;
+    }
     o->visible = 7;
     return WB_OK;
 }
@@ -254,4 +265,61 @@ Test(queue, options_and_tables)
     cr_assert(strstr(d, "counts"), "%s", d);
     free(d);
     cr_assert_eq(wb__queue_set_backend(WB_QUEUE_SQS, &bad), WB_ERR_INVALID_ARGUMENT);
+}
+
+/* ---- the one retry loop --------------------------------------------------- */
+
+static wb_queue *open_with_limit(unsigned limit_ms)
+{
+    wb_queue *h = NULL;
+    wb_queue_opts o = WB_QUEUE_OPTS_INIT;
+    o.retry_limit_ms = limit_ms;
+    cr_assert_eq(wb_queue_open(cfg, &o, &h), WB_OK, "%s", wb_queue_last_error(NULL));
+    return h;
+}
+
+Test(queue, a_retryable_failure_is_retried_by_the_core)
+{
+    calls.fail_left = 3;
+    calls.fail_err = wb__retryable(WB_ERR_CONNECTION_LOST);
+    wb_queue_counts c;
+    cr_assert_eq(wb_queue_counts_get(q, WB_LQ_IOT, &c), WB_OK, "%s", wb_queue_last_error(q));
+    cr_assert_eq(c.visible, 7);
+    cr_assert_eq(calls.counts_calls, 4, "%d attempts", calls.counts_calls);
+}
+
+Test(queue, a_failure_not_marked_retryable_is_not_retried)
+{
+    calls.fail_left = 1;
+    calls.fail_err = WB_ERR_AUTH_REFUSED;
+    wb_queue_counts c;
+    cr_assert_eq(wb_queue_counts_get(q, WB_LQ_IOT, &c), WB_ERR_AUTH_REFUSED);
+    cr_assert_eq(calls.counts_calls, 1);
+    cr_assert(strstr(wb_queue_last_error(q), "the fake is down"), "%s", wb_queue_last_error(q));
+}
+
+Test(queue, retries_end_at_the_limit_with_the_plain_code)
+{
+    wb_queue *h = open_with_limit(300);
+    calls.fail_left = -1; /* for ever */
+    calls.fail_err = wb__retryable(WB_ERR_CONNECTION_LOST);
+    wb_queue_counts c;
+    wb_err err = wb_queue_counts_get(h, WB_LQ_IOT, &c);
+    /* the caller never sees the mark */
+    cr_assert_eq(err, WB_ERR_CONNECTION_LOST, "%d", (int)err);
+    /* 25 ms at least, doubling: at least 3 attempts fit in 300 ms */
+    cr_assert(calls.counts_calls >= 3 && calls.counts_calls <= 12, "%d attempts",
+              calls.counts_calls);
+    wb_queue_close(h);
+}
+
+Test(queue, no_retry_is_one_attempt)
+{
+    wb_queue *h = open_with_limit(WB_QUEUE_NO_RETRY);
+    calls.fail_left = -1;
+    calls.fail_err = wb__retryable(WB_ERR_BUSY);
+    wb_queue_counts c;
+    cr_assert_eq(wb_queue_counts_get(h, WB_LQ_IOT, &c), WB_ERR_BUSY);
+    cr_assert_eq(calls.counts_calls, 1);
+    wb_queue_close(h);
 }

@@ -66,14 +66,37 @@ Test(sqs, retries_5xx_and_throttling_then_succeeds)
     cr_assert_eq(wbt_fake_aws_count("unsigned"), 0, "a request went out unsigned");
 }
 
-Test(sqs, gives_up_after_five_attempts_with_the_status)
+Test(sqs, gives_up_at_the_retry_limit_with_the_status)
 {
-    cr_assert_eq(send_body("always-503"), WB_ERR_BACKEND);
-    const char *m = wb_queue_last_error(q);
+    /* the core retries a 503 until retry_limit_ms has passed, then the
+     * last failure stands with its code and SQS's words */
+    wb_queue *q2 = NULL;
+    wb_queue_opts o = WB_QUEUE_OPTS_INIT;
+    o.retry_limit_ms = 1500;
+    cr_assert_eq(wb_queue_open(cfg, &o, &q2), WB_OK, "%s", wb_queue_last_error(NULL));
+    wb_queue_entry e = {.body = "always-503", .body_len = 10};
+    cr_assert_eq(wb_queue_send(q2, WB_LQ_ASYNC_JOBS, &e, NULL), WB_ERR_BACKEND);
+    const char *m = wb_queue_last_error(q2);
     cr_log_info("%s", m);
     cr_assert(strstr(m, "HTTP 503"), "%s", m);
     cr_assert(strstr(m, "async-jobs"), "%s", m);
-    cr_assert_eq(wbt_fake_aws_count("SendMessageBatch"), 5);
+    /* 50 ms doubling to 2 s, jittered to at least half: 25+50+100+200+400
+     * ms fit in 1.5 s, so at least 4 attempts, and no more than 12 */
+    unsigned attempts = wbt_fake_aws_count("SendMessageBatch");
+    cr_assert(attempts >= 4 && attempts <= 12, "%u attempts", attempts);
+    wb_queue_close(q2);
+}
+
+Test(sqs, no_retry_makes_one_attempt)
+{
+    wb_queue *q2 = NULL;
+    wb_queue_opts o = WB_QUEUE_OPTS_INIT;
+    o.retry_limit_ms = WB_QUEUE_NO_RETRY;
+    cr_assert_eq(wb_queue_open(cfg, &o, &q2), WB_OK, "%s", wb_queue_last_error(NULL));
+    wb_queue_entry e = {.body = "always-503", .body_len = 10};
+    cr_assert_eq(wb_queue_send(q2, WB_LQ_ASYNC_JOBS, &e, NULL), WB_ERR_BACKEND);
+    cr_assert_eq(wbt_fake_aws_count("SendMessageBatch"), 1);
+    wb_queue_close(q2);
 }
 
 Test(sqs, a_refusal_is_not_retried_and_carries_sqs_code_and_message)
@@ -98,7 +121,7 @@ Test(sqs, counts_from_queue_attributes)
 Test(sqs, retry_limit_ms_cuts_the_retries_short)
 {
     /* a handle whose operations give up retrying after 1 ms: one attempt
-     * and one retry at most, against the 5 of the default */
+     * and one retry at most, against a minute by default */
     wb_queue *quick = NULL;
     wb_queue_opts o = WB_QUEUE_OPTS_INIT;
     o.retry_limit_ms = 1;
