@@ -39,6 +39,9 @@ wb_err wb__broker_ops_check(const wb__broker_ops *ops, char **detail)
 {
     if (!ops)
         return wb__ops_refusal("broker", NULL, 0, 0, "the table", detail);
+    if (ops->variant) /* a family: its tables are checked when chosen */
+        return wb__ops_refusal("broker", ops->name, ops->version, WB__BROKER_OPS_VERSION,
+                               ops->name ? NULL : "name", detail);
     const char *missing = !ops->name         ? "name"
                           : !ops->open       ? "open"
                           : !ops->connect    ? "connect"
@@ -123,6 +126,10 @@ WB_API wb_err wb_broker_open(const wb_config *config, const wb_broker_opts *opts
         wb_err err = wb__backend_refusal("broker", wb_broker_type_name(type), &d);
         return fail(NULL, err, d);
     }
+    /* a backend of several tables (IoT Core: MQTT or HTTPS) chooses one by
+     * the configuration, once; no operation branches after that */
+    if (ops->variant)
+        ops = ops->variant(config);
     char *d = NULL;
     if (wb__broker_ops_check(ops, &d) != WB_OK)
         return fail(NULL, WB_ERR_INVALID_ARGUMENT, d);
@@ -279,7 +286,9 @@ WB_API wb_err wb_broker_subscribe(wb_broker *b, const char *filter, int qos,
         return WB_ERR_INVALID_ARGUMENT;
     if (!b->ops->subscribe || !(b->ops->caps & WB__BROKER_CAP_SUBSCRIBE))
         return fail(b, WB_ERR_NOT_SUPPORTED,
-                    wb__asprintf("the %s broker backend cannot subscribe", b->ops->name));
+                    wb__asprintf("the %s broker backend cannot subscribe%s%s", b->ops->name,
+                                 b->ops->why_no_subscribe ? ": " : "",
+                                 b->ops->why_no_subscribe ? b->ops->why_no_subscribe : ""));
     if (!filter || !*filter || !wb__utf8_valid(filter, strlen(filter)))
         return fail(b, WB_ERR_INVALID_ARGUMENT,
                     wb__strdup("the topic filter is empty or not "

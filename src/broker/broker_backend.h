@@ -42,6 +42,14 @@ typedef struct wb__broker_ops {
     size_t max_payload;   /* bytes; the core refuses more with WB_ERR_TOO_LARGE */
     size_t max_topic;     /* bytes */
     unsigned max_slashes; /* in a topic; 0: no limit */
+    /* without subscribe: why, and what to do instead (NULL: a plain refusal) */
+    const char *why_no_subscribe;
+
+    /* A backend with one table per transport sets only version, name and
+     * this: the core calls it once in wb_broker_open() (the caller's thread,
+     * never blocks) and uses the table it returns, which must not be NULL
+     * and has no variant of its own. */
+    const struct wb__broker_ops *(*variant)(const wb_config *cfg);
 
     /* ---- mandatory ---- */
 

@@ -2,9 +2,11 @@
  *
  * Only the I/O thread calls libmosquitto. Other threads append to the outbox
  * or the request list under `lock` and wake the I/O thread through an
- * eventfd. A QoS 1 message is handed to libmosquitto only while connected;
- * from then on libmosquitto keeps it (and sends it again after a reconnect)
- * until its PUBACK, which removes it from our in-flight list. */
+ * eventfd. The outbox, the subscriptions and the reconnect backoff are the
+ * session layer's (session.c). A QoS 1 message is handed to libmosquitto
+ * only while connected; from then on libmosquitto keeps it too (and sends it
+ * again after a reconnect) until its PUBACK, which removes it from the
+ * outbox. */
 #include "mqttc.h"
 
 #include <errno.h>
@@ -18,6 +20,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "session.h"
 #include "wb_internal.h"
 
 #define DEFAULT_KEEPALIVE_S      60
@@ -38,21 +41,6 @@
 #define CONNECT_TIMEOUT_MS     2000
 #define CONNECT_TIMEOUT_MAX_MS 30000
 
-typedef struct entry {
-    struct entry *next;
-    char *topic; /* topic and payload share one allocation; NULL once handed over */
-    void *payload;
-    size_t len;
-    int qos;
-    int mid;
-} entry;
-
-typedef struct sub {
-    struct sub *next;
-    char *filter;
-    int qos;
-} sub;
-
 typedef enum req_kind { REQ_SUB, REQ_UNSUB } req_kind;
 
 typedef struct req {
@@ -67,11 +55,6 @@ typedef struct req {
     char *detail;
 } req;
 
-typedef struct queue {
-    entry *head, *tail;
-    size_t n;
-} queue;
-
 struct wb__mqttc {
     wb__mqttc_opts o;
     struct mosquitto *m;
@@ -81,9 +64,7 @@ struct wb__mqttc {
 
     pthread_mutex_t lock;
     pthread_cond_t cond;
-    queue pending;  /* accepted, not yet handed to libmosquitto */
-    queue inflight; /* QoS 1, handed over, awaiting PUBACK */
-    sub *subs;
+    wb__session s; /* the outbox, subscriptions, backoff and counters */
     req *reqs;
     bool connected;
     bool stopping;
@@ -91,15 +72,12 @@ struct wb__mqttc {
     int first; /* first connection: 0 pending, 1 up, -1 failed */
     wb_err first_err;
     char *last_error;
-    wb__mqttc_stats st;
+    uint64_t received;
 
-    /* I/O thread only */
+    /* I/O thread only (with s.attempt, s.next_attempt_ms, s.ever_connected) */
     char lib_error[256]; /* libmosquitto's last error line (e.g. OpenSSL's) */
-    unsigned attempt;
-    uint64_t next_attempt_ms;
     uint64_t attempt_started_ms;
     unsigned stalled; /* attempts in a row abandoned by the watchdog */
-    bool ever_connected;
     bool socket_open;
 };
 
@@ -108,57 +86,6 @@ static pthread_once_t lib_once = PTHREAD_ONCE_INIT;
 static void lib_init(void)
 {
     mosquitto_lib_init();
-}
-
-static void q_push(queue *q, entry *e)
-{
-    e->next = NULL;
-    if (q->tail)
-        q->tail->next = e;
-    else
-        q->head = e;
-    q->tail = e;
-    q->n++;
-}
-
-static entry *q_pop(queue *q)
-{
-    entry *e = q->head;
-    if (e) {
-        q->head = e->next;
-        if (!q->head)
-            q->tail = NULL;
-        q->n--;
-    }
-    return e;
-}
-
-static void entry_free(entry *e)
-{
-    if (e)
-        free(e->topic);
-    free(e);
-}
-
-/* Removes the in-flight entry with this mid: the oldest first, as PUBACKs
- * mostly come in order. */
-static bool q_remove_mid(queue *q, int mid)
-{
-    entry *prev = NULL;
-    for (entry *e = q->head; e; prev = e, e = e->next) {
-        if (e->mid != mid)
-            continue;
-        if (prev)
-            prev->next = e->next;
-        else
-            q->head = e->next;
-        if (q->tail == e)
-            q->tail = prev;
-        q->n--;
-        entry_free(e);
-        return true;
-    }
-    return false;
 }
 
 static void set_error(wb__mqttc *c, char *msg)
@@ -224,47 +151,29 @@ static void on_connect(struct mosquitto *m, void *obj, int rc)
     }
     pthread_mutex_lock(&c->lock);
     c->connected = true;
-    c->st.connected = true;
-    if (c->ever_connected)
-        c->st.reconnects++;
+    bool again = wb__session_connected(&c->s);
     c->first = c->first == 0 ? 1 : c->first;
     /* subscriptions again (a persistent session may have them already:
      * subscribing twice to the same filter is harmless); made from a copy,
      * without the lock */
-    size_t n = 0;
-    for (sub *s = c->subs; s; s = s->next)
-        n++;
-    char **filters = n ? calloc(n, sizeof *filters) : NULL;
-    int *qos = n ? calloc(n, sizeof *qos) : NULL;
-    size_t k = 0;
-    for (sub *s = c->subs; s && filters && qos; s = s->next, k++) {
-        filters[k] = wb__strdup(s->filter);
-        qos[k] = s->qos;
-    }
+    char **filters = NULL;
+    int *qos = NULL;
+    size_t n = wb__session_subs_copy(&c->s, &filters, &qos, c->o.component);
     pthread_cond_broadcast(&c->cond);
     pthread_mutex_unlock(&c->lock);
-    if (n && (!filters || !qos))
-        wb__log(WB_LOG_ERROR, c->o.component, "out of memory: subscriptions not renewed");
-    for (size_t i = 0; i < k; i++) {
-        if (filters[i])
-            mosquitto_subscribe(m, NULL, filters[i], qos[i]);
-        free(filters[i]);
-    }
-    free(filters);
-    free(qos);
-    c->attempt = 0;
+    for (size_t i = 0; i < n; i++)
+        mosquitto_subscribe(m, NULL, filters[i], qos[i]);
+    wb__session_subs_free(filters, qos, n);
     c->stalled = 0;
-    if (c->ever_connected)
+    if (again)
         wb__log(WB_LOG_INFO, c->o.component, "reconnected to %s:%u", c->o.connect_host, c->o.port);
-    c->ever_connected = true;
     if (c->o.on_connection)
         c->o.on_connection(c->o.ctx, true, NULL);
 }
 
 static void schedule_reconnect(wb__mqttc *c)
 {
-    unsigned delay = wb__backoff_ms(c->attempt++, c->o.reconnect_min_ms, c->o.reconnect_max_ms);
-    c->next_attempt_ms = wb__now_ms() + delay;
+    wb__session_backoff(&c->s);
 }
 
 static void on_disconnect(struct mosquitto *m, void *obj, int rc)
@@ -275,7 +184,6 @@ static void on_disconnect(struct mosquitto *m, void *obj, int rc)
     pthread_mutex_lock(&c->lock);
     bool was = c->connected, stopping = c->stopping;
     c->connected = false;
-    c->st.connected = false;
     /* a subscribe or unsubscribe in progress will not be answered */
     for (req *r = c->reqs; r; r = r->next)
         r->sent = false;
@@ -305,10 +213,10 @@ static void on_publish(struct mosquitto *m, void *obj, int mid)
     (void)m;
     wb__mqttc *c = obj;
     pthread_mutex_lock(&c->lock);
-    if (q_remove_mid(&c->inflight, mid)) {
-        c->st.acknowledged++;
-        c->st.queued--;
-        if (c->st.queued == 0)
+    wb__outmsg *e = wb__session_find_mid(&c->s, mid);
+    if (e) {
+        wb__session_done(&c->s, e, true);
+        if (c->s.queued == 0)
             pthread_cond_broadcast(&c->cond);
     }
     pthread_mutex_unlock(&c->lock);
@@ -319,7 +227,7 @@ static void on_message(struct mosquitto *m, void *obj, const struct mosquitto_me
     (void)m;
     wb__mqttc *c = obj;
     pthread_mutex_lock(&c->lock);
-    c->st.received++;
+    c->received++;
     pthread_mutex_unlock(&c->lock);
     if (c->o.on_message)
         c->o.on_message(c->o.ctx, msg->topic, msg->payload, (size_t)msg->payloadlen, msg->qos,
@@ -372,7 +280,7 @@ static void on_log(struct mosquitto *m, void *obj, int level, const char *str)
 
 static void try_connect(wb__mqttc *c)
 {
-    int rc = c->ever_connected || c->attempt > 0
+    int rc = c->s.ever_connected || c->s.attempt > 0
                  ? mosquitto_reconnect_async(c->m)
                  : mosquitto_connect_async(c->m, c->o.connect_host, (int)c->o.port,
                                            (int)c->o.keepalive_s);
@@ -382,8 +290,8 @@ static void try_connect(wb__mqttc *c)
         return;
     }
     attempt_failed(c, rc, rc == MOSQ_ERR_TLS || rc == MOSQ_ERR_TLS_HANDSHAKE);
-    if (!c->ever_connected && c->attempt == 0)
-        c->attempt = 1; /* from now on mosquitto_reconnect_async */
+    if (!c->s.ever_connected && c->s.attempt == 0)
+        c->s.attempt = 1; /* from now on mosquitto_reconnect_async */
     schedule_reconnect(c);
 }
 
@@ -402,29 +310,24 @@ static bool refused_before_queuing(int rc)
 static void hand_over(wb__mqttc *c)
 {
     pthread_mutex_lock(&c->lock);
-    while (c->connected && c->pending.head && c->inflight.n < HANDOFF_WINDOW) {
-        entry *e = q_pop(&c->pending);
+    wb__outmsg *e;
+    while (c->connected && c->s.handed < HANDOFF_WINDOW && (e = wb__session_next(&c->s))) {
         int mid = 0;
+        /* only this thread frees an outbox entry: e stays while unlocked */
         pthread_mutex_unlock(&c->lock);
         /* unlocked: mosquitto_publish may write and call back */
         int rc = mosquitto_publish(c->m, &mid, e->topic, (int)e->len, e->payload, e->qos, false);
         pthread_mutex_lock(&c->lock);
         bool kept = rc == MOSQ_ERR_SUCCESS || (e->qos == 1 && !refused_before_queuing(rc));
         if (kept && e->qos == 1) {
-            free(e->topic); /* libmosquitto has its own copy */
-            e->topic = NULL;
-            e->payload = NULL;
             e->mid = mid;
-            q_push(&c->inflight, e);
+            wb__session_handed(&c->s, e);
         } else {
-            if (kept)
-                c->st.acknowledged++;
-            else
+            if (!kept)
                 wb__log(WB_LOG_ERROR, c->o.component, "dropped a message to %s: %s", e->topic,
                         mosquitto_strerror(rc));
-            c->st.queued--;
-            entry_free(e);
-            if (c->st.queued == 0)
+            wb__session_done(&c->s, e, kept);
+            if (c->s.queued == 0)
                 pthread_cond_broadcast(&c->cond);
         }
     }
@@ -498,7 +401,7 @@ static void *io_main(void *arg)
         if (stop || failed)
             break;
         uint64_t now = wb__now_ms();
-        if (!c->socket_open && now >= c->next_attempt_ms)
+        if (!c->socket_open && now >= c->s.next_attempt_ms)
             try_connect(c);
         int sock = c->socket_open ? mosquitto_socket(c->m) : -1;
         struct pollfd p[2] = {{c->wake_fd, POLLIN, 0}, {sock, POLLIN, 0}};
@@ -506,7 +409,7 @@ static void *io_main(void *arg)
             p[1].events |= POLLOUT;
         int timeout = TICK_MS;
         if (sock < 0) {
-            uint64_t at = c->next_attempt_ms;
+            uint64_t at = c->s.next_attempt_ms;
             now = wb__now_ms();
             timeout = at > now ? (int)(at - now < TICK_MS ? at - now : TICK_MS) : 0;
         }
@@ -563,7 +466,6 @@ static void *io_main(void *arg)
     }
     pthread_mutex_lock(&c->lock);
     c->connected = false;
-    c->st.connected = false;
     pthread_cond_broadcast(&c->cond);
     pthread_mutex_unlock(&c->lock);
     return NULL;
@@ -607,6 +509,7 @@ wb_err wb__mqttc_new(const wb__mqttc_opts *o, wb__mqttc **out, char **detail)
         c->o.reconnect_max_ms = DEFAULT_RECONNECT_MAX_MS;
     if (!c->o.max_queued)
         c->o.max_queued = DEFAULT_MAX_QUEUED;
+    wb__session_init(&c->s, c->o.max_queued, c->o.reconnect_min_ms, c->o.reconnect_max_ms);
     pthread_mutex_init(&c->lock, NULL);
     pthread_cond_init(&c->cond, NULL);
     c->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -701,22 +604,6 @@ wb_err wb__mqttc_connect(wb__mqttc *c, unsigned timeout_ms, char **detail)
 wb_err wb__mqttc_publish(wb__mqttc *c, const char *topic, const void *payload, size_t len, int qos,
                          char **detail)
 {
-    size_t tl = strlen(topic);
-    entry *e = malloc(sizeof *e);
-    char *block = malloc(tl + 1 + len + 1);
-    if (!e || !block) {
-        free(e);
-        free(block);
-        return WB_ERR_NO_MEMORY;
-    }
-    memcpy(block, topic, tl + 1);
-    if (len)
-        memcpy(block + tl + 1, payload, len);
-    e->topic = block;
-    e->payload = block + tl + 1;
-    e->len = len;
-    e->qos = qos;
-    e->mid = 0;
     pthread_mutex_lock(&c->lock);
     wb_err err = WB_OK;
     if (!c->thread_running || c->stopping) {
@@ -727,26 +614,16 @@ wb_err wb__mqttc_publish(wb__mqttc *c, const char *topic, const void *payload, s
         *detail = wb__asprintf("not connected to %s:%u: a QoS 0 message is not kept while "
                                "reconnecting (use QoS 1)",
                                c->o.connect_host, c->o.port);
-    } else if (c->st.queued >= c->o.max_queued) {
-        err = WB_ERR_BUSY;
-        *detail = wb__asprintf("%zu messages are waiting for the broker (the limit): try again "
-                               "later, or raise max_queued",
-                               c->st.queued);
+    } else {
+        err = wb__session_enqueue(&c->s, topic, payload, len, qos, "the broker", NULL, detail);
     }
-    if (err) {
-        pthread_mutex_unlock(&c->lock);
-        entry_free(e);
-        return err;
-    }
-    q_push(&c->pending, e);
-    c->st.published++;
-    c->st.queued++;
-    bool post = !c->wake_posted;
-    c->wake_posted = true;
+    bool post = !err && !c->wake_posted;
+    if (post)
+        c->wake_posted = true;
     pthread_mutex_unlock(&c->lock);
     if (post)
         wake(c);
-    return WB_OK;
+    return err;
 }
 
 static wb_err wait_req(wb__mqttc *c, req *r, unsigned timeout_ms, char **detail)
@@ -797,13 +674,9 @@ static wb_err request(wb__mqttc *c, req_kind kind, const char *filter, int qos, 
     }
     req *r = calloc(1, sizeof *r);
     char *f = wb__strdup(filter);
-    sub *s = kind == REQ_SUB ? calloc(1, sizeof *s) : NULL;
-    char *sf = kind == REQ_SUB ? wb__strdup(filter) : NULL;
-    if (!r || !f || (kind == REQ_SUB && (!s || !sf))) {
+    if (!r || !f) {
         free(r);
         free(f);
-        free(s);
-        free(sf);
         return WB_ERR_NO_MEMORY;
     }
     r->kind = kind;
@@ -811,26 +684,14 @@ static wb_err request(wb__mqttc *c, req_kind kind, const char *filter, int qos, 
     r->qos = qos;
     pthread_mutex_lock(&c->lock);
     /* the record of subscriptions, made again after every reconnect */
-    sub **pp = &c->subs;
-    while (*pp && strcmp((*pp)->filter, filter) != 0)
-        pp = &(*pp)->next;
-    if (kind == REQ_SUB && !*pp) {
-        s->filter = sf;
-        s->qos = qos;
-        s->next = c->subs;
-        c->subs = s;
-        s = NULL;
-        sf = NULL;
-    } else if (kind == REQ_SUB) {
-        (*pp)->qos = qos;
-    } else if (*pp) {
-        sub *gone = *pp;
-        *pp = gone->next;
-        free(gone->filter);
-        free(gone);
+    if (kind == REQ_SUB && wb__session_sub_add(&c->s, filter, qos) != WB_OK) {
+        pthread_mutex_unlock(&c->lock);
+        free(r->filter);
+        free(r);
+        return WB_ERR_NO_MEMORY;
     }
-    free(s);
-    free(sf);
+    if (kind == REQ_UNSUB)
+        wb__session_sub_remove(&c->s, filter);
     r->next = c->reqs;
     c->reqs = r;
     bool running = c->thread_running;
@@ -846,17 +707,8 @@ static wb_err request(wb__mqttc *c, req_kind kind, const char *filter, int qos, 
     wake(c);
     pthread_mutex_lock(&c->lock);
     wb_err err = wait_req(c, r, timeout_ms, detail);
-    if (err == WB_ERR_AUTH_REFUSED) { /* do not make it again at every reconnect */
-        for (sub **q = &c->subs; *q; q = &(*q)->next) {
-            if (strcmp((*q)->filter, filter) == 0) {
-                sub *gone = *q;
-                *q = gone->next;
-                free(gone->filter);
-                free(gone);
-                break;
-            }
-        }
-    }
+    if (err == WB_ERR_AUTH_REFUSED) /* do not make it again at every reconnect */
+        wb__session_sub_remove(&c->s, filter);
     pthread_mutex_unlock(&c->lock);
     return err;
 }
@@ -880,10 +732,10 @@ wb_err wb__mqttc_flush(wb__mqttc *c, unsigned timeout_ms, char **detail)
     }
     uint64_t deadline = wb__now_ms() + timeout_ms;
     pthread_mutex_lock(&c->lock);
-    while (c->st.queued > 0 && c->thread_running && wb__now_ms() < deadline) {
+    while (c->s.queued > 0 && c->thread_running && wb__now_ms() < deadline) {
         wb__cond_wait_ms(&c->cond, &c->lock, 20);
     }
-    size_t left = c->st.queued, sent = c->inflight.n, unsent = c->pending.n;
+    size_t left = c->s.queued, sent = c->s.handed, unsent = c->s.queued - c->s.handed;
     bool up = c->connected;
     pthread_mutex_unlock(&c->lock);
     if (left) {
@@ -917,20 +769,22 @@ wb_err wb__mqttc_disconnect(wb__mqttc *c, unsigned timeout_ms, char **detail)
 void wb__mqttc_stats_get(wb__mqttc *c, wb__mqttc_stats *out)
 {
     pthread_mutex_lock(&c->lock);
-    *out = c->st;
+    *out = (wb__mqttc_stats){.published = c->s.published,
+                             .acknowledged = c->s.acknowledged,
+                             .received = c->received,
+                             .reconnects = c->s.reconnects,
+                             .queued = c->s.queued,
+                             .connected = c->connected};
     pthread_mutex_unlock(&c->lock);
 }
 
 void wb__mqttc_broker_stats(wb__mqttc *c, wb_broker_stats *out)
 {
-    wb__mqttc_stats s;
-    wb__mqttc_stats_get(c, &s);
-    out->published = s.published;
-    out->acknowledged = s.acknowledged;
-    out->received = s.received;
-    out->reconnects = s.reconnects;
-    out->queued = s.queued;
-    out->connected = s.connected;
+    pthread_mutex_lock(&c->lock);
+    wb__session_stats(&c->s, out);
+    out->received = c->received;
+    out->connected = c->connected;
+    pthread_mutex_unlock(&c->lock);
 }
 
 void wb__mqttc_free(wb__mqttc *c)
@@ -944,17 +798,7 @@ void wb__mqttc_free(wb__mqttc *c)
     }
     if (c->m)
         mosquitto_destroy(c->m);
-    entry *e;
-    while ((e = q_pop(&c->pending)))
-        entry_free(e);
-    while ((e = q_pop(&c->inflight)))
-        entry_free(e);
-    while (c->subs) {
-        sub *s = c->subs;
-        c->subs = s->next;
-        free(s->filter);
-        free(s);
-    }
+    wb__session_free(&c->s);
     if (c->wake_fd >= 0)
         close(c->wake_fd);
     pthread_mutex_destroy(&c->lock);
