@@ -311,6 +311,7 @@ int main(int argc, char **argv)
     }
     wb_log_set_level(WB_LOG_ERROR);
     wb_harness_opts ho = WB_HARNESS_OPTS_INIT;
+    ho.services_script = WB_BENCH_SERVICES_SCRIPT;
     char *d = NULL;
     if (wb_harness_up(&ho, &h, &d))
         die("harness", d);
