@@ -13,14 +13,16 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "cli.h"
 #include "workerbus/workerbus.h"
 
 #define EX_UNAVAILABLE 69
 
 static const char harness_usage[] =
-    "Usage: workerbus harness up   [--dir DIR] [--workers N] [--heartbeat-ms MS]\n"
-    "       workerbus harness env  [--dir DIR] [--mode builtin|iotcore]\n"
+    "Usage: workerbus harness up   [--dir DIR] [--workers N] [--heartbeat-ms MS] [--json]\n"
+    "       workerbus harness env  [--dir DIR] [--mode builtin|iotcore] [--json]\n"
     "       workerbus harness down [--dir DIR]\n"
     "\n"
     "up brings up on loopback everything either broker type needs: PostgreSQL,\n"
@@ -35,6 +37,13 @@ static const char harness_usage[] =
     "env prints the server's environment for a broker type (default builtin)\n"
     "as shell assignments: eval \"$(workerbus harness env)\". With builtin the\n"
     "broker already runs: start the server with `workerbus serve --no-bundled`.\n"
+    "Both also give the simulated workers' identities: WB_HARNESS_POOL,\n"
+    "WB_HARNESS_WORKERS (their ULIDs, space-separated), WB_HARNESS_CA_FILE,\n"
+    "WB_HARNESS_POOL_CERT_FILE and WB_HARNESS_POOL_KEY_FILE (the pool's\n"
+    "certificate and key, for workers of your own). --json prints all of it\n"
+    "as one JSON object (dir, pool, workers, ca_file, pool_cert_file,\n"
+    "pool_key_file, mode, environment); DIR/harness.json holds the same\n"
+    "identities.\n"
     "\n"
     "down stops everything and removes DIR.\n"
     "\n"
@@ -83,19 +92,77 @@ static char *read_file(const char *path)
     return buf;
 }
 
-static int env_cmd(const char *dir, const char *mode)
+/* The identities of harness.json as shell assignments. */
+static void print_identities(const json_t *id)
 {
-    char path[512];
+    static const char *const keys[][2] = {
+        {"pool", "WB_HARNESS_POOL"},
+        {"ca_file", "WB_HARNESS_CA_FILE"},
+        {"pool_cert_file", "WB_HARNESS_POOL_CERT_FILE"},
+        {"pool_key_file", "WB_HARNESS_POOL_KEY_FILE"},
+    };
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        const char *v = json_string_value(json_object_get(id, keys[i][0]));
+        if (v)
+            printf("export %s='%s'\n", keys[i][1], v); /* ULIDs and our own paths */
+    }
+    printf("export WB_HARNESS_WORKERS='");
+    size_t k;
+    json_t *w;
+    json_array_foreach(json_object_get(id, "workers"), k, w)
+    {
+        printf("%s%s", k ? " " : "", json_string_value(w));
+    }
+    puts("'");
+}
+
+/* KEY=VALUE lines as a JSON object. */
+static json_t *env_object(const char *env)
+{
+    json_t *o = json_object();
+    for (const char *l = env; o && *l;) {
+        const char *e = strchr(l, '\n');
+        size_t n = e ? (size_t)(e - l) : strlen(l);
+        const char *eq = memchr(l, '=', n);
+        if (eq) {
+            char *k = strndup(l, (size_t)(eq - l));
+            json_object_set_new(o, k, json_stringn(eq + 1, (size_t)(l + n - eq - 1)));
+            free(k);
+        }
+        if (!e)
+            break;
+        l = e + 1;
+    }
+    return o;
+}
+
+static int env_cmd(const char *dir, const char *mode, bool json)
+{
+    char path[512], idpath[512];
     snprintf(path, sizeof path, "%s/%s.env", dir, mode);
+    snprintf(idpath, sizeof idpath, "%s/harness.json", dir);
     char *text = read_file(path);
-    if (!text) {
+    json_t *id = text ? json_load_file(idpath, 0, NULL) : NULL;
+    if (!text || !id) {
         fprintf(stderr,
                 "workerbus: harness env: nothing runs in %s (%s: %s); start it with "
                 "`workerbus harness up`\n",
-                dir, path, strerror(errno));
+                dir, text ? idpath : path, strerror(errno));
+        free(text);
         return WB_EXIT_NOINPUT;
     }
-    print_exports(text);
+    if (json) {
+        json_object_set_new(id, "mode", json_string(mode));
+        json_object_set_new(id, "environment", env_object(text));
+        char *out = json_dumps(id, JSON_INDENT(2));
+        if (out)
+            puts(out);
+        free(out);
+    } else {
+        print_exports(text);
+        print_identities(id);
+    }
+    json_decref(id);
     free(text);
     return WB_EXIT_OK;
 }
@@ -144,7 +211,7 @@ static int down_cmd(const char *dir)
     return WB_EXIT_OK;
 }
 
-static int up_cmd(const char *dir, unsigned workers, unsigned heartbeat_ms)
+static int up_cmd(const char *dir, unsigned workers, unsigned heartbeat_ms, bool json)
 {
     if (alive(read_pid(dir))) {
         fprintf(stderr,
@@ -162,20 +229,28 @@ static int up_cmd(const char *dir, unsigned workers, unsigned heartbeat_ms)
     if (pid < 0)
         return WB_EXIT_SOFTWARE;
     if (pid == 0) { /* the daemon */
-        close(fds[0]);
         setsid();
         sigset_t sigs;
         wb_cli_block_signals(&sigs);
-        int null = open("/dev/null", 0);
-        dup2(null, 0);
+        /* it outlives its caller: it keeps none of the caller's descriptors
+         * (a pipe or a lock held open would hang whoever waits on it), only
+         * the answer pipe (as 3), /dev/null for input and its log */
+        if (dup2(fds[1], 3) != 3 || fcntl(3, F_SETFD, FD_CLOEXEC) != 0)
+            _exit(1);
+        fds[1] = 3;
+        close_range(4, ~0u, 0);
         char logp[512];
         mkdir(dir, 0711);
         snprintf(logp, sizeof logp, "%s/harness.log", dir);
-        FILE *lf = fopen(logp, "a");
-        if (lf) {
-            dup2(fileno(lf), 1);
-            dup2(fileno(lf), 2);
-        }
+        int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+        int lf = open(logp, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+        dup2(null, 0);
+        dup2(lf >= 0 ? lf : null, 1);
+        dup2(lf >= 0 ? lf : null, 2);
+        if (lf > 3)
+            close(lf);
+        if (null > 3)
+            close(null);
         wb_harness_opts o = WB_HARNESS_OPTS_INIT;
         o.services_script = wb_cli_services_script();
         o.dir = dir;
@@ -219,7 +294,7 @@ static int up_cmd(const char *dir, unsigned workers, unsigned heartbeat_ms)
             "workerbus: harness up: running in %s (pid %d): PostgreSQL, the SQS stand-in, the "
             "IoT Core stand-in, the bundled broker, %u simulated worker%s per broker\n",
             dir, (int)pid, workers, workers == 1 ? "" : "s");
-    return env_cmd(dir, "builtin");
+    return env_cmd(dir, "builtin", json);
 }
 
 static int harness_run(int argc, char **argv)
@@ -228,8 +303,13 @@ static int harness_run(int argc, char **argv)
         return wb_cli_usage_error("harness", "the subcommand is missing: up, env or down");
     const char *sub = argv[1], *dir = default_dir(), *mode = "builtin";
     unsigned workers = 3, heartbeat_ms = 5000;
+    bool json = false;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--json") && (!strcmp(sub, "up") || !strcmp(sub, "env"))) {
+            json = true;
+            continue;
+        }
         if (!strcmp(a, "--dir") && v) {
             dir = v;
         } else if (!strcmp(a, "--mode") && v && !strcmp(sub, "env")) {
@@ -251,9 +331,9 @@ static int harness_run(int argc, char **argv)
         i++;
     }
     if (!strcmp(sub, "up"))
-        return up_cmd(dir, workers, heartbeat_ms);
+        return up_cmd(dir, workers, heartbeat_ms, json);
     if (!strcmp(sub, "env"))
-        return env_cmd(dir, mode);
+        return env_cmd(dir, mode, json);
     if (!strcmp(sub, "down"))
         return down_cmd(dir);
     return wb_cli_usage_error("harness", "unknown subcommand '%s': up, env or down", sub);

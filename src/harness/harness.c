@@ -420,6 +420,44 @@ WB_API wb_config *wb_harness_config(const wb_harness *h, wb_broker_type type)
     return config_of_text(h->env[type], wb_broker_type_name(type));
 }
 
+/* harness.json: who the simulated workers are and where their credentials
+ * lie, for test suites that play workers of their own. */
+static wb_err write_identities(const wb_harness *h)
+{
+    json_t *j = json_object(), *ws = json_array();
+    char *ca = wb__asprintf("%s/pki/ca.crt", h->dir);
+    char *crt = wb__asprintf("%s/pool.crt", h->dir);
+    char *key = wb__asprintf("%s/pool.key", h->dir);
+    for (unsigned i = 0; ws && i < h->nworkers; i++)
+        json_array_append_new(ws, json_string(h->worker_ids[i]));
+    char *text = NULL;
+    if (j && ws && ca && crt && key) {
+        json_object_set_new(j, "dir", json_string(h->dir));
+        json_object_set_new(j, "pool", json_string(h->pool));
+        json_object_set_new(j, "workers", ws);
+        ws = NULL;
+        json_object_set_new(j, "ca_file", json_string(ca));
+        json_object_set_new(j, "pool_cert_file", json_string(crt));
+        json_object_set_new(j, "pool_key_file", json_string(key));
+        text = json_dumps(j, JSON_INDENT(2));
+    }
+    json_decref(j);
+    json_decref(ws);
+    char *path = wb__asprintf("%s/harness.json", h->dir);
+    wb_err err = WB_ERR_NO_MEMORY;
+    if (text && path) {
+        char *line = wb__asprintf("%s\n", text);
+        err = line ? write_file(path, line, 0644) : WB_ERR_NO_MEMORY;
+        free(line);
+    }
+    free(text);
+    free(path);
+    free(ca);
+    free(crt);
+    free(key);
+    return err;
+}
+
 WB_API wb_err wb_harness_up(const wb_harness_opts *opts, wb_harness **out, char **detail)
 {
     char *d = NULL;
@@ -504,6 +542,8 @@ WB_API wb_err wb_harness_up(const wb_harness_opts *opts, wb_harness **out, char 
             err = WB_ERR_IO;
         free(p);
     }
+    if (!err)
+        err = write_identities(h);
     if (err) {
         if (!d)
             d = wb__strdup(wb_strerror(err));

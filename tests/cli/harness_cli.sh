@@ -20,7 +20,36 @@ fail() { echo "harness_cli: $*" >&2; for f in "$out"/* "$dir"/harness.log; do [ 
 
 "$wb" harness up --dir "$dir" --workers 2 --heartbeat-ms 100 >"$out/up.env" 2>"$out/up.err" || fail "harness up failed"
 grep -q "^export MQTT_BROKER_TYPE='builtin'" "$out/up.env" || fail "up did not print the builtin environment"
+# the simulated workers' identities: shell and JSON agree, and the pool's
+# certificate is the one its workers use (its common name is the pool)
+grep -q "^export WB_HARNESS_POOL='[0-9A-Z]\{26\}'$" "$out/up.env" || fail "up did not print the pool's ULID"
+( eval "$(cat "$out/up.env")"
+  set -- $WB_HARNESS_WORKERS
+  [ $# = 2 ] || fail "WB_HARNESS_WORKERS holds $# workers, not 2: '$WB_HARNESS_WORKERS'"
+  "$wb" harness env --dir "$dir" --json >"$out/env.json" || fail "harness env --json failed"
+  python3 - "$out/env.json" "$WB_HARNESS_POOL" "$1" "$2" <<'PY' || fail "harness env --json disagrees with the shell form"
+import json, sys
+j = json.load(open(sys.argv[1]))
+assert j["pool"] == sys.argv[2], j["pool"]
+assert j["workers"] == sys.argv[3:5], j["workers"]
+assert j["mode"] == "builtin" and j["environment"]["MQTT_BROKER_TYPE"] == "builtin", j
+for k in ("ca_file", "pool_cert_file", "pool_key_file"):
+    open(j[k]).read()
+PY
+  cn=$(openssl x509 -in "$WB_HARNESS_POOL_CERT_FILE" -noout -subject -nameopt multiline | sed -n 's/^ *commonName *= *//p')
+  [ "$cn" = "$WB_HARNESS_POOL" ] || fail "the pool certificate's name is '$cn', not the pool $WB_HARNESS_POOL"
+  openssl verify -CAfile "$WB_HARNESS_CA_FILE" "$WB_HARNESS_POOL_CERT_FILE" >/dev/null || fail "the pool certificate does not verify against WB_HARNESS_CA_FILE"
+) || exit 1
 "$wb" harness up --dir "$dir" >/dev/null 2>"$out/twice.err" && fail "a second harness up in the same directory was accepted"
+
+# The daemon keeps none of its caller's descriptors: a caller that holds a
+# pipe (here as fd 9, besides stdout) sees EOF as soon as `up` returns, not
+# when the harness goes down.
+started=$(date +%s)
+timeout 120 bash -c "\"$wb\" harness up --dir '$dir2' --workers 0 9>&1 2>/dev/null | cat >/dev/null" ||
+  fail "the caller of harness up did not see EOF (status $?): the daemon holds its pipe"
+"$wb" harness down --dir "$dir2" >/dev/null 2>&1 || fail "harness down after the pipe test"
+echo "harness_cli: the pipe closed when up returned ($(($(date +%s) - started)) s including up and down)"
 grep -q "already runs" "$out/twice.err" || fail "the second up does not say why: $(cat "$out/twice.err")"
 
 serve_for() { # mode seconds args...
