@@ -29,6 +29,13 @@ soname="$(objdump -p "$real" | awk '/SONAME/ {print $2}')"
 [ "$soname" = "libworkerbus.so.0" ] || fail "soname is '$soname', expected libworkerbus.so.0"
 [ -e "$L/$soname" ] || fail "$soname not installed"
 [ -x "$B/workerbus" ] || fail "workerbus executable not installed"
+# outside /usr the tool finds the library by its RUNPATH, no ldconfig needed
+runpath="$(readelf -d "$B/workerbus" | sed -n 's/.*(RUNPATH).*\[\(.*\)\]/\1/p')"
+case "$prefix" in
+  /usr | /) [ -z "$runpath" ] || fail "a /usr install carries RUNPATH $runpath" ;;
+  *) [ "$runpath" = "$(case "$libdir" in /*) echo "$libdir" ;; *) echo "$prefix/$libdir" ;; esac)" ] ||
+    fail "the installed tool's RUNPATH is '$runpath', not $prefix/$libdir" ;;
+esac
 [ -f "$L/pkgconfig/workerbus.pc" ] || fail "workerbus.pc not installed"
 
 # Only the public API is exported: every defined dynamic symbol is wb_*,
