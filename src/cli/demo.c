@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -246,9 +247,27 @@ out:
     wb_queue_close(q);
     wb_broker_close(br);
     wb_config_free(cfg);
-    if (wb_harness_down(h) != WB_OK && code == WB_EXIT_OK)
-        code = WB_EXIT_SOFTWARE;
-    fprintf(stderr, "demo: stopped; nothing left running\n");
+    /* the last line says "nothing left" only when it is so */
+    char *dir = wb_harness_dir(h) ? strdup(wb_harness_dir(h)) : NULL;
+    bool down = wb_harness_down(h) == WB_OK;
+    struct stat st;
+    bool gone = dir && stat(dir, &st) != 0 && errno == ENOENT;
+    if (down && gone) {
+        fprintf(stderr,
+                "demo: stopped; nothing left running, and %s (its PKI and data) is "
+                "removed\n",
+                dir);
+    } else {
+        fprintf(stderr, "demo: stopped, but not cleanly: %s%s%s\n",
+                down ? "" : "the harness did not stop cleanly (see above)",
+                !down && !gone ? "; " : "",
+                gone ? "" : "its directory is still there; remove it by hand");
+        if (dir && !gone)
+            fprintf(stderr, "demo: left behind: %s\n", dir);
+        if (code == WB_EXIT_OK)
+            code = WB_EXIT_SOFTWARE;
+    }
+    free(dir);
     return code;
 }
 

@@ -108,4 +108,17 @@ done
 [ ! -e "$dir2" ] || fail "30 s after the harness was killed, $dir2 is still there"
 if running "$pg"; then fail "PostgreSQL ($pg) outlived the killed harness"; fi
 if pgrep -f "$dir2" >/dev/null; then fail "processes of the killed harness are left: $(pgrep -af "$dir2")"; fi
-echo "harness_cli: ok ($lines builtin lines in 3 s)"
+# The demo leaves nothing: its last line names the directory it removed,
+# and that directory is gone.
+"$wb" demo --duration 2 --workers 2 --plain >"$out/demo.out" 2>"$out/demo.err" ||
+  fail "the demo failed: $(tail -5 "$out/demo.err")"
+last=$(tail -1 "$out/demo.err")
+case "$last" in
+  "demo: stopped; nothing left running, and "*" (its PKI and data) is removed") ;;
+  *) fail "the demo's last line is: $last" ;;
+esac
+demo_dir=${last#demo: stopped; nothing left running, and }
+demo_dir=${demo_dir% (its PKI and data) is removed}
+[ ! -e "$demo_dir" ] || fail "the demo says it removed $demo_dir, which is still there"
+if pgrep -f "$demo_dir" >/dev/null; then fail "the demo left processes: $(pgrep -af "$demo_dir")"; fi
+echo "harness_cli: ok ($lines builtin lines in 3 s; the demo removed $demo_dir)"
