@@ -26,6 +26,8 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include "queue_backend.h"
 #include "schema.h"
@@ -67,6 +69,10 @@ typedef struct pgq {
     pending *head, *tail;
     bool leader;
     _Atomic uint64_t next_housekeeping;
+    /* wb__queue_ops.wake: long polls begun before a wake-up end; the
+     * eventfd interrupts their sleep on the socket */
+    atomic_uint wake_gen;
+    int wake_fd;
 } pgq;
 
 /* Per-queue settings (facts.md): visibility 300 s (iot 45, webhooks 600);
@@ -703,6 +709,7 @@ static wb_err pg_receive(void *priv, wb_logical_queue lq, unsigned max, unsigned
     const char *name = wb_logical_queue_name(lq);
     unsigned vis = visibility_s < 0 ? default_visibility(lq) : (unsigned)visibility_s;
     uint64_t deadline = wb__now_ms() + (uint64_t)wait_s * 1000u;
+    unsigned gen = atomic_load(&q->wake_gen);
     wb_err err;
     for (;;) {
         if (wait_s && pc->c && pc->ready) {
@@ -713,7 +720,7 @@ static wb_err pg_receive(void *priv, wb_logical_queue lq, unsigned max, unsigned
         if (err || *n > 0)
             break;
         uint64_t now = wb__now_ms();
-        if (now >= deadline)
+        if (now >= deadline || atomic_load(&q->wake_gen) != gen)
             break;
         long long wake = (long long)(deadline - now);
         long long next = next_visible_ms(q, pc, name);
@@ -721,14 +728,24 @@ static wb_err pg_receive(void *priv, wb_logical_queue lq, unsigned max, unsigned
             wake = next;
         /* Sleep on the socket until our queue is notified or it is time. */
         for (;;) {
-            struct pollfd pfd = {.fd = PQsocket(pc->c), .events = POLLIN};
-            if (pfd.fd < 0)
+            struct pollfd pfd[2] = {{.fd = PQsocket(pc->c), .events = POLLIN},
+                                    {.fd = q->wake_fd, .events = POLLIN}};
+            if (pfd[0].fd < 0)
                 break;
-            int rc = poll(&pfd, 1, (int)(wake < 0 ? 0 : wake));
+            int rc = poll(pfd, q->wake_fd >= 0 ? 2 : 1, (int)(wake < 0 ? 0 : wake));
             if (rc < 0 && errno == EINTR)
                 continue;
             if (rc <= 0)
                 break;
+            if (pfd[1].revents & POLLIN) {
+                if (atomic_load(&q->wake_gen) != gen)
+                    break;  /* woken: the poll ends empty */
+                uint64_t v; /* a wake-up meant for polls older than this one */
+                if (read(q->wake_fd, &v, sizeof v) < 0 && errno != EAGAIN)
+                    break;
+                if (!(pfd[0].revents & POLLIN))
+                    continue;
+            }
             if (drain_notifies(pc->c, name) || PQstatus(pc->c) != CONNECTION_OK)
                 break;
             now = wb__now_ms();
@@ -967,6 +984,7 @@ static wb_err pg_open(void *priv, const wb_config *cfg, const wb_queue_opts *opt
     pthread_mutex_init(&q->co_lock, NULL);
     pthread_cond_init(&q->co_cond, NULL);
     atomic_store(&q->next_housekeeping, 0);
+    q->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK); /* -1: polls run their course */
 
     char *d = NULL;
     PGconn *c = connect_db(url, &d);
@@ -999,6 +1017,8 @@ static wb_err pg_open(void *priv, const wb_config *cfg, const wb_queue_opts *opt
         if (!err)
             err = WB_ERR_NO_MEMORY;
     }
+    if (q->wake_fd >= 0)
+        close(q->wake_fd);
     free(q->url);
     pthread_mutex_destroy(&q->lock);
     pthread_cond_destroy(&q->cond);
@@ -1017,11 +1037,22 @@ static void pg_close(void *priv)
             PQfinish(pc->c);
         free(pc);
     }
+    if (q->wake_fd >= 0)
+        close(q->wake_fd);
     free(q->url);
     pthread_mutex_destroy(&q->lock);
     pthread_cond_destroy(&q->cond);
     pthread_mutex_destroy(&q->co_lock);
     pthread_cond_destroy(&q->co_cond);
+}
+
+static void pg_wake(void *priv)
+{
+    pgq *q = priv;
+    atomic_fetch_add(&q->wake_gen, 1);
+    uint64_t one = 1;
+    if (q->wake_fd >= 0 && write(q->wake_fd, &one, sizeof one) < 0 && errno != EAGAIN)
+        wb__log(WB_LOG_ERROR, "queue", "cannot wake the long polls: %s", strerror(errno));
 }
 
 const wb__queue_ops wb__postgres_queue_ops = {
@@ -1035,4 +1066,5 @@ const wb__queue_ops wb__postgres_queue_ops = {
     .change_visibility = pg_change_visibility,
     .counts = pg_counts,
     .close = pg_close,
+    .wake = pg_wake,
 };

@@ -14,6 +14,7 @@
 #include <jansson.h>
 #include <openssl/evp.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -35,7 +36,20 @@ typedef struct sqsq {
     pthread_mutex_t lock;
     wb__http *idle[HTTP_POOL];
     size_t n_idle;
+    atomic_uint wake_gen; /* wb__queue_ops.wake: long polls begun before end */
 } sqsq;
+
+/* A long poll watches the handle's wake-up count from its start. */
+typedef struct watch {
+    sqsq *q;
+    unsigned gen;
+} watch;
+
+static bool woken(void *ctx)
+{
+    const watch *w = ctx;
+    return atomic_load(&w->q->wake_gen) != w->gen;
+}
 
 static const char *env_nonempty(const char *n)
 {
@@ -167,8 +181,10 @@ static char *error_code(const json_t *j, const wb__http_response *r)
     return NULL;
 }
 
-static wb_err call(sqsq *q, wb_logical_queue lq, const char *action, json_t *req, json_t **resp,
-                   unsigned timeout_ms, char **detail)
+/* One request; w (may be NULL) ends a long poll early when the handle is
+ * woken (WB_ERR_STATE). */
+static wb_err call_watched(sqsq *q, wb_logical_queue lq, const char *action, json_t *req,
+                           json_t **resp, unsigned timeout_ms, watch *w, char **detail)
 {
     *resp = NULL;
     json_object_set_new(req, "QueueUrl", json_string(q->url[lq]));
@@ -180,6 +196,7 @@ static wb_err call(sqsq *q, wb_logical_queue lq, const char *action, json_t *req
         free(body);
         return WB_ERR_NO_MEMORY;
     }
+    wb__http_set_abort(h, w ? woken : NULL, w);
     char target[96];
     snprintf(target, sizeof target, "AmazonSQS.%s", action);
     wb_err err = WB_ERR_BACKEND;
@@ -256,6 +273,7 @@ static wb_err call(sqsq *q, wb_logical_queue lq, const char *action, json_t *req
         json_decref(j);
         wb__http_response_free(&r);
     } while (0);
+    wb__http_set_abort(h, NULL, NULL);
     give_http(q, h);
     free(body);
     if (err)
@@ -263,6 +281,12 @@ static wb_err call(sqsq *q, wb_logical_queue lq, const char *action, json_t *req
     else
         free(d);
     return err;
+}
+
+static wb_err call(sqsq *q, wb_logical_queue lq, const char *action, json_t *req, json_t **resp,
+                   unsigned timeout_ms, char **detail)
+{
+    return call_watched(q, lq, action, req, resp, timeout_ms, NULL, detail);
 }
 
 static void md5_hex(const void *data, size_t n, char hex[33])
@@ -383,8 +407,17 @@ static wb_err sqs_receive(void *priv, wb_logical_queue lq, unsigned max, unsigne
     json_object_set_new(req, "AttributeNames", json_pack("[s]", "All"));
     json_object_set_new(req, "MessageSystemAttributeNames", json_pack("[s]", "All"));
     json_t *resp;
-    wb_err err = call(q, lq, "ReceiveMessage", req, &resp, wait_s * 1000u + 15000u, detail);
+    watch w = {q, atomic_load(&q->wake_gen)};
+    wb_err err = call_watched(q, lq, "ReceiveMessage", req, &resp, wait_s * 1000u + 15000u,
+                              wait_s ? &w : NULL, detail);
     json_decref(req);
+    if (err && wait_s && woken(&w)) { /* woken: the poll ends empty */
+        free(*detail);
+        *detail = NULL;
+        *n = 0;
+        *out = NULL;
+        return WB_OK;
+    }
     if (err)
         return err;
     json_t *msgs = json_object_get(resp, "Messages");
@@ -599,6 +632,12 @@ static wb_err sqs_open(void *priv, const wb_config *cfg, const wb_queue_opts *op
     return err;
 }
 
+static void sqs_wake(void *priv)
+{
+    sqsq *q = priv;
+    atomic_fetch_add(&q->wake_gen, 1);
+}
+
 const wb__queue_ops wb__sqs_queue_ops = {
     .version = WB__QUEUE_OPS_VERSION,
     .name = "sqs",
@@ -610,4 +649,5 @@ const wb__queue_ops wb__sqs_queue_ops = {
     .change_visibility = sqs_change_visibility,
     .counts = sqs_counts,
     .close = sqs_close,
+    .wake = sqs_wake,
 };

@@ -83,8 +83,12 @@ WB_API wb_err wb_drain_start(wb_queue *q, const wb_drain_opts *opts, wb_worker_m
 WB_API void wb_drain_stats_get(wb_drain *d, wb_drain_stats *out);
 
 /** Stops receiving, and waits for running handlers to return (and their
- *  messages to be deleted or left) and for receives under way to end (at
- *  most wait_s). The counters stay readable. NULL is ignored. */
+ *  messages to be deleted or left). Long polls under way are ended, not
+ *  waited for: without a handler running, it returns within about a second
+ *  (PostgreSQL: at once; SQS: when curl next checks, about once a second),
+ *  whatever wait_s. Other long polls on the same queue handle that began
+ *  before the call may end early too, empty. The counters stay readable.
+ *  NULL is ignored. */
 WB_API void wb_drain_stop(wb_drain *d);
 
 /** Stops the drain if it runs, and frees it. NULL is ignored. */

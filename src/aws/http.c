@@ -12,7 +12,22 @@
 
 struct wb__http {
     CURL *curl;
+    bool (*abort)(void *ctx); /* asked while a transfer runs; true: stop it */
+    void *abort_ctx;
 };
+
+void wb__http_set_abort(wb__http *h, bool (*abort)(void *ctx), void *ctx)
+{
+    h->abort = abort;
+    h->abort_ctx = ctx;
+}
+
+static int on_progress(void *p, curl_off_t dlt, curl_off_t dln, curl_off_t ult, curl_off_t uln)
+{
+    (void)dlt, (void)dln, (void)ult, (void)uln;
+    const wb__http *h = p;
+    return h->abort && h->abort(h->abort_ctx) ? 1 : 0;
+}
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 
@@ -147,6 +162,10 @@ wb_err wb__http_request_to(wb__http *h, const char *method, const char *url, con
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &s);
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(c, CURLOPT_HEADERDATA, &s);
+    /* curl asks about once a second while it waits, and at every chunk */
+    curl_easy_setopt(c, CURLOPT_NOPROGRESS, h->abort ? 0L : 1L);
+    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, h->abort ? on_progress : NULL);
+    curl_easy_setopt(c, CURLOPT_XFERINFODATA, h);
     if (strcmp(method, "GET") == 0) {
         curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
     } else {
@@ -163,7 +182,8 @@ wb_err wb__http_request_to(wb__http *h, const char *method, const char *url, con
         wb__buf_free(&s.body);
         wb__http_response_free(out);
         *detail = wb__asprintf("%s %s: %s", method, url, curl_easy_strerror(rc));
-        return rc == CURLE_OPERATION_TIMEDOUT ? WB_ERR_TIMEOUT
+        return rc == CURLE_ABORTED_BY_CALLBACK  ? WB_ERR_STATE
+               : rc == CURLE_OPERATION_TIMEDOUT ? WB_ERR_TIMEOUT
                : rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST ||
                        rc == CURLE_SEND_ERROR || rc == CURLE_RECV_ERROR || rc == CURLE_GOT_NOTHING
                    ? WB_ERR_CONNECTION_LOST

@@ -4,6 +4,7 @@
 #ifndef WB_HTTP_H
 #define WB_HTTP_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "workerbus/error.h"
@@ -37,6 +38,11 @@ wb_err wb__http_request_to(wb__http *h, const char *method, const char *url, con
                            wb__http_response *out, char **detail);
 
 void wb__http_response_free(wb__http_response *r);
+
+/* From now on, a request of h stops (WB_ERR_STATE, "aborted") as soon as
+ * abort(ctx) answers true; curl asks about once a second while it waits for
+ * an answer. NULL removes it. */
+void wb__http_set_abort(wb__http *h, bool (*abort)(void *ctx), void *ctx);
 
 /* Global libcurl initialization (idempotent, thread-safe). */
 void wb__http_global_init(void);

@@ -1,10 +1,13 @@
+#define _GNU_SOURCE /* pthread_tryjoin_np */
 /* Draining the iot queue through a handler (drain.h). */
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "queue_backend.h"
 #include "wb_internal.h"
 
 #define MAX_THREADS 64
@@ -241,8 +244,15 @@ WB_API void wb_drain_stop(wb_drain *d)
     if (!d)
         return;
     atomic_store(&d->stop, true);
-    for (unsigned i = 0; i < d->started; i++)
-        pthread_join(d->threads[i], NULL);
+    /* a thread in a long poll is woken; one that was about to begin one
+     * when the flag was set is woken again on the next round */
+    for (unsigned i = 0; i < d->started; i++) {
+        while (pthread_tryjoin_np(d->threads[i], NULL) == EBUSY) {
+            wb__queue_wake(d->q);
+            struct timespec ts = {0, 20 * 1000000L};
+            nanosleep(&ts, NULL);
+        }
+    }
     d->started = 0;
 }
 

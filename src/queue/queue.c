@@ -451,6 +451,12 @@ WB_API const char *wb_queue_last_error(const wb_queue *q)
     return wb__last_error(q, NULL);
 }
 
+void wb__queue_wake(wb_queue *q)
+{
+    if (q && q->ops->wake)
+        q->ops->wake(q->priv);
+}
+
 WB_API const char *wb_queue_backend(const wb_queue *q)
 {
     return q ? q->ops->name : NULL;

@@ -77,7 +77,18 @@ typedef struct wb__queue_ops {
     /* The caller's thread, last, with no operation running. Frees what the
      * backend holds but priv itself; closes its connections. Never fails. */
     void (*close)(void *priv);
+
+    /* ---- optional ---- */
+
+    /* Any thread; never blocks. Every receive of this handle waiting in a
+     * long poll that began before the call ends within about a second,
+     * answering WB_OK with no message. NULL: long polls run their course. */
+    void (*wake)(void *priv);
 } wb__queue_ops;
+
+/* Ends the long polls of q now waiting (wake above); the drain calls it when
+ * it stops. Any thread; never blocks. */
+void wb__queue_wake(wb_queue *q);
 
 wb_err wb__queue_ops_check(const wb__queue_ops *ops, char **detail);
 /* Tests: replaces the backend of a queue type (NULL restores it). */

@@ -481,6 +481,42 @@ static void run_flow(bool restart_midway)
     cr_assert_eq(missing, 0, "%zu messages lost", missing);
 }
 
+static wb_err count_handled(void *ctx, const wb_worker_message *msg)
+{
+    (void)msg;
+    (*(int *)ctx)++;
+    return WB_OK;
+}
+
+/* wb_drain_stop() does not wait for its threads' long polls to run their
+ * course (20 s here): it ends them. The one timed assertion of the suite,
+ * with a bound far from both ends. */
+Test(queue, drain_stop_ends_the_long_polls)
+{
+    int handled = 0;
+    wb_drain_opts o = WB_DRAIN_OPTS_INIT;
+    o.threads = 2;
+    o.wait_s = 20;
+    wb_drain *d = NULL;
+    cr_assert_eq(wb_drain_start(q, &o, count_handled, &handled, &d), WB_OK, "%s",
+                 wb_queue_last_error(q));
+    sleep_ms(1500); /* both threads are in their long polls now */
+    uint64_t t0 = now_ms();
+    wb_drain_stop(d);
+    uint64_t took = now_ms() - t0;
+    cr_log_info("wb_drain_stop() took %llu ms", (unsigned long long)took);
+    cr_assert_lt(took, 5000, "wb_drain_stop() took %llu ms: it waited for the long polls",
+                 (unsigned long long)took);
+    wb_drain_free(d);
+    cr_assert_eq(handled, 0);
+    /* the handle still works: a long poll begun after the stop waits again */
+    wb_queue_message *m = NULL;
+    uint64_t t1 = now_ms();
+    cr_assert_eq(recv_n(WB_LQ_IOT, 10, 1, -1, &m), 0);
+    cr_assert_geq(now_ms() - t1, 900, "a 1 s long poll after the stop returned after %llu ms",
+                  (unsigned long long)(now_ms() - t1));
+}
+
 Test(queue, concurrent_producers_and_consumers)
 {
     run_flow(false);
