@@ -149,11 +149,24 @@ typedef struct wb_config_load_opts {
     /** A NULL-terminated array of "KEY=VALUE" strings applied on top of the
      *  source (env, env_file or the process environment); "KEY=" unsets. */
     const char *const *overrides;
+    /** What to read and check: ::WB_CONFIG_ALL (0), or ::WB_CONFIG_QUEUE for
+     *  a program that uses the message queue only. Version 2. */
+    unsigned int parts;
 } wb_config_load_opts;
 
-#define WB_CONFIG_LOAD_OPTS_VERSION 1
+/** wb_config_load_opts.parts: every variable (the default). */
+#define WB_CONFIG_ALL 0u
+/** wb_config_load_opts.parts: the message queue's variables only
+ *  (MESSAGE_QUEUE_TYPE, DATABASE_URL, MESSAGE_QUEUE_SQS_*_URL, AWS_REGION,
+ *  AWS_DEFAULT_REGION, and MQTT_BROKER_TYPE when it is set: postgres is
+ *  refused with iotcore). The broker's variables are neither read nor
+ *  checked, and the configuration serves wb_queue_open() and the queue
+ *  accessors, not wb_broker_open(). */
+#define WB_CONFIG_QUEUE 1u
+
+#define WB_CONFIG_LOAD_OPTS_VERSION 2
 /* clang-format off */
-#define WB_CONFIG_LOAD_OPTS_INIT {WB_CONFIG_LOAD_OPTS_VERSION, NULL, NULL, NULL}
+#define WB_CONFIG_LOAD_OPTS_INIT {WB_CONFIG_LOAD_OPTS_VERSION, NULL, NULL, NULL, WB_CONFIG_ALL}
 /* clang-format on */
 
 /**
@@ -170,8 +183,8 @@ typedef struct wb_config_load_opts {
  * @return ::WB_OK when there is no error (warnings may exist);
  *         ::WB_ERR_CONFIG when at least one error was found;
  *         ::WB_ERR_IO when env_file cannot be read (the report says why);
- *         ::WB_ERR_INVALID_ARGUMENT for a bad opts (wrong version, env and
- *         env_file both set);
+ *         ::WB_ERR_INVALID_ARGUMENT for a bad opts (version not 1 or 2, env
+ *         and env_file both set, unknown parts);
  *         ::WB_ERR_NO_MEMORY.
  */
 WB_API wb_err wb_config_load(const wb_config_load_opts *opts, wb_config **config,

@@ -39,6 +39,7 @@ typedef struct wb_cli_config_opts {
     const char *env_file;
     const char *sets[64];
     size_t nsets;
+    unsigned parts; /* WB_CONFIG_ALL, or WB_CONFIG_QUEUE for the queue commands */
 } wb_cli_config_opts;
 
 /* Takes argv[*i] (and its value) when it is a configuration option; sets

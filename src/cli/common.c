@@ -44,6 +44,7 @@ int wb_cli_load_config(const wb_cli_config_opts *o, wb_config **out)
     wb_config_load_opts lo = WB_CONFIG_LOAD_OPTS_INIT;
     lo.env_file = o->env_file;
     lo.overrides = o->sets;
+    lo.parts = o->parts;
     wb_config_report *rep = NULL;
     wb_err err = wb_config_load(&lo, out, &rep);
     char *problems = rep ? wb_config_report_format(rep, WB_REPORT_PROBLEMS) : NULL;

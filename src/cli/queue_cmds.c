@@ -73,7 +73,11 @@ static int fail(const char *cmd, const wb_queue *q, wb_err err)
 
 static int open_queue(const wb_cli_config_opts *co, wb_config **cfg, wb_queue **q)
 {
-    int rc = wb_cli_load_config(co, cfg);
+    /* the queue's variables only: a broker setting the command does not
+     * use cannot stop it */
+    wb_cli_config_opts qo = *co;
+    qo.parts = WB_CONFIG_QUEUE;
+    int rc = wb_cli_load_config(&qo, cfg);
     if (rc)
         return rc;
     wb_err err = wb_queue_open(*cfg, NULL, q);

@@ -1390,7 +1390,26 @@ static wb_err load(const wb_config_load_opts *opts, bool queue_only, wb_config *
 WB_API wb_err wb_config_load(const wb_config_load_opts *opts, wb_config **config,
                              wb_config_report **report)
 {
-    return load(opts, false, config, report);
+    if (config)
+        *config = NULL;
+    if (report)
+        *report = NULL;
+    if (!opts)
+        return load(NULL, false, config, report);
+    /* version 1 had no parts: everything */
+    wb_config_load_opts o = WB_CONFIG_LOAD_OPTS_INIT;
+    if (opts->version == 1) {
+        o.env = opts->env;
+        o.env_file = opts->env_file;
+        o.overrides = opts->overrides;
+    } else if (opts->version == WB_CONFIG_LOAD_OPTS_VERSION) {
+        o = *opts;
+    } else {
+        return WB_ERR_INVALID_ARGUMENT;
+    }
+    if (o.parts != WB_CONFIG_ALL && o.parts != WB_CONFIG_QUEUE)
+        return WB_ERR_INVALID_ARGUMENT;
+    return load(&o, o.parts == WB_CONFIG_QUEUE, config, report);
 }
 
 wb_err wb__config_load_queue(const char *env_file, wb_config **config, char **detail)
@@ -1466,8 +1485,15 @@ static wb_err load(const wb_config_load_opts *opts, bool queue_only, wb_config *
     check_generic(&L);
     check_regions(&L);
     if (queue_only) {
-        /* the bundled broker's topic rule: the queue and nothing else */
+        /* the queue and nothing else (the bundled broker's topic rule, the
+         * queue commands): the broker type only when it is set, for the
+         * rule that IoT Core needs SQS */
         L.cfg->broker = WB_BROKER_BUILTIN;
+        if (wb__cfg_raw(&L, WB__V_BROKER_TYPE)) {
+            int t = check_choice(&L, WB__V_BROKER_TYPE, broker_types, false);
+            if (t >= 0)
+                L.cfg->broker = (wb_broker_type)t;
+        }
         L.broker_known = true;
         check_queue(&L);
         fill_settings(&L);

@@ -43,4 +43,14 @@ DATABASE_URL=postgres://u:hunter2pw@127.0.0.1:1/x "$wb" queue stats 2>"$dir/err"
 [ $rc = 69 ] && ! grep -q hunter2pw "$dir/err" && grep -q DATABASE_URL "$dir/err" ||
   fail "unreachable database: rc $rc, $(cat "$dir/err")"
 set -e
-echo "queue-cli: ok (send, stdin, FIFO dedup, stats, receive, delete, --body --delete, exit codes 64/65/69, password kept out)"
+# The queue commands read the queue's variables only: a broker setting they
+# do not use (a plain endpoint without its token key, no PKI at all) does not
+# stop them; a bad queue setting still does, by name.
+( unset MQTT_BROKER_BUILTIN_PKI_DIR
+  export MQTT_BROKER_ENDPOINT=127.0.0.1:1884
+  "$wb" queue stats iot >/dev/null 2>"$dir/err" || fail "queue stats refused a broker setting it does not use: $(cat "$dir/err")"
+  set +e
+  MESSAGE_QUEUE_TYPE=postgresql "$wb" queue stats iot 2>"$dir/err"; rc=$?
+  [ $rc = 78 ] && grep -q MESSAGE_QUEUE_TYPE "$dir/err" || fail "a bad MESSAGE_QUEUE_TYPE: rc $rc, $(cat "$dir/err")"
+) || exit 1
+echo "queue-cli: ok (send, stdin, FIFO dedup, stats, receive, delete, --body --delete, exit codes 64/65/69/78, password kept out, the queue's variables only)"

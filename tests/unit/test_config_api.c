@@ -253,6 +253,53 @@ Test(config_api, bad_options)
     both.env = env;
     both.env_file = "/dev/null";
     cr_assert_eq(wb_config_load(&both, NULL, NULL), WB_ERR_INVALID_ARGUMENT);
+    wb_config_load_opts parts = WB_CONFIG_LOAD_OPTS_INIT;
+    parts.parts = 7;
+    cr_assert_eq(wb_config_load(&parts, NULL, NULL), WB_ERR_INVALID_ARGUMENT);
+}
+
+/* A program that uses the queue only reads and checks the queue's
+ * variables: a broker setting it does not use cannot stop it. */
+Test(config_api, the_queue_part_alone)
+{
+    const char *env[] = {"MQTT_BROKER_TYPE=builtin",
+                         "MQTT_BROKER_ENDPOINT=127.0.0.1:1884", /* plain: no token key given */
+                         "MESSAGE_QUEUE_TYPE=postgres",
+                         "DATABASE_URL=postgres://wb:pw@127.0.0.1:5432/wb", NULL};
+    wb_config_load_opts all = WB_CONFIG_LOAD_OPTS_INIT;
+    all.env = env;
+    wb_config_report *rep = NULL;
+    cr_assert_eq(wb_config_load(&all, NULL, &rep), WB_ERR_CONFIG);
+    cr_assert_not_null(wbt_find(rep, WB_SEVERITY_ERROR, "MQTT_BROKER_BUILTIN_TOKEN_KEY_FILE"));
+    wb_config_report_free(rep);
+
+    wb_config_load_opts queue = all;
+    queue.parts = WB_CONFIG_QUEUE;
+    wb_config *cfg = NULL;
+    cr_assert_eq(wb_config_load(&queue, &cfg, &rep), WB_OK);
+    cr_assert_eq(wb_config_queue_type(cfg), WB_QUEUE_POSTGRES);
+    cr_assert_str_eq(wb_config_database_url(cfg), "postgres://wb:pw@127.0.0.1:5432/wb");
+    wb_config_free(cfg);
+    wb_config_report_free(rep);
+
+    /* the queue's own variables are still checked, and IoT Core still needs SQS */
+    const char *bad[] = {"MESSAGE_QUEUE_TYPE=postgres", "DATABASE_URL=", NULL};
+    wb_config_load_opts q2 = queue;
+    q2.env = env;
+    q2.overrides = bad;
+    cr_assert_eq(wb_config_load(&q2, NULL, &rep), WB_ERR_CONFIG);
+    cr_assert_not_null(wbt_find(rep, WB_SEVERITY_ERROR, "DATABASE_URL"));
+    wb_config_report_free(rep);
+    const char *iot[] = {"MQTT_BROKER_TYPE=iotcore", NULL};
+    q2.overrides = iot;
+    cr_assert_eq(wb_config_load(&q2, NULL, &rep), WB_ERR_CONFIG);
+    cr_assert_not_null(wbt_find(rep, WB_SEVERITY_ERROR, "MESSAGE_QUEUE_TYPE"));
+    wb_config_report_free(rep);
+
+    /* options of version 1 (no parts) still load everything */
+    wb_config_load_opts v1 = all;
+    v1.version = 1;
+    cr_assert_eq(wb_config_load(&v1, NULL, NULL), WB_ERR_CONFIG);
 }
 
 Test(config_api, settings_and_defaults)
