@@ -52,4 +52,20 @@ for _ in $(seq 50); do alive "$pg_pid" || alive "$sqs_pid" || break; sleep 0.1; 
 alive "$pg_pid" && fail "postgres (pid $pg_pid) still runs"
 alive "$sqs_pid" && fail "the SQS stand-in (pid $sqs_pid) still runs"
 [ ! -e "$dir" ] || fail "$dir was not removed"
-echo "check-services: ok (postgres round trip, SQS round trip with the aws CLI, redrive and visibility, workerbus check, clean stop)"
+# A start that fails part way (the SQS stand-in cannot run: `node` is a
+# program that fails) stops the PostgreSQL it had started, and says so.
+fake="$(mktemp -d /tmp/wbsvc-fake-XXXXXX)"
+dir3="$(mktemp -d /tmp/wbsvc-XXXXXX)"
+trap '"$src/scripts/services" stop --dir "$dir3" >/dev/null 2>&1 || true; rm -rf "$fake"' EXIT
+printf '#!/bin/sh\necho "node: refusing on purpose" >&2\nexit 1\n' >"$fake/node"
+chmod +x "$fake/node"
+set +e
+PATH="$fake:$PATH" "$src/scripts/services" start all --dir "$dir3" >/dev/null 2>"$dir3.err"
+rc=$?
+set -e
+[ "$rc" != 0 ] || fail "a start whose SQS stand-in cannot run succeeded"
+grep -q "stopped what it had started ( postgres" "$dir3.err" || fail "the failed start does not say what it stopped: $(cat "$dir3.err")"
+for _ in $(seq 50); do pgrep -f "$dir3/pg" >/dev/null || break; sleep 0.1; done
+if pgrep -f "$dir3/pg" >/dev/null; then fail "the failed start left PostgreSQL running: $(pgrep -af "$dir3/pg")"; fi
+rm -f "$dir3.err"
+echo "check-services: ok (postgres round trip, SQS round trip with the aws CLI, redrive and visibility, workerbus check, clean stop, a failed start undone)"
