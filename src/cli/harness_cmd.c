@@ -47,14 +47,19 @@ static const char harness_usage[] =
     "\n"
     "down stops everything and removes DIR.\n"
     "\n"
-    "DIR defaults to $WB_HARNESS_DIR, else /tmp/workerbus-harness.\n"
+    "DIR: up makes a new directory /tmp/workerbus-harness-XXXXXX unless --dir\n"
+    "or $WB_HARNESS_DIR names one, and exports WB_HARNESS_DIR with the rest, so\n"
+    "that env and down, which take --dir else $WB_HARNESS_DIR, find it.\n"
     "Exit codes: 0 done, 64 usage, 66 nothing runs in DIR, 69 something did not\n"
-    "start (the message says what).\n";
+    "start (the message says what), 73 a harness already runs in DIR.\n";
 
-static const char *default_dir(void)
+#define EX_CANTCREAT 73
+
+/* $WB_HARNESS_DIR, or NULL. */
+static const char *env_dir(void)
 {
     const char *d = getenv("WB_HARNESS_DIR");
-    return d && *d ? d : "/tmp/workerbus-harness";
+    return d && *d ? d : NULL;
 }
 
 /* KEY=VALUE lines as `export KEY='VALUE'`. */
@@ -96,6 +101,7 @@ static char *read_file(const char *path)
 static void print_identities(const json_t *id)
 {
     static const char *const keys[][2] = {
+        {"dir", "WB_HARNESS_DIR"},
         {"pool", "WB_HARNESS_POOL"},
         {"ca_file", "WB_HARNESS_CA_FILE"},
         {"pool_cert_file", "WB_HARNESS_POOL_CERT_FILE"},
@@ -218,7 +224,7 @@ static int up_cmd(const char *dir, unsigned workers, unsigned heartbeat_ms, bool
                 "workerbus: harness up: a harness already runs in %s (workerbus harness "
                 "down --dir %s stops it)\n",
                 dir, dir);
-        return WB_EXIT_USAGE;
+        return EX_CANTCREAT;
     }
     int fds[2];
     /* close-on-exec: the brokers the daemon starts must not hold it open */
@@ -301,7 +307,7 @@ static int harness_run(int argc, char **argv)
 {
     if (argc < 2)
         return wb_cli_usage_error("harness", "the subcommand is missing: up, env or down");
-    const char *sub = argv[1], *dir = default_dir(), *mode = "builtin";
+    const char *sub = argv[1], *dir = env_dir(), *mode = "builtin";
     unsigned workers = 3, heartbeat_ms = 5000;
     bool json = false;
     for (int i = 2; i < argc; i++) {
@@ -330,6 +336,21 @@ static int harness_run(int argc, char **argv)
         }
         i++;
     }
+    if (strcmp(sub, "up") && strcmp(sub, "env") && strcmp(sub, "down"))
+        return wb_cli_usage_error("harness", "unknown subcommand '%s': up, env or down", sub);
+    char fresh[] = "/tmp/workerbus-harness-XXXXXX";
+    if (!strcmp(sub, "up") && !dir) { /* a new directory, as the C API makes */
+        if (!mkdtemp(fresh)) {
+            fprintf(stderr, "workerbus: harness up: cannot make %s: %s\n", fresh, strerror(errno));
+            return EX_CANTCREAT;
+        }
+        chmod(fresh, 0711); /* the broker's user enters it */
+        dir = fresh;
+    }
+    if (!dir)
+        return wb_cli_usage_error("harness",
+                                  "which harness? give --dir DIR, or set WB_HARNESS_DIR (`eval "
+                                  "\"$(workerbus harness up)\"` sets it)");
     if (!strcmp(sub, "up"))
         return up_cmd(dir, workers, heartbeat_ms, json);
     if (!strcmp(sub, "env"))
