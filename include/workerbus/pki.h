@@ -17,6 +17,7 @@
 #define WORKERBUS_PKI_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "common.h"
 #include "error.h"
@@ -75,6 +76,42 @@ typedef struct wb_pki_init_opts {
  *         ::WB_ERR_BACKEND (OpenSSL failed; see detail); ::WB_ERR_NO_MEMORY.
  */
 WB_API wb_err wb_pki_init(const char *dir, const wb_pki_init_opts *opts, char **detail);
+
+/** The leaf certificates of a PKI directory that can be issued again. */
+typedef enum wb_pki_leaf {
+    WB_PKI_LEAF_BROKER = 0, /**< broker.crt and broker.key: the broker's TLS identity */
+    WB_PKI_LEAF_SERVER = 1, /**< server.crt and server.key: the server's client identity */
+} wb_pki_leaf;
+
+/**
+ * Issues a leaf certificate of dir again, with a new key, from the CA of dir
+ * (ca.crt and ca.key), which stays: every certificate it signed, the worker
+ * pools' among them, keeps verifying. Valid 825 days, like the first.
+ * @param broker_hosts  for the broker: the names it is valid for
+ *                      (NULL-terminated); NULL keeps those of the current
+ *                      certificate. Ignored for the server.
+ * The new key and certificate replace the old ones, each written aside and
+ * renamed over it. A running bundled broker reads them at its next start.
+ * @return ::WB_OK; ::WB_ERR_INVALID_ARGUMENT (a bad host name);
+ *         ::WB_ERR_IO (the CA, its key or a file cannot be read or written;
+ *         see detail); ::WB_ERR_BACKEND (OpenSSL failed); ::WB_ERR_NO_MEMORY.
+ */
+WB_API wb_err wb_pki_reissue(const char *dir, wb_pki_leaf which, const char *const *broker_hosts,
+                             char **detail);
+
+/** What a certificate says of itself (wb_pki_cert_info_get()). */
+typedef struct wb_pki_cert_info {
+    char subject_cn[256]; /**< its common name ("" when it has none) */
+    char issuer_cn[256];
+    int64_t not_before; /**< Unix seconds */
+    int64_t not_after;  /**< Unix seconds */
+} wb_pki_cert_info;
+
+/**
+ * Reads a PEM certificate's names and validity.
+ * @return ::WB_OK; ::WB_ERR_IO (unreadable, not a certificate; see detail).
+ */
+WB_API wb_err wb_pki_cert_info_get(const char *cert_file, wb_pki_cert_info *out, char **detail);
 
 /**
  * Signs a worker pool's CSR (PEM) into a client certificate for that pool.

@@ -3,6 +3,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <jansson.h>
+#include <time.h>
 
 #include "cli.h"
 #include "workerbus/workerbus.h"
@@ -13,6 +15,9 @@ static const char usage[] =
     "                              [--days N] [--out FILE] [CSR_FILE | -]\n"
     "       workerbus pki new-csr --key-out FILE --csr-out FILE [--cn NAME] [--rsa]\n"
     "       workerbus pki token --token-key FILE (--pool ULID | --server)\n"
+    "       workerbus pki reissue-broker DIR [--host NAME]...\n"
+    "       workerbus pki renew-server DIR\n"
+    "       workerbus pki status DIR [--json]\n"
     "\n"
     "init      creates DIR (0700) with a new CA (ca.crt, ca.key), the broker's TLS\n"
     "          certificate (broker.crt, broker.key) for each --host (default:\n"
@@ -28,9 +33,18 @@ static const char usage[] =
     "new-csr   makes a private key and a CSR, as a worker pool owner would.\n"
     "token     prints the password of a pool's workers (user name: the pool\n"
     "          ULID), or of the server, on a plain (non-TLS) listener.\n"
+    "reissue-broker  issues the broker's certificate and key again from DIR's\n"
+    "          CA, which stays: pool certificates keep verifying. For new host\n"
+    "          names (--host, each one; default: the current certificate's) or\n"
+    "          before it expires. Restart the server (or its bundled broker).\n"
+    "renew-server    the same for the server's client certificate.\n"
+    "status    what each certificate of DIR is and when it expires; exit 1\n"
+    "          when one has expired, 2 when one expires within 30 days.\n"
     "\n"
     "Exit codes: 0 success, 64 usage error, 65 bad input (CSR, ULID),\n"
-    "66 unreadable input, 73 cannot create output, 70 internal error.\n";
+    "66 unreadable input, 73 cannot create output, 70 internal error;\n"
+    "status: 1 a certificate has expired or is unreadable, 2 one expires within\n"
+    "30 days.\n";
 
 #define EX_DATAERR   65
 #define EX_CANTCREAT 73
@@ -261,11 +275,123 @@ static int cmd_token(int argc, char **argv)
     return WB_EXIT_OK;
 }
 
+static int cmd_reissue(int argc, char **argv, wb_pki_leaf which)
+{
+    const char *what = which == WB_PKI_LEAF_BROKER ? "pki reissue-broker" : "pki renew-server";
+    const char *dir = NULL;
+    const char **hosts = calloc((size_t)argc + 1, sizeof *hosts);
+    size_t nh = 0;
+    if (!hosts)
+        return fail(WB_ERR_NO_MEMORY, NULL);
+    for (int i = 1; i < argc; i++) {
+        if (which == WB_PKI_LEAF_BROKER && strcmp(argv[i], "--host") == 0 && i + 1 < argc) {
+            hosts[nh++] = argv[++i];
+        } else if (argv[i][0] != '-' && !dir) {
+            dir = argv[i];
+        } else {
+            free(hosts);
+            return wb_cli_usage_error(what, "unexpected argument '%s'", argv[i]);
+        }
+    }
+    if (!dir) {
+        free(hosts);
+        return wb_cli_usage_error(what, "the PKI directory is missing");
+    }
+    char *d = NULL;
+    wb_err err = wb_pki_reissue(dir, which, nh ? hosts : NULL, &d);
+    free(hosts);
+    if (err)
+        return err == WB_ERR_IO
+                   ? (fprintf(stderr, "workerbus: pki: %s\n", d ? d : ""), wb_free(d), EX_CANTCREAT)
+                   : fail(err, d);
+    const char *crt = which == WB_PKI_LEAF_BROKER ? WB_PKI_BROKER_CERT : WB_PKI_SERVER_CERT;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, crt);
+    wb_pki_cert_info info;
+    if (wb_pki_cert_info_get(path, &info, NULL) == WB_OK) {
+        char until[32];
+        time_t t = (time_t)info.not_after;
+        strftime(until, sizeof until, "%Y-%m-%d", gmtime(&t));
+        printf("workerbus: pki: issued %s again from %s's CA (valid until %s); the CA and the "
+               "pool certificates it signed are unchanged. Restart the server to use it.\n",
+               path, dir, until);
+    }
+    return WB_EXIT_OK;
+}
+
+/* workerbus pki status: exit 0 all good, 1 one has expired, 2 one expires
+ * within 30 days. */
+static int cmd_status(int argc, char **argv)
+{
+    const char *dir = NULL;
+    bool json = false;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--json") == 0)
+            json = true;
+        else if (argv[i][0] != '-' && !dir)
+            dir = argv[i];
+        else
+            return wb_cli_usage_error("pki status", "unexpected argument '%s'", argv[i]);
+    }
+    if (!dir)
+        return wb_cli_usage_error("pki status", "the PKI directory is missing");
+    static const char *const files[] = {WB_PKI_CA_CERT, WB_PKI_BROKER_CERT, WB_PKI_SERVER_CERT};
+    static const char *const renew[] = {"a new CA: see docs/operations.md, CA rotation",
+                                        "workerbus pki reissue-broker",
+                                        "workerbus pki renew-server"};
+    time_t now = time(NULL);
+    int rc = 0;
+    json_t *list = json ? json_array() : NULL;
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+        wb_pki_cert_info info;
+        char *d = NULL;
+        wb_err err = wb_pki_cert_info_get(path, &info, &d);
+        if (err) {
+            if (json)
+                json_array_append_new(list, json_pack("{s:s,s:s}", "file", files[i], "error",
+                                                      d ? d : wb_strerror(err)));
+            else
+                printf("%-11s  unreadable: %s\n", files[i], d ? d : wb_strerror(err));
+            wb_free(d);
+            rc = rc ? rc : 1;
+            continue;
+        }
+        long long days = ((long long)info.not_after - (long long)now) / 86400;
+        const char *state = info.not_after <= now ? "expired" : days < 30 ? "expires soon" : "ok";
+        if (info.not_after <= now)
+            rc = 1;
+        else if (days < 30 && rc == 0)
+            rc = 2;
+        char until[32];
+        time_t t = (time_t)info.not_after;
+        strftime(until, sizeof until, "%Y-%m-%dT%H:%M:%SZ", gmtime(&t));
+        if (json)
+            json_array_append_new(list, json_pack("{s:s,s:s,s:s,s:s,s:I,s:s}", "file", files[i],
+                                                  "subject", info.subject_cn, "issuer",
+                                                  info.issuer_cn, "not_after", until, "days_left",
+                                                  (json_int_t)days, "state", state));
+        else
+            printf("%-11s  %-28s  until %s (%lld days)  %s%s%s\n", files[i], info.subject_cn, until,
+                   days, state, strcmp(state, "ok") ? ": renew with " : "",
+                   strcmp(state, "ok") ? renew[i] : "");
+    }
+    if (json) {
+        json_t *o = json_pack("{s:s,s:o}", "dir", dir, "certificates", list);
+        char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+        puts(text ? text : "{}");
+        free(text);
+        json_decref(o);
+    }
+    return rc;
+}
+
 static int run(int argc, char **argv)
 {
     if (argc < 2)
         return wb_cli_usage_error("pki", "a subcommand is required: init, sign-csr, new-csr, "
-                                         "token");
+                                         "token, reissue-broker, renew-server, status");
     const char *sub = argv[1];
     if (strcmp(sub, "init") == 0)
         return cmd_init(argc - 1, argv + 1);
@@ -275,6 +401,12 @@ static int run(int argc, char **argv)
         return cmd_new_csr(argc - 1, argv + 1);
     if (strcmp(sub, "token") == 0)
         return cmd_token(argc - 1, argv + 1);
+    if (strcmp(sub, "reissue-broker") == 0)
+        return cmd_reissue(argc - 1, argv + 1, WB_PKI_LEAF_BROKER);
+    if (strcmp(sub, "renew-server") == 0)
+        return cmd_reissue(argc - 1, argv + 1, WB_PKI_LEAF_SERVER);
+    if (strcmp(sub, "status") == 0)
+        return cmd_status(argc - 1, argv + 1);
     return wb_cli_usage_error("pki", "unknown subcommand '%s'", sub);
 }
 

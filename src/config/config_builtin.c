@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "config_internal.h"
@@ -174,9 +175,40 @@ static void check_pair(wb__loader *L, enum wb__var cert, enum wb__var key, bool 
         wb__cfg_problem_hint(
             L, WB__ERR, cert,
             wb__strdup("workers trust only MQTT_BROKER_BUILTIN_CA_FILE: issue every "
-                       "certificate from that CA (workerbus pki init makes a matching set)"),
+                       "certificate from that CA (workerbus pki reissue-broker DIR and "
+                       "workerbus pki renew-server DIR issue the broker's and the server's "
+                       "from DIR's CA)"),
             "%s", d ? d : wb_strerror(err));
     wb_free(d);
+}
+
+/* The PKI directory to name in a hint: MQTT_BROKER_BUILTIN_PKI_DIR, else a
+ * placeholder. */
+static const char *pki_dir_hint(const wb__loader *L)
+{
+    const char *d = wb__cfg_raw(L, WB__V_B_PKI_DIR);
+    return d ? d : "DIR";
+}
+
+#define EXPIRY_WARNING_DAYS 30
+
+/* A certificate that expires within EXPIRY_WARNING_DAYS is a warning, with
+ * the command that renews it. */
+static void check_expiry(wb__loader *L, enum wb__var v, const char *renew)
+{
+    const char *path = wb__cfg_effective(L, v);
+    wb_pki_cert_info info;
+    if (!path || wb_pki_cert_info_get(path, &info, NULL) != WB_OK)
+        return;
+    long long left = ((long long)info.not_after - (long long)time(NULL)) / 86400;
+    if (info.not_after <= time(NULL) || left >= EXPIRY_WARNING_DAYS)
+        return; /* expired: an error already */
+    char until[32];
+    time_t t = (time_t)info.not_after;
+    strftime(until, sizeof until, "%Y-%m-%d", gmtime(&t));
+    wb__cfg_problem_hint(L, WB__WARN, v, wb__asprintf("%s %s", renew, pki_dir_hint(L)),
+                         "%s expires in %lld day%s (%s): renew it before then", path, left,
+                         left == 1 ? "" : "s", until);
 }
 
 static void check_tls_credentials(wb__loader *L)
@@ -197,12 +229,18 @@ static void check_tls_credentials(wb__loader *L)
     const char *cert = wb__cfg_effective(L, WB__V_B_CERT_FILE);
     if (cert && L->cfg->host && wb__pki_cert_matches_host(cert, L->cfg->host) == 0)
         wb__cfg_problem_hint(L, WB__ERR, WB__V_B_CERT_FILE,
-                             wb__asprintf("issue it for that name: workerbus pki init DIR "
-                                          "--host %s",
-                                          L->cfg->host),
+                             wb__asprintf("issue it again for that name, keeping the CA (pool "
+                                          "certificates keep working): workerbus pki "
+                                          "reissue-broker %s --host %s",
+                                          pki_dir_hint(L), L->cfg->host),
                              "%s is not valid for the endpoint's host \"%s\": workers would "
                              "refuse the broker",
                              cert, L->cfg->host);
+    check_expiry(L, WB__V_B_CERT_FILE, "workerbus pki reissue-broker");
+    check_expiry(L, WB__V_B_CLIENT_CERT_FILE, "workerbus pki renew-server");
+    check_expiry(L, WB__V_B_CA_FILE,
+                 "a new CA (docs/operations.md, CA rotation); see: "
+                 "workerbus pki status");
     const char *client = wb__cfg_effective(L, WB__V_B_CLIENT_CERT_FILE);
     char *cn = client ? wb__pki_cert_cn(client) : NULL;
     if (cn && strcmp(cn, WB_PKI_SERVER_IDENTITY) != 0)

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "wb_internal.h"
@@ -626,4 +627,207 @@ int wb__pki_cert_matches_host(const char *cert_file, const char *host)
     X509_free(x);
     ERR_clear_error();
     return r == 1;
+}
+
+/* ---- the life cycle: issuing a leaf again, reading what expires ------------ */
+
+/* Writes text into dir/name through dir/name.new and a rename: a reader sees
+ * the old file or the new one, never half of one. */
+static wb_err replace_file(const char *dir, const char *name, const char *text, mode_t mode,
+                           char **detail)
+{
+    char *tmp = wb__asprintf("%s.new", name);
+    char *from = wb__asprintf("%s/%s.new", dir, name), *to = wb__asprintf("%s/%s", dir, name);
+    wb_err err =
+        tmp && from && to ? write_file(dir, tmp, text, mode, true, detail) : WB_ERR_NO_MEMORY;
+    if (!err && rename(from, to) != 0) {
+        set_detail(detail, "cannot replace %s: %s", to, strerror(errno));
+        unlink(from);
+        err = WB_ERR_IO;
+    }
+    free(tmp);
+    free(from);
+    free(to);
+    return err;
+}
+
+/* The DNS names and IP addresses a certificate is valid for, as
+ * a NULL-terminated array (wb__strv_free()); NULL when it has none. */
+static char **san_hosts(X509 *x)
+{
+    GENERAL_NAMES *gens = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
+    int n = gens ? sk_GENERAL_NAME_num(gens) : 0;
+    char **out = n > 0 ? calloc((size_t)n + 1, sizeof *out) : NULL;
+    size_t k = 0;
+    for (int i = 0; out && i < n; i++) {
+        const GENERAL_NAME *g = sk_GENERAL_NAME_value(gens, i);
+        char buf[INET6_ADDRSTRLEN] = "";
+        if (g->type == GEN_DNS) {
+            const unsigned char *d = ASN1_STRING_get0_data(g->d.dNSName);
+            out[k] = wb__strndup((const char *)d, (size_t)ASN1_STRING_length(g->d.dNSName));
+        } else if (g->type == GEN_IPADD) {
+            int len = ASN1_STRING_length(g->d.iPAddress);
+            const unsigned char *a = ASN1_STRING_get0_data(g->d.iPAddress);
+            if (inet_ntop(len == 16 ? AF_INET6 : AF_INET, a, buf, sizeof buf))
+                out[k] = wb__strdup(buf);
+        } else {
+            continue;
+        }
+        if (out[k])
+            k++;
+    }
+    GENERAL_NAMES_free(gens);
+    if (out && k == 0) {
+        free(out);
+        out = NULL;
+    }
+    return out;
+}
+
+WB_API wb_err wb_pki_reissue(const char *dir, wb_pki_leaf which, const char *const *broker_hosts,
+                             char **detail)
+{
+    if (detail)
+        *detail = NULL;
+    if (!dir || !*dir || (which != WB_PKI_LEAF_BROKER && which != WB_PKI_LEAF_SERVER))
+        return WB_ERR_INVALID_ARGUMENT;
+    bool broker = which == WB_PKI_LEAF_BROKER;
+    char *ca_file = wb__asprintf("%s/%s", dir, WB_PKI_CA_CERT);
+    char *ca_key_file = wb__asprintf("%s/%s", dir, WB_PKI_CA_KEY);
+    char *old_file = wb__asprintf("%s/%s", dir, broker ? WB_PKI_BROKER_CERT : WB_PKI_SERVER_CERT);
+    X509 *ca = NULL, *old = NULL, *cert = NULL;
+    EVP_PKEY *ca_key = NULL, *key = NULL;
+    char **kept = NULL, *san = NULL, *pem_cert = NULL, *pem_key = NULL;
+    wb_err err = ca_file && ca_key_file && old_file ? WB_OK : WB_ERR_NO_MEMORY;
+    ERR_clear_error();
+    if (!err)
+        err = read_cert(ca_file, &ca, detail);
+    if (!err)
+        err = read_key(ca_key_file, &ca_key, detail);
+    if (!err && X509_check_private_key(ca, ca_key) != 1) {
+        set_detail(detail, "%s does not belong to %s", ca_key_file, ca_file);
+        err = WB_ERR_IO;
+    }
+    const char *const *hosts = broker_hosts;
+    if (!err && broker && !hosts) { /* the names of the certificate it replaces */
+        if (read_cert(old_file, &old, detail) != WB_OK)
+            err = WB_ERR_IO;
+        else if (!(kept = san_hosts(old))) {
+            set_detail(detail, "%s names no host: give the broker's host names", old_file);
+            err = WB_ERR_INVALID_ARGUMENT;
+        }
+        hosts = (const char *const *)kept;
+    }
+    for (size_t i = 0; !err && broker && hosts[i]; i++) {
+        unsigned char addr[16];
+        const char *why = inet_pton(AF_INET6, hosts[i], addr) == 1
+                              ? NULL
+                              : wb__host_check(hosts[i], strlen(hosts[i]), NULL);
+        if (why) {
+            set_detail(detail, "broker host \"%s\": %s", hosts[i], why);
+            err = WB_ERR_INVALID_ARGUMENT;
+        }
+    }
+    if (!err && broker && !hosts[0]) {
+        set_detail(detail, "at least one broker host name is needed");
+        err = WB_ERR_INVALID_ARGUMENT;
+    }
+    if (!err) {
+        /* a key of the CA's kind */
+        key = new_key(EVP_PKEY_get_base_id(ca_key) == EVP_PKEY_RSA ? WB_PKI_KEY_RSA_2048
+                                                                   : WB_PKI_KEY_EC_P256);
+        san = broker ? san_of(hosts) : NULL;
+        if (!key || (broker && !san)) {
+            set_detail(detail, "cannot generate the key");
+            err = WB_ERR_BACKEND;
+        }
+    }
+    if (!err) {
+        const int srv_nids[] = {NID_basic_constraints,
+                                NID_key_usage,
+                                NID_ext_key_usage,
+                                NID_subject_alt_name,
+                                NID_subject_key_identifier,
+                                NID_authority_key_identifier,
+                                0};
+        const char *srv_vals[] = {"critical,CA:FALSE",
+                                  "critical,digitalSignature,keyEncipherment",
+                                  "serverAuth",
+                                  san,
+                                  "hash",
+                                  "keyid:always"};
+        static const int cli_nids[] = {NID_basic_constraints,
+                                       NID_key_usage,
+                                       NID_ext_key_usage,
+                                       NID_subject_key_identifier,
+                                       NID_authority_key_identifier,
+                                       0};
+        static const char *const cli_vals[] = {"critical,CA:FALSE",
+                                               "critical,digitalSignature,keyEncipherment",
+                                               "clientAuth", "hash", "keyid:always"};
+        cert = broker ? make_cert(key, hosts[0], ca, ca_key, LEAF_DAYS, srv_vals, srv_nids)
+                      : make_cert(key, WB_PKI_SERVER_IDENTITY, ca, ca_key, LEAF_DAYS, cli_vals,
+                                  cli_nids);
+        pem_cert = cert ? pem_of(write_cert, cert) : NULL;
+        pem_key = cert ? pem_of(write_key, key) : NULL;
+        if (!pem_cert || !pem_key) {
+            set_detail(detail, "cannot create the certificate");
+            err = WB_ERR_BACKEND;
+        }
+    }
+    /* the key first: a reader of the pair between the two renames sees the
+     * new key with the old certificate and refuses it, rather than the
+     * other way round with a certificate nobody can use */
+    if (!err)
+        err = replace_file(dir, broker ? WB_PKI_BROKER_KEY : WB_PKI_SERVER_KEY, pem_key, 0600,
+                           detail);
+    if (!err)
+        err = replace_file(dir, broker ? WB_PKI_BROKER_CERT : WB_PKI_SERVER_CERT, pem_cert, 0644,
+                           detail);
+    if (pem_key)
+        OPENSSL_cleanse(pem_key, strlen(pem_key));
+    free(pem_key);
+    free(pem_cert);
+    free(san);
+    wb__strv_free(kept);
+    X509_free(ca);
+    X509_free(old);
+    X509_free(cert);
+    EVP_PKEY_free(ca_key);
+    EVP_PKEY_free(key);
+    free(ca_file);
+    free(ca_key_file);
+    free(old_file);
+    ERR_clear_error();
+    return err;
+}
+
+static int64_t unix_of(const ASN1_TIME *t)
+{
+    struct tm tm;
+    if (ASN1_TIME_to_tm(t, &tm) != 1)
+        return 0;
+    return (int64_t)timegm(&tm);
+}
+
+WB_API wb_err wb_pki_cert_info_get(const char *cert_file, wb_pki_cert_info *out, char **detail)
+{
+    if (detail)
+        *detail = NULL;
+    if (!cert_file || !out)
+        return WB_ERR_INVALID_ARGUMENT;
+    memset(out, 0, sizeof *out);
+    X509 *x = NULL;
+    wb_err err = read_cert(cert_file, &x, detail);
+    if (err)
+        return err;
+    X509_NAME_get_text_by_NID(X509_get_subject_name(x), NID_commonName, out->subject_cn,
+                              sizeof out->subject_cn);
+    X509_NAME_get_text_by_NID(X509_get_issuer_name(x), NID_commonName, out->issuer_cn,
+                              sizeof out->issuer_cn);
+    out->not_before = unix_of(X509_get0_notBefore(x));
+    out->not_after = unix_of(X509_get0_notAfter(x));
+    X509_free(x);
+    ERR_clear_error();
+    return WB_OK;
 }

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "fixture.h"
@@ -246,6 +247,51 @@ Test(bundled_tls, killed_broker_is_restarted)
     wbt_proc p = client("mosquitto_pub", "server", pub);
     cr_assert_eq(p.status, 0, "%s", p.err);
     wbt_proc_free(&p);
+}
+
+/* The broker's certificate issued again (before it expires, or for a new
+ * name) while the CA stays: after a restart of the broker, a worker of a
+ * pool whose certificate was signed before connects as it did. */
+Test(bundled_tls, a_reissued_broker_certificate_keeps_pool_certificates_working)
+{
+    wb_worker *w = wbt_env_worker(&env, WBT_WORKER, NULL, NULL);
+    cr_assert_eq(wb_worker_connect(w, 10000), WB_OK, "%s", wb_worker_last_error(w));
+    wb_worker_close(w);
+    char crt[160];
+    snprintf(crt, sizeof crt, "%s/broker.crt", env.pki);
+    wb_pki_cert_info before, after;
+    cr_assert_eq(wb_pki_cert_info_get(crt, &before, NULL), WB_OK);
+    sleep(1); /* a later certificate, to tell them apart */
+    const char *hosts[] = {"127.0.0.1", "localhost", NULL};
+    char *d = NULL;
+    cr_assert_eq(wb_pki_reissue(env.pki, WB_PKI_LEAF_BROKER, hosts, &d), WB_OK, "%s", d ? d : "");
+    cr_assert_eq(wb_pki_cert_info_get(crt, &after, NULL), WB_OK);
+    cr_assert_gt(after.not_after, before.not_after);
+    /* the configuration still checks out, and the broker takes the new one */
+    wb_bundled_stop(env.broker);
+    env.broker = NULL;
+    wbt_env_start(&env);
+    w = wbt_env_worker(&env, WBT_WORKER, NULL, NULL);
+    cr_assert_eq(wb_worker_connect(w, 10000), WB_OK, "after the reissue: %s",
+                 wb_worker_last_error(w));
+    wb_worker_close(w);
+    /* the certificate the broker presents is the new one */
+    char cmd[512];
+    snprintf(cmd, sizeof cmd,
+             "openssl s_client -connect 127.0.0.1:%u -CAfile %s/ca.crt -cert %s -key %s "
+             "</dev/null 2>/dev/null | openssl x509 -noout -enddate",
+             env.port, env.pki, env.worker_crt, env.worker_key);
+    FILE *f = popen(cmd, "r");
+    char line[256] = "";
+    cr_assert_not_null(fgets(line, sizeof line, f));
+    pclose(f);
+    char want[64];
+    struct tm tm;
+    time_t t = (time_t)after.not_after;
+    gmtime_r(&t, &tm);
+    strftime(want, sizeof want, "%H:%M:%S %Y GMT", &tm);
+    cr_assert(strstr(line, want), "the broker presents %s, not the certificate ending %s", line,
+              want);
 }
 
 Test(bundled_tls, stop_leaves_no_process)

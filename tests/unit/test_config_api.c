@@ -595,3 +595,40 @@ Test(envfile, unreadable_file)
     cr_assert(strstr(e->message, "No such file"), "%s", e->message);
     wb_config_report_free(rep);
 }
+
+/* A certificate that expires within 30 days is a warning, with the command
+ * that renews it. */
+Test(config_api, a_certificate_near_its_end_is_a_warning)
+{
+    const char *pki = wbt_pki_dir();
+    char dir[] = "/tmp/wbexp-XXXXXX", cmd[2048], crt[96], set_crt[160], set_key[160];
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(crt, sizeof crt, "%s/server-short.crt", dir);
+    /* the server's own key, a certificate for it from the same CA, 10 days */
+    snprintf(cmd, sizeof cmd,
+             "printf 'extendedKeyUsage=clientAuth\\n' >%s/ext && "
+             "openssl req -new -key %s/server.key -subj /CN=workerbus-server 2>/dev/null | "
+             "openssl x509 -req -CA %s/ca.crt -CAkey %s/ca.key -CAcreateserial -days 10 "
+             "-extfile %s/ext -out %s 2>/dev/null",
+             dir, pki, pki, pki, dir, crt);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    snprintf(set_crt, sizeof set_crt, "MQTT_BROKER_BUILTIN_CLIENT_CERT_FILE=%s", crt);
+    snprintf(set_key, sizeof set_key, "MQTT_BROKER_BUILTIN_CLIENT_KEY_FILE=%s/server.key", pki);
+    const char *over[] = {set_crt, set_key, NULL};
+    wb_config *cfg = NULL;
+    wb_config_report *rep = NULL;
+    cr_assert_eq(wbt_load(wbt_base_builtin, over, &cfg, &rep), WB_OK);
+    const wb_config_issue *is =
+        wbt_find(rep, WB_SEVERITY_WARNING, "MQTT_BROKER_BUILTIN_CLIENT_CERT_FILE");
+    cr_assert_not_null(is, "no warning about the certificate's end");
+    cr_assert(strstr(is->message, "expires in 9 days") || strstr(is->message, "expires in 10 days"),
+              "%s", is->message);
+    cr_assert(is->hint && strstr(is->hint, "workerbus pki renew-server"), "%s",
+              is->hint ? is->hint : "(no hint)");
+    /* the usual ones, 825 days: no warning */
+    cr_assert_null(wbt_find(rep, WB_SEVERITY_WARNING, "MQTT_BROKER_BUILTIN_CERT_FILE"));
+    wb_config_free(cfg);
+    wb_config_report_free(rep);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    cr_assert_eq(system(cmd), 0);
+}

@@ -217,3 +217,106 @@ Test(pki, check_pair_mismatch_and_other_ca)
     cr_assert(strstr(d, "not accepted by the CA"), "%s", d);
     wb_free(d);
 }
+
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f, "%s", path);
+    char *buf = calloc(1, 65536);
+    size_t n = fread(buf, 1, 65535, f);
+    (void)n;
+    fclose(f);
+    return buf;
+}
+
+/* The broker's certificate issued again: a new key, the same CA, the names
+ * kept or replaced; a pool certificate signed before keeps verifying. */
+Test(pki, reissue_broker_keeps_the_ca)
+{
+    char *key = NULL, *csr = NULL, *cert = NULL, *d = NULL;
+    cr_assert_eq(wb_pki_new_csr(WB_PKI_KEY_EC_P256, "pool", &key, &csr, &d), WB_OK);
+    cr_assert_eq(wb_pki_sign_csr(p(0, WB_PKI_CA_CERT), p(1, WB_PKI_CA_KEY), POOL, csr, strlen(csr),
+                                 0, &cert, &d),
+                 WB_OK);
+    FILE *f = fopen(p(2, "pool.crt"), "w");
+    fputs(cert, f);
+    fclose(f);
+    char *ca_before = slurp(p(0, WB_PKI_CA_CERT));
+    char *key_before = slurp(p(3, WB_PKI_BROKER_KEY));
+    char *crt_before = slurp(p(4, WB_PKI_BROKER_CERT));
+
+    cr_assert_eq(wb_pki_reissue(dir, WB_PKI_LEAF_BROKER, NULL, &d), WB_OK, "%s", d ? d : "");
+    char *ca_after = slurp(p(0, WB_PKI_CA_CERT));
+    char *key_after = slurp(p(3, WB_PKI_BROKER_KEY));
+    char *crt_after = slurp(p(4, WB_PKI_BROKER_CERT));
+    cr_assert_str_eq(ca_after, ca_before, "the CA changed");
+    cr_assert_str_neq(key_after, key_before, "the broker's key was not renewed");
+    cr_assert_str_neq(crt_after, crt_before);
+    /* the default names kept: localhost, 127.0.0.1, ::1 */
+    X509 *x = load(crt_after);
+    cr_assert_eq(X509_check_host(x, "localhost", 0, 0, NULL), 1);
+    cr_assert_eq(X509_check_ip_asc(x, "::1", 0), 1);
+    X509_free(x);
+    cr_assert_eq(wb_pki_check_pair(p(4, WB_PKI_BROKER_CERT), p(3, WB_PKI_BROKER_KEY), &d), WB_OK);
+    cr_assert_eq(wb_pki_check_issued_by(p(4, WB_PKI_BROKER_CERT), p(0, WB_PKI_CA_CERT), &d), WB_OK);
+    cr_assert_eq(wb_pki_check_issued_by(p(2, "pool.crt"), p(0, WB_PKI_CA_CERT), &d), WB_OK,
+                 "the pool certificate no longer verifies");
+    struct stat st;
+    cr_assert_eq(stat(p(3, WB_PKI_BROKER_KEY), &st), 0);
+    cr_assert_eq(st.st_mode & 0777, 0600);
+    cr_assert_neq(access(p(5, WB_PKI_BROKER_KEY ".new"), F_OK), 0, "a temporary file was left");
+
+    /* new names */
+    const char *hosts[] = {"mqtt.example.org", "192.0.2.7", NULL};
+    cr_assert_eq(wb_pki_reissue(dir, WB_PKI_LEAF_BROKER, hosts, &d), WB_OK);
+    char *named = slurp(p(4, WB_PKI_BROKER_CERT));
+    x = load(named);
+    cr_assert_eq(X509_check_host(x, "mqtt.example.org", 0, 0, NULL), 1);
+    cr_assert_eq(X509_check_ip_asc(x, "192.0.2.7", 0), 1);
+    cr_assert_neq(X509_check_host(x, "localhost", 0, 0, NULL), 1);
+    X509_free(x);
+    const char *bad[] = {"no spaces allowed", NULL};
+    cr_assert_eq(wb_pki_reissue(dir, WB_PKI_LEAF_BROKER, bad, &d), WB_ERR_INVALID_ARGUMENT);
+    cr_assert(strstr(d, "no spaces allowed"), "%s", d);
+    wb_free(d);
+    free(named);
+    free(ca_before);
+    free(key_before);
+    free(crt_before);
+    free(ca_after);
+    free(key_after);
+    free(crt_after);
+    wb_free(key);
+    wb_free(csr);
+    wb_free(cert);
+}
+
+Test(pki, renew_server_and_read_expiry)
+{
+    char *d = NULL;
+    wb_pki_cert_info before, after;
+    cr_assert_eq(wb_pki_cert_info_get(p(0, WB_PKI_SERVER_CERT), &before, &d), WB_OK);
+    cr_assert_str_eq(before.subject_cn, WB_PKI_SERVER_IDENTITY);
+    cr_assert_str_eq(before.issuer_cn, "workerbus CA");
+    /* 825 days, backdated 5 minutes */
+    long long span = (long long)(before.not_after - before.not_before);
+    cr_assert(span >= 825LL * 86400 && span <= 825LL * 86400 + 3600, "%lld s", span);
+    sleep(1);
+    cr_assert_eq(wb_pki_reissue(dir, WB_PKI_LEAF_SERVER, NULL, &d), WB_OK, "%s", d ? d : "");
+    cr_assert_eq(wb_pki_cert_info_get(p(0, WB_PKI_SERVER_CERT), &after, &d), WB_OK);
+    cr_assert_str_eq(after.subject_cn, WB_PKI_SERVER_IDENTITY);
+    cr_assert_gt(after.not_after, before.not_after);
+    cr_assert_eq(wb_pki_check_pair(p(0, WB_PKI_SERVER_CERT), p(1, WB_PKI_SERVER_KEY), &d), WB_OK);
+    /* without the CA's key nothing is issued, and nothing is touched */
+    char *crt = slurp(p(0, WB_PKI_SERVER_CERT));
+    cr_assert_eq(rename(p(2, WB_PKI_CA_KEY), p(3, "ca.key.away")), 0);
+    cr_assert_eq(wb_pki_reissue(dir, WB_PKI_LEAF_SERVER, NULL, &d), WB_ERR_IO);
+    cr_assert(strstr(d, WB_PKI_CA_KEY), "%s", d);
+    wb_free(d);
+    char *same = slurp(p(0, WB_PKI_SERVER_CERT));
+    cr_assert_str_eq(same, crt);
+    free(crt);
+    free(same);
+    cr_assert_eq(wb_pki_cert_info_get(p(4, "nothing.crt"), &after, &d), WB_ERR_IO);
+    wb_free(d);
+}
