@@ -101,6 +101,24 @@ WB_API wb_err wb_bundled_start(const wb_config *config, const wb_bundled_opts *o
  */
 WB_API wb_err wb_bundled_stop(wb_bundled *broker);
 
+/**
+ * Reloads what can change without a restart: the credentials (the broker's
+ * certificate and key, the CA, the token key, e.g. after
+ * `workerbus pki reissue-broker`), the log level and the queue settings of
+ * the topic rule. Writes Mosquitto's configuration and credential copies
+ * again and sends it SIGHUP; Mosquitto 2.0 then reads its file and reloads
+ * its listeners' certificates, and restarts its plugins (connections stay up).
+ * @param config  the configuration to use from now on (it must then outlive
+ *                the broker), or NULL to read the files of the current one
+ *                again. The listener, the runtime directory and the
+ *                executable must not differ: they need a restart.
+ * Thread: any, but not concurrently with wb_bundled_stop().
+ * @return ::WB_OK; ::WB_ERR_INVALID_ARGUMENT (not builtin, or a change that
+ *         needs a restart; detail says which); ::WB_ERR_IO (a file cannot
+ *         be written, or Mosquitto cannot be signalled).
+ */
+WB_API wb_err wb_bundled_reload(wb_bundled *broker, const wb_config *config, char **detail);
+
 /** The process id of the current Mosquitto child, or 0 while it is down. */
 WB_API int wb_bundled_pid(const wb_bundled *broker);
 

@@ -975,6 +975,54 @@ WB_API wb_err wb_bundled_stop(wb_bundled *b)
     return err;
 }
 
+WB_API wb_err wb_bundled_reload(wb_bundled *b, const wb_config *config, char **detail)
+{
+    if (detail)
+        *detail = NULL;
+    char *d = NULL;
+    if (!b || (config && wb_config_broker_type(config) != WB_BROKER_BUILTIN))
+        return WB_ERR_INVALID_ARGUMENT;
+    if (config) {
+        const wb__builtin_view *now = wb__config_builtin(b->cfg),
+                               *next = wb__config_builtin(config);
+        if (strcmp(now->runtime_dir, next->runtime_dir) != 0 ||
+            strcmp(now->listen_host, next->listen_host) != 0 ||
+            now->listen_port != next->listen_port || now->tls != next->tls ||
+            strcmp(now->mosquitto, next->mosquitto) != 0) {
+            d = wb__strdup("the listener, the runtime directory or the mosquitto executable "
+                           "changed: that takes a restart of the broker, not a reload");
+            if (detail)
+                *detail = d;
+            else
+                free(d);
+            return WB_ERR_INVALID_ARGUMENT;
+        }
+    }
+    pthread_mutex_lock(&b->lock);
+    if (config)
+        b->cfg = config;
+    /* the configuration file and the copies of the credentials, then
+     * SIGHUP: Mosquitto reads its file again and reloads its listeners'
+     * certificates and key */
+    wb_err err = write_config(b, b->run_uid, b->run_gid, geteuid() == 0, &d);
+    pid_t pid = b->pid;
+    pthread_mutex_unlock(&b->lock);
+    if (!err && pid > 0 && kill(pid, SIGHUP) != 0) {
+        d = wb__asprintf("cannot signal mosquitto (pid %d): %s", (int)pid, strerror(errno));
+        err = WB_ERR_IO;
+    }
+    if (!err)
+        wb__log(WB_LOG_INFO, "broker",
+                "reloaded: configuration and credentials written again, mosquitto (pid %d) "
+                "told to read them (SIGHUP)",
+                (int)pid);
+    if (detail)
+        *detail = d;
+    else
+        free(d);
+    return err;
+}
+
 WB_API int wb_bundled_pid(const wb_bundled *b)
 {
     if (!b)

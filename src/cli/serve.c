@@ -40,6 +40,10 @@ static const char serve_usage[] =
     "Log lines go to standard error (level: --log-level, default info).\n"
     "SIGUSR1 prints the counters (received, delivered, failed, redriven,\n"
     "reconnects); SIGINT or SIGTERM stops everything cleanly and prints them.\n"
+    "SIGHUP reads the configuration again; the bundled broker reloads what can\n"
+    "change without a restart (its certificates and key, e.g. after `workerbus\n"
+    "pki reissue-broker`, its log level, the topic rule's queue settings), and\n"
+    "serve says what it did. An invalid configuration changes nothing.\n"
     "\n"
     "Options:\n"
     "  --threads N        receiving threads (default 2)\n"
@@ -178,6 +182,54 @@ static void print_counters(const char *when, wb_drain *d, wb_broker *br)
             (unsigned long long)ds.queue_errors);
 }
 
+/* SIGHUP: the configuration read again from its source; the bundled
+ * broker takes what can change without a restart (its credentials, its log
+ * level, the topic rule's queue settings). It says what it did. */
+static void reload(const wb_cli_config_opts *co, wb_config **cfg, wb_bundled *bundled,
+                   wb_config **older, size_t *nolder, size_t max)
+{
+    fprintf(stderr, "workerbus: serve: SIGHUP: reading the configuration again\n");
+    wb_config *next = NULL;
+    if (wb_cli_load_config(co, &next) != WB_EXIT_OK) {
+        fprintf(stderr, "workerbus: serve: SIGHUP: the configuration is invalid now (above); "
+                        "nothing changed\n");
+        return;
+    }
+    if (*nolder >= max) {
+        fprintf(stderr,
+                "workerbus: serve: SIGHUP: %zu reloads already: restart to reload "
+                "again\n",
+                max);
+        wb_config_free(next);
+        return;
+    }
+    char *d = NULL;
+    if (bundled) {
+        wb_err err = wb_bundled_reload(bundled, next, &d);
+        if (err) {
+            fprintf(stderr,
+                    "workerbus: serve: SIGHUP: the bundled broker kept its settings: "
+                    "%s\n",
+                    d ? d : wb_strerror(err));
+            wb_free(d);
+            wb_config_free(next);
+            return;
+        }
+        fprintf(stderr,
+                "workerbus: serve: SIGHUP: the bundled broker (mosquitto pid %d) reloaded its "
+                "certificates and key, its log level and the topic rule's queue settings\n",
+                wb_bundled_pid(bundled));
+    } else {
+        fprintf(stderr, "workerbus: serve: SIGHUP: no bundled broker here (--no-bundled or "
+                        "iotcore): nothing to reload\n");
+    }
+    fprintf(stderr, "workerbus: serve: SIGHUP: logs go to standard error, which stays open; "
+                    "the server's own connection, the queue and the drain keep their "
+                    "settings (a restart applies changes to those)\n");
+    older[(*nolder)++] = *cfg; /* the broker connection still reads it */
+    *cfg = next;
+}
+
 static int serve_run(int argc, char **argv)
 {
     wb_cli_config_opts co = {.command = "serve"};
@@ -237,6 +289,7 @@ static int serve_run(int argc, char **argv)
     sigset_t sigs;
     wb_cli_block_signals(&sigs);
     sigaddset(&sigs, SIGUSR1);
+    sigaddset(&sigs, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN); /* a closed stdout is an error of the handler, not a crash */
     wb_log_set_handler(log_line, NULL);
@@ -246,6 +299,8 @@ static int serve_run(int argc, char **argv)
     rc = wb_cli_load_config(&co, &cfg);
     if (rc)
         return rc;
+    wb_config *older[16] = {NULL}; /* configurations a reload replaced: still in use */
+    size_t nolder = 0;
     wb_bundled *bundled = NULL;
     wb_broker *br = NULL;
     wb_queue *q = NULL;
@@ -288,6 +343,8 @@ static int serve_run(int argc, char **argv)
         int sig = wb_cli_wait_signal(&sigs, 1000);
         if (sig == SIGUSR1) {
             print_counters("counters", d, br);
+        } else if (sig == SIGHUP) {
+            reload(&co, &cfg, bundled, older, &nolder, sizeof older / sizeof older[0]);
         } else if (sig) {
             fprintf(stderr, "workerbus: serve: %s: stopping\n", strsignal(sig));
             break;
@@ -307,6 +364,8 @@ out:
     if (bundled && wb_bundled_stop(bundled) != WB_OK && exit_code == WB_EXIT_OK)
         exit_code = WB_EXIT_SOFTWARE;
     wb_config_free(cfg);
+    for (size_t i = 0; i < nolder; i++)
+        wb_config_free(older[i]);
     return exit_code;
 }
 

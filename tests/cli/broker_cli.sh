@@ -58,4 +58,29 @@ kill -INT "$broker"
 wait "$broker" || fail "broker run exited with $? on SIGINT"
 grep -q "stopping the broker" "$tmp/broker.log" || fail "no clean stop"
 if kill -0 "$mpid" 2>/dev/null; then fail "mosquitto (pid $mpid) is still running"; fi
-echo "broker_cli: ok (3 messages through broker run, worker --echo and publish; clean stop)"
+# serve with its bundled broker: SIGHUP after `pki reissue-broker` makes the
+# running broker present the new certificate, and serve says so and goes on.
+"$wb" serve --env-file "$tmp/env" >"$tmp/serve.out" 2>"$tmp/serve.log" &
+serve=$!
+pids+=("$serve")
+for _ in $(seq 150); do grep -q "draining iot" "$tmp/serve.log" && break; sleep 0.1; done
+grep -q "draining iot" "$tmp/serve.log" || fail "serve did not start"
+enddate() {
+  openssl s_client -connect "127.0.0.1:$port" -CAfile "$tmp/pki/ca.crt" -cert "$tmp/pool.crt" \
+    -key "$tmp/pool.key" </dev/null 2>/dev/null | openssl x509 -noout -enddate
+}
+before=$(enddate)
+sleep 1
+"$wb" pki reissue-broker "$tmp/pki" >/dev/null || fail "pki reissue-broker"
+want=$(openssl x509 -in "$tmp/pki/broker.crt" -noout -enddate)
+[ "$before" != "$want" ] || fail "the reissued certificate ends when the old one did"
+kill -HUP "$serve"
+for _ in $(seq 50); do grep -q "SIGHUP: the bundled broker" "$tmp/serve.log" && break; sleep 0.1; done
+grep -q "SIGHUP: the bundled broker (mosquitto pid [0-9]*) reloaded" "$tmp/serve.log" ||
+  fail "serve did not say what SIGHUP did"
+for _ in $(seq 50); do [ "$(enddate)" = "$want" ] && break; sleep 0.1; done
+[ "$(enddate)" = "$want" ] || fail "after SIGHUP the broker presents '$(enddate)', not '$want'"
+kill -0 "$serve" || fail "serve died on SIGHUP"
+kill -TERM "$serve"
+wait "$serve" || fail "serve exited with $? on SIGTERM after SIGHUP"
+echo "broker_cli: ok (3 messages through broker run, worker --echo and publish; clean stop; serve reloads its broker's certificate on SIGHUP)"

@@ -249,6 +249,33 @@ Test(bundled_tls, killed_broker_is_restarted)
     wbt_proc_free(&p);
 }
 
+/* The broker on env's port presents a certificate that ends at not_after. */
+static void presents(int64_t not_after)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof cmd,
+             "openssl s_client -connect 127.0.0.1:%u -CAfile %s/ca.crt -cert %s -key %s "
+             "</dev/null 2>/dev/null | openssl x509 -noout -enddate",
+             env.port, env.pki, env.worker_crt, env.worker_key);
+    for (int attempt = 0;; attempt++) { /* a reload takes a moment */
+        FILE *f = popen(cmd, "r");
+        char line[256] = "";
+        cr_assert_not_null(f);
+        char *got = fgets(line, sizeof line, f);
+        pclose(f);
+        char want[64];
+        struct tm tm;
+        time_t t = (time_t)not_after;
+        gmtime_r(&t, &tm);
+        strftime(want, sizeof want, "%H:%M:%S %Y GMT", &tm);
+        if (got && strstr(line, want))
+            return;
+        cr_assert_lt(attempt, 50, "the broker presents %s, not the certificate ending %s", line,
+                     want);
+        usleep(100000);
+    }
+}
+
 /* The broker's certificate issued again (before it expires, or for a new
  * name) while the CA stays: after a restart of the broker, a worker of a
  * pool whose certificate was signed before connects as it did. */
@@ -275,23 +302,32 @@ Test(bundled_tls, a_reissued_broker_certificate_keeps_pool_certificates_working)
     cr_assert_eq(wb_worker_connect(w, 10000), WB_OK, "after the reissue: %s",
                  wb_worker_last_error(w));
     wb_worker_close(w);
-    /* the certificate the broker presents is the new one */
-    char cmd[512];
-    snprintf(cmd, sizeof cmd,
-             "openssl s_client -connect 127.0.0.1:%u -CAfile %s/ca.crt -cert %s -key %s "
-             "</dev/null 2>/dev/null | openssl x509 -noout -enddate",
-             env.port, env.pki, env.worker_crt, env.worker_key);
-    FILE *f = popen(cmd, "r");
-    char line[256] = "";
-    cr_assert_not_null(fgets(line, sizeof line, f));
-    pclose(f);
-    char want[64];
-    struct tm tm;
-    time_t t = (time_t)after.not_after;
-    gmtime_r(&t, &tm);
-    strftime(want, sizeof want, "%H:%M:%S %Y GMT", &tm);
-    cr_assert(strstr(line, want), "the broker presents %s, not the certificate ending %s", line,
-              want);
+    presents(after.not_after);
+}
+
+/* After `pki reissue-broker`, wb_bundled_reload() makes the running broker
+ * present the new certificate: the same process, no restart. */
+Test(bundled_tls, a_reload_takes_the_new_certificate_without_a_restart)
+{
+    int pid = wb_bundled_pid(env.broker);
+    char crt[160];
+    snprintf(crt, sizeof crt, "%s/broker.crt", env.pki);
+    sleep(1);
+    const char *hosts[] = {"127.0.0.1", "localhost", NULL};
+    char *d = NULL;
+    cr_assert_eq(wb_pki_reissue(env.pki, WB_PKI_LEAF_BROKER, hosts, &d), WB_OK, "%s", d ? d : "");
+    wb_pki_cert_info after;
+    cr_assert_eq(wb_pki_cert_info_get(crt, &after, NULL), WB_OK);
+    cr_assert_eq(wb_bundled_reload(env.broker, NULL, &d), WB_OK, "%s", d ? d : "");
+    cr_assert(wbt_log_wait_for("Reloading config", 5000), "mosquitto did not reload");
+    cr_assert_eq(wb_bundled_pid(env.broker), pid, "the broker was restarted");
+    presents(after.not_after);
+    wb_worker *w = wbt_env_worker(&env, WBT_WORKER, NULL, NULL);
+    cr_assert_eq(wb_worker_connect(w, 10000), WB_OK, "after the reload: %s",
+                 wb_worker_last_error(w));
+    wb_worker_close(w);
+    /* a change that needs a restart is refused by name */
+    cr_assert_eq(wb_bundled_reload(NULL, NULL, NULL), WB_ERR_INVALID_ARGUMENT);
 }
 
 Test(bundled_tls, stop_leaves_no_process)
