@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "http_endpoint.h"
 #include "workerbus/workerbus.h"
 
 #define EX_UNAVAILABLE 69
@@ -22,7 +23,7 @@
 static const char serve_usage[] =
     "Usage: workerbus serve [--exec CMD] [--threads N] [--wait S] [--visibility S] [--no-bundled]\n"
     "                       [--log-level debug|info|warn|error] [--stats-every SECONDS]\n"
-    "                       [--env-file FILE] [--set KEY=VALUE]...\n"
+    "                       [--http [ADDRESS:]PORT] [--env-file FILE] [--set KEY=VALUE]...\n"
     "\n"
     "Runs the server's messaging layer: with MQTT_BROKER_TYPE=builtin it starts\n"
     "and supervises the bundled broker, whose topic rule writes worker messages\n"
@@ -54,6 +55,10 @@ static const char serve_usage[] =
     "  --stats-every S    print the counters every S seconds too\n"
     "  --no-bundled       builtin: the broker already runs (workerbus harness, or a\n"
     "                     `workerbus broker run` of its own); connect to it only\n"
+    "  --http [ADDR:]PORT serve /healthz (liveness), /readyz (broker connected and\n"
+    "                     queue answering: 200, else 503 with why) and /metrics\n"
+    "                     (Prometheus text) on ADDR:PORT; ADDR is numeric, by\n"
+    "                     default 127.0.0.1 (e.g. --http 9360)\n"
     "\n"
     "Exit codes: 0 stopped cleanly, 64 usage, 69 the broker or the queue cannot\n"
     "be reached at start, 78 invalid configuration.\n";
@@ -62,6 +67,7 @@ typedef struct serve {
     const char *exec;
     pthread_mutex_t out_lock;
     wb_log_level level;
+    wb_cli_latency latency; /* handler durations, for /metrics */
 } serve;
 
 static serve S = {.out_lock = PTHREAD_MUTEX_INITIALIZER, .level = WB_LOG_INFO};
@@ -148,9 +154,22 @@ static wb_err run_exec(const wb_worker_message *m, const char *line)
     return WB_ERR_BACKEND;
 }
 
+static wb_err handle(const wb_worker_message *m);
+
 static wb_err on_worker_message(void *ctx, const wb_worker_message *m)
 {
     (void)ctx;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    wb_err err = handle(m);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    wb_cli_latency_add(&S.latency,
+                       (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+    return err;
+}
+
+static wb_err handle(const wb_worker_message *m)
+{
     char *line = json_line(m);
     if (!line)
         return WB_ERR_NO_MEMORY;
@@ -237,6 +256,7 @@ static int serve_run(int argc, char **argv)
     dopts.wait_s = 5;
     unsigned stats_every = 0;
     bool no_bundled = false;
+    char http_listen[128] = "";
     int rc = 0;
     for (int i = 1; i < argc; i++) {
         if (wb_cli_config_option(&co, argc, argv, &i, &rc)) {
@@ -249,7 +269,10 @@ static int serve_run(int argc, char **argv)
             no_bundled = true;
             continue;
         }
-        if (!strcmp(a, "--exec") && v) {
+        if (!strcmp(a, "--http") && v) {
+            bool bare = strspn(v, "0123456789") == strlen(v);
+            snprintf(http_listen, sizeof http_listen, "%s%s", bare ? "127.0.0.1:" : "", v);
+        } else if (!strcmp(a, "--exec") && v) {
             S.exec = v;
         } else if (!strcmp(a, "--threads") && v) {
             if (!wb_cli_parse_uint(v, 1, 64, &dopts.threads))
@@ -302,6 +325,8 @@ static int serve_run(int argc, char **argv)
     wb_config *older[16] = {NULL}; /* configurations a reload replaced: still in use */
     size_t nolder = 0;
     wb_bundled *bundled = NULL;
+    wb_cli_http *http = NULL;
+    wb_queue *probe = NULL;
     wb_broker *br = NULL;
     wb_queue *q = NULL;
     wb_drain *d = NULL;
@@ -333,6 +358,31 @@ static int serve_run(int argc, char **argv)
         exit_code = WB_EXIT_SOFTWARE;
         goto out;
     }
+    if (http_listen[0]) {
+        /* the probes' own handle: one attempt, so that a probe never waits
+         * on a retry */
+        wb_queue_opts po = WB_QUEUE_OPTS_INIT;
+        po.retry_limit_ms = WB_QUEUE_NO_RETRY;
+        if (wb_queue_open(cfg, &po, &probe) != WB_OK) {
+            fprintf(stderr, "workerbus: serve: the %s queue: %s\n",
+                    wb_queue_type_name(wb_config_queue_type(cfg)), wb_queue_last_error(NULL));
+            exit_code = EX_UNAVAILABLE;
+            goto stop;
+        }
+        wb_cli_http_source hs = {.broker = br,
+                                 .drain = d,
+                                 .probe = probe,
+                                 .latency = &S.latency,
+                                 .broker_type = wb_broker_type_name(wb_config_broker_type(cfg)),
+                                 .queue_type = wb_queue_backend(q)};
+        int hrc = wb_cli_http_start(http_listen, &hs, &http);
+        if (hrc) {
+            exit_code = hrc;
+            goto stop;
+        }
+        fprintf(stderr, "workerbus: serve: http://%s/ serves /healthz, /readyz and /metrics\n",
+                http_listen);
+    }
     fprintf(stderr,
             "workerbus: serve: %s broker, %s queue; draining iot with %u thread%s (Ctrl-C "
             "stops, SIGUSR1 prints the counters)\n",
@@ -354,9 +404,14 @@ static int serve_run(int argc, char **argv)
             last = time(NULL);
         }
     }
+stop:
+    wb_cli_http_stop(http); /* before what it reports on */
+    http = NULL;
     wb_drain_stop(d); /* handlers finish; their messages are deleted or left */
     print_counters("at exit", d, br);
 out:
+    wb_cli_http_stop(http);
+    wb_queue_close(probe);
     wb_free(detail);
     wb_drain_free(d);
     wb_queue_close(q);

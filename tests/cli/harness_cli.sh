@@ -72,6 +72,60 @@ grep -q '"payload":{"kind":"heartbeat","seq":' "$out/builtin.out" || fail "built
 grep -q 'serve: counters: received' "$out/builtin.err" || fail "builtin: SIGUSR1 printed no counters"
 grep -q 'serve: at exit: received [1-9]' "$out/builtin.err" || fail "builtin: no counters at exit"
 
+# --http: liveness, readiness and Prometheus metrics, read as a scraper would
+hport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+(
+  eval "$("$wb" harness env --dir "$dir" --mode builtin)"
+  exec "$wb" serve --wait 1 --no-bundled --http "$hport"
+) >"$out/http.out" 2>"$out/http.err" &
+hpid=$!
+for _ in $(seq 100); do grep -q "serves /healthz" "$out/http.err" && break; sleep 0.1; done
+grep -q "http://127.0.0.1:$hport/ serves /healthz" "$out/http.err" || fail "serve --http did not start its endpoint"
+sleep 2 # some heartbeats handled
+python3 - "$hport" <<'PY' || fail "the HTTP endpoint answered wrongly"
+import re, sys, urllib.request, urllib.error
+base = f"http://127.0.0.1:{sys.argv[1]}"
+def get(path, method="GET"):
+    try:
+        with urllib.request.urlopen(urllib.request.Request(base + path, method=method), timeout=10) as r:
+            return r.status, r.headers.get("Content-Type", ""), r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers.get("Content-Type", ""), e.read().decode()
+st, _, body = get("/healthz")
+assert st == 200 and body == "ok\n", (st, body)
+st, _, body = get("/readyz")
+assert st == 200 and body.startswith("ready\n") and "broker (builtin): connected" in body, (st, body)
+st, ctype, body = get("/metrics")
+assert st == 200 and ctype.startswith("text/plain; version=0.0.4"), (st, ctype)
+samples, types = {}, {}
+for line in body.splitlines():
+    if line.startswith("# TYPE "):
+        _, _, name, kind = line.split(" ")
+        types[name] = kind
+        continue
+    if line.startswith("#") or not line:
+        continue
+    m = re.fullmatch(r'([a-z_]+)(\{[^}]*\})? (\S+)', line)
+    assert m, "not a sample line: " + line
+    float(m.group(3))
+    family = re.sub(r"_(bucket|sum|count)$", "", m.group(1)) if m.group(1).startswith("workerbus_handler") else m.group(1)
+    assert family in types, "no TYPE for " + m.group(1)
+    samples[m.group(1) + (m.group(2) or "")] = float(m.group(3))
+assert samples["workerbus_broker_connected"] == 1
+assert samples["workerbus_drain_received_total"] >= 1, samples["workerbus_drain_received_total"]
+assert samples["workerbus_drain_delivered_total"] >= 1
+assert 'workerbus_queue_messages{queue="iot",state="visible"}' in samples
+assert samples["workerbus_queue_reachable"] == 1
+assert types["workerbus_handler_duration_seconds"] == "histogram"
+buckets = [v for k, v in samples.items() if k.startswith("workerbus_handler_duration_seconds_bucket")]
+assert buckets == sorted(buckets), buckets
+assert samples['workerbus_handler_duration_seconds_bucket{le="+Inf"}'] == samples["workerbus_handler_duration_seconds_count"] >= 1
+assert get("/nope")[0] == 404
+assert get("/metrics", "POST")[0] == 405
+PY
+kill -TERM "$hpid"
+wait "$hpid" || fail "serve --http did not exit 0 on SIGTERM"
+
 serve_for iotcore 3
 grep -q '"payload":{"kind":"heartbeat"' "$out/iotcore.out" || fail "iotcore: no heartbeat line"
 
