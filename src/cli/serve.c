@@ -14,6 +14,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <systemd/sd-daemon.h>
+
 #include "cli.h"
 #include "http_endpoint.h"
 #include "workerbus/workerbus.h"
@@ -389,13 +391,25 @@ static int serve_run(int argc, char **argv)
             wb_broker_type_name(wb_config_broker_type(cfg)), wb_queue_backend(q),
             dopts.threads ? dopts.threads : 2, dopts.threads == 1 ? "" : "s");
     time_t last = time(NULL);
+    /* under systemd (Type=notify): ready now; the watchdog is fed from this
+     * loop, so a stuck main loop is restarted */
+    uint64_t watchdog_us = 0;
+    bool watchdog = sd_watchdog_enabled(0, &watchdog_us) > 0;
+    sd_notifyf(0, "READY=1\nSTATUS=%s broker, %s queue: draining iot",
+               wb_broker_type_name(wb_config_broker_type(cfg)), wb_queue_backend(q));
     for (;;) {
-        int sig = wb_cli_wait_signal(&sigs, 1000);
+        int sig = wb_cli_wait_signal(
+            &sigs, watchdog && watchdog_us < 2000000u ? (unsigned)(watchdog_us / 2000u) : 1000);
+        if (watchdog)
+            sd_notify(0, "WATCHDOG=1");
         if (sig == SIGUSR1) {
             print_counters("counters", d, br);
         } else if (sig == SIGHUP) {
+            sd_notify(0, "RELOADING=1");
             reload(&co, &cfg, bundled, older, &nolder, sizeof older / sizeof older[0]);
+            sd_notify(0, "READY=1");
         } else if (sig) {
+            sd_notify(0, "STOPPING=1");
             fprintf(stderr, "workerbus: serve: %s: stopping\n", strsignal(sig));
             break;
         }

@@ -126,6 +126,44 @@ PY
 kill -TERM "$hpid"
 wait "$hpid" || fail "serve --http did not exit 0 on SIGTERM"
 
+# Under systemd (Type=notify): READY=1 once up, WATCHDOG=1 at half the
+# watchdog interval, RELOADING=1 then READY=1 around SIGHUP, STOPPING=1 on
+# SIGTERM, on the socket NOTIFY_SOCKET names.
+python3 - "$wb" "$dir" "$out" <<'PY' || fail "serve's sd_notify messages are not what systemd expects"
+import os, signal, socket, subprocess, sys, time
+wb, hdir, out = sys.argv[1:4]
+path = os.path.join(out, "notify.sock")
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(path)
+s.settimeout(20)
+env = dict(os.environ, NOTIFY_SOCKET=path, WATCHDOG_USEC="1000000")
+envtext = subprocess.run([wb, "harness", "env", "--dir", hdir, "--mode", "builtin"],
+                         capture_output=True, text=True, check=True).stdout
+for line in envtext.splitlines():
+    k, v = line[len("export "):].split("=", 1)
+    env[k] = v.strip("'")
+p = subprocess.Popen([wb, "serve", "--wait", "1", "--no-bundled"], env=env,
+                     stdout=subprocess.DEVNULL, stderr=open(os.path.join(out, "notify.err"), "w"))
+def until(what, within=20):
+    end = time.time() + within
+    seen = []
+    while time.time() < end:
+        msg = s.recv(4096).decode()
+        seen.append(msg)
+        if what in msg.split("\n"):
+            return seen
+    raise SystemExit(f"no {what} in {seen}")
+until("READY=1")
+t0 = time.time()
+until("WATCHDOG=1"); until("WATCHDOG=1")
+assert time.time() - t0 < 3, "the watchdog is fed too rarely"
+p.send_signal(signal.SIGHUP)
+until("RELOADING=1"); until("READY=1")
+p.send_signal(signal.SIGTERM)
+until("STOPPING=1")
+assert p.wait(30) == 0
+PY
+
 serve_for iotcore 3
 grep -q '"payload":{"kind":"heartbeat"' "$out/iotcore.out" || fail "iotcore: no heartbeat line"
 
