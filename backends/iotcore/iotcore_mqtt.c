@@ -67,6 +67,7 @@ typedef struct iot {
     double tokens, byte_tokens;
     uint64_t tokens_at_ms;
     uint64_t received;
+    uint64_t down_since_ms; /* when the connection was lost, for the log */
     /* a pending subscribe/unsubscribe answer */
     int op_state; /* 0 idle, 1 waiting, 2 ok, 3 refused */
 } iot;
@@ -126,7 +127,9 @@ static void on_up(iot *b)
     }
     b->connecting = false;
     b->connected = true;
-    wb__session_connected(&b->s);
+    if (wb__session_connected(&b->s))
+        wb__log(WB_LOG_WARN, "broker", "reconnected to %s after %.1f s without a connection",
+                b->base.endpoint, (double)(wb__now_ms() - b->down_since_ms) / 1000.0);
     /* the session is clean: messages handed before the loss go again (at
      * least once), and subscriptions are renewed */
     wb__session_rehand_all(&b->s);
@@ -174,9 +177,13 @@ static void on_connection_lost(void *ctx, char *cause)
     pthread_mutex_lock(&b->lock);
     bool was = b->connected;
     b->connected = false;
+    if (was)
+        b->down_since_ms = wb__now_ms();
     wake_all(b);
     pthread_mutex_unlock(&b->lock);
     if (was) {
+        wb__log(WB_LOG_WARN, "broker", "connection to %s lost: %s; reconnecting", b->base.endpoint,
+                cause ? cause : "no reason given");
         in_cb = b;
         wb__broker_connection(b->base.core, false, cause ? cause : "connection lost");
         in_cb = NULL;

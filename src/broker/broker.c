@@ -244,6 +244,7 @@ WB_API wb_err wb_broker_publish(wb_broker *b, const char *topic, const void *pay
             free(d);
             d = NULL;
         }
+        wb__retry_end(&r, err, d);
         err = wb__err_code(err);
     }
     if (err) {

@@ -7,6 +7,7 @@
 #include <jansson.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,7 +25,8 @@
 
 static const char serve_usage[] =
     "Usage: workerbus serve [--exec CMD] [--threads N] [--wait S] [--visibility S] [--no-bundled]\n"
-    "                       [--log-level debug|info|warn|error] [--stats-every SECONDS]\n"
+    "                       [--log-level debug|info|warn|error] [--log-format FORMAT]\n"
+    "                       [--stats-every SECONDS]\n"
     "                       [--http [ADDRESS:]PORT] [--env-file FILE] [--set KEY=VALUE]...\n"
     "\n"
     "Runs the server's messaging layer: with MQTT_BROKER_TYPE=builtin it starts\n"
@@ -40,7 +42,12 @@ static const char serve_usage[] =
     "WB_RECEIVE_COUNT). A message is deleted once printed or once CMD exits 0;\n"
     "otherwise it comes back, and after 3 attempts goes to the dlq queue.\n"
     "\n"
-    "Log lines go to standard error (level: --log-level, default info).\n"
+    "Log lines, serve's own and the library's and the bundled broker's alike, go\n"
+    "to standard error in one format (--log-format): text, `TIME LEVEL component:\n"
+    "message pid=N`; json, one object a line (ts, level, component, msg, pid);\n"
+    "journal, `<PRIORITY>component: message` for journald; auto (the default),\n"
+    "journal when standard error is the journal, else text. Level: --log-level,\n"
+    "default info.\n"
     "SIGUSR1 prints the counters (received, delivered, failed, redriven,\n"
     "reconnects); SIGINT or SIGTERM stops everything cleanly and prints them.\n"
     "SIGHUP reads the configuration again; the bundled broker reloads what can\n"
@@ -74,19 +81,19 @@ typedef struct serve {
 
 static serve S = {.out_lock = PTHREAD_MUTEX_INITIALIZER, .level = WB_LOG_INFO};
 
-static void log_line(void *ctx, wb_log_level level, const char *component, const char *message)
+/* One line of serve's own, in the log's format (component "serve"). */
+static void say(wb_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void say(wb_log_level level, const char *fmt, ...)
 {
-    (void)ctx;
-    if (level < S.level)
-        return;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    struct tm tm;
-    gmtime_r(&ts.tv_sec, &tm);
-    char when[32];
-    strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
-    fprintf(stderr, "%s.%03ldZ %-5s %s: %s\n", when, ts.tv_nsec / 1000000L,
-            wb_log_level_name(level), component, message);
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    size_t n = strlen(line);
+    while (n && line[n - 1] == '\n')
+        line[--n] = '\0';
+    wb_log_message(level, "serve", line);
 }
 
 /* The JSON line of a message (jansson keeps the field order). */
@@ -152,7 +159,7 @@ static wb_err run_exec(const wb_worker_message *m, const char *line)
     char msg[256];
     snprintf(msg, sizeof msg, "--exec command %s for message %s (receive %u); it stays queued", why,
              m->id, m->receive_count);
-    log_line(NULL, WB_LOG_WARN, "serve", msg);
+    wb_log_message(WB_LOG_WARN, "serve", msg);
     return WB_ERR_BACKEND;
 }
 
@@ -194,13 +201,13 @@ static void print_counters(const char *when, wb_drain *d, wb_broker *br)
     wb_drain_stats_get(d, &ds);
     wb_broker_stats bs;
     wb_broker_stats_get(br, &bs);
-    fprintf(stderr,
-            "workerbus: serve: %s: received %llu, delivered %llu, failed %llu, redriven %llu, "
-            "reconnects %llu, visibility extensions %llu, queue errors %llu\n",
-            when, (unsigned long long)ds.received, (unsigned long long)ds.delivered,
-            (unsigned long long)ds.failed, (unsigned long long)ds.redriven,
-            (unsigned long long)bs.reconnects, (unsigned long long)ds.extended,
-            (unsigned long long)ds.queue_errors);
+    say(WB_LOG_INFO,
+        "%s: received %llu, delivered %llu, failed %llu, redriven %llu, "
+        "reconnects %llu, visibility extensions %llu, queue errors %llu\n",
+        when, (unsigned long long)ds.received, (unsigned long long)ds.delivered,
+        (unsigned long long)ds.failed, (unsigned long long)ds.redriven,
+        (unsigned long long)bs.reconnects, (unsigned long long)ds.extended,
+        (unsigned long long)ds.queue_errors);
 }
 
 /* SIGHUP: the configuration read again from its source; the bundled
@@ -209,18 +216,18 @@ static void print_counters(const char *when, wb_drain *d, wb_broker *br)
 static void reload(const wb_cli_config_opts *co, wb_config **cfg, wb_bundled *bundled,
                    wb_config **older, size_t *nolder, size_t max)
 {
-    fprintf(stderr, "workerbus: serve: SIGHUP: reading the configuration again\n");
+    say(WB_LOG_INFO, "SIGHUP: reading the configuration again\n");
     wb_config *next = NULL;
     if (wb_cli_load_config(co, &next) != WB_EXIT_OK) {
-        fprintf(stderr, "workerbus: serve: SIGHUP: the configuration is invalid now (above); "
-                        "nothing changed\n");
+        say(WB_LOG_WARN, "SIGHUP: the configuration is invalid now (above); "
+                         "nothing changed\n");
         return;
     }
     if (*nolder >= max) {
-        fprintf(stderr,
-                "workerbus: serve: SIGHUP: %zu reloads already: restart to reload "
-                "again\n",
-                max);
+        say(WB_LOG_WARN,
+            "SIGHUP: %zu reloads already: restart to reload "
+            "again\n",
+            max);
         wb_config_free(next);
         return;
     }
@@ -228,25 +235,25 @@ static void reload(const wb_cli_config_opts *co, wb_config **cfg, wb_bundled *bu
     if (bundled) {
         wb_err err = wb_bundled_reload(bundled, next, &d);
         if (err) {
-            fprintf(stderr,
-                    "workerbus: serve: SIGHUP: the bundled broker kept its settings: "
-                    "%s\n",
-                    d ? d : wb_strerror(err));
+            say(WB_LOG_WARN,
+                "SIGHUP: the bundled broker kept its settings: "
+                "%s\n",
+                d ? d : wb_strerror(err));
             wb_free(d);
             wb_config_free(next);
             return;
         }
-        fprintf(stderr,
-                "workerbus: serve: SIGHUP: the bundled broker (mosquitto pid %d) reloaded its "
-                "certificates and key, its log level and the topic rule's queue settings\n",
-                wb_bundled_pid(bundled));
+        say(WB_LOG_INFO,
+            "SIGHUP: the bundled broker (mosquitto pid %d) reloaded its "
+            "certificates and key, its log level and the topic rule's queue settings\n",
+            wb_bundled_pid(bundled));
     } else {
-        fprintf(stderr, "workerbus: serve: SIGHUP: no bundled broker here (--no-bundled or "
-                        "iotcore): nothing to reload\n");
+        say(WB_LOG_INFO, "SIGHUP: no bundled broker here (--no-bundled or "
+                         "iotcore): nothing to reload\n");
     }
-    fprintf(stderr, "workerbus: serve: SIGHUP: logs go to standard error, which stays open; "
-                    "the server's own connection, the queue and the drain keep their "
-                    "settings (a restart applies changes to those)\n");
+    say(WB_LOG_INFO, "SIGHUP: logs go to standard error, which stays open; "
+                     "the server's own connection, the queue and the drain keep their "
+                     "settings (a restart applies changes to those)\n");
     older[(*nolder)++] = *cfg; /* the broker connection still reads it */
     *cfg = next;
 }
@@ -259,6 +266,7 @@ static int serve_run(int argc, char **argv)
     unsigned stats_every = 0;
     bool no_bundled = false;
     char http_listen[128] = "";
+    wb_log_format log_format = WB_LOG_FORMAT_AUTO;
     int rc = 0;
     for (int i = 1; i < argc; i++) {
         if (wb_cli_config_option(&co, argc, argv, &i, &rc)) {
@@ -271,7 +279,19 @@ static int serve_run(int argc, char **argv)
             no_bundled = true;
             continue;
         }
-        if (!strcmp(a, "--http") && v) {
+        if (!strcmp(a, "--log-format") && v) {
+            static const char *const names[] = {"auto", "text", "json", "journal"};
+            bool found = false;
+            for (int k = 0; k < 4 && !found; k++) {
+                if (!strcmp(v, names[k])) {
+                    log_format = (wb_log_format)k;
+                    found = true;
+                }
+            }
+            if (!found)
+                return wb_cli_usage_error(
+                    "serve", "--log-format takes auto, text, json or journal, not '%s'", v);
+        } else if (!strcmp(a, "--http") && v) {
             bool bare = strspn(v, "0123456789") == strlen(v);
             snprintf(http_listen, sizeof http_listen, "%s%s", bare ? "127.0.0.1:" : "", v);
         } else if (!strcmp(a, "--exec") && v) {
@@ -317,7 +337,7 @@ static int serve_run(int argc, char **argv)
     sigaddset(&sigs, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN); /* a closed stdout is an error of the handler, not a crash */
-    wb_log_set_handler(log_line, NULL);
+    wb_log_set_format(log_format);
     wb_log_set_level(S.level);
 
     wb_config *cfg = NULL;
@@ -337,26 +357,25 @@ static int serve_run(int argc, char **argv)
     if (wb_config_broker_type(cfg) == WB_BROKER_BUILTIN && !no_bundled) {
         wb_err err = wb_bundled_start(cfg, NULL, &bundled, &detail);
         if (err) {
-            fprintf(stderr, "workerbus: serve: the bundled broker: %s\n",
-                    detail ? detail : wb_strerror(err));
+            say(WB_LOG_ERROR, "the bundled broker: %s\n", detail ? detail : wb_strerror(err));
             exit_code = EX_UNAVAILABLE;
             goto out;
         }
     }
     if (wb_broker_open(cfg, NULL, &br) != WB_OK || wb_broker_connect(br, 30000) != WB_OK) {
-        fprintf(stderr, "workerbus: serve: the %s broker: %s\n",
-                wb_broker_type_name(wb_config_broker_type(cfg)), wb_broker_last_error(br));
+        say(WB_LOG_ERROR, "the %s broker: %s\n", wb_broker_type_name(wb_config_broker_type(cfg)),
+            wb_broker_last_error(br));
         exit_code = EX_UNAVAILABLE;
         goto out;
     }
     if (wb_queue_open(cfg, NULL, &q) != WB_OK) {
-        fprintf(stderr, "workerbus: serve: the %s queue: %s\n",
-                wb_queue_type_name(wb_config_queue_type(cfg)), wb_queue_last_error(NULL));
+        say(WB_LOG_ERROR, "the %s queue: %s\n", wb_queue_type_name(wb_config_queue_type(cfg)),
+            wb_queue_last_error(NULL));
         exit_code = EX_UNAVAILABLE;
         goto out;
     }
     if (wb_drain_start(q, &dopts, on_worker_message, NULL, &d) != WB_OK) {
-        fprintf(stderr, "workerbus: serve: cannot start draining the iot queue\n");
+        say(WB_LOG_ERROR, "cannot start draining the iot queue\n");
         exit_code = WB_EXIT_SOFTWARE;
         goto out;
     }
@@ -366,8 +385,8 @@ static int serve_run(int argc, char **argv)
         wb_queue_opts po = WB_QUEUE_OPTS_INIT;
         po.retry_limit_ms = WB_QUEUE_NO_RETRY;
         if (wb_queue_open(cfg, &po, &probe) != WB_OK) {
-            fprintf(stderr, "workerbus: serve: the %s queue: %s\n",
-                    wb_queue_type_name(wb_config_queue_type(cfg)), wb_queue_last_error(NULL));
+            say(WB_LOG_ERROR, "the %s queue: %s\n", wb_queue_type_name(wb_config_queue_type(cfg)),
+                wb_queue_last_error(NULL));
             exit_code = EX_UNAVAILABLE;
             goto stop;
         }
@@ -382,14 +401,13 @@ static int serve_run(int argc, char **argv)
             exit_code = hrc;
             goto stop;
         }
-        fprintf(stderr, "workerbus: serve: http://%s/ serves /healthz, /readyz and /metrics\n",
-                http_listen);
+        say(WB_LOG_INFO, "http://%s/ serves /healthz, /readyz and /metrics\n", http_listen);
     }
-    fprintf(stderr,
-            "workerbus: serve: %s broker, %s queue; draining iot with %u thread%s (Ctrl-C "
-            "stops, SIGUSR1 prints the counters)\n",
-            wb_broker_type_name(wb_config_broker_type(cfg)), wb_queue_backend(q),
-            dopts.threads ? dopts.threads : 2, dopts.threads == 1 ? "" : "s");
+    say(WB_LOG_INFO,
+        "%s broker, %s queue; draining iot with %u thread%s (Ctrl-C "
+        "stops, SIGUSR1 prints the counters)\n",
+        wb_broker_type_name(wb_config_broker_type(cfg)), wb_queue_backend(q),
+        dopts.threads ? dopts.threads : 2, dopts.threads == 1 ? "" : "s");
     time_t last = time(NULL);
     /* under systemd (Type=notify): ready now; the watchdog is fed from this
      * loop, so a stuck main loop is restarted */
@@ -410,7 +428,7 @@ static int serve_run(int argc, char **argv)
             sd_notify(0, "READY=1");
         } else if (sig) {
             sd_notify(0, "STOPPING=1");
-            fprintf(stderr, "workerbus: serve: %s: stopping\n", strsignal(sig));
+            say(WB_LOG_INFO, "%s: stopping\n", strsignal(sig));
             break;
         }
         if (stats_every && time(NULL) - last >= (time_t)stats_every) {

@@ -79,6 +79,7 @@ struct wb__mqttc {
     uint64_t attempt_started_ms;
     unsigned stalled; /* attempts in a row abandoned by the watchdog */
     bool socket_open;
+    uint64_t down_since_ms; /* when the connection was lost, for the log */
 };
 
 static pthread_once_t lib_once = PTHREAD_ONCE_INIT;
@@ -166,7 +167,9 @@ static void on_connect(struct mosquitto *m, void *obj, int rc)
     wb__session_subs_free(filters, qos, n);
     c->stalled = 0;
     if (again)
-        wb__log(WB_LOG_INFO, c->o.component, "reconnected to %s:%u", c->o.connect_host, c->o.port);
+        wb__log(WB_LOG_WARN, c->o.component,
+                "reconnected to %s:%u after %.1f s without a connection", c->o.connect_host,
+                c->o.port, (double)(wb__now_ms() - c->down_since_ms) / 1000.0);
     if (c->o.on_connection)
         c->o.on_connection(c->o.ctx, true, NULL);
 }
@@ -199,6 +202,7 @@ static void on_disconnect(struct mosquitto *m, void *obj, int rc)
         return;
     }
     if (was) {
+        c->down_since_ms = wb__now_ms();
         char *e = wb__asprintf("connection to %s:%u lost: %s", c->o.connect_host, c->o.port,
                                rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc));
         wb__log(WB_LOG_WARN, c->o.component, "%s; reconnecting", e ? e : "connection lost");

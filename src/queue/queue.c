@@ -256,6 +256,7 @@ static void retry_start(const wb_queue *q, wb__retry *r, char *what, size_t size
             (d) = NULL;                                                                            \
             (err) = (call);                                                                        \
         } while ((err) && wb__retry_again(&r_, err, d));                                           \
+        wb__retry_end(&r_, err, d);                                                                \
         (err) = wb__err_code(err);                                                                 \
     } while (0)
 

@@ -94,3 +94,17 @@ bool wb__retry_again(wb__retry *r, wb_err err, const char *detail)
     }
     return true;
 }
+
+void wb__retry_end(const wb__retry *r, wb_err err, const char *detail)
+{
+    if (r->attempt == 0)
+        return; /* no outage: the first attempt did it, or was not retryable */
+    unsigned long long spent = (unsigned long long)(wb__now_ms() - r->start_ms);
+    if (!err)
+        wb__log(WB_LOG_WARN, r->component, "%s: recovered after %llu ms and %u retr%s", r->what,
+                spent, r->attempt, r->attempt == 1 ? "y" : "ies");
+    else
+        wb__log(WB_LOG_ERROR, r->component, "%s: gave up after %llu ms and %u retr%s: %s", r->what,
+                spent, r->attempt, r->attempt == 1 ? "y" : "ies",
+                detail ? detail : wb_strerror(wb__err_code(err)));
+}

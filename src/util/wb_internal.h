@@ -68,6 +68,9 @@ void wb__retry_start(wb__retry *r, const char *component, const char *what, unsi
  * every tenth, with detail, which stays the caller's); false: stop, err
  * stands. */
 bool wb__retry_again(wb__retry *r, wb_err err, const char *detail);
+/* After the last attempt: an outage that was retried is logged as ended,
+ * with how long it lasted (recovered: a warning; given up: an error). */
+void wb__retry_end(const wb__retry *r, wb_err err, const char *detail);
 
 /* ---- backend tables (registry.c) ---------------------------------------- */
 

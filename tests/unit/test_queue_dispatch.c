@@ -278,14 +278,31 @@ static wb_queue *open_with_limit(unsigned limit_ms)
     return h;
 }
 
+/* The log lines of a test, kept to be read back. */
+static char logged[8192];
+static void keep_log(void *ctx, wb_log_level level, const char *component, const char *message)
+{
+    (void)ctx, (void)level;
+    size_t n = strlen(logged);
+    snprintf(logged + n, sizeof logged - n, "%s: %s\n", component, message);
+}
+
 Test(queue, a_retryable_failure_is_retried_by_the_core)
 {
+    logged[0] = '\0';
+    wb_log_set_handler(keep_log, NULL);
     calls.fail_left = 3;
     calls.fail_err = wb__retryable(WB_ERR_CONNECTION_LOST);
     wb_queue_counts c;
     cr_assert_eq(wb_queue_counts_get(q, WB_LQ_IOT, &c), WB_OK, "%s", wb_queue_last_error(q));
     cr_assert_eq(c.visible, 7);
     cr_assert_eq(calls.counts_calls, 4, "%d attempts", calls.counts_calls);
+    /* the outage is logged when it starts and when it ends, with how long */
+    wb_log_set_handler(NULL, NULL);
+    cr_assert(strstr(logged, "queue: fake counts on iot: the fake is down; retrying in"), "%s",
+              logged);
+    cr_assert(strstr(logged, "queue: fake counts on iot: recovered after "), "%s", logged);
+    cr_assert(strstr(logged, " ms and 3 retries"), "%s", logged);
 }
 
 Test(queue, a_failure_not_marked_retryable_is_not_retried)
