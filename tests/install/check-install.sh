@@ -37,6 +37,13 @@ case "$prefix" in
     fail "the installed tool's RUNPATH is '$runpath', not $prefix/$libdir" ;;
 esac
 [ -f "$L/pkgconfig/workerbus.pc" ] || fail "workerbus.pc not installed"
+M="$(abs "$(meson introspect "$build" --buildoptions | python3 -c 'import json,sys
+print({x["name"]:x["value"] for x in json.load(sys.stdin)}["mandir"])')")"
+for page in workerbus workerbus-serve workerbus-pki workerbus-harness workerbus-queue; do
+  [ -f "$M/man1/$page.1" ] || fail "man page $page.1 not installed"
+done
+[ -f "$dest$prefix/share/bash-completion/completions/workerbus" ] || fail "bash completion not installed"
+[ -f "$dest$prefix/lib/systemd/system/workerbus.service" ] || fail "systemd unit not installed"
 
 # Only the public API is exported: every defined dynamic symbol is wb_*,
 # none is internal (wb__), with no exception.
