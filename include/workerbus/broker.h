@@ -100,6 +100,7 @@ WB_API wb_err wb_broker_open(const wb_config *config, const wb_broker_opts *opts
 /**
  * Connects, and keeps the connection up from then on (reconnecting with
  * exponential backoff and jitter, subscriptions renewed).
+ * Blocks until the first connection is up, refused, or timeout_ms passes.
  * @return ::WB_OK; ::WB_ERR_AUTH_REFUSED (credentials refused: not retried);
  *         ::WB_ERR_TIMEOUT (no connection within timeout_ms); ::WB_ERR_STATE
  *         (already connected).
@@ -108,6 +109,10 @@ WB_API wb_err wb_broker_connect(wb_broker *broker, unsigned int timeout_ms);
 
 /**
  * Publishes a copy of payload to topic.
+ * Blocking: over MQTT (builtin, iotcore mqtts/mqtts-alpn/wss) it queues the
+ * copy and returns at once; over IoT Core's HTTPS API it makes the request
+ * and waits for the answer, retrying a 5xx, a 429 or no answer for up to
+ * 10 s. Callable from on_message.
  * @return ::WB_OK (QoS 1: kept until acknowledged); ::WB_ERR_INVALID_ARGUMENT
  *         (empty or wildcard topic, invalid UTF-8, NULL payload with a
  *         length); ::WB_ERR_NOT_SUPPORTED (QoS other than 0 and 1);
@@ -139,19 +144,21 @@ WB_API wb_err wb_broker_subscribe(wb_broker *broker, const char *filter, int qos
 WB_API wb_err wb_broker_unsubscribe(wb_broker *broker, const char *filter, unsigned int timeout_ms);
 
 /**
- * Waits until every accepted message is acknowledged.
+ * Waits until every accepted message is acknowledged; blocks up to
+ * timeout_ms.
  * @return ::WB_OK, or ::WB_ERR_TIMEOUT (the messages stay queued).
  */
 WB_API wb_err wb_broker_flush(wb_broker *broker, unsigned int timeout_ms);
 
 /**
- * Flushes for up to timeout_ms, then disconnects. Messages still queued are
+ * Flushes for up to timeout_ms, then disconnects; blocks up to timeout_ms
+ * and the few milliseconds a DISCONNECT takes. Messages still queued are
  * dropped (the return code says so).
  * @return ::WB_OK, or ::WB_ERR_TIMEOUT when messages were still queued.
  */
 WB_API wb_err wb_broker_disconnect(wb_broker *broker, unsigned int timeout_ms);
 
-/** Fills the handle's counters. */
+/** Fills the handle's counters; never blocks. */
 WB_API void wb_broker_stats_get(wb_broker *broker, wb_broker_stats *out);
 
 /**
@@ -166,7 +173,8 @@ WB_API const char *wb_broker_last_error(const wb_broker *broker);
 /** The backend's name: "builtin" or "iotcore". */
 WB_API const char *wb_broker_backend(const wb_broker *broker);
 
-/** Disconnects (without waiting) if needed and frees the handle; NULL is ignored. */
+/** Disconnects (without waiting for the outbox) if needed, stops the
+ *  handle's threads and frees it; NULL is ignored. Not from on_message. */
 WB_API void wb_broker_close(wb_broker *broker);
 
 #ifdef __cplusplus

@@ -115,7 +115,12 @@ typedef struct wb_queue_counts {
 WB_API wb_err wb_queue_open(const wb_config *config, const wb_queue_opts *opts, wb_queue **out);
 
 /** Sends one message. id, if not NULL, receives its id (at most
- *  WB_QUEUE_ID_MAX + 1 bytes with the NUL). */
+ *  WB_QUEUE_ID_MAX + 1 bytes with the NUL).
+ *
+ *  Blocking, for every operation of a handle: one round trip to PostgreSQL
+ *  or SQS, and, after a failure worth retrying, more with backoff for up to
+ *  wb_queue_opts.retry_limit_ms (60 s by default). Any number of threads may
+ *  call them on one handle at once. */
 WB_API wb_err wb_queue_send(wb_queue *queue, wb_logical_queue lq, const wb_queue_entry *entry,
                             char id[WB_QUEUE_ID_MAX + 1]);
 
@@ -126,8 +131,10 @@ WB_API wb_err wb_queue_send_batch(wb_queue *queue, wb_logical_queue lq,
 
 /**
  * Receives up to max (1-10) messages, waiting up to wait_s (0-20) for the
- * first; visibility_s is the visibility timeout (0-43200), or -1 for the
- * queue's own. *out is NULL and *n 0 when none came.
+ * first (a long poll: it blocks that long on an empty queue, unless a drain
+ * on the same handle stops); visibility_s is the visibility timeout
+ * (0-43200), or -1 for the queue's own. *out is NULL and *n 0 when none
+ * came.
  */
 WB_API wb_err wb_queue_receive(wb_queue *queue, wb_logical_queue lq, unsigned int max,
                                unsigned int wait_s, int visibility_s, wb_queue_message **out,
@@ -147,6 +154,8 @@ WB_API wb_err wb_queue_counts_get(wb_queue *queue, wb_logical_queue lq, wb_queue
 WB_API const char *wb_queue_last_error(const wb_queue *queue);
 /** The backend's name: "sqs" or "postgres". */
 WB_API const char *wb_queue_backend(const wb_queue *queue);
+/** Closes the handle's connections and frees it; no call may be running on
+ *  it. NULL is ignored. */
 WB_API void wb_queue_close(wb_queue *queue);
 
 #ifdef __cplusplus
