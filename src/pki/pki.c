@@ -181,6 +181,34 @@ static char *san_of(const char *const *hosts)
     return wb__buf_take(&b);
 }
 
+/* A leaf certificate from the CA: the broker's (server authentication, its
+ * host names in san) or the server's (client authentication). */
+static X509 *make_leaf(EVP_PKEY *key, bool broker, const char *cn, const char *san, X509 *ca,
+                       EVP_PKEY *ca_key)
+{
+    const int srv_nids[] = {NID_basic_constraints,
+                            NID_key_usage,
+                            NID_ext_key_usage,
+                            NID_subject_alt_name,
+                            NID_subject_key_identifier,
+                            NID_authority_key_identifier,
+                            0};
+    const char *srv_vals[] = {
+        "critical,CA:FALSE", "critical,digitalSignature,keyEncipherment", "serverAuth", san, "hash",
+        "keyid:always"};
+    static const int cli_nids[] = {NID_basic_constraints,
+                                   NID_key_usage,
+                                   NID_ext_key_usage,
+                                   NID_subject_key_identifier,
+                                   NID_authority_key_identifier,
+                                   0};
+    static const char *const cli_vals[] = {"critical,CA:FALSE",
+                                           "critical,digitalSignature,keyEncipherment",
+                                           "clientAuth", "hash", "keyid:always"};
+    return broker ? make_cert(key, cn, ca, ca_key, LEAF_DAYS, srv_vals, srv_nids)
+                  : make_cert(key, cn, ca, ca_key, LEAF_DAYS, cli_vals, cli_nids);
+}
+
 WB_API wb_err wb_pki_init(const char *dir, const wb_pki_init_opts *opts, char **detail)
 {
     static const char *const default_hosts[] = {"localhost", "127.0.0.1", "::1", NULL};
@@ -231,29 +259,8 @@ WB_API wb_err wb_pki_init(const char *dir, const wb_pki_init_opts *opts, char **
                                           "critical,keyCertSign,cRLSign", "hash"};
     ca = make_cert(ca_key, "workerbus CA", NULL, ca_key, o.ca_days ? o.ca_days : CA_DAYS, ca_vals,
                    ca_nids);
-    const int srv_nids[] = {NID_basic_constraints,
-                            NID_key_usage,
-                            NID_ext_key_usage,
-                            NID_subject_alt_name,
-                            NID_subject_key_identifier,
-                            NID_authority_key_identifier,
-                            0};
-    const char *srv_vals[] = {
-        "critical,CA:FALSE", "critical,digitalSignature,keyEncipherment", "serverAuth", san, "hash",
-        "keyid:always"};
-    broker = ca ? make_cert(broker_key, hosts[0], ca, ca_key, LEAF_DAYS, srv_vals, srv_nids) : NULL;
-    static const int cli_nids[] = {NID_basic_constraints,
-                                   NID_key_usage,
-                                   NID_ext_key_usage,
-                                   NID_subject_key_identifier,
-                                   NID_authority_key_identifier,
-                                   0};
-    static const char *const cli_vals[] = {"critical,CA:FALSE",
-                                           "critical,digitalSignature,keyEncipherment",
-                                           "clientAuth", "hash", "keyid:always"};
-    server = ca ? make_cert(server_key, WB_PKI_SERVER_IDENTITY, ca, ca_key, LEAF_DAYS, cli_vals,
-                            cli_nids)
-                : NULL;
+    broker = ca ? make_leaf(broker_key, true, hosts[0], san, ca, ca_key) : NULL;
+    server = ca ? make_leaf(server_key, false, WB_PKI_SERVER_IDENTITY, NULL, ca, ca_key) : NULL;
     if (!ca || !broker || !server) {
         set_detail(detail, "cannot create the certificates");
         goto out;
@@ -743,31 +750,7 @@ WB_API wb_err wb_pki_reissue(const char *dir, wb_pki_leaf which, const char *con
         }
     }
     if (!err) {
-        const int srv_nids[] = {NID_basic_constraints,
-                                NID_key_usage,
-                                NID_ext_key_usage,
-                                NID_subject_alt_name,
-                                NID_subject_key_identifier,
-                                NID_authority_key_identifier,
-                                0};
-        const char *srv_vals[] = {"critical,CA:FALSE",
-                                  "critical,digitalSignature,keyEncipherment",
-                                  "serverAuth",
-                                  san,
-                                  "hash",
-                                  "keyid:always"};
-        static const int cli_nids[] = {NID_basic_constraints,
-                                       NID_key_usage,
-                                       NID_ext_key_usage,
-                                       NID_subject_key_identifier,
-                                       NID_authority_key_identifier,
-                                       0};
-        static const char *const cli_vals[] = {"critical,CA:FALSE",
-                                               "critical,digitalSignature,keyEncipherment",
-                                               "clientAuth", "hash", "keyid:always"};
-        cert = broker ? make_cert(key, hosts[0], ca, ca_key, LEAF_DAYS, srv_vals, srv_nids)
-                      : make_cert(key, WB_PKI_SERVER_IDENTITY, ca, ca_key, LEAF_DAYS, cli_vals,
-                                  cli_nids);
+        cert = make_leaf(key, broker, broker ? hosts[0] : WB_PKI_SERVER_IDENTITY, san, ca, ca_key);
         pem_cert = cert ? pem_of(write_cert, cert) : NULL;
         pem_key = cert ? pem_of(write_key, key) : NULL;
         if (!pem_cert || !pem_key) {
