@@ -30,7 +30,7 @@
 #include <unistd.h>
 
 #include "queue_backend.h"
-#include "schema.h"
+#include "pg.h"
 #include "wb_internal.h"
 
 #define POOL_MAX          32
@@ -210,62 +210,7 @@ const char *wb__pg_statement(const char *name)
 
 /* ---- errors ----------------------------------------------------------- */
 
-static bool is_transient(PGconn *c, const PGresult *r)
-{
-    if (!c || PQstatus(c) != CONNECTION_OK)
-        return true;
-    const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
-    if (!state)
-        return r == NULL;
-    /* connection exceptions, shutdowns, serialization and deadlocks */
-    return strncmp(state, "08", 2) == 0 || strncmp(state, "57P", 3) == 0 ||
-           strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0;
-}
-
-static char *describe(PGconn *c, const PGresult *r, const char *what)
-{
-    const char *m = r ? PQresultErrorMessage(r) : "";
-    if (!m || !*m)
-        m = c ? PQerrorMessage(c) : "no connection";
-    size_t n = strlen(m);
-    while (n && (m[n - 1] == '\n' || m[n - 1] == ' '))
-        n--;
-    const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
-    return wb__asprintf("PostgreSQL, %s: %.*s%s%s%s", what, (int)n, m, state ? " (SQLSTATE " : "",
-                        state ? state : "", state ? ")" : "");
-}
-
 /* ---- connections ------------------------------------------------------- */
-
-/* The server's NOTICE lines ("relation already exists, skipping") go to
- * the debug log, not to the process's standard error. */
-static void on_notice(void *arg, const char *message)
-{
-    (void)arg;
-    size_t n = strlen(message);
-    while (n && message[n - 1] == '\n')
-        n--;
-    wb__log(WB_LOG_DEBUG, "queue", "PostgreSQL: %.*s", (int)n, message);
-}
-
-static PGconn *connect_db(const char *url, char **detail)
-{
-    const char *keys[] = {"application_name", "connect_timeout", "client_encoding", "dbname", NULL};
-    const char *vals[] = {"workerbus", "10", "UTF8", url, NULL};
-    PGconn *c = PQconnectdbParams(keys, vals, 1);
-    if (!c) {
-        *detail = wb__strdup("PostgreSQL: out of memory while connecting");
-        return NULL;
-    }
-    if (PQstatus(c) != CONNECTION_OK) {
-        char *raw = describe(c, NULL, "connecting");
-        *detail = raw;
-        PQfinish(c);
-        return NULL;
-    }
-    PQsetNoticeProcessor(c, on_notice, NULL);
-    return c;
-}
 
 static bool prepare_all(pgconn *pc, char **detail)
 {
@@ -273,7 +218,7 @@ static bool prepare_all(pgconn *pc, char **detail)
         PGresult *r = PQprepare(pc->c, statements[i].name, statements[i].sql, 0, NULL);
         bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
         if (!ok)
-            *detail = describe(pc->c, r, statements[i].name);
+            *detail = wb__pg_describe(pc->c, r, statements[i].name);
         PQclear(r);
         if (!ok)
             return false;
@@ -305,7 +250,7 @@ static bool conn_ready(pgq *q, pgconn *pc, char **detail)
     if (pc->c)
         PQfinish(pc->c);
     pc->ready = pc->listening = false;
-    pc->c = connect_db(q->url, detail);
+    pc->c = wb__pg_connect(q->url, "workerbus", "queue", detail);
     return pc->c && prepare_all(pc, detail);
 }
 
@@ -366,8 +311,8 @@ static PGresult *run(pgq *q, pgconn *pc, int st, int n, const char *const *vals,
             PGresult *r = PQexecPrepared(pc->c, statements[st].name, n, vals, NULL, NULL, 0);
             if (PQresultStatus(r) == want)
                 return r;
-            transient = is_transient(pc->c, r);
-            d = describe(pc->c, r, statements[st].name);
+            transient = wb__pg_is_transient(pc->c, r);
+            d = wb__pg_describe(pc->c, r, statements[st].name);
             PQclear(r);
             if (transient && pc->c && PQstatus(pc->c) != CONNECTION_OK)
                 pc->ready = pc->listening = false;
@@ -882,91 +827,6 @@ static wb_err pg_counts(void *priv, wb_logical_queue lq, wb_queue_counts *out, c
 
 /* ---- open, migrations, close ------------------------------------------- */
 
-static wb_err exec_simple(PGconn *c, const char *sql, const char *what, char **detail)
-{
-    PGresult *r = PQexec(c, sql);
-    ExecStatusType s = PQresultStatus(r);
-    bool ok = s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK;
-    if (!ok)
-        *detail = describe(c, r, what);
-    PQclear(r);
-    return ok ? WB_OK : WB_ERR_BACKEND;
-}
-
-static int schema_version_known(void)
-{
-    return wb_pg_migrations[WB__ARRAY_LEN(wb_pg_migrations) - 1].version;
-}
-
-/* Applies the migrations this library knows, under the advisory lock; *from
- * and *to (may be NULL) receive the versions before and after. */
-static wb_err migrate(PGconn *c, int *from, int *to, char **detail)
-{
-    char lock[96];
-    snprintf(lock, sizeof lock, "SELECT pg_advisory_xact_lock(%lld)", WB_PG_MIGRATION_LOCK);
-    wb_err err = exec_simple(c, "BEGIN", "starting the migration", detail);
-    if (!err)
-        err = exec_simple(c, lock, "taking the migration lock", detail);
-    if (!err)
-        err = exec_simple(c,
-                          "CREATE TABLE IF NOT EXISTS workerbus_schema (version integer PRIMARY "
-                          "KEY, description text NOT NULL, applied_at timestamptz NOT NULL "
-                          "DEFAULT now())",
-                          "creating workerbus_schema", detail);
-    int current = 0;
-    if (!err) {
-        PGresult *r = PQexec(c, "SELECT coalesce(max(version), 0) FROM workerbus_schema");
-        if (PQresultStatus(r) == PGRES_TUPLES_OK)
-            current = atoi(PQgetvalue(r, 0, 0));
-        else {
-            *detail = describe(c, r, "reading workerbus_schema");
-            err = WB_ERR_BACKEND;
-        }
-        PQclear(r);
-    }
-    int known = schema_version_known();
-    if (!err && current > known) {
-        *detail = wb__asprintf("the database's queue schema is at version %d; this workerbus "
-                               "knows versions up to %d: upgrade workerbus",
-                               current, known);
-        err = WB_ERR_STATE;
-    }
-    for (size_t i = 0; !err && i < WB__ARRAY_LEN(wb_pg_migrations); i++) {
-        const struct wb_pg_migration *m = &wb_pg_migrations[i];
-        if (m->version <= current)
-            continue;
-        char what[128];
-        snprintf(what, sizeof what, "migration %d (%s)", m->version, m->description);
-        err = exec_simple(c, m->sql, what, detail);
-        if (!err) {
-            char vs[16];
-            snprintf(vs, sizeof vs, "%d", m->version);
-            const char *vals[] = {vs, m->description};
-            PGresult *r = PQexecParams(c,
-                                       "INSERT INTO workerbus_schema (version, description) "
-                                       "VALUES ($1, $2)",
-                                       2, NULL, vals, NULL, NULL, 0);
-            if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-                *detail = describe(c, r, what);
-                err = WB_ERR_BACKEND;
-            }
-            PQclear(r);
-            if (!err)
-                wb__log(WB_LOG_INFO, "queue", "applied %s", what);
-        }
-    }
-    if (err) {
-        PQclear(PQexec(c, "ROLLBACK"));
-        return err;
-    }
-    err = exec_simple(c, "COMMIT", "committing the migration", detail);
-    if (from)
-        *from = current;
-    if (to)
-        *to = current > known ? current : known;
-    return err;
-}
-
 static wb_err pg_open(void *priv, const wb_config *cfg, const wb_queue_opts *opts, char **detail)
 {
     pgq *q = priv;
@@ -987,7 +847,7 @@ static wb_err pg_open(void *priv, const wb_config *cfg, const wb_queue_opts *opt
     q->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK); /* -1: polls run their course */
 
     char *d = NULL;
-    PGconn *c = connect_db(url, &d);
+    PGconn *c = wb__pg_connect(url, "workerbus", "queue", &d);
     wb_err err = WB_OK;
     if (!c) {
         /* The message names DATABASE_URL without its password. */
@@ -1000,7 +860,7 @@ static wb_err pg_open(void *priv, const wb_config *cfg, const wb_queue_opts *opt
         *detail = wb__buf_take(&b);
         err = WB_ERR_CONNECTION_LOST;
     } else {
-        err = migrate(c, NULL, NULL, detail);
+        err = wb__pg_migrate(c, "queue", NULL, NULL, detail);
         /* Keep the connection: the first operation will use it. */
         pgconn *pc = calloc(1, sizeof *pc);
         if (!err && pc) {

@@ -4,7 +4,8 @@
 #   - src/util sees only itself and the public headers;
 #   - the portable core (src/util, src/pki, src/config, src/broker,
 #     src/queue, src/mqtt, src/bundled) never includes a header of
-#     backends/, of src/aws (the AWS backends' helpers) or of plugin/;
+#     backends/, of src/aws (the AWS backends' helpers), of src/pg (the
+#     PostgreSQL helpers) or of plugin/;
 #   - a backend never includes another backend's header;
 #   - the plugin never includes a backend's header;
 #   - outside src/config, only its typed views (config_views.h) are seen:
@@ -53,15 +54,15 @@ check_file() {
           "src/util uses nothing but itself and the public headers" ;;
       src/pki | src/config | src/broker | src/queue | src/mqtt | src/bundled)
         case "$where" in
-          backends/* | src/aws | plugin)
+          backends/* | src/aws | src/pg | plugin)
             complain "$file" "$lineno" "$inc" "$where" \
               "the portable core may not include a backend's header (only backends/list.c.in, src/harness and src/cli reach into backends/)" ;;
         esac ;;
-      src/aws)
+      src/aws | src/pg)
         case "$where" in
           backends/* | plugin)
             complain "$file" "$lineno" "$inc" "$where" \
-              "src/aws serves the backends and may not include their headers" ;;
+              "$dir serves the backends and may not include their headers" ;;
         esac ;;
       backends/*)
         case "$where" in
@@ -84,7 +85,7 @@ while IFS= read -r f; do
   check_file "$f"
   files=$((files + 1))
 done < <(find src/util src/pki src/config src/broker src/queue src/mqtt src/bundled src/aws \
-  backends plugin -name '*.c' -o -name '*.h' -o -name '*.c.in' | sort)
+  src/pg backends plugin -name '*.c' -o -name '*.h' -o -name '*.c.in' | sort)
 
 if [ "$bad" -gt 0 ]; then
   echo "check-layers: $bad include(s) cross a layer; see docs/architecture.md" >&2

@@ -1,5 +1,7 @@
-/* The PostgreSQL queue's schema: versioned migrations, applied in order under
- * an advisory lock by wb_queue_open(). Append; never edit an applied one. */
+/* workerbus's PostgreSQL schema: versioned migrations, applied in order
+ * under an advisory lock by whoever opens the database first (wb__pg_migrate():
+ * the postgres queue, the builtin broker's replicas, the plugin's presence
+ * records). Append; never edit an applied one. */
 #ifndef WB_PG_SCHEMA_H
 #define WB_PG_SCHEMA_H
 
@@ -51,6 +53,44 @@ static const struct wb_pg_migration {
      "CREATE TRIGGER message_queue_messages_visible AFTER UPDATE ON message_queue_messages"
      "  REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT"
      "  EXECUTE FUNCTION workerbus_notify_visible();"},
+    {2, "builtin broker replicas: registry, worker presence and the outbox",
+     /* One row per replica (a server process and its bundled broker), kept
+      * alive by its heartbeat; a replica whose heartbeat is older than the
+      * timeout is gone. */
+     "CREATE TABLE workerbus_replicas ("
+     "  id text PRIMARY KEY,"
+     "  host text NOT NULL,"
+     "  pid integer NOT NULL,"
+     "  broker text NOT NULL,"
+     "  started_at timestamptz NOT NULL DEFAULT now(),"
+     "  heartbeat_at timestamptz NOT NULL DEFAULT now());"
+     /* Which replica's broker holds each worker's connection; the newer
+      * connection (higher epoch: microseconds of its CONNECT) wins. */
+     "CREATE TABLE workerbus_presence ("
+     "  pool text NOT NULL,"
+     "  worker text NOT NULL,"
+     "  replica text NOT NULL,"
+     "  epoch bigint NOT NULL,"
+     "  since timestamptz NOT NULL DEFAULT now(),"
+     "  PRIMARY KEY (pool, worker));"
+     "CREATE INDEX workerbus_presence_replica ON workerbus_presence (replica);"
+     /* Messages of the server for workers connected elsewhere or nowhere,
+      * in order per worker (id). A replica delivering a row claims it until
+      * claimed_until; it deletes the row once its broker acknowledged it. */
+     "CREATE TABLE workerbus_outbox ("
+     "  id bigserial PRIMARY KEY,"
+     "  pool text NOT NULL,"
+     "  worker text NOT NULL,"
+     "  topic text NOT NULL,"
+     "  payload bytea NOT NULL,"
+     "  qos smallint NOT NULL,"
+     "  sender text NOT NULL,"
+     "  created_at timestamptz NOT NULL DEFAULT now(),"
+     "  expires_at timestamptz NOT NULL,"
+     "  claimed_by text,"
+     "  claimed_until timestamptz);"
+     "CREATE INDEX workerbus_outbox_worker ON workerbus_outbox (pool, worker, id);"
+     "CREATE INDEX workerbus_outbox_expiry ON workerbus_outbox (expires_at);"},
 };
 
 #endif

@@ -1,0 +1,147 @@
+/* PostgreSQL helpers (pg.h): errors, connections and the schema's
+ * migrations. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pg.h"
+#include "schema.h"
+#include "wb_internal.h"
+
+bool wb__pg_is_transient(PGconn *c, const PGresult *r)
+{
+    if (!c || PQstatus(c) != CONNECTION_OK)
+        return true;
+    const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    if (!state)
+        return r == NULL;
+    /* connection exceptions, shutdowns, serialization and deadlocks */
+    return strncmp(state, "08", 2) == 0 || strncmp(state, "57P", 3) == 0 ||
+           strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0;
+}
+
+char *wb__pg_describe(PGconn *c, const PGresult *r, const char *what)
+{
+    const char *m = r ? PQresultErrorMessage(r) : "";
+    if (!m || !*m)
+        m = c ? PQerrorMessage(c) : "no connection";
+    size_t n = strlen(m);
+    while (n && (m[n - 1] == '\n' || m[n - 1] == ' '))
+        n--;
+    const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    return wb__asprintf("PostgreSQL, %s: %.*s%s%s%s", what, (int)n, m, state ? " (SQLSTATE " : "",
+                        state ? state : "", state ? ")" : "");
+}
+
+/* The server's NOTICE lines ("relation already exists, skipping") go to
+ * the debug log, not to the process's standard error. */
+static void on_notice(void *arg, const char *message)
+{
+    size_t n = strlen(message);
+    while (n && message[n - 1] == '\n')
+        n--;
+    wb__log(WB_LOG_DEBUG, arg ? arg : "postgres", "PostgreSQL: %.*s", (int)n, message);
+}
+
+PGconn *wb__pg_connect(const char *url, const char *application_name, const char *component,
+                       char **detail)
+{
+    const char *keys[] = {"application_name", "connect_timeout", "client_encoding", "dbname", NULL};
+    const char *vals[] = {application_name, "10", "UTF8", url, NULL};
+    PGconn *c = PQconnectdbParams(keys, vals, 1);
+    if (!c) {
+        *detail = wb__strdup("PostgreSQL: out of memory while connecting");
+        return NULL;
+    }
+    if (PQstatus(c) != CONNECTION_OK) {
+        *detail = wb__pg_describe(c, NULL, "connecting");
+        PQfinish(c);
+        return NULL;
+    }
+    /* component is a string literal of the caller's: it outlives c */
+    PQsetNoticeProcessor(c, on_notice, (void *)component);
+    return c;
+}
+
+wb_err wb__pg_exec(PGconn *c, const char *sql, const char *what, char **detail)
+{
+    PGresult *r = PQexec(c, sql);
+    ExecStatusType s = PQresultStatus(r);
+    bool ok = s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK;
+    if (!ok)
+        *detail = wb__pg_describe(c, r, what);
+    PQclear(r);
+    return ok ? WB_OK : WB_ERR_BACKEND;
+}
+
+int wb__pg_schema_version(void)
+{
+    return wb_pg_migrations[WB__ARRAY_LEN(wb_pg_migrations) - 1].version;
+}
+
+wb_err wb__pg_migrate(PGconn *c, const char *component, int *from, int *to, char **detail)
+{
+    char lock[96];
+    snprintf(lock, sizeof lock, "SELECT pg_advisory_xact_lock(%lld)", WB_PG_MIGRATION_LOCK);
+    wb_err err = wb__pg_exec(c, "BEGIN", "starting the migration", detail);
+    if (!err)
+        err = wb__pg_exec(c, lock, "taking the migration lock", detail);
+    if (!err)
+        err = wb__pg_exec(c,
+                          "CREATE TABLE IF NOT EXISTS workerbus_schema (version integer PRIMARY "
+                          "KEY, description text NOT NULL, applied_at timestamptz NOT NULL "
+                          "DEFAULT now())",
+                          "creating workerbus_schema", detail);
+    int current = 0;
+    if (!err) {
+        PGresult *r = PQexec(c, "SELECT coalesce(max(version), 0) FROM workerbus_schema");
+        if (PQresultStatus(r) == PGRES_TUPLES_OK)
+            current = atoi(PQgetvalue(r, 0, 0));
+        else {
+            *detail = wb__pg_describe(c, r, "reading workerbus_schema");
+            err = WB_ERR_BACKEND;
+        }
+        PQclear(r);
+    }
+    int known = wb__pg_schema_version();
+    if (!err && current > known) {
+        *detail = wb__asprintf("the database's workerbus schema is at version %d; this workerbus "
+                               "knows versions up to %d: upgrade workerbus",
+                               current, known);
+        err = WB_ERR_STATE;
+    }
+    for (size_t i = 0; !err && i < WB__ARRAY_LEN(wb_pg_migrations); i++) {
+        const struct wb_pg_migration *m = &wb_pg_migrations[i];
+        if (m->version <= current)
+            continue;
+        char what[160];
+        snprintf(what, sizeof what, "migration %d (%s)", m->version, m->description);
+        err = wb__pg_exec(c, m->sql, what, detail);
+        if (!err) {
+            char vs[16];
+            snprintf(vs, sizeof vs, "%d", m->version);
+            const char *vals[] = {vs, m->description};
+            PGresult *r = PQexecParams(c,
+                                       "INSERT INTO workerbus_schema (version, description) "
+                                       "VALUES ($1, $2)",
+                                       2, NULL, vals, NULL, NULL, 0);
+            if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+                *detail = wb__pg_describe(c, r, what);
+                err = WB_ERR_BACKEND;
+            }
+            PQclear(r);
+            if (!err)
+                wb__log(WB_LOG_INFO, component, "applied %s", what);
+        }
+    }
+    if (err) {
+        PQclear(PQexec(c, "ROLLBACK"));
+        return err;
+    }
+    err = wb__pg_exec(c, "COMMIT", "committing the migration", detail);
+    if (from)
+        *from = current;
+    if (to)
+        *to = current > known ? current : known;
+    return err;
+}

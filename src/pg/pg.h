@@ -1,0 +1,40 @@
+/* PostgreSQL helpers shared by what talks to the database: the postgres
+ * queue backend, the builtin broker's replica coordination and the plugin's
+ * presence records (not installed). One schema for all of them, in
+ * schema.h, applied by wb__pg_migrate(). */
+#ifndef WB_PG_H
+#define WB_PG_H
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+
+#include "workerbus/error.h"
+
+/* "PostgreSQL, WHAT: message (SQLSTATE xxxxx)"; heap, never NULL unless out
+ * of memory. r may be NULL (then the connection's message is used). */
+char *wb__pg_describe(PGconn *c, const PGresult *r, const char *what);
+
+/* Whether a failure is worth trying again: no connection, a connection
+ * exception, a shutdown, a serialization failure or a deadlock. */
+bool wb__pg_is_transient(PGconn *c, const PGresult *r);
+
+/* Connects to url (a libpq URI or key=value string) as application
+ * application_name, with a 10 s connect timeout and UTF-8; the server's
+ * notices go to the debug log of component. NULL and *detail (heap, the
+ * URL's secrets never in it) when it fails. */
+PGconn *wb__pg_connect(const char *url, const char *application_name, const char *component,
+                       char **detail);
+
+/* Runs sql (no parameters); WB_OK, or WB_ERR_BACKEND with *detail. */
+wb_err wb__pg_exec(PGconn *c, const char *sql, const char *what, char **detail);
+
+/* Applies the schema's migrations this library knows, in order, under the
+ * advisory lock, in one transaction. *from and *to (may be NULL) receive
+ * the versions before and after. WB_ERR_STATE when the database is at a
+ * newer version than this library knows. */
+wb_err wb__pg_migrate(PGconn *c, const char *component, int *from, int *to, char **detail);
+
+/* The newest schema version this library knows. */
+int wb__pg_schema_version(void);
+
+#endif
