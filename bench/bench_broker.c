@@ -250,7 +250,7 @@ int main(int argc, char **argv)
     unsigned port = free_port();
     char ep[64];
     snprintf(ep, sizeof ep, "tls://127.0.0.1:%u", port);
-    wb_config *cfg = wbb_config(&env, ep, "postgres://127.0.0.1/unused");
+    wb_config *cfg = wbb_config(&env, ep, NULL);
     wb_bundled *broker = NULL;
     /* the MQTT path alone: bench-e2e measures the topic rule */
     wb_bundled_opts bo = WB_BUNDLED_OPTS_INIT;

@@ -51,9 +51,29 @@ wb_config *wbb_config(const wbb_env *e, const char *endpoint, const char *db_url
     snprintf(ep, sizeof ep, "MQTT_BROKER_ENDPOINT=%s", endpoint);
     snprintf(pk, sizeof pk, "MQTT_BROKER_BUILTIN_PKI_DIR=%s", e->pki);
     snprintf(rn, sizeof rn, "MQTT_BROKER_BUILTIN_RUNTIME_DIR=%s", e->run);
-    snprintf(url, sizeof url, "DATABASE_URL=%s", db_url);
-    const char *env[] = {"MQTT_BROKER_TYPE=builtin",    ep,  pk,  rn,
-                         "MESSAGE_QUEUE_TYPE=postgres", url, NULL};
+    snprintf(url, sizeof url, "DATABASE_URL=%s", db_url ? db_url : "");
+    /* without a database: one replica, SQS named but never reached (the
+     * broker's own path, measured without a topic rule) */
+#define SQS_URL(v, q) v "=https://sqs.us-east-1.amazonaws.com/123456789012/" q
+    const char *no_db[] = {"MQTT_BROKER_TYPE=builtin",
+                           ep,
+                           pk,
+                           rn,
+                           "MESSAGE_QUEUE_TYPE=sqs",
+                           "AWS_REGION=us-east-1",
+                           SQS_URL("MESSAGE_QUEUE_SQS_ASYNC_URL", "async-jobs"),
+                           SQS_URL("MESSAGE_QUEUE_SQS_ASYNC_FIFO_URL", "async-jobs.fifo"),
+                           SQS_URL("MESSAGE_QUEUE_SQS_CRONJOBS_URL", "cronjobs"),
+                           SQS_URL("MESSAGE_QUEUE_SQS_DLQ_URL", "dlq"),
+                           SQS_URL("MESSAGE_QUEUE_SQS_DLQ_FIFO_URL", "dlq.fifo"),
+                           SQS_URL("MESSAGE_QUEUE_SQS_EVENTS_INBOX_URL", "events-inbox"),
+                           SQS_URL("MESSAGE_QUEUE_SQS_IOT_URL", "iot"),
+                           SQS_URL("MESSAGE_QUEUE_SQS_WEBHOOKS_URL", "webhooks"),
+                           NULL};
+#undef SQS_URL
+    const char *with_db[] = {"MQTT_BROKER_TYPE=builtin",    ep,  pk,  rn,
+                             "MESSAGE_QUEUE_TYPE=postgres", url, NULL};
+    const char *const *env = db_url ? with_db : no_db;
     wb_config_load_opts lo = WB_CONFIG_LOAD_OPTS_INIT;
     lo.env = env;
     wb_config *cfg = NULL;

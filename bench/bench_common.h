@@ -17,7 +17,8 @@ typedef struct wbb_env {
 void wbb_env_make(wbb_env *e, const char *name);
 /* The same with the broker certificate issued for these host names. */
 void wbb_env_make_hosts(wbb_env *e, const char *name, const char *const *hosts);
-/* A builtin configuration on that PKI: endpoint and DATABASE_URL given. */
+/* A builtin configuration on that PKI: endpoint and DATABASE_URL given;
+ * db_url NULL: no database (SQS named, never reached), one replica. */
 wb_config *wbb_config(const wbb_env *e, const char *endpoint, const char *db_url);
 /* Removes the directory. */
 void wbb_env_remove(const wbb_env *e);

@@ -236,7 +236,7 @@ int main(int argc, char **argv)
     char ep[64];
     port = 20000u + (unsigned)getpid() % 20000u;
     snprintf(ep, sizeof ep, "tls://127.0.0.1:%u", port);
-    wb_config *bcfg = wbb_config(&env, ep, "postgres://127.0.0.1/unused");
+    wb_config *bcfg = wbb_config(&env, ep, NULL);
     wb_bundled *stand_in = NULL;
     wb_bundled_opts bo = WB_BUNDLED_OPTS_INIT;
     bo.no_topic_rule = true;

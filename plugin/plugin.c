@@ -40,6 +40,9 @@
  * identities_file (where worker id bindings survive a restart; without it
  * they live in memory only), max_payload (bytes, by default
  * WB_BUNDLED_MAX_PAYLOAD, at most WB_BUNDLED_MAX_PAYLOAD_LIMIT),
+ * replica_id and replica_env (this broker's replica, and a file of the
+ * queue's variables whose DATABASE_URL worker presence is recorded in, see
+ * presence.h),
  * websockets_server (the IoT Core stand-in only: "true" makes every client
  * of a WebSocket listener the server, as IoT Core admits a SigV4-signed
  * connection with the rights of its IAM identity; the stand-in does not
@@ -56,7 +59,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "config_views.h"
 #include "identities.h"
+#include "presence.h"
 #include "wb_internal.h"
 
 #define PLUGIN_API __attribute__((visibility("default")))
@@ -72,9 +77,11 @@ typedef struct bltn_plugin {
     mosquitto_plugin_id_t *id;
     char *ns;
     size_t ns_len;
-    char *token_key; /* NULL: TLS listener, identities come from certificates */
-    bool ws_server;  /* WebSocket clients are the server (the IoT Core stand-in) */
-    bltn_ids *ids;   /* worker id -> pool */
+    char *token_key;         /* NULL: TLS listener, identities come from certificates */
+    bool ws_server;          /* WebSocket clients are the server (the IoT Core stand-in) */
+    bltn_ids *ids;           /* worker id -> pool */
+    char *replica;           /* replica id; NULL: no replicas, no presence */
+    bltn_presence *presence; /* which workers this broker holds, in PostgreSQL */
     size_t max_payload;
     uint64_t refused_identity, refused_size;
 
@@ -255,8 +262,12 @@ static int bltn_acl(int event, void *event_data, void *userdata)
                             (unsigned)ed->payloadlen, p->max_payload);
                 return MOSQ_ERR_ACL_DENIED;
             }
-        } else
+        } else {
             ok = is_topic(p, ed->topic, WB_TOPIC_READONLY, pool, worker);
+            /* subscribed to its own topic: what is routed here reaches it */
+            if (ok && p->presence && ed->access == MOSQ_ACL_SUBSCRIBE)
+                bltn_presence_subscribed(p->presence, worker, ed->client);
+        }
         break;
     case BLTN_NOBODY:
         break;
@@ -373,8 +384,12 @@ static int bltn_basic_auth(int event, void *event_data, void *userdata)
         why = "out of memory";
     if (!why)
         why = client_id_refusal(p, ed->client, server ? NULL : pool, buf, sizeof buf);
-    if (!why)
+    if (!why) {
+        if (!server && p->presence &&
+            wb_ulid_canonical(mosquitto_client_id(ed->client), worker) == WB_OK)
+            bltn_presence_connected(p->presence, pool, worker, ed->client);
         return MOSQ_ERR_SUCCESS;
+    }
     p->refused_identity++;
     esc_buf e1, e2;
     worker_warn(p, "refused connection of client \"%s\" (%s \"%s\", from %s): %s",
@@ -390,9 +405,17 @@ static int bltn_disconnect(int event, void *event_data, void *userdata)
     struct mosquitto_evt_disconnect *ed = event_data;
     bltn_plugin *p = userdata;
     char pool[WB_ULID_STR_SIZE], worker[WB_ULID_STR_SIZE];
-    if (identify(ed->client, pool, worker) == BLTN_WORKER)
+    if (identify(ed->client, pool, worker) == BLTN_WORKER) {
         bltn_ids_release(p->ids, worker, ed->client, wall_s());
+        if (p->presence)
+            bltn_presence_ended(p->presence, worker, ed->client);
+    }
     return MOSQ_ERR_SUCCESS;
+}
+
+static int has_subscriptions(const void *holder)
+{
+    return mosquitto_client_sub_count((const struct mosquitto *)holder) > 0;
 }
 
 /* About ten times a second: the bindings reach the disk once a second. */
@@ -406,6 +429,9 @@ static int bltn_tick(int event, void *event_data, void *userdata)
         p->last_sync_ms = now;
         bltn_ids_sync(p->ids);
     }
+    /* a persistent session that came back subscribed subscribes no more */
+    if (p->presence)
+        bltn_presence_check(p->presence, has_subscriptions);
     return MOSQ_ERR_SUCCESS;
 }
 
@@ -611,6 +637,8 @@ static void plugin_free(bltn_plugin *p)
 {
     if (!p)
         return;
+    bltn_presence_close(p->presence);
+    free(p->replica);
     wb_queue_close(p->rule_q);
     wb_config_free(p->rule_cfg);
     bltn_ids_close(p->ids);
@@ -628,7 +656,7 @@ PLUGIN_API int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **u
         return MOSQ_ERR_NOMEM;
     p->id = identifier;
     p->max_payload = WB_BUNDLED_MAX_PAYLOAD;
-    const char *ids_file = NULL;
+    const char *ids_file = NULL, *replica_env = NULL;
     for (int i = 0; i < option_count; i++) {
         if (strcmp(options[i].key, "namespace") == 0) {
             free(p->ns);
@@ -641,6 +669,11 @@ PLUGIN_API int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **u
         } else if (strcmp(options[i].key, "topic_rule_env") == 0) {
             free(p->rule_env);
             p->rule_env = wb__strdup(options[i].value);
+        } else if (strcmp(options[i].key, "replica_env") == 0) {
+            replica_env = options[i].value;
+        } else if (strcmp(options[i].key, "replica_id") == 0) {
+            free(p->replica);
+            p->replica = wb__strdup(options[i].value);
         } else if (strcmp(options[i].key, "identities_file") == 0) {
             ids_file = options[i].value;
         } else if (strcmp(options[i].key, "max_payload") == 0) {
@@ -663,7 +696,7 @@ PLUGIN_API int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **u
         return MOSQ_ERR_INVAL;
     }
     p->ns_len = strlen(p->ns);
-    if (p->rule_env || ids_file)
+    if (p->rule_env || ids_file || p->replica)
         wb_log_set_handler(log_to_mosquitto, NULL);
     char *d = NULL;
     if (!(p->ids = bltn_ids_open(ids_file, BLTN_IDS_EXPIRY_S, &d))) {
@@ -681,6 +714,35 @@ PLUGIN_API int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **u
         free(d);
         plugin_free(p);
         return MOSQ_ERR_INVAL;
+    }
+    if (p->replica) {
+        wb_config *rc = NULL;
+        if (replica_env && wb__config_load_queue(replica_env, &rc, &d) != WB_OK) {
+            mosquitto_log_printf(MOSQ_LOG_ERR, "Error: workerbus: presence: %s is not usable: %s",
+                                 replica_env, d ? d : "out of memory");
+            free(d);
+            plugin_free(p);
+            return MOSQ_ERR_INVAL;
+        }
+        const char *url = wb__config_database_url_any(rc);
+        if (!url || !*url) {
+            mosquitto_log_printf(MOSQ_LOG_ERR,
+                                 "Error: workerbus: plugin_opt_replica_id needs DATABASE_URL in "
+                                 "plugin_opt_replica_env: replicas coordinate through "
+                                 "PostgreSQL");
+            wb_config_free(rc);
+            plugin_free(p);
+            return MOSQ_ERR_INVAL;
+        }
+        p->presence = bltn_presence_open(url, p->replica, &d);
+        wb_config_free(rc);
+        if (!p->presence) {
+            mosquitto_log_printf(MOSQ_LOG_ERR, "Error: workerbus: presence: %s",
+                                 d ? d : "out of memory");
+            free(d);
+            plugin_free(p);
+            return MOSQ_ERR_NOMEM;
+        }
     }
     /* every CONNECT goes through the identity check, certificates too */
     int rc = mosquitto_callback_register(identifier, MOSQ_EVT_ACL_CHECK, bltn_acl, NULL, p);

@@ -6,6 +6,9 @@
 #include "broker_backend.h"
 #include "config_views.h"
 #include "mqttc.h"
+#ifdef WB_HAVE_LIBPQ
+#include "replicas.h"
+#endif
 #include "wb_internal.h"
 
 /* MQTT's own ceiling for a payload */
@@ -15,6 +18,11 @@
 typedef struct bltn_backend {
     wb__mqttc *client;
     wb__broker_core *core;
+    const char *ns;
+#ifdef WB_HAVE_LIBPQ
+    bltn_replicas *replicas; /* NULL: one replica, no database */
+    bool connected_once;     /* publish before connect is refused, routed or not */
+#endif
 } bltn_backend;
 
 static void bltn_on_message(void *ctx, const char *topic, const void *payload, size_t len, int qos,
@@ -84,7 +92,14 @@ static wb_err bltn_open(void *priv, const wb_config *cfg, const wb_broker_opts *
         .ctx = be,
         .component = "broker",
     };
+    be->ns = v->ns;
     wb_err err = wb__mqttc_new(&o, &be->client, detail);
+#ifdef WB_HAVE_LIBPQ
+    /* replicas: routing through the database, and deliveries on a
+     * connection of their own */
+    if (!err && v->replicas)
+        err = bltn_replicas_open(v, &o, &be->replicas, detail);
+#endif
     memset(token, 0, sizeof token);
     return err;
 }
@@ -92,13 +107,35 @@ static wb_err bltn_open(void *priv, const wb_config *cfg, const wb_broker_opts *
 static wb_err bltn_connect(void *priv, unsigned timeout_ms, char **detail)
 {
     bltn_backend *be = priv;
-    return wb__mqttc_connect(be->client, timeout_ms, detail);
+    wb_err err = wb__mqttc_connect(be->client, timeout_ms, detail);
+#ifdef WB_HAVE_LIBPQ
+    if (!err && be->replicas)
+        err = bltn_replicas_start(be->replicas, timeout_ms, detail);
+    if (!err)
+        be->connected_once = true;
+#endif
+    return err;
 }
 
 static wb_err bltn_publish(void *priv, const char *topic, const void *payload, size_t len, int qos,
                            char **detail)
 {
     bltn_backend *be = priv;
+#ifdef WB_HAVE_LIBPQ
+    wb_topic_parts parts;
+    if (be->replicas && !be->connected_once) {
+        *detail = wb__strdup("not connected yet: call wb_broker_connect() first");
+        return WB_ERR_STATE;
+    }
+    if (be->replicas && wb_topic_parse(topic, be->ns, &parts) == WB_OK &&
+        parts.dir == WB_TOPIC_READONLY) {
+        bool local = false;
+        wb_err err = bltn_replicas_route(be->replicas, topic, parts.pool, parts.worker, payload,
+                                         len, qos, &local, detail);
+        if (err || !local)
+            return err;
+    }
+#endif
     return wb__mqttc_publish(be->client, topic, payload, len, qos, detail);
 }
 
@@ -131,6 +168,16 @@ static void bltn_stats(void *priv, wb_broker_stats *out)
 {
     bltn_backend *be = priv;
     wb__mqttc_broker_stats(be->client, out);
+#ifdef WB_HAVE_LIBPQ
+    /* a message put in the outbox was accepted, and is kept by the
+     * database as a QoS 1 message by the broker */
+    if (be->replicas) {
+        wb_broker_replica_stats rs = {0};
+        bltn_replicas_stats(be->replicas, &rs);
+        out->published += rs.routed + rs.pending;
+        out->acknowledged += rs.routed + rs.pending;
+    }
+#endif
 }
 
 static bool bltn_in_callback(void *priv)
@@ -139,9 +186,23 @@ static bool bltn_in_callback(void *priv)
     return wb__mqttc_on_io_thread(be->client);
 }
 
+#ifdef WB_HAVE_LIBPQ
+static bool bltn_replica_stats(void *priv, wb_broker_replica_stats *out)
+{
+    bltn_backend *be = priv;
+    if (!be->replicas)
+        return false;
+    bltn_replicas_stats(be->replicas, out);
+    return true;
+}
+#endif
+
 static void bltn_close(void *priv)
 {
     bltn_backend *be = priv;
+#ifdef WB_HAVE_LIBPQ
+    bltn_replicas_close(be->replicas);
+#endif
     wb__mqttc_free(be->client);
 }
 
@@ -163,4 +224,7 @@ const wb__broker_ops wb__builtin_broker_ops = {
     .flush = bltn_flush,
     .stats = bltn_stats,
     .in_callback = bltn_in_callback,
+#ifdef WB_HAVE_LIBPQ
+    .replica_stats = bltn_replica_stats,
+#endif
 };

@@ -162,6 +162,32 @@ WB_API wb_err wb_broker_disconnect(wb_broker *broker, unsigned int timeout_ms);
 WB_API void wb_broker_stats_get(wb_broker *broker, wb_broker_stats *out);
 
 /**
+ * What one replica of the builtin broker did (MQTT_BROKER_TYPE=builtin with
+ * DATABASE_URL set: replicas coordinate through PostgreSQL; see
+ * docs/replicas.md). Counted by this handle since it was opened.
+ */
+typedef struct wb_broker_replica_stats {
+    uint64_t local;       /**< published to a worker connected to this replica */
+    uint64_t routed;      /**< put in the outbox for a worker of another replica */
+    uint64_t pending;     /**< put in the outbox for a worker connected nowhere */
+    uint64_t delivered;   /**< outbox messages this replica's broker acknowledged */
+    uint64_t expired;     /**< outbox messages this replica removed unsent, expired */
+    uint64_t taken_over;  /**< outbox messages delivered after another replica's claim lapsed */
+    uint64_t outbox_full; /**< publishes refused: the outbox was full */
+    uint64_t db_failures; /**< publishes and passes that PostgreSQL failed */
+    uint64_t outbox_size; /**< messages in the outbox, all workers, at the last heartbeat */
+    unsigned replicas;    /**< replicas alive at the last heartbeat, this one included */
+    bool registered;      /**< this replica's heartbeat reaches the database */
+} wb_broker_replica_stats;
+
+/**
+ * Fills *out for a builtin broker with replicas; never blocks.
+ * @return ::WB_OK; ::WB_ERR_NOT_SUPPORTED (no replicas: iotcore, or builtin
+ *         without DATABASE_URL); ::WB_ERR_INVALID_ARGUMENT (NULL).
+ */
+WB_API wb_err wb_broker_replica_stats_get(wb_broker *broker, wb_broker_replica_stats *out);
+
+/**
  * The detail of the last failure seen by the calling thread on this handle,
  * or else the handle's last asynchronous problem (a lost connection, say);
  * "" when there is none. With a NULL handle: the calling thread's last

@@ -227,6 +227,11 @@ WB_API unsigned int wb_config_builtin_listen_port(const wb_config *config);
  *  (MQTT_BROKER_BUILTIN_MAX_PAYLOAD, by default ::WB_BUNDLED_MAX_PAYLOAD);
  *  iotcore: 0. */
 WB_API size_t wb_config_builtin_max_payload(const wb_config *config);
+
+/** The builtin broker's replica id (MQTT_BROKER_BUILTIN_REPLICA_ID, by
+ *  default the host name) when replicas coordinate through DATABASE_URL;
+ *  NULL without DATABASE_URL, or for iotcore. */
+WB_API const char *wb_config_builtin_replica_id(const wb_config *config);
 /** iotcore: the transport; builtin: WB_IOT_HTTPS (meaningless). */
 WB_API wb_iotcore_transport wb_config_iotcore_transport(const wb_config *config);
 /** iotcore: the host and port of MQTT_BROKER_IOTCORE_CONNECT_TO when it is

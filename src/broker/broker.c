@@ -363,6 +363,16 @@ WB_API void wb_broker_stats_get(wb_broker *b, wb_broker_stats *out)
     out->refused = atomic_load(&b->refused);
 }
 
+WB_API wb_err wb_broker_replica_stats_get(wb_broker *b, wb_broker_replica_stats *out)
+{
+    if (!b || !out)
+        return WB_ERR_INVALID_ARGUMENT;
+    memset(out, 0, sizeof *out);
+    if (!b->ops->replica_stats || !b->ops->replica_stats(b->priv, out))
+        return WB_ERR_NOT_SUPPORTED;
+    return WB_OK;
+}
+
 WB_API const char *wb_broker_backend(const wb_broker *b)
 {
     return b ? b->ops->name : NULL;

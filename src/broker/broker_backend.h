@@ -113,6 +113,9 @@ typedef struct wb__broker_ops {
     /* Any thread; never blocks. True when the caller is on the backend's
      * callback thread (where on_message and on_connection run). */
     bool (*in_callback)(void *priv);
+    /* Any thread; never blocks. Fills *out (zeroed by the core) and returns
+     * true when this handle is a replica among others; false otherwise. */
+    bool (*replica_stats)(void *priv, wb_broker_replica_stats *out);
 } wb__broker_ops;
 
 /* Backends call these from their I/O (callback) thread: a message that

@@ -240,7 +240,8 @@ static wb_err write_config(wb_bundled *b, uid_t uid, gid_t gid, bool as_root, ch
                     : WB_ERR_NO_MEMORY;
     }
     char *rule_env = NULL;
-    if (!err && !b->opts.no_topic_rule) {
+    bool replicas = wb__config_builtin(c)->replicas;
+    if (!err && (!b->opts.no_topic_rule || replicas)) {
         rule_env = wb__asprintf("%s/topic-rule.env", tlsdir);
         err = rule_env ? write_rule_env(c, rule_env, uid, gid, detail) : WB_ERR_NO_MEMORY;
     }
@@ -290,8 +291,11 @@ static wb_err write_config(wb_bundled *b, uid_t uid, gid_t gid, bool as_root, ch
                    wb__config_builtin(c)->max_payload, persist);
     if (token)
         wb__buf_printf(&conf, "plugin_opt_token_key %s\n", token);
-    if (rule_env)
+    if (rule_env && !b->opts.no_topic_rule)
         wb__buf_printf(&conf, "plugin_opt_topic_rule_env %s\n", rule_env);
+    if (rule_env && replicas)
+        wb__buf_printf(&conf, "plugin_opt_replica_id %s\nplugin_opt_replica_env %s\n",
+                       wb__config_builtin(c)->replica_id, rule_env);
     const char *lh = wb_config_builtin_listen_host(c);
     wb__buf_printf(&conf, "\nlistener %u %s\nprotocol mqtt\n", wb_config_builtin_listen_port(c),
                    lh);

@@ -150,6 +150,47 @@ static void metrics(wb_cli_http *h, text *t)
         put(t, "%s %llu\n", dc[i].name,
             (unsigned long long)*(const uint64_t *)((const char *)&d + dc[i].off));
     }
+    wb_broker_replica_stats rs;
+    if (wb_broker_replica_stats_get(h->src.broker, &rs) == WB_OK) {
+        static const struct {
+            const char *name, *help;
+            size_t off;
+        } rc[] = {
+            {"workerbus_replica_local_total", "Published to a worker connected to this replica.",
+             offsetof(wb_broker_replica_stats, local)},
+            {"workerbus_replica_routed_total", "Put in the outbox for a worker of another replica.",
+             offsetof(wb_broker_replica_stats, routed)},
+            {"workerbus_replica_pending_total", "Put in the outbox for a worker connected nowhere.",
+             offsetof(wb_broker_replica_stats, pending)},
+            {"workerbus_replica_delivered_total",
+             "Outbox messages this replica's broker acknowledged.",
+             offsetof(wb_broker_replica_stats, delivered)},
+            {"workerbus_replica_expired_total", "Outbox messages this replica removed, expired.",
+             offsetof(wb_broker_replica_stats, expired)},
+            {"workerbus_replica_taken_over_total",
+             "Outbox messages delivered after another replica's claim lapsed.",
+             offsetof(wb_broker_replica_stats, taken_over)},
+            {"workerbus_replica_outbox_full_total", "Publishes refused: the outbox was full.",
+             offsetof(wb_broker_replica_stats, outbox_full)},
+            {"workerbus_replica_database_failures_total",
+             "Routing calls and passes that PostgreSQL failed.",
+             offsetof(wb_broker_replica_stats, db_failures)},
+        };
+        for (size_t i = 0; i < sizeof rc / sizeof rc[0]; i++) {
+            family(t, rc[i].name, "counter", rc[i].help);
+            put(t, "%s %llu\n", rc[i].name,
+                (unsigned long long)*(const uint64_t *)((const char *)&rs + rc[i].off));
+        }
+        family(t, "workerbus_replica_outbox_messages", "gauge",
+               "Messages in the outbox, all workers, at the last heartbeat.");
+        put(t, "workerbus_replica_outbox_messages %llu\n", (unsigned long long)rs.outbox_size);
+        family(t, "workerbus_replicas_alive", "gauge",
+               "Replicas whose heartbeat is within the timeout, this one included.");
+        put(t, "workerbus_replicas_alive %u\n", rs.replicas);
+        family(t, "workerbus_replica_registered", "gauge",
+               "1 while this replica's heartbeat reaches the database.");
+        put(t, "workerbus_replica_registered %d\n", rs.registered ? 1 : 0);
+    }
     family(t, "workerbus_queue_messages", "gauge",
            "Messages per logical queue and state (SQS: approximate).");
     unsigned reachable = 1;
@@ -223,12 +264,21 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         wb_broker_stats_get(h->src.broker, &b);
         char why[256];
         bool q = queue_reachable(h, why, sizeof why);
-        char body[600];
-        int n = snprintf(body, sizeof body, "%s\nbroker (%s): %s\nqueue (%s): %s%s%s\n",
-                         b.connected && q ? "ready" : "not ready", h->src.broker_type,
+        /* a replica is ready when its heartbeat reaches the database too:
+         * else the other replicas treat its workers as connected nowhere */
+        wb_broker_replica_stats rs;
+        bool replica = wb_broker_replica_stats_get(h->src.broker, &rs) == WB_OK;
+        bool r = !replica || rs.registered;
+        char body[700];
+        int n = snprintf(body, sizeof body, "%s\nbroker (%s): %s\nqueue (%s): %s%s%s\n%s%s",
+                         b.connected && q && r ? "ready" : "not ready", h->src.broker_type,
                          b.connected ? "connected" : "not connected", h->src.queue_type,
-                         q ? "answers" : "does not answer", q ? "" : ": ", q ? "" : why);
-        return answer(c, b.connected && q ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE,
+                         q ? "answers" : "does not answer", q ? "" : ": ", q ? "" : why,
+                         !replica        ? ""
+                         : rs.registered ? "replica: registered, heartbeat reaches the database"
+                                         : "replica: the heartbeat does not reach the database",
+                         replica ? "\n" : "");
+        return answer(c, b.connected && q && r ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE,
                       "text/plain", body, n > 0 ? (size_t)n : 0);
     }
     if (strcmp(url, "/metrics") == 0) {

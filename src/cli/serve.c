@@ -208,6 +208,18 @@ static void print_counters(const char *when, wb_drain *d, wb_broker *br)
         (unsigned long long)ds.failed, (unsigned long long)ds.redriven,
         (unsigned long long)bs.reconnects, (unsigned long long)ds.extended,
         (unsigned long long)ds.queue_errors);
+    wb_broker_replica_stats rs;
+    if (wb_broker_replica_stats_get(br, &rs) == WB_OK)
+        say(WB_LOG_INFO,
+            "%s: replica: local %llu, routed %llu, pending %llu, delivered %llu, expired %llu, "
+            "taken over %llu, outbox full %llu, database failures %llu; outbox %llu, "
+            "%u replica%s alive%s\n",
+            when, (unsigned long long)rs.local, (unsigned long long)rs.routed,
+            (unsigned long long)rs.pending, (unsigned long long)rs.delivered,
+            (unsigned long long)rs.expired, (unsigned long long)rs.taken_over,
+            (unsigned long long)rs.outbox_full, (unsigned long long)rs.db_failures,
+            (unsigned long long)rs.outbox_size, rs.replicas, rs.replicas == 1 ? "" : "s",
+            rs.registered ? "" : " (this one's heartbeat does not reach the database)");
 }
 
 /* SIGHUP: the configuration read again from its source; the bundled

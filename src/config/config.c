@@ -70,6 +70,16 @@ static const wb__var_def vars[WB__V_COUNT] = {
                         "the workerbus Mosquitto plugin"},
     [WB__V_B_MAX_PAYLOAD] = {"MQTT_BROKER_BUILTIN_MAX_PAYLOAD", "131072", false, "builtin",
                              "the largest payload a worker may publish, in bytes"},
+    [WB__V_B_REPLICA_ID] = {"MQTT_BROKER_BUILTIN_REPLICA_ID", NULL, false, "builtin",
+                            "this replica's unique name among the replicas"},
+    [WB__V_B_REPLICA_TIMEOUT] = {"MQTT_BROKER_BUILTIN_REPLICA_TIMEOUT", "15", false, "builtin",
+                                 "seconds without a heartbeat after which a replica is gone"},
+    [WB__V_B_OUTBOX_EXPIRY] = {"MQTT_BROKER_BUILTIN_OUTBOX_EXPIRY", "3600", false, "builtin",
+                               "seconds a message waits in the outbox for its worker"},
+    [WB__V_B_OUTBOX_MAX_PER_WORKER] = {"MQTT_BROKER_BUILTIN_OUTBOX_MAX_PER_WORKER", "1000", false,
+                                       "builtin", "messages the outbox holds for one worker"},
+    [WB__V_B_OUTBOX_MAX] = {"MQTT_BROKER_BUILTIN_OUTBOX_MAX", "1000000", false, "builtin",
+                            "messages the outbox holds in all"},
     [WB__V_QUEUE_TYPE] = {"MESSAGE_QUEUE_TYPE", "sqs", false, "core",
                           "the message queue: sqs or postgres"},
     [WB__V_DATABASE_URL] = {"DATABASE_URL", NULL, true, "postgres",
@@ -749,7 +759,7 @@ static void check_database_url(wb__loader *L, bool used)
         return;
     const char *url = wb__cfg_raw(L, V);
     if (!url) {
-        if (used)
+        if (used && L->cfg->queue == WB_QUEUE_POSTGRES)
             wb__cfg_problem_hint(
                 L, WB__ERR, V,
                 wb__strdup("e.g. postgres://workerbus:PASSWORD@db.example.com:5432/"
@@ -760,6 +770,8 @@ static void check_database_url(wb__loader *L, bool used)
     }
 #ifdef WB_HAVE_LIBPQ
     const char *suffix = used ? "" : " (not used by the message queue, which is sqs)";
+    if (L->cfg->queue != WB_QUEUE_POSTGRES && used)
+        suffix = " (the builtin broker's replicas coordinate through it)";
     char *errmsg = NULL;
     PQconninfoOption *opts = PQconninfoParse(url, &errmsg);
     if (!opts) {
@@ -1067,7 +1079,8 @@ static void check_queue(wb__loader *L)
                              "delivers worker messages only to SQS, through an IoT topic rule");
         return;
     }
-    check_database_url(L, L->cfg->queue == WB_QUEUE_POSTGRES);
+    check_database_url(L, L->cfg->queue == WB_QUEUE_POSTGRES ||
+                              (L->broker_known && L->cfg->broker == WB_BROKER_BUILTIN));
     if (L->cfg->queue == WB_QUEUE_SQS)
         check_sqs(L);
 }
@@ -1234,7 +1247,8 @@ static void fill_settings(wb__loader *L)
         if (v == WB__V_LOG_LEVEL)
             used = !L->broker_known || c->broker == WB_BROKER_BUILTIN;
         else if (v == WB__V_DATABASE_URL)
-            used = !L->queue_known || c->queue == WB_QUEUE_POSTGRES;
+            used = !L->queue_known || c->queue == WB_QUEUE_POSTGRES ||
+                   (L->broker_known && c->broker == WB_BROKER_BUILTIN);
         else if (v >= WB__V_SQS_FIRST && v <= WB__V_SQS_LAST)
             used = !L->queue_known || c->queue == WB_QUEUE_SQS;
         else if (v == WB__V_AWS_DEFAULT_REGION)
@@ -1269,6 +1283,13 @@ static void fill_views(wb_config *c)
             .mosquitto = v[WB__V_B_MOSQUITTO],
             .plugin = v[WB__V_B_PLUGIN],
             .max_payload = c->max_payload,
+            .replicas = c->replicas,
+            .database_url = c->replicas ? v[WB__V_DATABASE_URL] : NULL,
+            .replica_id = v[WB__V_B_REPLICA_ID],
+            .replica_timeout_s = c->replica_timeout_s,
+            .outbox_expiry_s = c->outbox_expiry_s,
+            .outbox_max_per_worker = c->outbox_max_per_worker,
+            .outbox_max = c->outbox_max,
             .log_level = c->log_level,
             .ns = v[WB__V_NAMESPACE],
         };
@@ -1580,6 +1601,11 @@ WB_API wb_queue_type wb_config_queue_type(const wb_config *c)
     return c ? c->queue : WB_QUEUE_SQS;
 }
 
+const char *wb__config_database_url_any(const wb_config *c)
+{
+    return c ? c->values[WB__V_DATABASE_URL] : NULL;
+}
+
 WB_API const char *wb_config_database_url(const wb_config *c)
 {
     return c && c->queue == WB_QUEUE_POSTGRES ? c->values[WB__V_DATABASE_URL] : NULL;
@@ -1621,6 +1647,12 @@ WB_API const char *wb_config_builtin_listen_host(const wb_config *c)
 WB_API unsigned int wb_config_builtin_listen_port(const wb_config *c)
 {
     return c && c->broker == WB_BROKER_BUILTIN ? c->listen_port : 0;
+}
+
+WB_API const char *wb_config_builtin_replica_id(const wb_config *c)
+{
+    return c && c->broker == WB_BROKER_BUILTIN && c->replicas ? c->values[WB__V_B_REPLICA_ID]
+                                                              : NULL;
 }
 
 WB_API size_t wb_config_builtin_max_payload(const wb_config *c)

@@ -334,6 +334,102 @@ static void check_max_payload(wb__loader *L)
     L->cfg->max_payload = (size_t)n;
 }
 
+/* A whole number of seconds or messages: plain decimal digits, lo to hi.
+ * Returns false (and says so, naming what is accepted) when it is not. */
+static bool check_count(wb__loader *L, enum wb__var V, unsigned lo, unsigned hi, const char *unit,
+                        unsigned *out)
+{
+    const char *v = wb__cfg_effective(L, V);
+    if (!v || L->bad[V])
+        return false;
+    unsigned long long n = 0;
+    bool digits = *v != '\0';
+    for (const char *p = v; *p && digits; p++) {
+        if (*p < '0' || *p > '9')
+            digits = false;
+        else if (n <= hi)
+            n = n * 10 + (unsigned)(*p - '0');
+    }
+    if (!digits || n < lo || n > hi) {
+        wb__cfg_problem(L, WB__ERR, V, "%s; expected %s from %u to %u (plain decimal digits)",
+                        digits ? "is out of range" : "is not a plain decimal number", unit, lo, hi);
+        return false;
+    }
+    *out = (unsigned)n;
+    return true;
+}
+
+/* A replica's id: what other replicas and the database know it by. */
+static bool replica_id_valid(const char *s)
+{
+    size_t n = strlen(s);
+    if (n < 1 || n > 63)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-'))
+            return false;
+    }
+    return true;
+}
+
+/* The replicas' variables. Replicas coordinate through DATABASE_URL: with
+ * it set (always with MESSAGE_QUEUE_TYPE=postgres), this process is one
+ * replica among any number; without it (SQS, one replica) none of these
+ * may be set. */
+static void check_replicas(wb__loader *L)
+{
+    static const enum wb__var vars[] = {WB__V_B_REPLICA_ID, WB__V_B_REPLICA_TIMEOUT,
+                                        WB__V_B_OUTBOX_EXPIRY, WB__V_B_OUTBOX_MAX_PER_WORKER,
+                                        WB__V_B_OUTBOX_MAX};
+    L->cfg->replicas = wb__cfg_raw(L, WB__V_DATABASE_URL) != NULL;
+    if (!L->cfg->replicas) {
+        for (size_t i = 0; i < WB__ARRAY_LEN(vars); i++)
+            if (wb__cfg_raw(L, vars[i]))
+                wb__cfg_problem_hint(
+                    L, WB__ERR, vars[i],
+                    wb__strdup("set DATABASE_URL (required for more than one replica, also "
+                               "with MESSAGE_QUEUE_TYPE=sqs), or unset this variable to run "
+                               "a single replica without PostgreSQL"),
+                    "is set, but replicas coordinate only through PostgreSQL and "
+                    "DATABASE_URL is not set");
+        return;
+    }
+#ifndef WB_HAVE_LIBPQ
+    wb__cfg_problem_hint(L, WB__ERR, WB__V_DATABASE_URL,
+                         wb__strdup("build workerbus with -Dpostgres=enabled, or unset "
+                                    "DATABASE_URL to run a single replica"),
+                         "is set, so the builtin broker's replicas would coordinate through "
+                         "PostgreSQL, which this build of workerbus left out");
+#endif
+    const enum wb__var V = WB__V_B_REPLICA_ID;
+    const char *id = wb__cfg_raw(L, V);
+    if (!id && !L->bad[V]) {
+        char host[256] = "";
+        if (gethostname(host, sizeof host - 1) != 0 || !replica_id_valid(host)) {
+            wb__cfg_problem(L, WB__ERR, V,
+                            "is not set and the host name (\"%s\") cannot be a replica id: "
+                            "set 1 to 63 letters, digits, '.', '_' or '-', unique among the "
+                            "replicas",
+                            host);
+            L->bad[V] = true;
+        } else {
+            derive(L, V, wb__strdup(host));
+        }
+    } else if (id && !L->bad[V] && !replica_id_valid(id)) {
+        wb__cfg_problem(L, WB__ERR, V,
+                        "is not a replica id; expected 1 to 63 letters, digits, '.', '_' or "
+                        "'-', unique among the replicas (e.g. the pod's name)");
+    }
+    check_count(L, WB__V_B_REPLICA_TIMEOUT, 3, 3600, "seconds", &L->cfg->replica_timeout_s);
+    check_count(L, WB__V_B_OUTBOX_EXPIRY, 1, 14 * 86400, "seconds (14 days at most)",
+                &L->cfg->outbox_expiry_s);
+    check_count(L, WB__V_B_OUTBOX_MAX_PER_WORKER, 1, 1000000, "messages",
+                &L->cfg->outbox_max_per_worker);
+    check_count(L, WB__V_B_OUTBOX_MAX, 1, 1000000000, "messages", &L->cfg->outbox_max);
+}
+
 static void check_runtime_dir(wb__loader *L)
 {
     const enum wb__var V = WB__V_B_RUNTIME_DIR;
@@ -490,6 +586,7 @@ void wb__cfg_check_builtin(wb__loader *L)
     }
     check_listen(L);
     check_max_payload(L);
+    check_replicas(L);
     check_runtime_dir(L);
     check_mosquitto(L);
     if (!wb__cfg_raw(L, WB__V_B_PLUGIN))

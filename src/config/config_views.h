@@ -29,8 +29,16 @@ typedef struct wb__builtin_view {
     const char *mosquitto;                          /* _MOSQUITTO, resolved to a path */
     const char *plugin;                             /* _PLUGIN */
     size_t max_payload;                             /* _MAX_PAYLOAD, bytes */
-    wb_log_level log_level;                         /* _LOG_LEVEL */
-    const char *ns;                                 /* MQTT_BROKER_IOTCORE_NAMESPACE */
+    /* replicas: on when DATABASE_URL is set (see docs/replicas.md) */
+    bool replicas;
+    const char *database_url;       /* DATABASE_URL when replicas is on */
+    const char *replica_id;         /* _REPLICA_ID, by default the host name */
+    unsigned replica_timeout_s;     /* _REPLICA_TIMEOUT */
+    unsigned outbox_expiry_s;       /* _OUTBOX_EXPIRY */
+    unsigned outbox_max_per_worker; /* _OUTBOX_MAX_PER_WORKER */
+    unsigned outbox_max;            /* _OUTBOX_MAX */
+    wb_log_level log_level;         /* _LOG_LEVEL */
+    const char *ns;                 /* MQTT_BROKER_IOTCORE_NAMESPACE */
 } wb__builtin_view;
 
 /* MQTT_BROKER_TYPE=iotcore: the server's connection to AWS IoT Core. */
@@ -52,6 +60,10 @@ typedef struct wb__iotcore_view {
 #define WB__QUEUE_SETTINGS_MAX 12
 size_t wb__config_queue_settings(const wb_config *config, const char *names[WB__QUEUE_SETTINGS_MAX],
                                  const char *values[WB__QUEUE_SETTINGS_MAX]);
+
+/* DATABASE_URL whatever the queue type (the builtin broker's replicas use
+ * it with SQS too); NULL when unset. */
+const char *wb__config_database_url_any(const wb_config *config);
 
 /* The view of a builtin configuration; NULL for an iotcore one. */
 const wb__builtin_view *wb__config_builtin(const wb_config *config);

@@ -8,6 +8,8 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include <ctype.h>
+#include <libpq-fe.h>
 
 #include "proc.h"
 #include "sqs_urls.h"
@@ -15,6 +17,20 @@
 /* The builtin configuration of e with these overrides. */
 static wb_config *load_builtin(const wbt_env *e, const char *const *over)
 {
+    /* the services' database when the suite runs with them (replicas and
+     * their outbox then work as in production), else one never reached
+     * (the topic rule's tests give the real queues) */
+    char db[700];
+    const char *url = e->db_url[0] ? e->db_url : NULL;
+    snprintf(db, sizeof db, "DATABASE_URL=%s", url ? url : "postgres://127.0.0.1/unused");
+    /* each environment its own replica (suites run in parallel on one
+     * database): named after its directory, the same across reconfigurations */
+    char rid[128];
+    const char *end = strrchr(e->run, '/'), *start = end;
+    while (start && start > e->run && start[-1] != '/')
+        start--;
+    snprintf(rid, sizeof rid, "MQTT_BROKER_BUILTIN_REPLICA_ID=%.*s", start ? (int)(end - start) : 0,
+             start ? start : "");
     char ep[96], pk[160], rn[160];
     snprintf(ep, sizeof ep, "MQTT_BROKER_ENDPOINT=%s", e->endpoint);
     snprintf(pk, sizeof pk, "MQTT_BROKER_BUILTIN_PKI_DIR=%s", e->pki);
@@ -25,7 +41,8 @@ static wb_config *load_builtin(const wbt_env *e, const char *const *over)
                          rn,
                          "MQTT_BROKER_BUILTIN_LOG_LEVEL=info",
                          "MESSAGE_QUEUE_TYPE=postgres",
-                         "DATABASE_URL=postgres://127.0.0.1/unused",
+                         db,
+                         url && *url ? rid : NULL,
                          NULL};
     wb_config_load_opts o = WB_CONFIG_LOAD_OPTS_INIT;
     o.env = env;
@@ -81,6 +98,23 @@ static void setup_at(wbt_env *e, bool tls, const char *const *hosts, const char 
     wb_free(csr);
     wb_free(crt);
 
+    /* a database of its own on the services' PostgreSQL */
+    const char *url = getenv("DATABASE_URL");
+    const char *slash = url ? strrchr(url, '/') : NULL;
+    if (slash && !strchr(slash, '?')) {
+        char name[64];
+        snprintf(name, sizeof name, "wbt_%s", strrchr(e->dir, '-') + 1);
+        for (char *c = name; *c; c++)
+            *c = (char)tolower((unsigned char)*c);
+        PGconn *c = PQconnectdb(url);
+        char sql[128];
+        snprintf(sql, sizeof sql, "CREATE DATABASE %s", name);
+        PGresult *r = PQexec(c, sql);
+        cr_assert_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s", PQerrorMessage(c));
+        PQclear(r);
+        PQfinish(c);
+        snprintf(e->db_url, sizeof e->db_url, "%.*s/%s", (int)(slash - url), url, name);
+    }
     e->tls = tls;
     e->port = port;
     snprintf(e->endpoint, sizeof e->endpoint, "%s%s:%u", tls ? "tls://" : "", host, e->port);

@@ -25,6 +25,10 @@ typedef struct wbt_env {
     wb_config *iot_cfg; /* wbt_env_setup_iot(): the server's iotcore configuration */
     char iot_addr[32];  /* the stand-in's loopback address (port 8883) */
     bool topic_rule;    /* the broker writes worker messages into the iot queue */
+    /* with the services' PostgreSQL: a database of this environment's own,
+     * where its replica's presence and outbox live (tests in parallel use
+     * the same worker ids); "" without */
+    char db_url[640];
 } wbt_env;
 
 /* The IoT Core endpoint the stand-in's certificate is issued for. */

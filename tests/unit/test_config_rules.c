@@ -196,7 +196,25 @@ static const struct ccase cases[] = {
         {"db bad keyword", B, {"DATABASE_URL=host=localhost bogus=1"}, ERRV, "DATABASE_URL", "bogus"},
         {"db not a url", B, {"DATABASE_URL=localhost"}, ERRV, "DATABASE_URL", "libpq"},
         {"db bad sslmode", B, {"DATABASE_URL=postgres://localhost/db?sslmode=on"}, ERRV, "DATABASE_URL", "verify-full"},
-        {"db unused but broken", S, {"DATABASE_URL=postgres://localhost/db?bogus=1"}, OKW, "DATABASE_URL", "not used"},
+        {"db unused but broken", I, {"DATABASE_URL=postgres://localhost/db?bogus=1"}, OKW, "DATABASE_URL", "not used"},
+        {"db of the replicas broken", S, {"DATABASE_URL=postgres://localhost/db?bogus=1"}, ERRV, "DATABASE_URL", "replicas"},
+        {"sqs replicas through the db", S, {"DATABASE_URL=postgres://localhost/db"}, OK, NULL, NULL},
+
+        /* ---- replicas ---- */
+        {"replica id set", B, {"MQTT_BROKER_BUILTIN_REPLICA_ID=server-0"}, OK, NULL, NULL},
+        {"replica id pod name", B, {"MQTT_BROKER_BUILTIN_REPLICA_ID=workerbus-7d9f8-x2l.zone_a"}, OK, NULL, NULL},
+        {"replica id bad char", B, {"MQTT_BROKER_BUILTIN_REPLICA_ID=a/b"}, ERRV, "MQTT_BROKER_BUILTIN_REPLICA_ID", "letters, digits"},
+        {"replica id too long", B, {"MQTT_BROKER_BUILTIN_REPLICA_ID=aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}, ERRV, "MQTT_BROKER_BUILTIN_REPLICA_ID", "1 to 63"},
+        {"replica id without db", S, {"MQTT_BROKER_BUILTIN_REPLICA_ID=server-0"}, ERRV, "MQTT_BROKER_BUILTIN_REPLICA_ID", "DATABASE_URL"},
+        {"outbox without db", S, {"MQTT_BROKER_BUILTIN_OUTBOX_EXPIRY=60"}, ERRV, "MQTT_BROKER_BUILTIN_OUTBOX_EXPIRY", "PostgreSQL"},
+        {"replica timeout low", B, {"MQTT_BROKER_BUILTIN_REPLICA_TIMEOUT=2"}, ERRV, "MQTT_BROKER_BUILTIN_REPLICA_TIMEOUT", "from 3 to 3600"},
+        {"replica timeout hex", B, {"MQTT_BROKER_BUILTIN_REPLICA_TIMEOUT=0x10"}, ERRV, "MQTT_BROKER_BUILTIN_REPLICA_TIMEOUT", "plain decimal"},
+        {"outbox expiry 0", B, {"MQTT_BROKER_BUILTIN_OUTBOX_EXPIRY=0"}, ERRV, "MQTT_BROKER_BUILTIN_OUTBOX_EXPIRY", "out of range"},
+        {"outbox expiry 15 days", B, {"MQTT_BROKER_BUILTIN_OUTBOX_EXPIRY=1296000"}, ERRV, "MQTT_BROKER_BUILTIN_OUTBOX_EXPIRY", "14 days"},
+        {"outbox per worker", B, {"MQTT_BROKER_BUILTIN_OUTBOX_MAX_PER_WORKER=50"}, OK, NULL, NULL},
+        {"outbox per worker neg", B, {"MQTT_BROKER_BUILTIN_OUTBOX_MAX_PER_WORKER=-1"}, ERRV, "MQTT_BROKER_BUILTIN_OUTBOX_MAX_PER_WORKER", "plain decimal"},
+        {"outbox total huge", B, {"MQTT_BROKER_BUILTIN_OUTBOX_MAX=99999999999"}, ERRV, "MQTT_BROKER_BUILTIN_OUTBOX_MAX", "out of range"},
+        {"replica vars with iotcore", I, {"MQTT_BROKER_BUILTIN_REPLICA_ID=x"}, OKW, "MQTT_BROKER_BUILTIN_REPLICA_ID", "only used by the built-in broker"},
 
         /* ---- MESSAGE_QUEUE_SQS_*_URL ---- */
         {"sqs one missing", I, {"MESSAGE_QUEUE_SQS_WEBHOOKS_URL"}, ERRV, "MESSAGE_QUEUE_SQS_WEBHOOKS_URL", "is required"},
