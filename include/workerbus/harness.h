@@ -18,6 +18,12 @@
  *  - the IoT Core stand-in: a second bundled Mosquitto with a certificate
  *    for WB_HARNESS_IOT_ENDPOINT, its topic rule forwarding into the SQS
  *    stand-in's iot queue;
+ *  - with replicas (wb_harness_opts.replicas ≥ 1), the bundled broker is N
+ *    server replicas instead, each a `workerbus broker run` process (its own
+ *    bundled broker, heartbeat and outbox delivery) on a loopback port of
+ *    its own, behind HAProxy in TCP mode, as an NLB passes TLS through: the
+ *    builtin environment's MQTT_BROKER_ENDPOINT is the load balancer, where
+ *    the simulated workers connect;
  *  - N simulated workers on each broker: each publishes a heartbeat,
  *    {"kind":"heartbeat","seq":N} with N counting from 0 per worker and
  *    broker, every heartbeat_ms, and answers every message from the server
@@ -64,11 +70,20 @@ typedef struct wb_harness_opts {
     /** The services script (scripts/services of the source tree); NULL:
      *  the installed one, <libexecdir>/workerbus/services. */
     const char *services_script;
+    /* ---- version 2 ---- */
+    /** 0: one bundled broker in this process, as in version 1. N (at most
+     *  ::WB_HARNESS_MAX_REPLICAS): N replicas behind HAProxy. */
+    unsigned int replicas;
+    /** MQTT_BROKER_BUILTIN_REPLICA_TIMEOUT of the replicas; 0: its default. */
+    unsigned int replica_timeout_s;
+    /** The workerbus executable the replicas run; NULL: the installed one. */
+    const char *workerbus;
 } wb_harness_opts;
 
-#define WB_HARNESS_OPTS_VERSION 1
+#define WB_HARNESS_OPTS_VERSION 2
+#define WB_HARNESS_MAX_REPLICAS 16u
 /* clang-format off */
-#define WB_HARNESS_OPTS_INIT {WB_HARNESS_OPTS_VERSION, NULL, 0, 0, NULL}
+#define WB_HARNESS_OPTS_INIT {WB_HARNESS_OPTS_VERSION, NULL, 0, 0, NULL, 0, 0, NULL}
 /* clang-format on */
 
 /** Counters of the simulated workers, both brokers together. */
@@ -105,6 +120,31 @@ WB_API const char *wb_harness_dir(const wb_harness *h);
 
 /** The bundled broker's process id, and the IoT Core stand-in's. */
 WB_API int wb_harness_broker_pid(const wb_harness *h, wb_broker_type type);
+
+/** How many replicas run now (0 without replicas). */
+WB_API unsigned int wb_harness_replicas(const wb_harness *h);
+
+/** Replica i's server environment (NUL-terminated KEY=VALUE lines): the load
+ *  balancer as MQTT_BROKER_ENDPOINT, the replica's own broker as
+ *  MQTT_BROKER_BUILTIN_LISTEN (where its server connects), its
+ *  MQTT_BROKER_BUILTIN_REPLICA_ID. Belongs to the harness; NULL past the
+ *  last replica. wb_harness_env(h, WB_BROKER_BUILTIN) is replica 0's. */
+WB_API const char *wb_harness_replica_env(const wb_harness *h, unsigned int i);
+
+/** Replica i's `workerbus broker run` process, and its Mosquitto (whose
+ *  pid changes when it is restarted); 0 when there is none. SIGKILL of the
+ *  first kills both, as a server's death does; a frozen replica is both
+ *  stopped (SIGSTOP). */
+WB_API int wb_harness_replica_pid(const wb_harness *h, unsigned int i);
+WB_API int wb_harness_replica_broker_pid(const wb_harness *h, unsigned int i);
+
+/**
+ * Starts one more replica and adds it to the load balancer at run time
+ * (HAProxy's runtime API), changing nothing of the others.
+ * @return ::WB_OK; ::WB_ERR_STATE (no replicas, or the limit reached);
+ *         ::WB_ERR_BACKEND (it did not start, detail quotes its log).
+ */
+WB_API wb_err wb_harness_replica_add(wb_harness *h, char **detail);
 
 /** The services' directory (for scripts/services restart|suspend|resume). */
 WB_API const char *wb_harness_services_dir(const wb_harness *h);

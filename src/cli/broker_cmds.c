@@ -19,6 +19,11 @@ static const char broker_usage[] =
     "Starts the bundled Mosquitto broker of a MQTT_BROKER_TYPE=builtin\n"
     "configuration and supervises it (restarting it if it dies) until SIGINT\n"
     "or SIGTERM, then stops it cleanly. Its log lines go to standard error.\n"
+    "With DATABASE_URL set, it is a replica among others (docs/replicas.md):\n"
+    "it also connects to its broker as the replica's server side, keeps the\n"
+    "replica's heartbeat and delivers the outbox's messages for the workers\n"
+    "its broker holds, draining nothing (`workerbus serve` does the same and\n"
+    "drains the iot queue). It says \"broker running\" once all is up.\n"
     "See docs/builtin-broker.md.\n"
     "\n"
     "Exit codes: 0 stopped cleanly, 64 usage, 78 invalid configuration,\n"
@@ -63,13 +68,30 @@ static int broker_run(int argc, char **argv)
         wb_config_free(cfg);
         return EX_UNAVAILABLE;
     }
-    fprintf(stderr, "workerbus: broker running for %s (Ctrl-C stops it)\n",
-            wb_config_broker_endpoint(cfg));
+    /* a replica: its server side, for the heartbeat and the deliveries */
+    wb_broker *br = NULL;
+    const char *replica = NULL;
+    if (wb_config_builtin_replica_id(cfg)) {
+        wb_broker_opts bo = WB_BROKER_OPTS_INIT;
+        bo.client_id = "workerbus-replica";
+        if (wb_broker_open(cfg, &bo, &br) != WB_OK || wb_broker_connect(br, 30000) != WB_OK) {
+            fprintf(stderr, "workerbus: broker run: the replica's connection to its broker: %s\n",
+                    wb_broker_last_error(br));
+            wb_broker_close(br);
+            wb_bundled_stop(b);
+            wb_config_free(cfg);
+            return EX_UNAVAILABLE;
+        }
+        replica = wb_config_builtin_replica_id(cfg);
+    }
+    fprintf(stderr, "workerbus: broker running for %s%s%s (Ctrl-C stops it)\n",
+            wb_config_broker_endpoint(cfg), replica ? " as replica " : "", replica ? replica : "");
     int sig;
     while ((sig = wb_cli_wait_signal(&sigs, 1000)) == 0)
         ;
     fprintf(stderr, "workerbus: %s: stopping the broker (%u restart%s while running)\n",
             strsignal(sig), wb_bundled_restarts(b), wb_bundled_restarts(b) == 1 ? "" : "s");
+    wb_broker_close(br);
     err = wb_bundled_stop(b);
     wb_config_free(cfg);
     return err ? WB_EXIT_SOFTWARE : WB_EXIT_OK;

@@ -21,6 +21,7 @@
 
 static const char demo_usage[] =
     "Usage: workerbus demo [--workers N] [--rate MSGS] [--duration SECONDS] [--plain]\n"
+    "                      [--replicas N]\n"
     "\n"
     "Brings up on loopback a PostgreSQL cluster, the bundled broker (its topic\n"
     "rule writing worker messages into PostgreSQL), a PKI and N simulated\n"
@@ -31,6 +32,10 @@ static const char demo_usage[] =
     "redrawn every second (one line a second with --plain, or when the output\n"
     "is not a terminal). Ctrl-C, or the end of --duration, stops everything\n"
     "and removes the directory.\n"
+    "--replicas N (1-16) runs the bundled broker as N server replicas behind\n"
+    "HAProxy (docs/replicas.md): the workers connect through it, the demo's\n"
+    "server sits on replica 1, and what it sends to workers of the others goes\n"
+    "through PostgreSQL; the summary then says how many were routed.\n"
     "\n"
     "Exit codes: 0 stopped cleanly with every sent message answered, 1 some\n"
     "answers missing, 64 usage, 69 something did not start.\n";
@@ -141,7 +146,7 @@ static void screen(bool live, double t, wb_harness *h, wb_broker *br, wb_drain *
 
 static int demo_run(int argc, char **argv)
 {
-    unsigned workers = 5, rate = 20, duration = 0;
+    unsigned workers = 5, rate = 20, duration = 0, replicas = 0;
     bool plain = !isatty(1);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -152,6 +157,10 @@ static int demo_run(int argc, char **argv)
         if (!strcmp(a, "--workers") && v) {
             if (!wb_cli_parse_uint(v, 1, 1000, &workers))
                 return wb_cli_usage_error("demo", "--workers takes 1 to 1000, not '%s'", v);
+        } else if (!strcmp(a, "--replicas") && v) {
+            if (!wb_cli_parse_uint(v, 1, WB_HARNESS_MAX_REPLICAS, &replicas))
+                return wb_cli_usage_error("demo", "--replicas takes 1 to %u, not '%s'",
+                                          WB_HARNESS_MAX_REPLICAS, v);
         } else if (!strcmp(a, "--rate") && v) {
             if (!wb_cli_parse_uint(v, 0, 10000, &rate))
                 return wb_cli_usage_error("demo", "--rate takes 0 to 10000 a second, not '%s'", v);
@@ -170,13 +179,20 @@ static int demo_run(int argc, char **argv)
     wb_cli_block_signals(&sigs);
     wb_log_set_level(WB_LOG_ERROR);
     fprintf(stderr,
-            "demo: starting PostgreSQL, the SQS and IoT Core stand-ins, the bundled "
-            "broker and %u workers...\n",
-            workers);
+            "demo: starting PostgreSQL, the SQS and IoT Core stand-ins, %s and %u "
+            "workers...\n",
+            replicas ? "the replicas behind HAProxy" : "the bundled broker", workers);
     wb_harness_opts ho = WB_HARNESS_OPTS_INIT;
     ho.services_script = wb_cli_services_script();
     ho.workers = workers;
     ho.heartbeat_ms = 1000;
+    ho.replicas = replicas;
+    char self[4096];
+    ssize_t sl = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (sl > 0) {
+        self[sl] = '\0';
+        ho.workerbus = self; /* the replicas run this very executable */
+    }
     wb_harness *h = NULL;
     char *detail = NULL;
     wb_err err = wb_harness_up(&ho, &h, &detail);
@@ -232,6 +248,13 @@ static int demo_run(int argc, char **argv)
         usleep(100000);
     screen(false, (now_ms() - start) / 1000.0, h, br, d, sent, workers, rate);
     uint64_t echoes = atomic_load(&D.echoes);
+    wb_broker_replica_stats rs;
+    if (replicas && wb_broker_replica_stats_get(br, &rs) == WB_OK)
+        fprintf(stderr,
+                "demo: %u replicas: %llu message(s) went straight to workers of replica 1, "
+                "%llu were routed through PostgreSQL to the others\n",
+                replicas, (unsigned long long)rs.local,
+                (unsigned long long)(rs.routed + rs.pending));
     if (echoes < sent) {
         fprintf(stderr, "demo: %llu of %llu messages were not answered\n",
                 (unsigned long long)(sent - echoes), (unsigned long long)sent);

@@ -22,7 +22,8 @@
 
 static const char harness_usage[] =
     "Usage: workerbus harness up   [--dir DIR] [--workers N] [--heartbeat-ms MS] [--json]\n"
-    "       workerbus harness env  [--dir DIR] [--mode builtin|iotcore] [--json]\n"
+    "                              [--replicas N] [--replica-timeout S]\n"
+    "       workerbus harness env  [--dir DIR] [--mode builtin|iotcore | --replica I] [--json]\n"
     "       workerbus harness down [--dir DIR]\n"
     "\n"
     "up brings up on loopback everything either broker type needs: PostgreSQL,\n"
@@ -34,9 +35,19 @@ static const char harness_usage[] =
     "up, leaving a background process that owns it, and prints the builtin\n"
     "environment.\n"
     "\n"
+    "--replicas N (1-16) runs the bundled broker as N server replicas instead,\n"
+    "each a `workerbus broker run` process with its own broker, heartbeat and\n"
+    "outbox delivery, behind HAProxy in TCP mode (docs/replicas.md); the\n"
+    "workers, simulated or yours, connect to HAProxy's endpoint, which is the\n"
+    "environment's MQTT_BROKER_ENDPOINT. --replica-timeout S (3-3600) sets\n"
+    "their MQTT_BROKER_BUILTIN_REPLICA_TIMEOUT (default 15).\n"
+    "\n"
     "env prints the server's environment for a broker type (default builtin)\n"
     "as shell assignments: eval \"$(workerbus harness env)\". With builtin the\n"
     "broker already runs: start the server with `workerbus serve --no-bundled`.\n"
+    "--replica I (1-N) prints replica I's environment instead, for a server\n"
+    "of that replica: its own broker as MQTT_BROKER_BUILTIN_LISTEN, its\n"
+    "MQTT_BROKER_BUILTIN_REPLICA_ID (replica-I); builtin is replica 1's.\n"
     "Both also give the simulated workers' identities: WB_HARNESS_POOL,\n"
     "WB_HARNESS_WORKERS (their ULIDs, space-separated), WB_HARNESS_CA_FILE,\n"
     "WB_HARNESS_POOL_CERT_FILE and WB_HARNESS_POOL_KEY_FILE (the pool's\n"
@@ -142,10 +153,13 @@ static json_t *env_object(const char *env)
     return o;
 }
 
-static int env_cmd(const char *dir, const char *mode, bool json)
+static int env_cmd(const char *dir, const char *mode, unsigned replica, bool json)
 {
     char path[512], idpath[512];
-    snprintf(path, sizeof path, "%s/%s.env", dir, mode);
+    if (replica)
+        snprintf(path, sizeof path, "%s/replica-%u.env", dir, replica);
+    else
+        snprintf(path, sizeof path, "%s/%s.env", dir, mode);
     snprintf(idpath, sizeof idpath, "%s/harness.json", dir);
     char *text = read_file(path);
     json_t *id = text ? json_load_file(idpath, 0, NULL) : NULL;
@@ -217,7 +231,8 @@ static int down_cmd(const char *dir)
     return WB_EXIT_OK;
 }
 
-static int up_cmd(const char *dir, unsigned workers, unsigned heartbeat_ms, bool json)
+static int up_cmd(const char *dir, unsigned workers, unsigned heartbeat_ms, unsigned replicas,
+                  unsigned replica_timeout, bool json)
 {
     if (alive(read_pid(dir))) {
         fprintf(stderr,
@@ -262,6 +277,15 @@ static int up_cmd(const char *dir, unsigned workers, unsigned heartbeat_ms, bool
         o.dir = dir;
         o.workers = workers;
         o.heartbeat_ms = heartbeat_ms;
+        o.replicas = replicas;
+        o.replica_timeout_s = replica_timeout;
+        /* the replicas run this very executable */
+        char self[4096];
+        ssize_t sl = readlink("/proc/self/exe", self, sizeof self - 1);
+        if (sl > 0) {
+            self[sl] = '\0';
+            o.workerbus = self;
+        }
         wb_harness *h = NULL;
         char *d = NULL;
         wb_err err = wb_harness_up(&o, &h, &d);
@@ -298,9 +322,10 @@ static int up_cmd(const char *dir, unsigned workers, unsigned heartbeat_ms, bool
     }
     fprintf(stderr,
             "workerbus: harness up: running in %s (pid %d): PostgreSQL, the SQS stand-in, the "
-            "IoT Core stand-in, the bundled broker, %u simulated worker%s per broker\n",
-            dir, (int)pid, workers, workers == 1 ? "" : "s");
-    return env_cmd(dir, "builtin", json);
+            "IoT Core stand-in, %s, %u simulated worker%s per broker\n",
+            dir, (int)pid, replicas ? "the replicas behind HAProxy" : "the bundled broker", workers,
+            workers == 1 ? "" : "s");
+    return env_cmd(dir, "builtin", 0, json);
 }
 
 static int harness_run(int argc, char **argv)
@@ -308,7 +333,7 @@ static int harness_run(int argc, char **argv)
     if (argc < 2)
         return wb_cli_usage_error("harness", "the subcommand is missing: up, env or down");
     const char *sub = argv[1], *dir = env_dir(), *mode = "builtin";
-    unsigned workers = 3, heartbeat_ms = 5000;
+    unsigned workers = 3, heartbeat_ms = 5000, replicas = 0, replica_timeout = 0, replica = 0;
     bool json = false;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -323,6 +348,18 @@ static int harness_run(int argc, char **argv)
                 return wb_cli_usage_error("harness", "--mode takes builtin or iotcore, not '%s'",
                                           v);
             mode = v;
+        } else if (!strcmp(a, "--replica") && v && !strcmp(sub, "env")) {
+            if (!wb_cli_parse_uint(v, 1, WB_HARNESS_MAX_REPLICAS, &replica))
+                return wb_cli_usage_error("harness", "--replica takes 1 to %u, not '%s'",
+                                          WB_HARNESS_MAX_REPLICAS, v);
+        } else if (!strcmp(a, "--replicas") && v && !strcmp(sub, "up")) {
+            if (!wb_cli_parse_uint(v, 1, WB_HARNESS_MAX_REPLICAS, &replicas))
+                return wb_cli_usage_error("harness", "--replicas takes 1 to %u, not '%s'",
+                                          WB_HARNESS_MAX_REPLICAS, v);
+        } else if (!strcmp(a, "--replica-timeout") && v && !strcmp(sub, "up")) {
+            if (!wb_cli_parse_uint(v, 3, 3600, &replica_timeout))
+                return wb_cli_usage_error("harness",
+                                          "--replica-timeout takes 3 to 3600 seconds, not '%s'", v);
         } else if (!strcmp(a, "--workers") && v && !strcmp(sub, "up")) {
             if (!wb_cli_parse_uint(v, 0, WB_HARNESS_MAX_WORKERS, &workers))
                 return wb_cli_usage_error("harness", "--workers takes 0 to %u, not '%s'",
@@ -352,9 +389,9 @@ static int harness_run(int argc, char **argv)
                                   "which harness? give --dir DIR, or set WB_HARNESS_DIR (`eval "
                                   "\"$(workerbus harness up)\"` sets it)");
     if (!strcmp(sub, "up"))
-        return up_cmd(dir, workers, heartbeat_ms, json);
+        return up_cmd(dir, workers, heartbeat_ms, replicas, replica_timeout, json);
     if (!strcmp(sub, "env"))
-        return env_cmd(dir, mode, json);
+        return env_cmd(dir, mode, replica, json);
     if (!strcmp(sub, "down"))
         return down_cmd(dir);
     return wb_cli_usage_error("harness", "unknown subcommand '%s': up, env or down", sub);

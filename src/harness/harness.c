@@ -1,6 +1,12 @@
 /* The whole environment on loopback (harness.h). */
+#define _GNU_SOURCE /* close_range */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/un.h>
 #include <jansson.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -43,6 +49,12 @@ struct wb_harness {
     bool services_up;
     int watchdog_fd; /* -1: none */
     pid_t watchdog;
+    /* replicas: `workerbus broker run` processes behind HAProxy */
+    unsigned nreplicas, replica_timeout_s, lb_port;
+    char *workerbus, *db_url;
+    char *replica_env[WB_HARNESS_MAX_REPLICAS];
+    pid_t replica_pid[WB_HARNESS_MAX_REPLICAS];
+    pid_t haproxy;
 };
 
 static unsigned free_port(void)
@@ -267,6 +279,347 @@ static wb_err start_workers(wb_harness *h, char **detail)
     return err;
 }
 
+/* ---- replicas behind HAProxy ---------------------------------------------- */
+
+static wb_err write_file(const char *path, const char *text, mode_t mode);
+
+/* Starts argv[0] with standard output and error appended to log; it gets
+ * SIGTERM when this thread ends (as the bundled brokers do) and inherits no
+ * descriptor but those. Returns the pid, or -1. */
+static pid_t spawn_logged(char *const argv[], const char *log)
+{
+    int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return -1;
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid == 0) {
+        /* only async-signal-safe calls until exec */
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
+        if (getppid() != parent)
+            _exit(127);
+        int null = open("/dev/null", O_RDONLY);
+        if (null < 0 || dup2(null, 0) < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0)
+            _exit(127);
+        close_range(3, ~0u, 0);
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    close(fd);
+    return pid;
+}
+
+static char *file_tail(const char *path)
+{
+    char tail[2048] = "";
+    FILE *f = fopen(path, "r");
+    if (f) {
+        if (fseek(f, -(long)(sizeof tail - 1), SEEK_END) != 0)
+            rewind(f);
+        size_t got = fread(tail, 1, sizeof tail - 1, f);
+        tail[got] = '\0';
+        fclose(f);
+    }
+    return wb__strdup(tail);
+}
+
+static bool file_has(const char *path, const char *needle)
+{
+    char *t = file_tail(path);
+    bool found = t && strstr(t, needle);
+    free(t);
+    return found;
+}
+
+/* Replica i's environment: workers reach every replica through the load
+ * balancer; its server dials its own broker. */
+static char *replica_env(const wb_harness *h, unsigned i, unsigned port)
+{
+    wb__buf b = WB__BUF_INIT;
+    wb__buf_printf(&b,
+                   "MQTT_BROKER_TYPE=builtin\n"
+                   "MQTT_BROKER_ENDPOINT=tls://127.0.0.1:%u\n"
+                   "MQTT_BROKER_BUILTIN_LISTEN=127.0.0.1:%u\n"
+                   "MQTT_BROKER_BUILTIN_PKI_DIR=%s/pki\n"
+                   "MQTT_BROKER_BUILTIN_RUNTIME_DIR=%s/replica-%u\n"
+                   "MQTT_BROKER_BUILTIN_LOG_LEVEL=warn\n"
+                   "MQTT_BROKER_BUILTIN_REPLICA_ID=replica-%u\n",
+                   h->lb_port, port, h->dir, h->dir, i + 1, i + 1);
+    if (h->replica_timeout_s)
+        wb__buf_printf(&b, "MQTT_BROKER_BUILTIN_REPLICA_TIMEOUT=%u\n", h->replica_timeout_s);
+    wb__buf_printf(&b, "MESSAGE_QUEUE_TYPE=postgres\nDATABASE_URL=%s\n", h->db_url);
+    return wb__buf_take(&b);
+}
+
+/* Starts replica i (its environment file, its process) and waits until its
+ * broker and its server side are up. */
+static wb_err replica_start(wb_harness *h, unsigned i, char **detail)
+{
+    unsigned port = free_port();
+    h->replica_env[i] = replica_env(h, i, port);
+    char *envf = wb__asprintf("%s/replica-%u.env", h->dir, i + 1);
+    char *log = wb__asprintf("%s/replica-%u.log", h->dir, i + 1);
+    wb_err err = h->replica_env[i] && envf && log ? WB_OK : WB_ERR_NO_MEMORY;
+    if (!err && write_file(envf, h->replica_env[i], 0600) != WB_OK)
+        err = WB_ERR_IO;
+    if (!err) {
+        char *argv[] = {h->workerbus, "broker", "run", "--env-file", envf, NULL};
+        h->replica_pid[i] = spawn_logged(argv, log);
+        if (h->replica_pid[i] < 0) {
+            h->replica_pid[i] = 0;
+            *detail = wb__asprintf("cannot start %s: %s", h->workerbus, strerror(errno));
+            err = WB_ERR_IO;
+        }
+    }
+    for (uint64_t end = wb__now_ms() + 30000; !err;) {
+        if (file_has(log, "broker running for"))
+            break;
+        int st;
+        bool gone = waitpid(h->replica_pid[i], &st, WNOHANG) == h->replica_pid[i];
+        if (gone || wb__now_ms() > end) {
+            if (gone)
+                h->replica_pid[i] = 0;
+            char *t = file_tail(log);
+            *detail = wb__asprintf("replica %u %s: %s", i + 1,
+                                   gone ? "exited" : "did not start within 30 s", t ? t : "");
+            free(t);
+            err = WB_ERR_BACKEND;
+            break;
+        }
+        usleep(20000);
+    }
+    if (!err)
+        h->nreplicas = i + 1;
+    free(envf);
+    free(log);
+    return err;
+}
+
+static unsigned replica_port(const wb_harness *h, unsigned i)
+{
+    const char *v = line_value(h->replica_env[i], "MQTT_BROKER_BUILTIN_LISTEN");
+    return v ? (unsigned)atoi(strrchr(v, ':') + 1) : 0;
+}
+
+/* HAProxy in TCP mode in front of the replicas' brokers, as an NLB: TLS
+ * passes through; the replica with the fewest connections gets the next
+ * worker; a replica that stops answering its health check gets none. */
+static wb_err haproxy_start(wb_harness *h, char **detail)
+{
+    /* two descriptors a connection: as many as the hard limit allows, up to
+     * the 10 000 workers of the largest tests */
+    struct rlimit rl;
+    unsigned maxconn = 10000;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_max != RLIM_INFINITY &&
+        rl.rlim_max < 2u * maxconn + 200u)
+        maxconn = rl.rlim_max > 400u ? (unsigned)(rl.rlim_max - 200u) / 2u : 100u;
+    wb__buf b = WB__BUF_INIT;
+    wb__buf_printf(&b,
+                   "global\n"
+                   "  maxconn %u\n"
+                   "  stats socket %s/haproxy.sock mode 600 level admin\n"
+                   "defaults\n"
+                   "  mode tcp\n"
+                   "  timeout connect 2s\n"
+                   "  timeout client 1h\n"
+                   "  timeout server 1h\n"
+                   "  retries 2\n"
+                   "  option redispatch\n"
+                   "frontend mqtt\n"
+                   "  bind 127.0.0.1:%u\n"
+                   "  default_backend replicas\n"
+                   "backend replicas\n"
+                   "  balance leastconn\n"
+                   "  default-server inter 500ms fall 2 rise 1\n",
+                   maxconn, h->dir, h->lb_port);
+    for (unsigned i = 0; i < h->nreplicas; i++)
+        wb__buf_printf(&b, "  server replica-%u 127.0.0.1:%u check\n", i + 1, replica_port(h, i));
+    char *conf = wb__buf_take(&b);
+    char *path = wb__asprintf("%s/haproxy.cfg", h->dir);
+    char *log = wb__asprintf("%s/haproxy.log", h->dir);
+    wb_err err = conf && path && log ? write_file(path, conf, 0600) : WB_ERR_NO_MEMORY;
+    if (!err) {
+        char *argv[] = {"/usr/sbin/haproxy", "-db", "-f", path, NULL};
+        h->haproxy = spawn_logged(argv, log);
+        if (h->haproxy < 0) {
+            h->haproxy = 0;
+            err = WB_ERR_IO;
+        }
+    }
+    /* up once it accepts on its port */
+    for (uint64_t end = wb__now_ms() + 10000; !err;) {
+        int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        struct sockaddr_in a = {.sin_family = AF_INET,
+                                .sin_port = htons((uint16_t)h->lb_port),
+                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        bool up = s >= 0 && connect(s, (struct sockaddr *)&a, sizeof a) == 0;
+        if (s >= 0)
+            close(s);
+        if (up)
+            break;
+        int st;
+        if (waitpid(h->haproxy, &st, WNOHANG) == h->haproxy || wb__now_ms() > end) {
+            char *t = file_tail(log);
+            *detail = wb__asprintf("HAProxy (/usr/sbin/haproxy, the Debian package haproxy) did "
+                                   "not start: %s",
+                                   t ? t : "");
+            free(t);
+            h->haproxy = 0;
+            err = WB_ERR_BACKEND;
+            break;
+        }
+        usleep(20000);
+    }
+    free(conf);
+    free(path);
+    free(log);
+    return err;
+}
+
+/* One command on HAProxy's runtime API; its answer in *answer (heap). */
+static wb_err haproxy_command(wb_harness *h, const char *cmd, char **answer)
+{
+    *answer = NULL;
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    int n = snprintf(a.sun_path, sizeof a.sun_path, "%s/haproxy.sock", h->dir);
+    if (n < 0 || (size_t)n >= sizeof a.sun_path)
+        return WB_ERR_IO;
+    int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (s < 0)
+        return WB_ERR_IO;
+    wb_err err = WB_OK;
+    size_t len = strlen(cmd);
+    if (connect(s, (struct sockaddr *)&a, sizeof a) != 0 ||
+        send(s, cmd, len, MSG_NOSIGNAL) != (ssize_t)len || send(s, "\n", 1, MSG_NOSIGNAL) != 1)
+        err = WB_ERR_IO;
+    wb__buf b = WB__BUF_INIT;
+    char chunk[512];
+    ssize_t got;
+    while (!err && (got = recv(s, chunk, sizeof chunk, 0)) > 0)
+        wb__buf_append(&b, chunk, (size_t)got);
+    close(s);
+    *answer = wb__buf_take(&b);
+    return err;
+}
+
+WB_API wb_err wb_harness_replica_add(wb_harness *h, char **detail)
+{
+    char *d = NULL;
+    if (!h || !h->nreplicas || h->nreplicas >= WB_HARNESS_MAX_REPLICAS)
+        return WB_ERR_STATE;
+    unsigned i = h->nreplicas;
+    wb_err err = replica_start(h, i, &d);
+    char cmd[256], *ans = NULL;
+    if (!err) {
+        snprintf(cmd, sizeof cmd,
+                 "add server replicas/replica-%u 127.0.0.1:%u check inter 500ms fall 2 rise 1",
+                 i + 1, replica_port(h, i));
+        err = haproxy_command(h, cmd, &ans);
+        if (!err && ans && strstr(ans, "New server registered")) {
+            free(ans);
+            snprintf(cmd, sizeof cmd, "enable health replicas/replica-%u", i + 1);
+            err = haproxy_command(h, cmd, &ans);
+            free(ans);
+            snprintf(cmd, sizeof cmd, "enable server replicas/replica-%u", i + 1);
+            if (!err)
+                err = haproxy_command(h, cmd, &ans);
+        } else if (!err) {
+            d = wb__asprintf("HAProxy refused the new replica: %s", ans ? ans : "");
+            err = WB_ERR_BACKEND;
+        }
+        free(ans);
+    }
+    if (err && !d)
+        d = wb__strdup(wb_strerror(err));
+    if (detail)
+        *detail = d;
+    else
+        free(d);
+    return err;
+}
+
+WB_API unsigned int wb_harness_replicas(const wb_harness *h)
+{
+    return h ? h->nreplicas : 0;
+}
+
+WB_API const char *wb_harness_replica_env(const wb_harness *h, unsigned int i)
+{
+    return h && i < h->nreplicas ? h->replica_env[i] : NULL;
+}
+
+WB_API int wb_harness_replica_pid(const wb_harness *h, unsigned int i)
+{
+    return h && i < h->nreplicas ? h->replica_pid[i] : 0;
+}
+
+/* The child of pid that runs mosquitto (from /proc). */
+WB_API int wb_harness_replica_broker_pid(const wb_harness *h, unsigned int i)
+{
+    pid_t parent = wb_harness_replica_pid(h, i);
+    if (parent <= 0)
+        return 0;
+    DIR *d = opendir("/proc");
+    int found = 0;
+    for (struct dirent *e; d && !found && (e = readdir(d)) != NULL;) {
+        if (e->d_name[0] < '1' || e->d_name[0] > '9')
+            continue;
+        char path[300], buf[512];
+        snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        size_t n = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[n] = '\0';
+        /* pid (comm) state ppid ...: comm may hold spaces, so from the last ')' */
+        char *close_paren = strrchr(buf, ')');
+        char state;
+        int ppid;
+        if (close_paren && sscanf(close_paren + 1, " %c %d", &state, &ppid) == 2 &&
+            ppid == parent && strstr(buf, "(mosquitto)"))
+            found = atoi(e->d_name);
+    }
+    if (d)
+        closedir(d);
+    return found;
+}
+
+/* Stops the replicas (SIGTERM: each stops its broker, whose presence goes
+ * with it) and HAProxy. */
+static void replicas_stop(wb_harness *h)
+{
+    for (unsigned i = 0; i < WB_HARNESS_MAX_REPLICAS; i++) {
+        if (h->replica_pid[i] > 0) {
+            kill(h->replica_pid[i], SIGCONT); /* a frozen one too */
+            kill(h->replica_pid[i], SIGTERM);
+        }
+    }
+    for (unsigned i = 0; i < WB_HARNESS_MAX_REPLICAS; i++) {
+        if (h->replica_pid[i] <= 0)
+            continue;
+        int st;
+        uint64_t end = wb__now_ms() + 15000;
+        while (waitpid(h->replica_pid[i], &st, WNOHANG) == 0 && wb__now_ms() < end)
+            usleep(10000);
+        if (waitpid(h->replica_pid[i], &st, WNOHANG) == 0) {
+            kill(h->replica_pid[i], SIGKILL);
+            waitpid(h->replica_pid[i], &st, 0);
+        }
+        h->replica_pid[i] = 0;
+        free(h->replica_env[i]);
+        h->replica_env[i] = NULL;
+    }
+    if (h->haproxy > 0) {
+        kill(h->haproxy, SIGTERM);
+        waitpid(h->haproxy, NULL, 0);
+        h->haproxy = 0;
+    }
+}
+
 /* ---- up and down ----------------------------------------------------------- */
 
 static wb_err write_file(const char *path, const char *text, mode_t mode)
@@ -461,13 +814,21 @@ static wb_err write_identities(const wb_harness *h)
 WB_API wb_err wb_harness_up(const wb_harness_opts *opts, wb_harness **out, char **detail)
 {
     char *d = NULL;
-    if (!out || (opts && opts->version != WB_HARNESS_OPTS_VERSION) ||
+    if (!out || (opts && opts->version != WB_HARNESS_OPTS_VERSION && opts->version != 1) ||
         (opts && opts->workers > WB_HARNESS_MAX_WORKERS))
         return WB_ERR_INVALID_ARGUMENT;
     *out = NULL;
     wb_harness_opts o = WB_HARNESS_OPTS_INIT;
-    if (opts)
+    if (opts && opts->version == 1) { /* the fields before replicas */
+        o.dir = opts->dir;
+        o.workers = opts->workers;
+        o.heartbeat_ms = opts->heartbeat_ms;
+        o.services_script = opts->services_script;
+    } else if (opts) {
         o = *opts;
+    }
+    if (o.replicas > WB_HARNESS_MAX_REPLICAS || (o.replica_timeout_s && o.replica_timeout_s < 3))
+        return WB_ERR_INVALID_ARGUMENT;
     wb_harness *h = calloc(1, sizeof *h);
     if (!h)
         return WB_ERR_NO_MEMORY;
@@ -478,6 +839,8 @@ WB_API wb_err wb_harness_up(const wb_harness_opts *opts, wb_harness **out, char 
     h->heartbeat_ms = o.heartbeat_ms;
     h->worker_ids = calloc(o.workers ? o.workers : 1, sizeof *h->worker_ids);
     h->services = wb__strdup(o.services_script ? o.services_script : WB_SERVICES_PATH);
+    h->workerbus = wb__strdup(o.workerbus ? o.workerbus : WB_CLI_PATH);
+    h->replica_timeout_s = o.replica_timeout_s;
     if (o.dir) {
         h->dir = wb__strdup(o.dir);
         if (h->dir && mkdir(h->dir, 0711) != 0 && errno != EEXIST) {
@@ -524,15 +887,31 @@ WB_API wb_err wb_harness_up(const wb_harness_opts *opts, wb_harness **out, char 
         err = make_pki(h, &d);
     if (!err)
         err = make_envs(h, svc);
+    if (!err && o.replicas) {
+        h->db_url = wb__strdup(line_value(svc, "DATABASE_URL"));
+        h->lb_port = free_port();
+        if (!h->db_url)
+            err = WB_ERR_NO_MEMORY;
+    }
     free(svc);
+    /* the IoT Core stand-in first, then the bundled broker, or the
+     * replicas and their load balancer */
+    if (!err)
+        err = wb_bundled_start(h->cfg[WB_BROKER_IOTCORE], NULL, &h->broker[WB_BROKER_IOTCORE], &d);
+    for (unsigned i = 0; !err && i < o.replicas; i++)
+        err = replica_start(h, i, &d);
+    if (!err && o.replicas) {
+        err = haproxy_start(h, &d);
+        free(h->env[WB_BROKER_BUILTIN]);
+        h->env[WB_BROKER_BUILTIN] = wb__strdup(h->replica_env[0]);
+        if (!err && !h->env[WB_BROKER_BUILTIN])
+            err = WB_ERR_NO_MEMORY;
+    }
     if (!err && !(h->cfg[WB_BROKER_BUILTIN] = wb_harness_config(h, WB_BROKER_BUILTIN))) {
         d = wb__strdup("the bundled broker's environment does not load (see the log)");
         err = WB_ERR_CONFIG;
     }
-    /* the IoT Core stand-in first, then the bundled broker */
-    if (!err)
-        err = wb_bundled_start(h->cfg[WB_BROKER_IOTCORE], NULL, &h->broker[WB_BROKER_IOTCORE], &d);
-    if (!err)
+    if (!err && !o.replicas)
         err = wb_bundled_start(h->cfg[WB_BROKER_BUILTIN], NULL, &h->broker[WB_BROKER_BUILTIN], &d);
     if (!err)
         err = start_workers(h, &d);
@@ -585,6 +964,8 @@ WB_API const char *wb_harness_services_dir(const wb_harness *h)
 
 WB_API int wb_harness_broker_pid(const wb_harness *h, wb_broker_type type)
 {
+    if (h && type == WB_BROKER_BUILTIN && h->nreplicas)
+        return wb_harness_replica_broker_pid(h, 0);
     return h && (unsigned)type <= 1 ? wb_bundled_pid(h->broker[type]) : 0;
 }
 
@@ -645,6 +1026,7 @@ WB_API wb_err wb_harness_down(wb_harness *h)
         }
     }
     free(h->workers);
+    replicas_stop(h);
     wb_err err = WB_OK;
     for (int t = 0; t < 2; t++) {
         if (wb_bundled_stop(h->broker[t]) != WB_OK)
@@ -668,6 +1050,8 @@ WB_API wb_err wb_harness_down(wb_harness *h)
     pthread_mutex_destroy(&h->lock);
     pthread_cond_destroy(&h->cond);
     free(h->worker_ids);
+    free(h->workerbus);
+    free(h->db_url);
     free(h->services);
     free(h->services_dir);
     free(h->dir);

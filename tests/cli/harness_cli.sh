@@ -11,8 +11,9 @@ dir="$(mktemp -d /tmp/wbharness-cli-XXXXXX)"
 rmdir "$dir"
 out="$(mktemp -d /tmp/wbharness-out-XXXXXX)"
 dir2="$dir-killed"
+dir3="$dir-replicas"
 cleanup() {
-  for d in "$dir" "$dir2"; do "$wb" harness down --dir "$d" >/dev/null 2>&1 || true; done
+  for d in "$dir" "$dir2" "$dir3"; do "$wb" harness down --dir "$d" >/dev/null 2>&1 || true; done
   rm -rf "$out"
 }
 trap cleanup EXIT
@@ -213,4 +214,36 @@ demo_dir=${last#demo: stopped; nothing left running, and }
 demo_dir=${demo_dir% (its PKI and data) is removed}
 [ ! -e "$demo_dir" ] || fail "the demo says it removed $demo_dir, which is still there"
 if pgrep -f "$demo_dir" >/dev/null; then fail "the demo left processes: $(pgrep -af "$demo_dir")"; fi
+# Replicas behind HAProxy from the shell: workers on the load balancer's
+# endpoint, each replica's own environment, a publish from replica 2's
+# server reaching a worker wherever it is, and nothing left after down.
+
+"$wb" harness up --dir "$dir3" --workers 4 --heartbeat-ms 0 --replicas 2 --replica-timeout 3 \
+  >"$out/up3.env" 2>"$out/up3.err" || fail "harness up --replicas 2 failed: $(cat "$out/up3.err")"
+grep -q "the replicas behind HAProxy" "$out/up3.err" || fail "up did not say it runs replicas"
+lb=$(sed -n "s/^export MQTT_BROKER_ENDPOINT='\(.*\)'$/\1/p" "$out/up3.env")
+"$wb" harness env --dir "$dir3" --replica 2 >"$out/r2.env" || fail "harness env --replica 2 failed"
+grep -q "^export MQTT_BROKER_BUILTIN_REPLICA_ID='replica-2'$" "$out/r2.env" || fail "replica 2's id: $(cat "$out/r2.env")"
+grep -q "^export MQTT_BROKER_ENDPOINT='$lb'$" "$out/r2.env" || fail "replica 2's workers do not go through $lb"
+l1=$(grep MQTT_BROKER_BUILTIN_LISTEN "$out/up3.env")
+l2=$(grep MQTT_BROKER_BUILTIN_LISTEN "$out/r2.env")
+[ -n "$l1" ] && [ "$l1" != "$l2" ] || fail "the replicas share a listen address: $l1 / $l2"
+[ "$(pgrep -fc "broker run --env-file $dir3/replica-")" = 2 ] || fail "not two replica processes: $(pgrep -af "$dir3")"
+pgrep -f "haproxy -db -f $dir3/haproxy.cfg" >/dev/null || fail "no HAProxy for $dir3"
+"$wb" harness env --dir "$dir3" --replica 3 >/dev/null 2>&1 && fail "env --replica 3 of 2 replicas succeeded"
+w=$(sed -n "s/^export WB_HARNESS_WORKERS='\([^ ']*\).*/\1/p" "$out/up3.env")
+p=$(sed -n "s/^export WB_HARNESS_POOL='\(.*\)'$/\1/p" "$out/up3.env")
+db=$(sed -n "s/^export DATABASE_URL='\(.*\)'$/\1/p" "$out/up3.env")
+( set -a; . <(sed 's/^export //' "$out/r2.env"); set +a
+  "$wb" publish --set MQTT_BROKER_BUILTIN_LOG_LEVEL=warn --pool "$p" --worker "$w" --message '{"via":"replica-2"}' ) \
+  >"$out/pub3.out" 2>&1 || fail "publish from replica 2 failed: $(cat "$out/pub3.out")"
+for _ in $(seq 100); do
+  n=$(psql "$db" -Atc "select count(*) from message_queue_messages where convert_from(decode(body,'base64'),'UTF8') like '%replica-2%'" 2>/dev/null || echo 0)
+  [ "$n" -ge 1 ] && break
+  sleep 0.1
+done
+[ "$n" -ge 1 ] || fail "the worker's echo of replica 2's message never reached the iot queue"
+"$wb" harness down --dir "$dir3" 2>/dev/null || fail "harness down of the replicas failed"
+if pgrep -f "$dir3" >/dev/null; then fail "replicas left running: $(pgrep -af "$dir3")"; fi
+echo "harness_cli: replicas: 2 behind HAProxy at $lb; replica 2's message reached worker $w"
 echo "harness_cli: ok ($lines builtin lines in 3 s; the demo removed $demo_dir)"
