@@ -213,10 +213,11 @@ wb_err bltn_replicas_route(bltn_replicas *r, const char *topic, const char *pool
         atomic_fetch_add(&r->local, 1);
     } else {
         atomic_fetch_add(&r->outbox_full, 1);
-        *detail = wb__asprintf("the outbox holds %llu messages for worker %s (pool %s), "
-                               "MQTT_BROKER_BUILTIN_OUTBOX_MAX_PER_WORKER: the worker is not "
-                               "taking its messages; they wait until it connects or expire",
-                               waiting, worker, pool);
+        *detail = wb__asprintf("the outbox holds %llu messages for worker %s (pool %s), its "
+                               "limit (MQTT_BROKER_BUILTIN_OUTBOX_MAX_PER_WORKER is %u): the "
+                               "worker is not taking its messages; they wait until it connects "
+                               "or expire",
+                               waiting, worker, pool, r->max_per_worker);
         err = WB_ERR_BUSY;
     }
     return err;

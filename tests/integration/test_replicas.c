@@ -589,6 +589,23 @@ Test(replicas, an_offline_worker_gets_its_waiting_messages_and_expired_ones_neve
     while (sql_count("SELECT count(*) FROM workerbus_outbox") && now_ms() < end)
         usleep(100000);
     cr_assert_eq(sql_count("SELECT count(*) FROM workerbus_outbox"), 0);
+    /* the outbox is bounded per worker: the refusal names the limit */
+    server s_small = {0};
+    const char *small[] = {"MQTT_BROKER_BUILTIN_OUTBOX_MAX_PER_WORKER=3", NULL};
+    server_open(&s_small, 1, small);
+    tworker *t2 = &workers[1];
+    worker_open(t2, false);
+    for (unsigned n = 0; n < 3; n++)
+        send_to(&s_small, t2, "bound", 2, n);
+    wb_err err =
+        wb_broker_publish_to_worker(s_small.b, wb_harness_pool(h), t2->id, "{\"x\":1}", 7, 1);
+    cr_assert_eq(err, WB_ERR_BUSY, "a 4th message for a worker whose bound is 3: %s",
+                 wb_err_name(err));
+    const char *why = wb_broker_last_error(s_small.b);
+    cr_assert(strstr(why, "MQTT_BROKER_BUILTIN_OUTBOX_MAX_PER_WORKER") && strstr(why, t2->id), "%s",
+              why);
+    cr_log_info("full: %s", why);
+    server_close(&s_small);
     server_close(&s1);
     server_close(&s1_short);
     workers_close();
