@@ -24,7 +24,8 @@ static const char broker_usage[] =
     "replica's heartbeat and delivers the outbox's messages for the workers\n"
     "its broker holds, draining nothing (`workerbus serve` does the same and\n"
     "drains the iot queue). It says \"broker running\" once all is up.\n"
-    "See docs/builtin-broker.md.\n"
+    "Options: --env-file FILE, --set KEY=VALUE (repeatable), -- (the end of\n"
+    "the options). See docs/builtin-broker.md.\n"
     "\n"
     "Exit codes: 0 stopped cleanly, 64 usage, 78 invalid configuration,\n"
     "69 the broker cannot start (the message says why).\n";
@@ -37,14 +38,20 @@ static int broker_run(int argc, char **argv)
         return wb_cli_usage_error("broker", "the subcommand is missing: workerbus broker run");
     wb_cli_config_opts co = {.command = "broker run"};
     int rc = 0;
-    for (int i = 2; i < argc; i++) {
-        if (wb_cli_config_option(&co, argc, argv, &i, &rc)) {
-            if (rc)
-                return rc;
-            continue;
-        }
-        return wb_cli_usage_error("broker run", "unexpected argument '%s'", argv[i]);
+    static const wb_cli_opt opts[] = {WB_CLI_CONFIG_OPTS, {NULL, NULL, 0}};
+    wb_cli_getopt g = {"broker run", argc - 1, argv + 1, opts, 0};
+    const char *v;
+    int k;
+    while ((k = wb_cli_getopt_next(&g, &v)) >= 0) {
+        if (wb_cli_config_opt(&co, &g, k, v, &rc) && rc)
+            return rc;
     }
+    if (k == WB_CLI_GETOPT_BAD)
+        return WB_EXIT_USAGE;
+    int nargs;
+    char **args = wb_cli_getopt_args(&g, &nargs);
+    if (nargs)
+        return wb_cli_usage_error("broker run", "unexpected argument '%s'", args[0]);
     sigset_t sigs;
     wb_cli_block_signals(&sigs);
     wb_config *cfg = NULL;
@@ -115,6 +122,10 @@ static const char publish_usage[] =
     "broker acknowledges it. Without --message the message is read from\n"
     "standard input. QoS defaults to 1.\n"
     "\n"
+    "Options: --pool and --worker (ULIDs) name the worker; --qos 0 or 1;\n"
+    "--message TEXT; --env-file FILE and --set KEY=VALUE (repeatable) give the\n"
+    "configuration; -- ends the options.\n"
+    "\n"
     "Exit codes: 0 acknowledged, 64 usage, 65 bad pool or worker, 69 cannot\n"
     "connect or not acknowledged in time, 78 invalid configuration.\n";
 
@@ -141,26 +152,38 @@ static int publish_run(int argc, char **argv)
     wb_cli_config_opts co = {.command = "publish"};
     const char *pool = NULL, *worker = NULL, *message = NULL;
     int qos = 1, rc = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (wb_cli_config_option(&co, argc, argv, &i, &rc)) {
+    static const wb_cli_opt opts[] = {
+        {"pool", "a pool's ULID", 0}, {"worker", "a worker's ULID", 0},
+        {"message", "TEXT", 0},       {"qos", "0 or 1", 0},
+        WB_CLI_CONFIG_OPTS,           {NULL, NULL, 0}};
+    wb_cli_getopt g = {"publish", argc, argv, opts, 0};
+    const char *v;
+    int k;
+    while ((k = wb_cli_getopt_next(&g, &v)) >= 0) {
+        if (wb_cli_config_opt(&co, &g, k, v, &rc)) {
             if (rc)
                 return rc;
-        } else if (strcmp(a, "--pool") == 0 && v) {
-            pool = argv[++i];
-        } else if (strcmp(a, "--worker") == 0 && v) {
-            worker = argv[++i];
-        } else if (strcmp(a, "--message") == 0 && v) {
-            message = argv[++i];
-        } else if (strcmp(a, "--qos") == 0 && v) {
-            i++;
+        } else if (wb_cli_opt_is(&g, k, "pool")) {
+            pool = v;
+        } else if (wb_cli_opt_is(&g, k, "worker")) {
+            worker = v;
+        } else if (wb_cli_opt_is(&g, k, "message")) {
+            message = v;
+        } else if (wb_cli_opt_is(&g, k, "qos")) {
             if (strcmp(v, "0") != 0 && strcmp(v, "1") != 0)
                 return wb_cli_usage_error("publish", "--qos takes 0 or 1, got '%s'", v);
             qos = v[0] - '0';
-        } else {
-            return wb_cli_usage_error("publish", "unexpected argument '%s'", a);
         }
     }
+    if (k == WB_CLI_GETOPT_BAD)
+        return WB_EXIT_USAGE;
+    int nargs;
+    char **args = wb_cli_getopt_args(&g, &nargs);
+    if (nargs)
+        return wb_cli_usage_error("publish",
+                                  "unexpected argument '%s' (the message goes in "
+                                  "--message, or on standard input)",
+                                  args[0]);
     if (!pool || !worker)
         return wb_cli_usage_error("publish", "--pool and --worker are required");
     char tmp[WB_ULID_STR_SIZE];
@@ -226,6 +249,7 @@ static const char worker_usage[] =
     "each one back on its writeonly topic. Stops on SIGINT/SIGTERM, or after\n"
     "--count messages. The endpoint and CA default to MQTT_BROKER_ENDPOINT and\n"
     "MQTT_BROKER_BUILTIN_CA_FILE of the configuration when it loads.\n"
+    "--count takes 1 to 2147483647; -- ends the options.\n"
     "\n"
     "Exit codes: 0 stopped, 64 usage, 69 cannot connect (the message says why).\n";
 
@@ -253,39 +277,56 @@ static int worker_run(int argc, char **argv)
     worker_ctx wc = {0};
     long count = 0;
     int rc = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (wb_cli_config_option(&co, argc, argv, &i, &rc)) {
+    static const wb_cli_opt opts[] = {{"pool", "a pool's ULID", 0},
+                                      {"worker", "a worker's ULID", 0},
+                                      {"cert", "FILE", 0},
+                                      {"key", "FILE", 0},
+                                      {"ca", "FILE", 0},
+                                      {"token", "the pool's token", 0},
+                                      {"endpoint", "[tls://]HOST:PORT", 0},
+                                      {"connect-to", "HOST:PORT", 0},
+                                      {"echo", NULL, 0},
+                                      {"count", "N, 1 to 2147483647", 0},
+                                      WB_CLI_CONFIG_OPTS,
+                                      {NULL, NULL, 0}};
+    wb_cli_getopt g = {"worker", argc, argv, opts, 0};
+    const char *v;
+    int k;
+    while ((k = wb_cli_getopt_next(&g, &v)) >= 0) {
+        if (wb_cli_config_opt(&co, &g, k, v, &rc)) {
             if (rc)
                 return rc;
-        } else if (strcmp(a, "--pool") == 0 && v) {
-            o.pool = argv[++i];
-        } else if (strcmp(a, "--worker") == 0 && v) {
-            o.worker = argv[++i];
-        } else if (strcmp(a, "--cert") == 0 && v) {
-            o.cert_file = argv[++i];
-        } else if (strcmp(a, "--key") == 0 && v) {
-            o.key_file = argv[++i];
-        } else if (strcmp(a, "--ca") == 0 && v) {
-            o.ca_file = argv[++i];
-        } else if (strcmp(a, "--token") == 0 && v) {
-            o.token = argv[++i];
-        } else if (strcmp(a, "--endpoint") == 0 && v) {
-            o.endpoint = argv[++i];
-        } else if (strcmp(a, "--connect-to") == 0 && v) {
-            o.connect_to = argv[++i];
-        } else if (strcmp(a, "--echo") == 0) {
+        } else if (wb_cli_opt_is(&g, k, "pool")) {
+            o.pool = v;
+        } else if (wb_cli_opt_is(&g, k, "worker")) {
+            o.worker = v;
+        } else if (wb_cli_opt_is(&g, k, "cert")) {
+            o.cert_file = v;
+        } else if (wb_cli_opt_is(&g, k, "key")) {
+            o.key_file = v;
+        } else if (wb_cli_opt_is(&g, k, "ca")) {
+            o.ca_file = v;
+        } else if (wb_cli_opt_is(&g, k, "token")) {
+            o.token = v;
+        } else if (wb_cli_opt_is(&g, k, "endpoint")) {
+            o.endpoint = v;
+        } else if (wb_cli_opt_is(&g, k, "connect-to")) {
+            o.connect_to = v;
+        } else if (wb_cli_opt_is(&g, k, "echo")) {
             wc.echo = true;
-        } else if (strcmp(a, "--count") == 0 && v) {
+        } else if (wb_cli_opt_is(&g, k, "count")) {
             unsigned c = 0;
-            if (!wb_cli_parse_uint(argv[++i], 1, INT_MAX, &c))
-                return wb_cli_usage_error("worker", "--count takes 1 to %d, got '%s'", INT_MAX,
-                                          argv[i]);
+            if (!wb_cli_parse_uint(v, 1, INT_MAX, &c))
+                return wb_cli_usage_error("worker", "--count takes 1 to %d, got '%s'", INT_MAX, v);
             count = (long)c;
-        } else {
-            return wb_cli_usage_error("worker", "unexpected argument '%s'", a);
         }
     }
+    if (k == WB_CLI_GETOPT_BAD)
+        return WB_EXIT_USAGE;
+    int nargs;
+    char **args = wb_cli_getopt_args(&g, &nargs);
+    if (nargs)
+        return wb_cli_usage_error("worker", "unexpected argument '%s'", args[0]);
     if (!o.pool || !o.worker)
         return wb_cli_usage_error("worker", "--pool and --worker are required");
     if (!o.token && (!o.cert_file || !o.key_file))

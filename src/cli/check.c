@@ -22,8 +22,9 @@ static const char usage[] =
     "                   {\"valid\": bool, \"source\": str, \"errors\": [...],\n"
     "                    \"warnings\": [...], \"config\": {...}}; each error and\n"
     "                   warning has \"variable\", \"value\", \"message\", \"hint\"\n"
-    "  --quiet          print nothing; only the exit code tells\n"
+    "  -q, --quiet      print nothing; only the exit code tells\n"
     "  -h, --help       show this help\n"
+    "  --               the end of the options\n"
     "\n"
     "Human output: the effective configuration (defaults marked, secrets\n"
     "redacted), then every error and warning with a hint.\n"
@@ -41,32 +42,37 @@ static int run(int argc, char **argv)
         fprintf(stderr, "workerbus: check: %s\n", wb_strerror(WB_ERR_NO_MEMORY));
         return WB_EXIT_SOFTWARE;
     }
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "--json") == 0) {
+    static const wb_cli_opt flags[] = {{"json", NULL, 0},
+                                       {"quiet", NULL, 'q'},
+                                       {"env-file", "FILE", 0},
+                                       {"set", "KEY=VALUE", 0},
+                                       {NULL, NULL, 0}};
+    wb_cli_getopt g = {"check", argc, argv, flags, 0};
+    const char *v;
+    int k;
+    while ((k = wb_cli_getopt_next(&g, &v)) >= 0) {
+        if (wb_cli_opt_is(&g, k, "json")) {
             json = true;
-        } else if (strcmp(a, "--quiet") == 0 || strcmp(a, "-q") == 0) {
+        } else if (wb_cli_opt_is(&g, k, "quiet")) {
             quiet = true;
-        } else if (strcmp(a, "--env-file") == 0) {
-            if (i + 1 >= argc) {
+        } else if (wb_cli_opt_is(&g, k, "env-file")) {
+            env_file = v;
+        } else if (wb_cli_opt_is(&g, k, "set")) {
+            const char *eq = strchr(v, '=');
+            if (!eq || eq == v) {
                 free(sets);
-                return wb_cli_usage_error("check", "--env-file needs a file name");
+                return wb_cli_usage_error("check", "--set needs KEY=VALUE, got '%s'", v);
             }
-            env_file = argv[++i];
-        } else if (strncmp(a, "--env-file=", 11) == 0) {
-            env_file = a + 11;
-        } else if (strcmp(a, "--set") == 0 || strncmp(a, "--set=", 6) == 0) {
-            const char *kv = a[5] == '=' ? a + 6 : (i + 1 < argc ? argv[++i] : NULL);
-            const char *eq = kv ? strchr(kv, '=') : NULL;
-            if (!eq || eq == kv) {
-                free(sets);
-                return wb_cli_usage_error("check", "--set needs KEY=VALUE, got '%s'", kv ? kv : "");
-            }
-            sets[nsets++] = kv;
-        } else {
-            free(sets);
-            return wb_cli_usage_error("check", "unexpected argument '%s'", a);
+            sets[nsets++] = v;
         }
+    }
+    int nargs;
+    char **args = wb_cli_getopt_args(&g, &nargs);
+    if (k == WB_CLI_GETOPT_BAD || nargs) {
+        free(sets);
+        return k == WB_CLI_GETOPT_BAD
+                   ? WB_EXIT_USAGE
+                   : wb_cli_usage_error("check", "unexpected argument '%s'", args[0]);
     }
     if ((json && quiet) || (env_file && !*env_file)) {
         free(sets);

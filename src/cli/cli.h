@@ -42,9 +42,52 @@ typedef struct wb_cli_config_opts {
     unsigned parts; /* WB_CONFIG_ALL, or WB_CONFIG_QUEUE for the queue commands */
 } wb_cli_config_opts;
 
-/* Takes argv[*i] (and its value) when it is a configuration option; sets
- * *rc to a usage error when it is malformed. */
-bool wb_cli_config_option(wb_cli_config_opts *o, int argc, char **argv, int *i, int *rc);
+/* ---- options: getopt_long with what each value takes ---------------------- */
+
+/* One long option of a command: its name without "--", and what its value
+ * takes for the error that names it when the value is missing ("N, 1 to
+ * 64"), or NULL when it takes none. */
+typedef struct wb_cli_opt {
+    const char *name;
+    const char *takes;
+    char short_name; /* e.g. 'q' for -q; 0: none */
+} wb_cli_opt;
+
+/* The configuration options, at the end of a command's list. */
+#define WB_CLI_CONFIG_OPTS                                                                         \
+    {"env-file", "FILE", 0},                                                                       \
+    {                                                                                              \
+        "set", "KEY=VALUE", 0                                                                      \
+    }
+
+/* A walk over one command's argv with getopt_long: options in any order
+ * among the arguments, "--name VALUE" or "--name=VALUE", "--" ending the
+ * options. argv[0] is the command's (or subcommand's) name. */
+typedef struct wb_cli_getopt {
+    const char *cmd; /* for messages: "serve", "pki init" */
+    int argc;
+    char **argv;
+    const wb_cli_opt *opts; /* ends with a NULL name */
+    int started;
+} wb_cli_getopt;
+
+#define WB_CLI_GETOPT_END (-1) /* no more options: the arguments follow */
+#define WB_CLI_GETOPT_BAD (-2) /* a usage error was printed: exit 64 */
+
+/* The next option: its index in opts, with its value in *value (NULL when
+ * it takes none); WB_CLI_GETOPT_END; or WB_CLI_GETOPT_BAD after saying what
+ * is wrong (a missing value and what it takes, an unknown option and the
+ * options there are). */
+int wb_cli_getopt_next(wb_cli_getopt *g, const char **value);
+/* After WB_CLI_GETOPT_END: the arguments that are not options, in order. */
+char **wb_cli_getopt_args(const wb_cli_getopt *g, int *count);
+/* Whether option k is the one named name. */
+bool wb_cli_opt_is(const wb_cli_getopt *g, int k, const char *name);
+
+/* Takes option k when it is a configuration option (--env-file, --set);
+ * sets *rc to a usage error when its value is malformed. */
+bool wb_cli_config_opt(wb_cli_config_opts *o, const wb_cli_getopt *g, int k, const char *value,
+                       int *rc);
 /* Loads the configuration, printing its problems; returns an exit code. */
 int wb_cli_load_config(const wb_cli_config_opts *o, wb_config **out);
 /* Blocks SIGINT and SIGTERM (call before starting threads). */

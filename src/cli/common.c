@@ -1,6 +1,7 @@
 /* What several commands share: configuration options and signals. */
 #include <signal.h>
 #include <errno.h>
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,32 +12,105 @@
 #include "wb_paths.h"
 #include "workerbus/workerbus.h"
 
-bool wb_cli_config_option(wb_cli_config_opts *o, int argc, char **argv, int *i, int *rc)
+bool wb_cli_opt_is(const wb_cli_getopt *g, int k, const char *name)
 {
-    const char *a = argv[*i];
-    if (strcmp(a, "--env-file") == 0) {
-        if (*i + 1 >= argc) {
-            *rc = wb_cli_usage_error(o->command, "--env-file needs a file name");
-            return true;
-        }
-        o->env_file = argv[++*i];
+    return k >= 0 && strcmp(g->opts[k].name, name) == 0;
+}
+
+bool wb_cli_config_opt(wb_cli_config_opts *o, const wb_cli_getopt *g, int k, const char *value,
+                       int *rc)
+{
+    if (wb_cli_opt_is(g, k, "env-file")) {
+        o->env_file = value;
         return true;
     }
-    if (strcmp(a, "--set") == 0) {
-        const char *kv = *i + 1 < argc ? argv[++*i] : NULL;
-        if (!kv || !strchr(kv, '=') || kv[0] == '=') {
-            *rc = wb_cli_usage_error(o->command, "--set needs KEY=VALUE");
-            return true;
-        }
-        if (o->nsets + 1 >= sizeof o->sets / sizeof o->sets[0]) {
-            *rc = wb_cli_usage_error(o->command, "too many --set options");
-            return true;
-        }
-        o->sets[o->nsets++] = kv;
-        o->sets[o->nsets] = NULL;
+    if (!wb_cli_opt_is(g, k, "set"))
+        return false;
+    if (!strchr(value, '=') || value[0] == '=') {
+        *rc = wb_cli_usage_error(o->command, "--set takes KEY=VALUE, not '%s'", value);
         return true;
     }
-    return false;
+    if (o->nsets + 1 >= sizeof o->sets / sizeof o->sets[0]) {
+        *rc = wb_cli_usage_error(o->command, "too many --set options (at most %zu)",
+                                 sizeof o->sets / sizeof o->sets[0] - 1);
+        return true;
+    }
+    o->sets[o->nsets++] = value;
+    o->sets[o->nsets] = NULL;
+    return true;
+}
+
+#define MAX_OPTS 48
+
+int wb_cli_getopt_next(wb_cli_getopt *g, const char **value)
+{
+    struct option longopts[MAX_OPTS + 1];
+    char shorts[2 * MAX_OPTS + 2] = ":"; /* ':' first: a missing value is told apart */
+    size_t n = 0, ns = 1;
+    for (; g->opts[n].name && n < MAX_OPTS; n++) {
+        longopts[n] =
+            (struct option){g->opts[n].name, g->opts[n].takes ? required_argument : no_argument,
+                            NULL, (int)(1000 + n)};
+        if (g->opts[n].short_name) {
+            shorts[ns++] = g->opts[n].short_name;
+            if (g->opts[n].takes)
+                shorts[ns++] = ':';
+        }
+    }
+    shorts[ns] = '\0';
+    longopts[n] = (struct option){NULL, 0, NULL, 0};
+    if (!g->started) {
+        optind = 0; /* GNU: start a new scan */
+        g->started = 1;
+    }
+    opterr = 0;
+    int c = getopt_long(g->argc, g->argv, shorts, longopts, NULL);
+    *value = optarg;
+    if (c == -1)
+        return WB_CLI_GETOPT_END;
+    if (c >= 1000 && c < 1000 + (int)n)
+        return c - 1000;
+    for (size_t k = 0; c > 0 && c < 256 && c != ':' && c != '?' && k < n; k++)
+        if (g->opts[k].short_name == c)
+            return (int)k;
+    const char *bad = g->argv[optind - 1];
+    if (c == ':' && bad[1] != '-') {
+        for (size_t k = 0; k < n; k++)
+            if (g->opts[k].short_name == optopt)
+                return wb_cli_usage_error(g->cmd, "-%c needs a value: %s", optopt,
+                                          g->opts[k].takes),
+                       WB_CLI_GETOPT_BAD;
+    }
+    if (c == ':') {
+        const char *name = bad + 2;
+        for (size_t k = 0; k < n; k++)
+            if (!strncmp(name, g->opts[k].name, strlen(name)))
+                return wb_cli_usage_error(g->cmd, "--%s needs a value: %s", g->opts[k].name,
+                                          g->opts[k].takes),
+                       WB_CLI_GETOPT_BAD;
+        wb_cli_usage_error(g->cmd, "%s needs a value", bad);
+        return WB_CLI_GETOPT_BAD;
+    }
+    /* an unknown (or ambiguous) option: which ones there are */
+    char list[1024] = "";
+    size_t used = 0;
+    for (size_t k = 0; k < n && used < sizeof list; k++) {
+        int w = snprintf(list + used, sizeof list - used, "%s--%s", k ? ", " : "", g->opts[k].name);
+        used += w > 0 ? (size_t)w : 0;
+    }
+    if (optopt && optopt < 1000 && bad[0] == '-' && bad[1] != '-')
+        wb_cli_usage_error(g->cmd, "unknown option '-%c'; the options are %s", optopt, list);
+    else
+        wb_cli_usage_error(g->cmd, "unknown or ambiguous option '%s'; the options are %s", bad,
+                           list);
+    return WB_CLI_GETOPT_BAD;
+}
+
+char **wb_cli_getopt_args(const wb_cli_getopt *g, int *count)
+{
+    int first = optind > 0 ? optind : 1;
+    *count = g->argc > first ? g->argc - first : 0;
+    return g->argv + first;
 }
 
 int wb_cli_load_config(const wb_cli_config_opts *o, wb_config **out)

@@ -25,12 +25,14 @@ static const char demo_usage[] =
     "\n"
     "Brings up on loopback a PostgreSQL cluster, the bundled broker (its topic\n"
     "rule writing worker messages into PostgreSQL), a PKI and N simulated\n"
-    "workers (default 5), all under a temporary directory; then runs a server:\n"
-    "it sends MSGS messages a second (default 20) spread over the workers, each\n"
+    "workers (1-1000, default 5), all under a temporary directory; then runs a\n"
+    "server: it sends MSGS messages a second (0-10000, default 20) spread over\n"
+    "the workers, each\n"
     "worker answers every message with an echo and sends a heartbeat every\n"
     "second, and the server drains those from the iot queue. A summary is\n"
     "redrawn every second (one line a second with --plain, or when the output\n"
-    "is not a terminal). Ctrl-C, or the end of --duration, stops everything\n"
+    "is not a terminal). Ctrl-C, or the end of --duration (1-604800 seconds),\n"
+    "stops everything\n"
     "and removes the directory.\n"
     "--replicas N (1-16) runs the bundled broker as N server replicas behind\n"
     "HAProxy (docs/replicas.md): the workers connect through it, the demo's\n"
@@ -148,33 +150,38 @@ static int demo_run(int argc, char **argv)
 {
     unsigned workers = 5, rate = 20, duration = 0, replicas = 0;
     bool plain = !isatty(1);
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--plain")) {
+    static const wb_cli_opt opts[] = {
+        {"workers", "N, 1 to 1000", 0},          {"rate", "MSGS a second, 0 to 10000", 0},
+        {"duration", "SECONDS, 1 to 604800", 0}, {"plain", NULL, 0},
+        {"replicas", "N, 1 to 16", 0},           {NULL, NULL, 0}};
+    wb_cli_getopt g = {"demo", argc, argv, opts, 0};
+    const char *v;
+    int k;
+    while ((k = wb_cli_getopt_next(&g, &v)) >= 0) {
+        if (wb_cli_opt_is(&g, k, "plain")) {
             plain = true;
-            continue;
-        }
-        if (!strcmp(a, "--workers") && v) {
+        } else if (wb_cli_opt_is(&g, k, "workers")) {
             if (!wb_cli_parse_uint(v, 1, 1000, &workers))
                 return wb_cli_usage_error("demo", "--workers takes 1 to 1000, not '%s'", v);
-        } else if (!strcmp(a, "--replicas") && v) {
+        } else if (wb_cli_opt_is(&g, k, "replicas")) {
             if (!wb_cli_parse_uint(v, 1, WB_HARNESS_MAX_REPLICAS, &replicas))
                 return wb_cli_usage_error("demo", "--replicas takes 1 to %u, not '%s'",
                                           WB_HARNESS_MAX_REPLICAS, v);
-        } else if (!strcmp(a, "--rate") && v) {
+        } else if (wb_cli_opt_is(&g, k, "rate")) {
             if (!wb_cli_parse_uint(v, 0, 10000, &rate))
                 return wb_cli_usage_error("demo", "--rate takes 0 to 10000 a second, not '%s'", v);
-        } else if (!strcmp(a, "--duration") && v) {
+        } else if (wb_cli_opt_is(&g, k, "duration")) {
             if (!wb_cli_parse_uint(v, 1, 86400 * 7, &duration))
-                return wb_cli_usage_error("demo",
-                                          "--duration takes 1 to 604800 seconds, not "
-                                          "'%s'",
+                return wb_cli_usage_error("demo", "--duration takes 1 to 604800 seconds, not '%s'",
                                           v);
-        } else {
-            return wb_cli_usage_error("demo", "unexpected argument '%s'", a);
         }
-        i++;
     }
+    if (k == WB_CLI_GETOPT_BAD)
+        return WB_EXIT_USAGE;
+    int nargs;
+    char **args = wb_cli_getopt_args(&g, &nargs);
+    if (nargs)
+        return wb_cli_usage_error("demo", "unexpected argument '%s'", args[0]);
     sigset_t sigs;
     wb_cli_block_signals(&sigs);
     wb_log_set_level(WB_LOG_ERROR);

@@ -30,8 +30,9 @@ static const char harness_usage[] =
     "the SQS stand-in with the eight queues, the IoT Core stand-in (with its\n"
     "topic-rule forwarder into SQS), the bundled broker (its topic rule into\n"
     "PostgreSQL), a PKI with one worker pool, and N simulated workers on each\n"
-    "broker (default 3) that send a heartbeat every MS milliseconds (default\n"
-    "5000) and answer every server message with an echo. It returns once all is\n"
+    "broker (0-1000, default 3) that send a heartbeat every MS milliseconds\n"
+    "(0 for none, up to 3600000; default 5000) and answer every server message\n"
+    "with an echo. It returns once all is\n"
     "up, leaving a background process that owns it, and prints the builtin\n"
     "environment.\n"
     "\n"
@@ -56,7 +57,7 @@ static const char harness_usage[] =
     "pool_key_file, mode, environment); DIR/harness.json holds the same\n"
     "identities.\n"
     "\n"
-    "down stops everything and removes DIR.\n"
+    "down stops everything and removes DIR. -- ends the options.\n"
     "\n"
     "DIR: up makes a new directory /tmp/workerbus-harness-XXXXXX unless --dir\n"
     "or $WB_HARNESS_DIR names one, and exports WB_HARNESS_DIR with the rest, so\n"
@@ -335,46 +336,67 @@ static int harness_run(int argc, char **argv)
     const char *sub = argv[1], *dir = env_dir(), *mode = "builtin";
     unsigned workers = 3, heartbeat_ms = 5000, replicas = 0, replica_timeout = 0, replica = 0;
     bool json = false;
-    for (int i = 2; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--json") && (!strcmp(sub, "up") || !strcmp(sub, "env"))) {
-            json = true;
-            continue;
-        }
-        if (!strcmp(a, "--dir") && v) {
-            dir = v;
-        } else if (!strcmp(a, "--mode") && v && !strcmp(sub, "env")) {
-            if (strcmp(v, "builtin") && strcmp(v, "iotcore"))
-                return wb_cli_usage_error("harness", "--mode takes builtin or iotcore, not '%s'",
-                                          v);
-            mode = v;
-        } else if (!strcmp(a, "--replica") && v && !strcmp(sub, "env")) {
-            if (!wb_cli_parse_uint(v, 1, WB_HARNESS_MAX_REPLICAS, &replica))
-                return wb_cli_usage_error("harness", "--replica takes 1 to %u, not '%s'",
-                                          WB_HARNESS_MAX_REPLICAS, v);
-        } else if (!strcmp(a, "--replicas") && v && !strcmp(sub, "up")) {
-            if (!wb_cli_parse_uint(v, 1, WB_HARNESS_MAX_REPLICAS, &replicas))
-                return wb_cli_usage_error("harness", "--replicas takes 1 to %u, not '%s'",
-                                          WB_HARNESS_MAX_REPLICAS, v);
-        } else if (!strcmp(a, "--replica-timeout") && v && !strcmp(sub, "up")) {
-            if (!wb_cli_parse_uint(v, 3, 3600, &replica_timeout))
-                return wb_cli_usage_error("harness",
-                                          "--replica-timeout takes 3 to 3600 seconds, not '%s'", v);
-        } else if (!strcmp(a, "--workers") && v && !strcmp(sub, "up")) {
-            if (!wb_cli_parse_uint(v, 0, WB_HARNESS_MAX_WORKERS, &workers))
-                return wb_cli_usage_error("harness", "--workers takes 0 to %u, not '%s'",
-                                          WB_HARNESS_MAX_WORKERS, v);
-        } else if (!strcmp(a, "--heartbeat-ms") && v && !strcmp(sub, "up")) {
-            if (!wb_cli_parse_uint(v, 0, 3600000, &heartbeat_ms))
-                return wb_cli_usage_error("harness",
-                                          "--heartbeat-ms takes 0 (none) to 3600000, not '%s'", v);
-        } else {
-            return wb_cli_usage_error("harness", "unexpected argument '%s'", a);
-        }
-        i++;
-    }
     if (strcmp(sub, "up") && strcmp(sub, "env") && strcmp(sub, "down"))
         return wb_cli_usage_error("harness", "unknown subcommand '%s': up, env or down", sub);
+    static const wb_cli_opt up_opts[] = {{"dir", "DIR", 0},
+                                         {"workers", "N, 0 to 1000", 0},
+                                         {"heartbeat-ms", "MS, 0 (none) to 3600000", 0},
+                                         {"replicas", "N, 1 to 16", 0},
+                                         {"replica-timeout", "SECONDS, 3 to 3600", 0},
+                                         {"json", NULL, 0},
+                                         {NULL, NULL, 0}};
+    static const wb_cli_opt env_opts[] = {{"dir", "DIR", 0},
+                                          {"mode", "builtin or iotcore", 0},
+                                          {"replica", "I, 1 to 16", 0},
+                                          {"json", NULL, 0},
+                                          {NULL, NULL, 0}};
+    static const wb_cli_opt down_opts[] = {{"dir", "DIR", 0}, {NULL, NULL, 0}};
+    char cmd[32];
+    snprintf(cmd, sizeof cmd, "harness %s", sub);
+    wb_cli_getopt g = {cmd, argc - 1, argv + 1,
+                       !strcmp(sub, "up")    ? up_opts
+                       : !strcmp(sub, "env") ? env_opts
+                                             : down_opts,
+                       0};
+    const char *v;
+    int k;
+    while ((k = wb_cli_getopt_next(&g, &v)) >= 0) {
+        if (wb_cli_opt_is(&g, k, "json")) {
+            json = true;
+        } else if (wb_cli_opt_is(&g, k, "dir")) {
+            dir = v;
+        } else if (wb_cli_opt_is(&g, k, "mode")) {
+            if (strcmp(v, "builtin") && strcmp(v, "iotcore"))
+                return wb_cli_usage_error(cmd, "--mode takes builtin or iotcore, not '%s'", v);
+            mode = v;
+        } else if (wb_cli_opt_is(&g, k, "replica")) {
+            if (!wb_cli_parse_uint(v, 1, WB_HARNESS_MAX_REPLICAS, &replica))
+                return wb_cli_usage_error(cmd, "--replica takes 1 to %u, not '%s'",
+                                          WB_HARNESS_MAX_REPLICAS, v);
+        } else if (wb_cli_opt_is(&g, k, "replicas")) {
+            if (!wb_cli_parse_uint(v, 1, WB_HARNESS_MAX_REPLICAS, &replicas))
+                return wb_cli_usage_error(cmd, "--replicas takes 1 to %u, not '%s'",
+                                          WB_HARNESS_MAX_REPLICAS, v);
+        } else if (wb_cli_opt_is(&g, k, "replica-timeout")) {
+            if (!wb_cli_parse_uint(v, 3, 3600, &replica_timeout))
+                return wb_cli_usage_error(cmd,
+                                          "--replica-timeout takes 3 to 3600 seconds, not '%s'", v);
+        } else if (wb_cli_opt_is(&g, k, "workers")) {
+            if (!wb_cli_parse_uint(v, 0, WB_HARNESS_MAX_WORKERS, &workers))
+                return wb_cli_usage_error(cmd, "--workers takes 0 to %u, not '%s'",
+                                          WB_HARNESS_MAX_WORKERS, v);
+        } else if (wb_cli_opt_is(&g, k, "heartbeat-ms")) {
+            if (!wb_cli_parse_uint(v, 0, 3600000, &heartbeat_ms))
+                return wb_cli_usage_error(cmd, "--heartbeat-ms takes 0 (none) to 3600000, not '%s'",
+                                          v);
+        }
+    }
+    if (k == WB_CLI_GETOPT_BAD)
+        return WB_EXIT_USAGE;
+    int nargs;
+    char **args = wb_cli_getopt_args(&g, &nargs);
+    if (nargs)
+        return wb_cli_usage_error(cmd, "unexpected argument '%s'", args[0]);
     char fresh[] = "/tmp/workerbus-harness-XXXXXX";
     if (!strcmp(sub, "up") && !dir) { /* a new directory, as the C API makes */
         if (!mkdtemp(fresh)) {

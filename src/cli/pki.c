@@ -29,6 +29,7 @@ static const char usage[] =
     "sign-csr  signs a worker pool's certificate signing request (PEM, from\n"
     "          CSR_FILE or standard input) into a client certificate whose\n"
     "          common name is the pool's ULID; prints it or writes --out.\n"
+    "          --days N: its validity, 1 to 36500 days (default 825).\n"
     "          Accepts RSA keys of 2048 bits or more and EC P-256/P-384 keys.\n"
     "new-csr   makes a private key and a CSR, as a worker pool owner would.\n"
     "token     prints the password of a pool's workers (user name: the pool\n"
@@ -40,6 +41,7 @@ static const char usage[] =
     "renew-server    the same for the server's client certificate.\n"
     "status    what each certificate of DIR is and when it expires; exit 1\n"
     "          when one has expired, 2 when one expires within 30 days.\n"
+    "-- ends the options (a file name that starts with '-' follows it).\n"
     "\n"
     "Exit codes: 0 success, 64 usage error, 65 bad input (CSR, ULID),\n"
     "66 unreadable input, 73 cannot create output, 70 internal error;\n"
@@ -116,20 +118,32 @@ static int cmd_init(int argc, char **argv)
     size_t nh = 0;
     wb_pki_init_opts o = WB_PKI_INIT_OPTS_INIT;
     int rc = WB_EXIT_OK;
-    for (int i = 1; i < argc && hosts; i++) {
-        if (strcmp(argv[i], "--host") == 0 && i + 1 < argc)
-            hosts[nh++] = argv[++i];
-        else if (strcmp(argv[i], "--rsa") == 0)
+    static const wb_cli_opt opts[] = {{"host", "a DNS name or IP address", 0},
+                                      {"rsa", NULL, 0},
+                                      {"force", NULL, 0},
+                                      {NULL, NULL, 0}};
+    wb_cli_getopt g = {"pki init", argc, argv, opts, 0};
+    const char *v;
+    int k;
+    while (hosts && (k = wb_cli_getopt_next(&g, &v)) >= 0) {
+        if (wb_cli_opt_is(&g, k, "host"))
+            hosts[nh++] = v;
+        else if (wb_cli_opt_is(&g, k, "rsa"))
             o.key_type = WB_PKI_KEY_RSA_4096;
-        else if (strcmp(argv[i], "--force") == 0)
+        else if (wb_cli_opt_is(&g, k, "force"))
             o.overwrite = 1;
-        else if (argv[i][0] != '-' && !dir)
-            dir = argv[i];
-        else {
-            free(hosts);
-            return wb_cli_usage_error("pki init", "unexpected argument '%s'", argv[i]);
-        }
     }
+    if (hosts && k == WB_CLI_GETOPT_BAD) {
+        free(hosts);
+        return WB_EXIT_USAGE;
+    }
+    int nargs = 0;
+    char **args = hosts ? wb_cli_getopt_args(&g, &nargs) : NULL;
+    if (nargs > 1) {
+        free(hosts);
+        return wb_cli_usage_error("pki init", "unexpected argument '%s'", args[1]);
+    }
+    dir = nargs ? args[0] : NULL;
     if (!hosts)
         return fail(WB_ERR_NO_MEMORY, NULL);
     if (!dir) {
@@ -159,28 +173,37 @@ static int cmd_sign(int argc, char **argv)
     const char *pool = NULL, *pki_dir = NULL, *ca = NULL, *cakey = NULL, *out = NULL,
                *csr_file = NULL;
     unsigned days = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (strcmp(a, "--pool") == 0 && v)
-            pool = argv[++i];
-        else if (strcmp(a, "--pki-dir") == 0 && v)
-            pki_dir = argv[++i];
-        else if (strcmp(a, "--ca-cert") == 0 && v)
-            ca = argv[++i];
-        else if (strcmp(a, "--ca-key") == 0 && v)
-            cakey = argv[++i];
-        else if (strcmp(a, "--out") == 0 && v)
-            out = argv[++i];
-        else if (strcmp(a, "--days") == 0 && v) {
-            if (!wb_cli_parse_uint(argv[++i], 1, 36500, &days))
-                return wb_cli_usage_error("pki sign-csr", "--days takes 1 to 36500, got '%s'",
-                                          argv[i]);
-        } else if ((a[0] != '-' || strcmp(a, "-") == 0) && !csr_file)
-            csr_file = a;
-        else
-            return wb_cli_usage_error("pki sign-csr", "unexpected argument '%s'", a);
+    static const wb_cli_opt opts[] = {{"pool", "the pool's ULID", 0},
+                                      {"pki-dir", "DIR", 0},
+                                      {"ca-cert", "FILE", 0},
+                                      {"ca-key", "FILE", 0},
+                                      {"out", "FILE", 0},
+                                      {"days", "1 to 36500", 0},
+                                      {NULL, NULL, 0}};
+    wb_cli_getopt g = {"pki sign-csr", argc, argv, opts, 0};
+    const char *v;
+    int k;
+    while ((k = wb_cli_getopt_next(&g, &v)) >= 0) {
+        if (wb_cli_opt_is(&g, k, "pool"))
+            pool = v;
+        else if (wb_cli_opt_is(&g, k, "pki-dir"))
+            pki_dir = v;
+        else if (wb_cli_opt_is(&g, k, "ca-cert"))
+            ca = v;
+        else if (wb_cli_opt_is(&g, k, "ca-key"))
+            cakey = v;
+        else if (wb_cli_opt_is(&g, k, "out"))
+            out = v;
+        else if (wb_cli_opt_is(&g, k, "days") && !wb_cli_parse_uint(v, 1, 36500, &days))
+            return wb_cli_usage_error("pki sign-csr", "--days takes 1 to 36500, got '%s'", v);
     }
+    if (k == WB_CLI_GETOPT_BAD)
+        return WB_EXIT_USAGE;
+    int nargs;
+    char **args = wb_cli_getopt_args(&g, &nargs);
+    if (nargs > 1)
+        return wb_cli_usage_error("pki sign-csr", "unexpected argument '%s'", args[1]);
+    csr_file = nargs ? args[0] : NULL;
     if (!pool)
         return wb_cli_usage_error("pki sign-csr", "--pool ULID is required");
     if (!pki_dir && (!ca || !cakey))
@@ -214,19 +237,30 @@ static int cmd_new_csr(int argc, char **argv)
 {
     const char *key_out = NULL, *csr_out = NULL, *cn = "workerbus worker pool";
     wb_pki_key_type type = WB_PKI_KEY_EC_P256;
-    for (int i = 1; i < argc; i++) {
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (strcmp(argv[i], "--key-out") == 0 && v)
-            key_out = argv[++i];
-        else if (strcmp(argv[i], "--csr-out") == 0 && v)
-            csr_out = argv[++i];
-        else if (strcmp(argv[i], "--cn") == 0 && v)
-            cn = argv[++i];
-        else if (strcmp(argv[i], "--rsa") == 0)
+    static const wb_cli_opt opts[] = {{"key-out", "FILE", 0},
+                                      {"csr-out", "FILE", 0},
+                                      {"cn", "a common name", 0},
+                                      {"rsa", NULL, 0},
+                                      {NULL, NULL, 0}};
+    wb_cli_getopt g = {"pki new-csr", argc, argv, opts, 0};
+    const char *v;
+    int k;
+    while ((k = wb_cli_getopt_next(&g, &v)) >= 0) {
+        if (wb_cli_opt_is(&g, k, "key-out"))
+            key_out = v;
+        else if (wb_cli_opt_is(&g, k, "csr-out"))
+            csr_out = v;
+        else if (wb_cli_opt_is(&g, k, "cn"))
+            cn = v;
+        else if (wb_cli_opt_is(&g, k, "rsa"))
             type = WB_PKI_KEY_RSA_4096;
-        else
-            return wb_cli_usage_error("pki new-csr", "unexpected argument '%s'", argv[i]);
     }
+    if (k == WB_CLI_GETOPT_BAD)
+        return WB_EXIT_USAGE;
+    int nargs;
+    char **args = wb_cli_getopt_args(&g, &nargs);
+    if (nargs)
+        return wb_cli_usage_error("pki new-csr", "unexpected argument '%s'", args[0]);
     if (!key_out || !csr_out)
         return wb_cli_usage_error("pki new-csr", "--key-out and --csr-out are required");
     char *key = NULL, *csr = NULL, *d = NULL;
@@ -252,17 +286,27 @@ static int cmd_token(int argc, char **argv)
 {
     const char *key = NULL, *pool = NULL;
     bool server = false;
-    for (int i = 1; i < argc; i++) {
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (strcmp(argv[i], "--token-key") == 0 && v)
-            key = argv[++i];
-        else if (strcmp(argv[i], "--pool") == 0 && v)
-            pool = argv[++i];
-        else if (strcmp(argv[i], "--server") == 0)
+    static const wb_cli_opt opts[] = {{"token-key", "FILE", 0},
+                                      {"pool", "a pool's ULID", 0},
+                                      {"server", NULL, 0},
+                                      {NULL, NULL, 0}};
+    wb_cli_getopt g = {"pki token", argc, argv, opts, 0};
+    const char *v;
+    int k;
+    while ((k = wb_cli_getopt_next(&g, &v)) >= 0) {
+        if (wb_cli_opt_is(&g, k, "token-key"))
+            key = v;
+        else if (wb_cli_opt_is(&g, k, "pool"))
+            pool = v;
+        else if (wb_cli_opt_is(&g, k, "server"))
             server = true;
-        else
-            return wb_cli_usage_error("pki token", "unexpected argument '%s'", argv[i]);
     }
+    if (k == WB_CLI_GETOPT_BAD)
+        return WB_EXIT_USAGE;
+    int nargs;
+    char **args = wb_cli_getopt_args(&g, &nargs);
+    if (nargs)
+        return wb_cli_usage_error("pki token", "unexpected argument '%s'", args[0]);
     if (!key || (!pool == !server))
         return wb_cli_usage_error("pki token",
                                   "give --token-key FILE and one of --pool ULID or --server");
@@ -283,16 +327,24 @@ static int cmd_reissue(int argc, char **argv, wb_pki_leaf which)
     size_t nh = 0;
     if (!hosts)
         return fail(WB_ERR_NO_MEMORY, NULL);
-    for (int i = 1; i < argc; i++) {
-        if (which == WB_PKI_LEAF_BROKER && strcmp(argv[i], "--host") == 0 && i + 1 < argc) {
-            hosts[nh++] = argv[++i];
-        } else if (argv[i][0] != '-' && !dir) {
-            dir = argv[i];
-        } else {
-            free(hosts);
-            return wb_cli_usage_error(what, "unexpected argument '%s'", argv[i]);
-        }
+    static const wb_cli_opt broker_opts[] = {{"host", "a DNS name or IP address", 0},
+                                             {NULL, NULL, 0}};
+    static const wb_cli_opt server_opts[] = {{NULL, NULL, 0}};
+    wb_cli_getopt g = {what, argc, argv, which == WB_PKI_LEAF_BROKER ? broker_opts : server_opts,
+                       0};
+    const char *v;
+    int k;
+    while ((k = wb_cli_getopt_next(&g, &v)) >= 0)
+        hosts[nh++] = v; /* --host, the only option */
+    int nargs;
+    char **args = wb_cli_getopt_args(&g, &nargs);
+    if (k == WB_CLI_GETOPT_BAD || nargs > 1) {
+        free(hosts);
+        return k == WB_CLI_GETOPT_BAD
+                   ? WB_EXIT_USAGE
+                   : wb_cli_usage_error(what, "unexpected argument '%s'", args[1]);
     }
+    dir = nargs ? args[0] : NULL;
     if (!dir) {
         free(hosts);
         return wb_cli_usage_error(what, "the PKI directory is missing");
@@ -325,14 +377,19 @@ static int cmd_status(int argc, char **argv)
 {
     const char *dir = NULL;
     bool json = false;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--json") == 0)
-            json = true;
-        else if (argv[i][0] != '-' && !dir)
-            dir = argv[i];
-        else
-            return wb_cli_usage_error("pki status", "unexpected argument '%s'", argv[i]);
-    }
+    static const wb_cli_opt opts[] = {{"json", NULL, 0}, {NULL, NULL, 0}};
+    wb_cli_getopt g = {"pki status", argc, argv, opts, 0};
+    const char *v;
+    int k;
+    while ((k = wb_cli_getopt_next(&g, &v)) >= 0)
+        json = true; /* --json, the only option */
+    if (k == WB_CLI_GETOPT_BAD)
+        return WB_EXIT_USAGE;
+    int nargs;
+    char **args = wb_cli_getopt_args(&g, &nargs);
+    if (nargs > 1)
+        return wb_cli_usage_error("pki status", "unexpected argument '%s'", args[1]);
+    dir = nargs ? args[0] : NULL;
     if (!dir)
         return wb_cli_usage_error("pki status", "the PKI directory is missing");
     static const char *const files[] = {WB_PKI_CA_CERT, WB_PKI_BROKER_CERT, WB_PKI_SERVER_CERT};

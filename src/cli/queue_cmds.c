@@ -27,12 +27,14 @@ static const char queue_usage[] =
     "  receive QUEUE          receives messages; prints one JSON object per line\n"
     "      --max N            1-10 messages (default 1)\n"
     "      --wait S           long poll up to S seconds (0-20, default 0)\n"
-    "      --visibility S     visibility timeout (default: the queue's)\n"
+    "      --visibility S     visibility timeout, 0-43200 (default: the queue's)\n"
     "      --delete           delete what was received (after printing it)\n"
     "      --body             print only the bodies, one per line\n"
     "  delete QUEUE RECEIPT...  deletes messages by receipt (from receive)\n"
     "  stats [QUEUE...]       visible, in-flight and delayed counts (all queues\n"
     "                         when none is named); --json for JSON\n"
+    "--env-file FILE and --set KEY=VALUE (repeatable) give the queue's\n"
+    "variables; -- ends the options (a BODY that starts with '-' follows it).\n"
     "\n"
     "SQS credentials come from the standard AWS chain (environment, shared\n"
     "files with AWS_PROFILE, web identity, container, IMDSv2);\n"
@@ -120,28 +122,35 @@ static int q_send(int argc, char **argv)
     const char *queue = NULL, *body = NULL, *group = NULL, *dedup = NULL;
     unsigned delay = 0;
     int rc = 0;
-    for (int i = 1; i < argc; i++) {
-        if (wb_cli_config_option(&co, argc, argv, &i, &rc)) {
+    static const wb_cli_opt opts[] = {{"delay", "SECONDS, 0 to 900", 0},
+                                      {"group", "a message group id", 0},
+                                      {"dedup", "a deduplication id", 0},
+                                      WB_CLI_CONFIG_OPTS,
+                                      {NULL, NULL, 0}};
+    wb_cli_getopt g = {"queue send", argc, argv, opts, 0};
+    const char *v;
+    int k;
+    while ((k = wb_cli_getopt_next(&g, &v)) >= 0) {
+        if (wb_cli_config_opt(&co, &g, k, v, &rc)) {
             if (rc)
                 return rc;
-        } else if (strcmp(argv[i], "--delay") == 0 && i + 1 < argc) {
-            if (!wb_cli_parse_uint(argv[++i], 0, 900, &delay))
-                return wb_cli_usage_error("queue send", "--delay takes 0-900 seconds, not '%s'",
-                                          argv[i]);
-        } else if (strcmp(argv[i], "--group") == 0 && i + 1 < argc) {
-            group = argv[++i];
-        } else if (strcmp(argv[i], "--dedup") == 0 && i + 1 < argc) {
-            dedup = argv[++i];
-        } else if (argv[i][0] == '-' && argv[i][1]) {
-            return wb_cli_usage_error("queue send", "unknown option '%s'", argv[i]);
-        } else if (!queue) {
-            queue = argv[i];
-        } else if (!body) {
-            body = argv[i];
-        } else {
-            return wb_cli_usage_error("queue send", "unexpected argument '%s'", argv[i]);
+        } else if (wb_cli_opt_is(&g, k, "delay")) {
+            if (!wb_cli_parse_uint(v, 0, 900, &delay))
+                return wb_cli_usage_error("queue send", "--delay takes 0-900 seconds, not '%s'", v);
+        } else if (wb_cli_opt_is(&g, k, "group")) {
+            group = v;
+        } else if (wb_cli_opt_is(&g, k, "dedup")) {
+            dedup = v;
         }
     }
+    if (k == WB_CLI_GETOPT_BAD)
+        return WB_EXIT_USAGE;
+    int nargs;
+    char **args = wb_cli_getopt_args(&g, &nargs);
+    if (nargs > 2)
+        return wb_cli_usage_error("queue send", "unexpected argument '%s'", args[2]);
+    queue = nargs > 0 ? args[0] : NULL;
+    body = nargs > 1 ? args[1] : NULL;
     wb_logical_queue lq;
     if (!queue)
         return wb_cli_usage_error("queue send", "the queue is missing");
@@ -185,34 +194,45 @@ static int q_receive(int argc, char **argv)
     int visibility = -1;
     bool del = false, bodies = false;
     int rc = 0;
-    for (int i = 1; i < argc; i++) {
-        if (wb_cli_config_option(&co, argc, argv, &i, &rc)) {
+    static const wb_cli_opt opts[] = {{"max", "N, 1 to 10", 0},
+                                      {"wait", "SECONDS, 0 to 20", 0},
+                                      {"visibility", "SECONDS, 0 to 43200", 0},
+                                      {"delete", NULL, 0},
+                                      {"body", NULL, 0},
+                                      WB_CLI_CONFIG_OPTS,
+                                      {NULL, NULL, 0}};
+    wb_cli_getopt g = {"queue receive", argc, argv, opts, 0};
+    const char *v;
+    int k;
+    while ((k = wb_cli_getopt_next(&g, &v)) >= 0) {
+        if (wb_cli_config_opt(&co, &g, k, v, &rc)) {
             if (rc)
                 return rc;
-        } else if (strcmp(argv[i], "--max") == 0 && i + 1 < argc) {
-            if (!wb_cli_parse_uint(argv[++i], 0, 10, &max) || max == 0)
-                return wb_cli_usage_error("queue receive", "--max takes 1-10, not '%s'", argv[i]);
-        } else if (strcmp(argv[i], "--wait") == 0 && i + 1 < argc) {
-            if (!wb_cli_parse_uint(argv[++i], 0, 20, &wait))
+        } else if (wb_cli_opt_is(&g, k, "max")) {
+            if (!wb_cli_parse_uint(v, 0, 10, &max) || max == 0)
+                return wb_cli_usage_error("queue receive", "--max takes 1-10, not '%s'", v);
+        } else if (wb_cli_opt_is(&g, k, "wait")) {
+            if (!wb_cli_parse_uint(v, 0, 20, &wait))
                 return wb_cli_usage_error("queue receive", "--wait takes 0-20 seconds, not '%s'",
-                                          argv[i]);
-        } else if (strcmp(argv[i], "--visibility") == 0 && i + 1 < argc) {
-            if (!wb_cli_parse_uint(argv[++i], 0, 43200, &vis))
+                                          v);
+        } else if (wb_cli_opt_is(&g, k, "visibility")) {
+            if (!wb_cli_parse_uint(v, 0, 43200, &vis))
                 return wb_cli_usage_error("queue receive",
-                                          "--visibility takes 0-43200 seconds, not '%s'", argv[i]);
+                                          "--visibility takes 0-43200 seconds, not '%s'", v);
             visibility = (int)vis;
-        } else if (strcmp(argv[i], "--delete") == 0) {
+        } else if (wb_cli_opt_is(&g, k, "delete")) {
             del = true;
-        } else if (strcmp(argv[i], "--body") == 0) {
+        } else if (wb_cli_opt_is(&g, k, "body")) {
             bodies = true;
-        } else if (argv[i][0] == '-') {
-            return wb_cli_usage_error("queue receive", "unknown option '%s'", argv[i]);
-        } else if (!queue) {
-            queue = argv[i];
-        } else {
-            return wb_cli_usage_error("queue receive", "unexpected argument '%s'", argv[i]);
         }
     }
+    if (k == WB_CLI_GETOPT_BAD)
+        return WB_EXIT_USAGE;
+    int nargs;
+    char **args = wb_cli_getopt_args(&g, &nargs);
+    if (nargs > 1)
+        return wb_cli_usage_error("queue receive", "unexpected argument '%s'", args[1]);
+    queue = nargs ? args[0] : NULL;
     wb_logical_queue lq;
     if (!queue)
         return wb_cli_usage_error("queue receive", "the queue is missing");
@@ -268,19 +288,24 @@ static int q_delete(int argc, char **argv)
     const char *receipts[256];
     size_t nr = 0;
     int rc = 0;
-    for (int i = 1; i < argc; i++) {
-        if (wb_cli_config_option(&co, argc, argv, &i, &rc)) {
-            if (rc)
-                return rc;
-        } else if (argv[i][0] == '-') {
-            return wb_cli_usage_error("queue delete", "unknown option '%s'", argv[i]);
-        } else if (!queue) {
-            queue = argv[i];
-        } else if (nr < 256) {
-            receipts[nr++] = argv[i];
-        } else {
+    static const wb_cli_opt opts[] = {WB_CLI_CONFIG_OPTS, {NULL, NULL, 0}};
+    wb_cli_getopt g = {"queue delete", argc, argv, opts, 0};
+    const char *v;
+    int k;
+    while ((k = wb_cli_getopt_next(&g, &v)) >= 0)
+        if (wb_cli_config_opt(&co, &g, k, v, &rc) && rc)
+            return rc;
+    if (k == WB_CLI_GETOPT_BAD)
+        return WB_EXIT_USAGE;
+    int nargs;
+    char **args = wb_cli_getopt_args(&g, &nargs);
+    for (int i = 0; i < nargs; i++) {
+        if (!queue)
+            queue = args[i];
+        else if (nr < 256)
+            receipts[nr++] = args[i];
+        else
             return wb_cli_usage_error("queue delete", "at most 256 receipts at a time");
-        }
     }
     wb_logical_queue lq;
     if (!queue)
@@ -310,20 +335,27 @@ static int q_stats(int argc, char **argv)
     wb_cli_config_opts co = {.command = "queue stats"};
     bool want[WB_LQ__COUNT] = {false}, any = false, json = false;
     int rc = 0;
-    for (int i = 1; i < argc; i++) {
-        wb_logical_queue lq;
-        if (wb_cli_config_option(&co, argc, argv, &i, &rc)) {
+    static const wb_cli_opt opts[] = {{"json", NULL, 0}, WB_CLI_CONFIG_OPTS, {NULL, NULL, 0}};
+    wb_cli_getopt g = {"queue stats", argc, argv, opts, 0};
+    const char *v;
+    int k;
+    while ((k = wb_cli_getopt_next(&g, &v)) >= 0) {
+        if (wb_cli_config_opt(&co, &g, k, v, &rc)) {
             if (rc)
                 return rc;
-        } else if (strcmp(argv[i], "--json") == 0) {
+        } else if (wb_cli_opt_is(&g, k, "json")) {
             json = true;
-        } else if (argv[i][0] == '-') {
-            return wb_cli_usage_error("queue stats", "unknown option '%s'", argv[i]);
-        } else if (parse_lq(argv[i], &lq)) {
-            want[lq] = any = true;
-        } else {
-            return bad_queue("queue stats", argv[i]);
         }
+    }
+    if (k == WB_CLI_GETOPT_BAD)
+        return WB_EXIT_USAGE;
+    int nargs;
+    char **args = wb_cli_getopt_args(&g, &nargs);
+    for (int i = 0; i < nargs; i++) {
+        wb_logical_queue lq;
+        if (!parse_lq(args[i], &lq))
+            return bad_queue("queue stats", args[i]);
+        want[lq] = any = true;
     }
     wb_config *cfg;
     wb_queue *q;

@@ -56,18 +56,25 @@ static const char serve_usage[] =
     "serve says what it did. An invalid configuration changes nothing.\n"
     "\n"
     "Options:\n"
-    "  --threads N        receiving threads (default 2)\n"
+    "  --exec CMD         run `sh -c CMD` for each message (see above)\n"
+    "  --threads N        receiving threads, 1-64 (default 2)\n"
     "  --wait SECONDS     long poll of each receive, 1-20 (default 5): also the\n"
     "                     longest a stop waits for a receive to return\n"
     "  --visibility S     how long a received message stays invisible, extended\n"
-    "                     while its handler runs (default 45, as the iot queue)\n"
-    "  --stats-every S    print the counters every S seconds too\n"
+    "                     while its handler runs, 2-43200 (default 45, as the iot\n"
+    "                     queue)\n"
+    "  --stats-every S    print the counters every S seconds too, 1-86400\n"
+    "  --log-level L      debug, info, warn or error (default info)\n"
+    "  --log-format F     auto, text, json or journal (default auto)\n"
     "  --no-bundled       builtin: the broker already runs (workerbus harness, or a\n"
     "                     `workerbus broker run` of its own); connect to it only\n"
     "  --http [ADDR:]PORT serve /healthz (liveness), /readyz (broker connected and\n"
     "                     queue answering: 200, else 503 with why) and /metrics\n"
     "                     (Prometheus text) on ADDR:PORT; ADDR is numeric, by\n"
-    "                     default 127.0.0.1 (e.g. --http 9360)\n"
+    "                     default 127.0.0.1 (e.g. --http 9360); PORT 1-65535\n"
+    "  --env-file FILE    read the configuration from FILE (KEY=VALUE lines)\n"
+    "  --set KEY=VALUE    override one variable (repeatable)\n"
+    "  --                 the end of the options\n"
     "\n"
     "Exit codes: 0 stopped cleanly, 64 usage, 69 the broker or the queue cannot\n"
     "be reached at start, 78 invalid configuration.\n";
@@ -280,13 +287,28 @@ static int serve_run(int argc, char **argv)
     char http_listen[128] = "";
     wb_log_format log_format = WB_LOG_FORMAT_AUTO;
     int rc = 0;
-    for (int i = 1; i < argc; i++) {
-        if (wb_cli_config_option(&co, argc, argv, &i, &rc)) {
+    static const wb_cli_opt opts[] = {{"exec", "CMD, a shell command", 0},
+                                      {"threads", "N, 1 to 64", 0},
+                                      {"wait", "SECONDS, 1 to 20", 0},
+                                      {"visibility", "SECONDS, 2 to 43200", 0},
+                                      {"no-bundled", NULL, 0},
+                                      {"log-level", "debug, info, warn or error", 0},
+                                      {"log-format", "auto, text, json or journal", 0},
+                                      {"stats-every", "SECONDS, 1 to 86400", 0},
+                                      {"http", "[ADDRESS:]PORT", 0},
+                                      WB_CLI_CONFIG_OPTS,
+                                      {NULL, NULL, 0}};
+    wb_cli_getopt g = {"serve", argc, argv, opts, 0};
+    const char *v;
+    int k;
+    while ((k = wb_cli_getopt_next(&g, &v)) >= 0) {
+        if (wb_cli_config_opt(&co, &g, k, v, &rc)) {
             if (rc)
                 return rc;
             continue;
         }
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        char a[64];
+        snprintf(a, sizeof a, "--%s", opts[k].name);
         if (!strcmp(a, "--no-bundled")) {
             no_bundled = true;
             continue;
@@ -294,9 +316,9 @@ static int serve_run(int argc, char **argv)
         if (!strcmp(a, "--log-format") && v) {
             static const char *const names[] = {"auto", "text", "json", "journal"};
             bool found = false;
-            for (int k = 0; k < 4 && !found; k++) {
-                if (!strcmp(v, names[k])) {
-                    log_format = (wb_log_format)k;
+            for (int j = 0; j < 4 && !found; j++) {
+                if (!strcmp(v, names[j])) {
+                    log_format = (wb_log_format)j;
                     found = true;
                 }
             }
@@ -330,19 +352,23 @@ static int serve_run(int argc, char **argv)
             static const wb_log_level levels[] = {WB_LOG_DEBUG, WB_LOG_INFO, WB_LOG_WARN,
                                                   WB_LOG_ERROR};
             bool found = false;
-            for (size_t k = 0; k < 4 && !found; k++)
-                if (!strcmp(v, wb_log_level_name(levels[k]))) {
-                    S.level = levels[k];
+            for (size_t j = 0; j < 4 && !found; j++)
+                if (!strcmp(v, wb_log_level_name(levels[j]))) {
+                    S.level = levels[j];
                     found = true;
                 }
             if (!found)
                 return wb_cli_usage_error(
                     "serve", "--log-level takes debug, info, warn or error, not '%s'", v);
-        } else {
-            return wb_cli_usage_error("serve", "unexpected argument '%s'", a);
         }
-        i++;
     }
+    if (k == WB_CLI_GETOPT_BAD)
+        return WB_EXIT_USAGE;
+    int nargs;
+    char **args = wb_cli_getopt_args(&g, &nargs);
+    if (nargs)
+        return wb_cli_usage_error("serve", "unexpected argument '%s': serve takes options only",
+                                  args[0]);
     sigset_t sigs;
     wb_cli_block_signals(&sigs);
     sigaddset(&sigs, SIGUSR1);
