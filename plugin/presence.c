@@ -175,17 +175,28 @@ void bltn_presence_stats_get(bltn_presence *pr, bltn_presence_stats *out)
 
 /* ---- the writer ----------------------------------------------------------- */
 
+/* Every change of a worker's record is told to the replicas' servers
+ * (NOTIFY workerbus_presence, "<pool>/<worker>"), which keep which of their
+ * workers they may publish to without asking the database; and the
+ * holder is woken (workerbus_outbox, "<replica> <pool>/<worker>") when
+ * messages wait for the worker. */
 static const char SQL_UP[] =
     "WITH up AS ("
     " INSERT INTO workerbus_presence AS p (pool, worker, replica, epoch) VALUES ($1, $2, $3, $4)"
     " ON CONFLICT (pool, worker) DO UPDATE SET replica = EXCLUDED.replica,"
     "  epoch = EXCLUDED.epoch, since = now() WHERE p.epoch < EXCLUDED.epoch"
     " RETURNING 1)"
-    " SELECT pg_notify('workerbus_outbox', $3) FROM up"
-    " WHERE EXISTS (SELECT 1 FROM workerbus_outbox o WHERE o.pool = $1 AND o.worker = $2)";
-static const char SQL_DOWN[] = "DELETE FROM workerbus_presence"
-                               " WHERE pool = $1 AND worker = $2 AND replica = $3 AND epoch = $4";
-static const char SQL_CLEAR[] = "DELETE FROM workerbus_presence WHERE replica = $1";
+    " SELECT pg_notify('workerbus_presence', $1::text || '/' || $2::text),"
+    "  CASE WHEN EXISTS (SELECT 1 FROM workerbus_outbox o WHERE o.pool = $1 AND o.worker = $2)"
+    "  THEN pg_notify('workerbus_outbox', $3::text || ' ' || $1::text || '/' || $2::text) END"
+    " FROM up";
+static const char SQL_DOWN[] =
+    "WITH d AS (DELETE FROM workerbus_presence"
+    " WHERE pool = $1 AND worker = $2 AND replica = $3 AND epoch = $4 RETURNING 1)"
+    " SELECT pg_notify('workerbus_presence', $1::text || '/' || $2::text) FROM d";
+static const char SQL_CLEAR[] =
+    "WITH d AS (DELETE FROM workerbus_presence WHERE replica = $1 RETURNING pool, worker)"
+    " SELECT count(pg_notify('workerbus_presence', pool || '/' || worker)) FROM d";
 
 /* One statement; false when the connection should be dropped. */
 static bool run(bltn_presence *pr, PGconn *c, const char *sql, int n, const char *pool,

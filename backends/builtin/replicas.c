@@ -15,13 +15,26 @@
 #include "replicas.h"
 #include "wb_internal.h"
 
-#define CHANNEL      "workerbus_outbox"
-#define BATCH        200u   /* outbox rows claimed by one pass */
-#define LEASE_S      30u    /* how long a claim holds before another may take it */
-#define FLUSH_MS     10000u /* how long a pass waits for its broker's acknowledgements */
-#define GONE_FACTOR  20u    /* presence of a replica silent this many timeouts is deleted */
-#define RETRY_MIN_MS 250u
-#define RETRY_MAX_MS 5000u
+#define CHANNEL       "workerbus_outbox"
+#define PRESENCE      "workerbus_presence"
+#define CACHE_BUCKETS 4096u
+#define BATCH         200u   /* outbox rows claimed by one pass */
+#define LEASE_S       30u    /* how long a claim holds before another may take it */
+#define FLUSH_MS      10000u /* how long a pass waits for its broker's acknowledgements */
+#define GONE_FACTOR   20u    /* presence of a replica silent this many timeouts is deleted */
+#define RETRY_MIN_MS  250u
+#define RETRY_MAX_MS  5000u
+
+/* The workers this replica may publish to without asking the database: its
+ * own, with nothing waiting for them in the outbox, as the database said at
+ * the last publish. An entry goes when the worker's presence changes
+ * anywhere (NOTIFY workerbus_presence) or a message for it is put in the
+ * outbox (NOTIFY workerbus_outbox); all go while those notifications may be
+ * missed (the listening connection is down). */
+typedef struct cached {
+    char key[2 * WB_ULID_STR_SIZE];
+    struct cached *next;
+} cached;
 
 struct bltn_replicas {
     char *url, *id, *host, *broker;
@@ -39,7 +52,93 @@ struct bltn_replicas {
         db_failures, outbox_size;
     atomic_uint replicas;
     atomic_bool registered;
+    atomic_uint_fast64_t cache_hits;
+    pthread_mutex_t cache_lock;
+    bool cache_ok; /* the thread listens: entries are kept up to date */
+    cached *cache[CACHE_BUCKETS];
+    /* per bucket, bumped by every drop: a publish that read the database
+     * before a drop of its bucket does not put what it read */
+    uint64_t cache_gen[CACHE_BUCKETS];
 };
+
+/* ---- the cache of local workers ------------------------------------------- */
+
+static unsigned cache_hash(const char *key)
+{
+    unsigned h = 2166136261u;
+    for (; *key; key++)
+        h = (h ^ (unsigned char)*key) * 16777619u;
+    return h % CACHE_BUCKETS;
+}
+
+static void cache_key(char key[2 * WB_ULID_STR_SIZE], const char *pool, const char *worker)
+{
+    snprintf(key, 2 * WB_ULID_STR_SIZE, "%s/%s", pool, worker);
+}
+
+static bool cache_has(bltn_replicas *r, const char *key)
+{
+    pthread_mutex_lock(&r->cache_lock);
+    bool found = false;
+    for (cached *c = r->cache_ok ? r->cache[cache_hash(key)] : NULL; c && !found; c = c->next)
+        found = strcmp(c->key, key) == 0;
+    pthread_mutex_unlock(&r->cache_lock);
+    return found;
+}
+
+static uint64_t cache_gen(bltn_replicas *r, const char *key)
+{
+    pthread_mutex_lock(&r->cache_lock);
+    uint64_t g = r->cache_gen[cache_hash(key)];
+    pthread_mutex_unlock(&r->cache_lock);
+    return g;
+}
+
+/* Puts key unless its bucket changed since gen was read. */
+static void cache_put(bltn_replicas *r, const char *key, uint64_t gen)
+{
+    pthread_mutex_lock(&r->cache_lock);
+    unsigned b = cache_hash(key);
+    bool found = false;
+    for (cached *c = r->cache[b]; c && !found; c = c->next)
+        found = strcmp(c->key, key) == 0;
+    cached *c = r->cache_ok && !found && r->cache_gen[b] == gen ? calloc(1, sizeof *c) : NULL;
+    if (c) {
+        snprintf(c->key, sizeof c->key, "%s", key);
+        c->next = r->cache[b];
+        r->cache[b] = c;
+    }
+    pthread_mutex_unlock(&r->cache_lock);
+}
+
+static void cache_drop(bltn_replicas *r, const char *key)
+{
+    pthread_mutex_lock(&r->cache_lock);
+    r->cache_gen[cache_hash(key)]++;
+    for (cached **c = &r->cache[cache_hash(key)]; *c; c = &(*c)->next) {
+        if (strcmp((*c)->key, key) == 0) {
+            cached *gone = *c;
+            *c = gone->next;
+            free(gone);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&r->cache_lock);
+}
+
+/* Empties the cache; ok: whether it may fill again. */
+static void cache_reset(bltn_replicas *r, bool ok)
+{
+    pthread_mutex_lock(&r->cache_lock);
+    for (unsigned b = 0; b < CACHE_BUCKETS; b++)
+        for (r->cache_gen[b]++; r->cache[b];) {
+            cached *c = r->cache[b];
+            r->cache[b] = c->next;
+            free(c);
+        }
+    r->cache_ok = ok;
+    pthread_mutex_unlock(&r->cache_lock);
+}
 
 /* ---- statements ---------------------------------------------------------- */
 
@@ -81,7 +180,8 @@ static const char SQL_ROUTE[] =
     "   WHERE NOT (coalesce((SELECT replica FROM pr) = $7, false) AND (SELECT n FROM pend) = 0)"
     "   AND (SELECT n FROM pend) < $9::integer RETURNING id)"
     " SELECT (SELECT replica FROM pr), (SELECT n FROM pend), (SELECT id FROM ins),"
-    "  (SELECT count(pg_notify('" CHANNEL "', pr.replica)) FROM pr, ins)";
+    "  (SELECT count(pg_notify('" CHANNEL "', pr.replica || ' ' || $1::text || '/' ||"
+    "   $2::text)) FROM pr, ins)";
 /* $1 this replica, $2 batch, $3 lease (s): the next rows of the workers this
  * replica holds, in order; a worker whose earlier row another replica still
  * holds a claim on waits for it. */
@@ -139,7 +239,8 @@ static bool register_replica(bltn_replicas *r, PGconn *c, const char *sql)
 static PGconn *open_db(bltn_replicas *r, bool listen, char **detail)
 {
     PGconn *c = wb__pg_connect(r->url, "workerbus-replica", "replicas", detail);
-    if (c && listen && wb__pg_exec(c, "LISTEN " CHANNEL, "LISTEN", detail) != WB_OK) {
+    if (c && listen &&
+        wb__pg_exec(c, "LISTEN " CHANNEL "; LISTEN " PRESENCE, "LISTEN", detail) != WB_OK) {
         PQfinish(c);
         c = NULL;
     }
@@ -161,6 +262,15 @@ wb_err bltn_replicas_route(bltn_replicas *r, const char *topic, const char *pool
                                (unsigned long long)atomic_load(&r->outbox_size), r->max_total);
         return WB_ERR_BUSY;
     }
+    char key[2 * WB_ULID_STR_SIZE];
+    cache_key(key, pool, worker);
+    if (cache_has(r, key)) {
+        *local = true;
+        atomic_fetch_add(&r->local, 1);
+        atomic_fetch_add(&r->cache_hits, 1);
+        return WB_OK;
+    }
+    uint64_t gen = cache_gen(r, key);
     char timeout[16], qs[4], expiry[16], maxw[16];
     snprintf(timeout, sizeof timeout, "%u", r->timeout_s);
     snprintf(qs, sizeof qs, "%d", qos);
@@ -211,6 +321,7 @@ wb_err bltn_replicas_route(bltn_replicas *r, const char *topic, const char *pool
     } else if (mine && waiting == 0) {
         *local = true;
         atomic_fetch_add(&r->local, 1);
+        cache_put(r, key, gen);
     } else {
         atomic_fetch_add(&r->outbox_full, 1);
         *detail = wb__asprintf("the outbox holds %llu messages for worker %s (pool %s), its "
@@ -407,6 +518,7 @@ static void *replica_main(void *arg)
             failures = 0;
             next_beat = 0;
             want = true;
+            cache_reset(r, true); /* listening again: what was missed is forgotten */
         }
         uint64_t now = wb__now_ms();
         bool ok = true;
@@ -423,6 +535,7 @@ static void *replica_main(void *arg)
         if (!ok && PQstatus(c) != CONNECTION_OK) {
             PQfinish(c);
             c = NULL;
+            cache_reset(r, false);
             continue;
         }
         now = wb__now_ms();
@@ -440,12 +553,23 @@ static void *replica_main(void *arg)
             if (!PQconsumeInput(c)) {
                 PQfinish(c);
                 c = NULL;
+                cache_reset(r, false);
                 continue;
             }
             PGnotify *note;
+            size_t idl = strlen(r->id);
             while ((note = PQnotifies(c)) != NULL) {
-                if (strcmp(note->extra, r->id) == 0)
-                    want = true;
+                if (strcmp(note->relname, PRESENCE) == 0) {
+                    cache_drop(r, note->extra);
+                } else {
+                    /* "<replica> <pool>/<worker>": messages wait for it */
+                    const char *sp = strchr(note->extra, ' ');
+                    if (sp)
+                        cache_drop(r, sp + 1);
+                    if (sp && (size_t)(sp - note->extra) == idl &&
+                        strncmp(note->extra, r->id, idl) == 0)
+                        want = true;
+                }
                 PQfreemem(note);
             }
         }
@@ -465,6 +589,7 @@ wb_err bltn_replicas_open(const wb__builtin_view *v, const wb__mqttc_opts *route
         return WB_ERR_NO_MEMORY;
     r->wake_fd = -1;
     pthread_mutex_init(&r->route_lock, NULL);
+    pthread_mutex_init(&r->cache_lock, NULL);
     char host[256] = "";
     gethostname(host, sizeof host - 1);
     r->url = wb__strdup(v->database_url);
@@ -578,6 +703,8 @@ void bltn_replicas_close(bltn_replicas *r)
     if (r->wake_fd >= 0)
         close(r->wake_fd);
     pthread_mutex_destroy(&r->route_lock);
+    cache_reset(r, false);
+    pthread_mutex_destroy(&r->cache_lock);
     free(r->url);
     free(r->id);
     free(r->host);

@@ -178,6 +178,37 @@ static void worker_open(tworker *t, bool connect)
         cr_assert_eq(wb_worker_connect(t->w, 20000), WB_OK, "%s", wb_worker_last_error(t->w));
 }
 
+/* A worker dialing replica i's broker itself (not through the balancer). */
+static void worker_open_on(tworker *t, unsigned i)
+{
+    static char to[64];
+    snprintf(to, sizeof to, "%s",
+             env_value(wb_harness_replica_env(h, i), "MQTT_BROKER_BUILTIN_LISTEN"));
+    if (!t->id[0]) {
+        wb_ulid u;
+        cr_assert_eq(wb_ulid_new(&u), WB_OK);
+        wb_ulid_format(&u, t->id);
+        pthread_mutex_init(&t->lock, NULL);
+    }
+    static char ca[512], crt[512], key[512];
+    snprintf(ca, sizeof ca, "%s/pki/ca.crt", wb_harness_dir(h));
+    snprintf(crt, sizeof crt, "%s/pool.crt", wb_harness_dir(h));
+    snprintf(key, sizeof key, "%s/pool.key", wb_harness_dir(h));
+    wb_worker_opts o = WB_WORKER_OPTS_INIT;
+    o.endpoint = env_value(wb_harness_env(h, WB_BROKER_BUILTIN), "MQTT_BROKER_ENDPOINT");
+    o.connect_to = to;
+    o.pool = wb_harness_pool(h);
+    o.worker = t->id;
+    o.ca_file = ca;
+    o.cert_file = crt;
+    o.key_file = key;
+    o.on_message = on_message;
+    o.on_message_ctx = t;
+    char *d = NULL;
+    cr_assert_eq(wb_worker_open(&o, &t->w, &d), WB_OK, "%s", d ? d : "");
+    cr_assert_eq(wb_worker_connect(t->w, 20000), WB_OK, "%s", wb_worker_last_error(t->w));
+}
+
 static void workers_close(void)
 {
     for (size_t i = 0; i < sizeof workers / sizeof workers[0]; i++) {
@@ -664,6 +695,42 @@ Test(replicas, a_frozen_replica_loses_its_workers_presence_and_gets_nothing, .ti
     cr_assert(all, "%u of %d messages for the frozen replica's workers delivered", total, held);
     kill(bpid, SIGCONT);
     kill(pid, SIGCONT);
+    server_close(&s1);
+    workers_close();
+    cr_assert_eq(wb_harness_down(h), WB_OK);
+}
+
+Test(replicas, a_worker_that_moves_is_followed_whatever_its_old_replica_knew, .timeout = 180)
+{
+    up(2);
+    tworker *t = &workers[0];
+    worker_open_on(t, 0);
+    wait_present(1, "AND p.replica = 'replica-1'", 20000);
+    server s1 = {0};
+    server_open(&s1, 0, NULL);
+    /* local to replica 1: straight to its broker, and remembered there */
+    for (unsigned n = 0; n < 3; n++)
+        send_to(&s1, t, "before", 1, n);
+    unsigned total, dups;
+    cr_assert(wait_delivered(0, 1, "\"before\"", 3, 20000, &total, &dups));
+    wb_broker_replica_stats st;
+    wb_broker_replica_stats_get(s1.b, &st);
+    cr_assert_eq(st.local, 3);
+    /* the worker moves to replica 2 (a new connection, a newer epoch) */
+    wb_worker_disconnect(t->w, 2000);
+    wb_worker_close(t->w);
+    t->w = NULL;
+    worker_open_on(t, 1);
+    wait_present(1, "AND p.replica = 'replica-2'", 20000);
+    usleep(200000); /* the change's notification reaches replica 1's server */
+    for (unsigned n = 0; n < 5; n++)
+        send_to(&s1, t, "after", 1, n);
+    bool all = wait_delivered(0, 1, "\"after\"", 5, 20000, &total, &dups);
+    wb_broker_replica_stats_get(s1.b, &st);
+    cr_log_info("after the move: %u of 5 delivered, local %llu, routed %llu", total,
+                (unsigned long long)st.local, (unsigned long long)st.routed);
+    cr_assert(all, "after the move: %u of 5 delivered", total);
+    cr_assert_eq(st.routed, 5, "replica 1 still took the worker for its own");
     server_close(&s1);
     workers_close();
     cr_assert_eq(wb_harness_down(h), WB_OK);
