@@ -46,12 +46,11 @@ static int broker_run(int argc, char **argv)
         if (wb_cli_config_opt(&co, &g, k, v, &rc) && rc)
             return rc;
     }
-    if (k == WB_CLI_GETOPT_BAD)
-        return WB_EXIT_USAGE;
     int nargs;
-    char **args = wb_cli_getopt_args(&g, &nargs);
-    if (nargs)
-        return wb_cli_usage_error("broker run", "unexpected argument '%s'", args[0]);
+    char **args;
+    int bad = wb_cli_getopt_rest(&g, k, 0, &args, &nargs);
+    if (bad)
+        return bad;
     sigset_t sigs;
     wb_cli_block_signals(&sigs);
     wb_config *cfg = NULL;
@@ -321,12 +320,11 @@ static int worker_run(int argc, char **argv)
             count = (long)c;
         }
     }
-    if (k == WB_CLI_GETOPT_BAD)
-        return WB_EXIT_USAGE;
     int nargs;
-    char **args = wb_cli_getopt_args(&g, &nargs);
-    if (nargs)
-        return wb_cli_usage_error("worker", "unexpected argument '%s'", args[0]);
+    char **args;
+    int bad = wb_cli_getopt_rest(&g, k, 0, &args, &nargs);
+    if (bad)
+        return bad;
     if (!o.pool || !o.worker)
         return wb_cli_usage_error("worker", "--pool and --worker are required");
     if (!o.token && (!o.cert_file || !o.key_file))

@@ -81,6 +81,13 @@ typedef struct wb_cli_getopt {
 int wb_cli_getopt_next(wb_cli_getopt *g, const char **value);
 /* After WB_CLI_GETOPT_END: the arguments that are not options, in order. */
 char **wb_cli_getopt_args(const wb_cli_getopt *g, int *count);
+/* After the loop that ended with k: the arguments, at most max of them.
+ * Returns 0, or 64 after the usage error (k's, or one naming the first
+ * argument too many). */
+int wb_cli_getopt_rest(const wb_cli_getopt *g, int k, int max, char ***args, int *count);
+/* This program's own path (to run it again, as the harness's replicas do);
+ * NULL when /proc does not say. */
+const char *wb_cli_self_path(void);
 /* Whether option k is the one named name. */
 bool wb_cli_opt_is(const wb_cli_getopt *g, int k, const char *name);
 

@@ -106,6 +106,26 @@ int wb_cli_getopt_next(wb_cli_getopt *g, const char **value)
     return WB_CLI_GETOPT_BAD;
 }
 
+int wb_cli_getopt_rest(const wb_cli_getopt *g, int k, int max, char ***args, int *count)
+{
+    if (k == WB_CLI_GETOPT_BAD)
+        return WB_EXIT_USAGE;
+    *args = wb_cli_getopt_args(g, count);
+    if (*count > max)
+        return wb_cli_usage_error(g->cmd, "unexpected argument '%s'", (*args)[max]);
+    return 0;
+}
+
+const char *wb_cli_self_path(void)
+{
+    static char self[4096];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0)
+        return NULL;
+    self[n] = '\0';
+    return self;
+}
+
 char **wb_cli_getopt_args(const wb_cli_getopt *g, int *count)
 {
     int first = optind > 0 ? optind : 1;

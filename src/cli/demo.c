@@ -176,12 +176,11 @@ static int demo_run(int argc, char **argv)
                                           v);
         }
     }
-    if (k == WB_CLI_GETOPT_BAD)
-        return WB_EXIT_USAGE;
     int nargs;
-    char **args = wb_cli_getopt_args(&g, &nargs);
-    if (nargs)
-        return wb_cli_usage_error("demo", "unexpected argument '%s'", args[0]);
+    char **args;
+    int bad = wb_cli_getopt_rest(&g, k, 0, &args, &nargs);
+    if (bad)
+        return bad;
     sigset_t sigs;
     wb_cli_block_signals(&sigs);
     wb_log_set_level(WB_LOG_ERROR);
@@ -194,12 +193,7 @@ static int demo_run(int argc, char **argv)
     ho.workers = workers;
     ho.heartbeat_ms = 1000;
     ho.replicas = replicas;
-    char self[4096];
-    ssize_t sl = readlink("/proc/self/exe", self, sizeof self - 1);
-    if (sl > 0) {
-        self[sl] = '\0';
-        ho.workerbus = self; /* the replicas run this very executable */
-    }
+    ho.workerbus = wb_cli_self_path(); /* the replicas run this very executable */
     wb_harness *h = NULL;
     char *detail = NULL;
     wb_err err = wb_harness_up(&ho, &h, &detail);

@@ -280,13 +280,7 @@ static int up_cmd(const char *dir, unsigned workers, unsigned heartbeat_ms, unsi
         o.heartbeat_ms = heartbeat_ms;
         o.replicas = replicas;
         o.replica_timeout_s = replica_timeout;
-        /* the replicas run this very executable */
-        char self[4096];
-        ssize_t sl = readlink("/proc/self/exe", self, sizeof self - 1);
-        if (sl > 0) {
-            self[sl] = '\0';
-            o.workerbus = self;
-        }
+        o.workerbus = wb_cli_self_path(); /* the replicas run this very executable */
         wb_harness *h = NULL;
         char *d = NULL;
         wb_err err = wb_harness_up(&o, &h, &d);

@@ -197,12 +197,11 @@ static int cmd_sign(int argc, char **argv)
         else if (wb_cli_opt_is(&g, k, "days") && !wb_cli_parse_uint(v, 1, 36500, &days))
             return wb_cli_usage_error("pki sign-csr", "--days takes 1 to 36500, got '%s'", v);
     }
-    if (k == WB_CLI_GETOPT_BAD)
-        return WB_EXIT_USAGE;
     int nargs;
-    char **args = wb_cli_getopt_args(&g, &nargs);
-    if (nargs > 1)
-        return wb_cli_usage_error("pki sign-csr", "unexpected argument '%s'", args[1]);
+    char **args;
+    int bad = wb_cli_getopt_rest(&g, k, 1, &args, &nargs);
+    if (bad)
+        return bad;
     csr_file = nargs ? args[0] : NULL;
     if (!pool)
         return wb_cli_usage_error("pki sign-csr", "--pool ULID is required");
@@ -255,12 +254,11 @@ static int cmd_new_csr(int argc, char **argv)
         else if (wb_cli_opt_is(&g, k, "rsa"))
             type = WB_PKI_KEY_RSA_4096;
     }
-    if (k == WB_CLI_GETOPT_BAD)
-        return WB_EXIT_USAGE;
     int nargs;
-    char **args = wb_cli_getopt_args(&g, &nargs);
-    if (nargs)
-        return wb_cli_usage_error("pki new-csr", "unexpected argument '%s'", args[0]);
+    char **args;
+    int bad = wb_cli_getopt_rest(&g, k, 0, &args, &nargs);
+    if (bad)
+        return bad;
     if (!key_out || !csr_out)
         return wb_cli_usage_error("pki new-csr", "--key-out and --csr-out are required");
     char *key = NULL, *csr = NULL, *d = NULL;
@@ -301,12 +299,11 @@ static int cmd_token(int argc, char **argv)
         else if (wb_cli_opt_is(&g, k, "server"))
             server = true;
     }
-    if (k == WB_CLI_GETOPT_BAD)
-        return WB_EXIT_USAGE;
     int nargs;
-    char **args = wb_cli_getopt_args(&g, &nargs);
-    if (nargs)
-        return wb_cli_usage_error("pki token", "unexpected argument '%s'", args[0]);
+    char **args;
+    int bad = wb_cli_getopt_rest(&g, k, 0, &args, &nargs);
+    if (bad)
+        return bad;
     if (!key || (!pool == !server))
         return wb_cli_usage_error("pki token",
                                   "give --token-key FILE and one of --pool ULID or --server");
@@ -383,12 +380,11 @@ static int cmd_status(int argc, char **argv)
     int k;
     while ((k = wb_cli_getopt_next(&g, &v)) >= 0)
         json = true; /* --json, the only option */
-    if (k == WB_CLI_GETOPT_BAD)
-        return WB_EXIT_USAGE;
     int nargs;
-    char **args = wb_cli_getopt_args(&g, &nargs);
-    if (nargs > 1)
-        return wb_cli_usage_error("pki status", "unexpected argument '%s'", args[1]);
+    char **args;
+    int bad = wb_cli_getopt_rest(&g, k, 1, &args, &nargs);
+    if (bad)
+        return bad;
     dir = nargs ? args[0] : NULL;
     if (!dir)
         return wb_cli_usage_error("pki status", "the PKI directory is missing");

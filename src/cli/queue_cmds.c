@@ -143,12 +143,11 @@ static int q_send(int argc, char **argv)
             dedup = v;
         }
     }
-    if (k == WB_CLI_GETOPT_BAD)
-        return WB_EXIT_USAGE;
     int nargs;
-    char **args = wb_cli_getopt_args(&g, &nargs);
-    if (nargs > 2)
-        return wb_cli_usage_error("queue send", "unexpected argument '%s'", args[2]);
+    char **args;
+    int bad = wb_cli_getopt_rest(&g, k, 2, &args, &nargs);
+    if (bad)
+        return bad;
     queue = nargs > 0 ? args[0] : NULL;
     body = nargs > 1 ? args[1] : NULL;
     wb_logical_queue lq;
@@ -226,12 +225,11 @@ static int q_receive(int argc, char **argv)
             bodies = true;
         }
     }
-    if (k == WB_CLI_GETOPT_BAD)
-        return WB_EXIT_USAGE;
     int nargs;
-    char **args = wb_cli_getopt_args(&g, &nargs);
-    if (nargs > 1)
-        return wb_cli_usage_error("queue receive", "unexpected argument '%s'", args[1]);
+    char **args;
+    int bad = wb_cli_getopt_rest(&g, k, 1, &args, &nargs);
+    if (bad)
+        return bad;
     queue = nargs ? args[0] : NULL;
     wb_logical_queue lq;
     if (!queue)
@@ -320,8 +318,8 @@ static int q_delete(int argc, char **argv)
     if (rc)
         return rc;
     for (size_t at = 0; at < nr && !rc; at += WB_QUEUE_BATCH_MAX) {
-        size_t k = nr - at < WB_QUEUE_BATCH_MAX ? nr - at : WB_QUEUE_BATCH_MAX;
-        wb_err err = wb_queue_delete_batch(q, lq, receipts + at, k, NULL);
+        size_t batch = nr - at < WB_QUEUE_BATCH_MAX ? nr - at : WB_QUEUE_BATCH_MAX;
+        wb_err err = wb_queue_delete_batch(q, lq, receipts + at, batch, NULL);
         if (err)
             rc = fail("delete", q, err);
     }
