@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "bench_common.h"
+#include "envtext.h"
 #include "workerbus/workerbus.h"
 
 static const char *prog = "bench-e2e";
@@ -278,23 +279,7 @@ static void slow_commits(const char *url, int delay_us)
     usleep(500000); /* the backends read the configuration again */
 }
 
-static const char *env_value(const char *env, const char *key)
-{
-    static char buf[1024];
-    size_t kl = strlen(key);
-    for (const char *l = env; *l;) {
-        const char *e = strchr(l, '\n');
-        size_t ll = e ? (size_t)(e - l) : strlen(l);
-        if (ll > kl && !strncmp(l, key, kl) && l[kl] == '=') {
-            snprintf(buf, sizeof buf, "%.*s", (int)(ll - kl - 1), l + kl + 1);
-            return buf;
-        }
-        if (!e)
-            break;
-        l = e + 1;
-    }
-    return NULL;
-}
+#define env_value wbt_env_value
 
 int main(int argc, char **argv)
 {

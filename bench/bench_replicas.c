@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "bench_common.h"
+#include "envtext.h"
 #include "workerbus/workerbus.h"
 
 #define WORKERS 30
@@ -48,37 +49,14 @@ static void die(const char *what, const char *why)
     exit(1);
 }
 
-static const char *env_value(const char *env, const char *key)
-{
-    static char buf[1024];
-    size_t kl = strlen(key);
-    for (const char *l = env; l && *l;) {
-        const char *e = strchr(l, '\n');
-        size_t ll = e ? (size_t)(e - l) : strlen(l);
-        if (ll > kl && !strncmp(l, key, kl) && l[kl] == '=') {
-            snprintf(buf, sizeof buf, "%.*s", (int)(ll - kl - 1), l + kl + 1);
-            return buf;
-        }
-        l = e ? e + 1 : NULL;
-    }
-    return NULL;
-}
+#define env_value wbt_env_value
 
 static wb_config *config_of(const char *text)
 {
-    static char copy[8192];
-    snprintf(copy, sizeof copy, "%s", text);
-    const char *lines[64];
-    size_t n = 0;
-    for (char *save = NULL, *l = strtok_r(copy, "\n", &save); l && n < 63;
-         l = strtok_r(NULL, "\n", &save))
-        lines[n++] = l;
-    lines[n] = NULL;
-    wb_config_load_opts lo = WB_CONFIG_LOAD_OPTS_INIT;
-    lo.env = lines;
-    wb_config *cfg = NULL;
-    if (wb_config_load(&lo, &cfg, NULL))
-        die("config", text);
+    char *problems = NULL;
+    wb_config *cfg = wbt_config_of(text, NULL, &problems);
+    if (!cfg)
+        die("config", problems);
     return cfg;
 }
 

@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "envtext.h"
 #include "workerbus/workerbus.h"
 
 #define NWORKERS  50
@@ -54,42 +55,13 @@ static void up(unsigned replicas)
 /* A configuration from KEY=VALUE lines and overrides. */
 static wb_config *config_of(const char *text, const char *const *over)
 {
-    static char copy[8192];
-    snprintf(copy, sizeof copy, "%s", text);
-    const char *lines[64];
-    size_t n = 0;
-    for (char *save = NULL, *l = strtok_r(copy, "\n", &save); l && n < 63;
-         l = strtok_r(NULL, "\n", &save))
-        lines[n++] = l;
-    lines[n] = NULL;
-    wb_config_load_opts lo = WB_CONFIG_LOAD_OPTS_INIT;
-    lo.env = lines;
-    lo.overrides = over;
-    wb_config *cfg = NULL;
-    wb_config_report *rep = NULL;
-    if (wb_config_load(&lo, &cfg, &rep) != WB_OK) {
-        char *t = wb_config_report_format(rep, WB_REPORT_PROBLEMS);
-        cr_assert_fail("configuration refused: %s", t ? t : "");
-    }
-    wb_config_report_free(rep);
+    char *problems = NULL;
+    wb_config *cfg = wbt_config_of(text, over, &problems);
+    cr_assert_not_null(cfg, "configuration refused: %s", problems ? problems : "");
     return cfg;
 }
 
-static const char *env_value(const char *env, const char *key)
-{
-    static char buf[1024];
-    size_t kl = strlen(key);
-    for (const char *l = env; l && *l;) {
-        const char *e = strchr(l, '\n');
-        size_t ll = e ? (size_t)(e - l) : strlen(l);
-        if (ll > kl && !strncmp(l, key, kl) && l[kl] == '=') {
-            snprintf(buf, sizeof buf, "%.*s", (int)(ll - kl - 1), l + kl + 1);
-            return buf;
-        }
-        l = e ? e + 1 : NULL;
-    }
-    return NULL;
-}
+#define env_value wbt_env_value
 
 static long long sql_count(const char *query)
 {
@@ -150,7 +122,9 @@ static void on_message(void *ctx, const wb_message *m)
     pthread_mutex_unlock(&t->lock);
 }
 
-static void worker_open(tworker *t, bool connect)
+/* A worker through the load balancer, or dialing replica `on` (1-based)
+ * itself when on is not 0; connected when connect. */
+static void worker_open_at(tworker *t, bool connect, unsigned on)
 {
     if (!t->id[0]) {
         wb_ulid u;
@@ -158,12 +132,18 @@ static void worker_open(tworker *t, bool connect)
         wb_ulid_format(&u, t->id);
         pthread_mutex_init(&t->lock, NULL);
     }
-    static char ca[512], crt[512], key[512];
+    static char ca[512], crt[512], key[512], ep[128], to[64];
     snprintf(ca, sizeof ca, "%s/pki/ca.crt", wb_harness_dir(h));
     snprintf(crt, sizeof crt, "%s/pool.crt", wb_harness_dir(h));
     snprintf(key, sizeof key, "%s/pool.key", wb_harness_dir(h));
+    snprintf(ep, sizeof ep, "%s",
+             env_value(wb_harness_env(h, WB_BROKER_BUILTIN), "MQTT_BROKER_ENDPOINT"));
+    if (on)
+        snprintf(to, sizeof to, "%s",
+                 env_value(wb_harness_replica_env(h, on - 1), "MQTT_BROKER_BUILTIN_LISTEN"));
     wb_worker_opts o = WB_WORKER_OPTS_INIT;
-    o.endpoint = env_value(wb_harness_env(h, WB_BROKER_BUILTIN), "MQTT_BROKER_ENDPOINT");
+    o.endpoint = ep;
+    o.connect_to = on ? to : NULL;
     o.pool = wb_harness_pool(h);
     o.worker = t->id;
     o.ca_file = ca;
@@ -178,35 +158,9 @@ static void worker_open(tworker *t, bool connect)
         cr_assert_eq(wb_worker_connect(t->w, 20000), WB_OK, "%s", wb_worker_last_error(t->w));
 }
 
-/* A worker dialing replica i's broker itself (not through the balancer). */
-static void worker_open_on(tworker *t, unsigned i)
+static void worker_open(tworker *t, bool connect)
 {
-    static char to[64];
-    snprintf(to, sizeof to, "%s",
-             env_value(wb_harness_replica_env(h, i), "MQTT_BROKER_BUILTIN_LISTEN"));
-    if (!t->id[0]) {
-        wb_ulid u;
-        cr_assert_eq(wb_ulid_new(&u), WB_OK);
-        wb_ulid_format(&u, t->id);
-        pthread_mutex_init(&t->lock, NULL);
-    }
-    static char ca[512], crt[512], key[512];
-    snprintf(ca, sizeof ca, "%s/pki/ca.crt", wb_harness_dir(h));
-    snprintf(crt, sizeof crt, "%s/pool.crt", wb_harness_dir(h));
-    snprintf(key, sizeof key, "%s/pool.key", wb_harness_dir(h));
-    wb_worker_opts o = WB_WORKER_OPTS_INIT;
-    o.endpoint = env_value(wb_harness_env(h, WB_BROKER_BUILTIN), "MQTT_BROKER_ENDPOINT");
-    o.connect_to = to;
-    o.pool = wb_harness_pool(h);
-    o.worker = t->id;
-    o.ca_file = ca;
-    o.cert_file = crt;
-    o.key_file = key;
-    o.on_message = on_message;
-    o.on_message_ctx = t;
-    char *d = NULL;
-    cr_assert_eq(wb_worker_open(&o, &t->w, &d), WB_OK, "%s", d ? d : "");
-    cr_assert_eq(wb_worker_connect(t->w, 20000), WB_OK, "%s", wb_worker_last_error(t->w));
+    worker_open_at(t, connect, 0);
 }
 
 static void workers_close(void)
@@ -704,7 +658,7 @@ Test(replicas, a_worker_that_moves_is_followed_whatever_its_old_replica_knew, .t
 {
     up(2);
     tworker *t = &workers[0];
-    worker_open_on(t, 0);
+    worker_open_at(t, true, 1);
     wait_present(1, "AND p.replica = 'replica-1'", 20000);
     server s1 = {0};
     server_open(&s1, 0, NULL);
@@ -720,7 +674,7 @@ Test(replicas, a_worker_that_moves_is_followed_whatever_its_old_replica_knew, .t
     wb_worker_disconnect(t->w, 2000);
     wb_worker_close(t->w);
     t->w = NULL;
-    worker_open_on(t, 1);
+    worker_open_at(t, true, 2);
     wait_present(1, "AND p.replica = 'replica-2'", 20000);
     usleep(200000); /* the change's notification reaches replica 1's server */
     for (unsigned n = 0; n < 5; n++)
