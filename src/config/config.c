@@ -76,7 +76,7 @@ static const wb__var_def vars[WB__V_COUNT] = {
                                  "seconds without a heartbeat after which a replica is gone"},
     [WB__V_B_OUTBOX_EXPIRY] = {"MQTT_BROKER_BUILTIN_OUTBOX_EXPIRY", "3600", false, "builtin",
                                "seconds a message waits in the outbox for its worker"},
-    [WB__V_B_OUTBOX_MAX_PER_WORKER] = {"MQTT_BROKER_BUILTIN_OUTBOX_MAX_PER_WORKER", "1000", false,
+    [WB__V_B_OUTBOX_MAX_PER_WORKER] = {"MQTT_BROKER_BUILTIN_OUTBOX_MAX_PER_WORKER", "10000", false,
                                        "builtin", "messages the outbox holds for one worker"},
     [WB__V_B_OUTBOX_MAX] = {"MQTT_BROKER_BUILTIN_OUTBOX_MAX", "1000000", false, "builtin",
                             "messages the outbox holds in all"},

@@ -689,3 +689,56 @@ Test(replicas, a_worker_that_moves_is_followed_whatever_its_old_replica_knew, .t
     workers_close();
     cr_assert_eq(wb_harness_down(h), WB_OK);
 }
+
+Test(replicas, one_replica_keeps_what_waits_for_an_offline_worker_when_its_broker_is_killed,
+     .timeout = 180)
+{
+    up(0); /* the bundled broker in this process, with PostgreSQL: one replica */
+    server s = {0};
+    s.cfg = wb_harness_config(h, WB_BROKER_BUILTIN);
+    cr_assert_not_null(s.cfg);
+    wb_broker_opts bo = WB_BROKER_OPTS_INIT;
+    cr_assert_eq(wb_broker_open(s.cfg, &bo, &s.b), WB_OK);
+    cr_assert_eq(wb_broker_connect(s.b, 20000), WB_OK, "%s", wb_broker_last_error(s.b));
+    tworker *t = &workers[0];
+    worker_open(t, true);
+    wait_present(1, NULL, 20000);
+    /* the worker goes away for a second; the server sends it 2000 */
+    cr_assert_eq(wb_worker_disconnect(t->w, 2000), WB_OK);
+    sleep(1);
+    for (unsigned n = 0; n < 2000; n++)
+        send_to(&s, t, "away", 0, n);
+    cr_assert_eq(wb_broker_flush(s.b, 20000), WB_OK);
+    /* the broker is killed; its supervisor starts it again */
+    int pid = wb_harness_broker_pid(h, WB_BROKER_BUILTIN);
+    cr_assert_gt(pid, 0);
+    cr_assert_eq(kill(pid, SIGKILL), 0);
+    uint64_t end = now_ms() + 20000;
+    while ((wb_harness_broker_pid(h, WB_BROKER_BUILTIN) == pid ||
+            wb_harness_broker_pid(h, WB_BROKER_BUILTIN) <= 0) &&
+           now_ms() < end)
+        usleep(50000);
+    cr_assert_neq(wb_harness_broker_pid(h, WB_BROKER_BUILTIN), pid, "the broker did not restart");
+    /* the worker comes back and gets all of it, in order */
+    cr_assert_eq(wb_worker_connect(t->w, 20000), WB_OK, "%s", wb_worker_last_error(t->w));
+    unsigned total, dups;
+    bool all = wait_delivered(0, 1, "\"away\"", 2000, 60000, &total, &dups);
+    cr_log_info("a worker away while its broker was killed: %u of 2000 delivered, %u "
+                "duplicate(s)",
+                total, dups);
+    cr_assert(all, "%u of 2000 delivered", total);
+    pthread_mutex_lock(&t->lock);
+    int last = -1;
+    for (unsigned i = 0; i < t->n; i++) {
+        const char *p = strstr(t->got[i], "\"n\":");
+        int n = p ? atoi(p + 4) : -1;
+        cr_assert(n > last || strstr(t->got[i], "\"away\"") == NULL, "out of order: %d after %d", n,
+                  last);
+        if (strstr(t->got[i], "\"away\""))
+            last = n;
+    }
+    pthread_mutex_unlock(&t->lock);
+    server_close(&s);
+    workers_close();
+    cr_assert_eq(wb_harness_down(h), WB_OK);
+}
