@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -191,6 +192,20 @@ static wb_err write_rule_env(const wb_config *c, const char *path, uid_t uid, gi
     return err;
 }
 
+/* Descriptors Mosquitto keeps for itself: listeners, persistence, logs,
+ * the plugin's database connections. */
+#define NOFILE_RESERVE 64
+
+/* How many connections the open-file limit leaves the broker (its soft
+ * limit raised to this process's hard one); -1: no limit. */
+static long nofile_connections(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_max == RLIM_INFINITY)
+        return -1;
+    return rl.rlim_max > NOFILE_RESERVE + 1 ? (long)(rl.rlim_max - NOFILE_RESERVE) : 1;
+}
+
 static wb_err write_config(wb_bundled *b, uid_t uid, gid_t gid, bool as_root, char **detail)
 {
     const wb_config *c = b->cfg;
@@ -251,6 +266,10 @@ static wb_err write_config(wb_bundled *b, uid_t uid, gid_t gid, bool as_root, ch
         goto out;
     }
 
+    /* one descriptor a connection: Mosquitto runs with its soft open-file
+     * limit raised to the hard one (see spawn()) and refuses connections
+     * cleanly past what that leaves, instead of failing its accept() */
+    long max_conn = nofile_connections();
     wb__buf conf = WB__BUF_INIT;
     unsigned autosave =
         b->opts.autosave_interval_s ? b->opts.autosave_interval_s : DEFAULT_AUTOSAVE_S;
@@ -267,6 +286,7 @@ static wb_err write_config(wb_bundled *b, uid_t uid, gid_t gid, bool as_root, ch
                    "log_timestamp false\n"
                    "%s"
                    "connection_messages %s\n"
+                   "max_connections %ld\n"
                    /* queued QoS 1 messages of an offline or slow worker: keep
                     * them (bounded by bytes) instead of dropping at 1000 */
                    "max_queued_messages 100000\n"
@@ -286,7 +306,7 @@ static wb_err write_config(wb_bundled *b, uid_t uid, gid_t gid, bool as_root, ch
                     * user, mosquitto must not look for one */
                    as_root && uid == (uid_t)-1 ? "user root\n" : "", persist, autosave,
                    log_types(wb_config_builtin_log_level(c)),
-                   wb_config_builtin_log_level(c) <= WB_LOG_INFO ? "true" : "false",
+                   wb_config_builtin_log_level(c) <= WB_LOG_INFO ? "true" : "false", max_conn,
                    WB_BUNDLED_MAX_PACKET, wb__config_builtin(c)->plugin, wb__config_builtin(c)->ns,
                    wb__config_builtin(c)->max_payload, persist);
     if (token)
@@ -540,6 +560,13 @@ static wb_err spawn(wb_bundled *b)
         prctl(PR_SET_PDEATHSIG, SIGTERM);
         if (getppid() != parent)
             _exit(127);
+        /* as many connections as the hard limit allows (max_connections
+         * says how many that is) */
+        struct rlimit rl;
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+            rl.rlim_cur = rl.rlim_max;
+            setrlimit(RLIMIT_NOFILE, &rl);
+        }
         setpgid(0, 0); /* a terminal's Ctrl-C reaches workerbus, which stops it */
         dup2(pipefd[1], 1);
         dup2(pipefd[1], 2);
@@ -950,6 +977,18 @@ WB_API wb_err wb_bundled_start(const wb_config *config, const wb_bundled_opts *o
     wb__log(WB_LOG_INFO, "broker", "mosquitto (pid %d) listening on %s:%u (%s)", b->pid,
             wb_config_builtin_listen_host(config), b->port,
             wb_config_broker_tls(config) ? "TLS, client certificates" : "plain, token passwords");
+    long conns = nofile_connections();
+    if (conns >= 0 && conns < 1000)
+        wb__log(WB_LOG_WARN, "broker",
+                "the bundled broker can hold only %ld worker connections: the hard open-file "
+                "limit (RLIMIT_NOFILE) of this process is %ld; raise it (LimitNOFILE= of the "
+                "systemd unit, which sets 65536; `ulimit -Hn` in a shell; the container's "
+                "nofile ulimit)",
+                conns, conns + NOFILE_RESERVE);
+    else if (conns >= 0)
+        wb__log(WB_LOG_INFO, "broker",
+                "the bundled broker can hold %ld connections (hard open-file limit %ld)", conns,
+                conns + NOFILE_RESERVE);
     *out = b;
     return WB_OK;
 fail:

@@ -6,12 +6,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "fixture.h"
 #include "proc.h"
+
 #include "wb_internal.h"
 #include "sqs_urls.h"
 
@@ -168,6 +170,43 @@ Test(bundled_tls, worker_cannot_publish_to_readonly_topics)
     wbt_proc p = client("mosquitto_pub", "worker", a);
     cr_assert(strstr(p.err, "Not authorized"), "stderr: %s", p.err);
     wbt_proc_free(&p);
+}
+
+/* One descriptor a connection: Mosquitto runs with its soft open-file limit
+ * raised to the hard one, and refuses connections past what that leaves. */
+Test(bundled_limits, the_broker_takes_the_whole_open_file_limit, .timeout = 60)
+{
+    /* a soft limit below the hard one, as a shell's 1024 */
+    struct rlimit rl;
+    cr_assert_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
+    cr_assert_gt(rl.rlim_max, 1024, "this test needs a hard open-file limit above 1024");
+    struct rlimit low = {1024, rl.rlim_max};
+    cr_assert_eq(setrlimit(RLIMIT_NOFILE, &low), 0);
+    wbt_env_setup(&env, true);
+    wbt_env_start(&env);
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/limits", wb_bundled_pid(env.broker));
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f);
+    unsigned long long soft = 0, hard = 0;
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, "Max open files", 14))
+            sscanf(line + 14, "%llu %llu", &soft, &hard);
+    fclose(f);
+    cr_assert_eq(hard, (unsigned long long)rl.rlim_max);
+    cr_assert_eq(soft, hard, "the broker's soft open-file limit %llu is not raised to %llu", soft,
+                 hard);
+    char conf[256], want[64];
+    snprintf(conf, sizeof conf, "%s/mosquitto.conf", env.run);
+    snprintf(want, sizeof want, "max_connections %llu\n", hard - 64);
+    f = fopen(conf, "r");
+    cr_assert_not_null(f);
+    bool found = false;
+    while (fgets(line, sizeof line, f))
+        found = found || !strcmp(line, want);
+    fclose(f);
+    cr_assert(found, "%s has no '%.*s'", conf, (int)strlen(want) - 1, want);
+    wbt_env_teardown(&env);
 }
 
 Test(bundled_tls, connection_without_certificate_is_refused)
