@@ -7,6 +7,14 @@
  * retries. workerbus runs through wb_queue_* with one handle shared by all
  * threads, as a server would.
  *
+ * A second baseline is a minimal SKIP LOCKED queue: the simplest correct SQL
+ * for the same core semantics (a visibility timeout, a receive count,
+ * claims that never hand one message to two consumers, deletes by id) in a
+ * table of its own, without what workerbus adds (message groups,
+ * deduplication, redrive to a dead-letter queue, expiry, wake-up
+ * triggers). The first ratio shows the wrapper's cost; the second what the
+ * whole design costs against the simplest queue that works.
+ *
  * Each measure runs for a fixed time and counts messages; the table gives
  * the median of the rounds.
  *
@@ -41,6 +49,23 @@ static void die(const char *what, const char *why)
     exit(1);
 }
 
+/* The minimal queue's table and statements. */
+static const char MIN_TABLE[] =
+    "CREATE TABLE IF NOT EXISTS bench_minq (id bigserial PRIMARY KEY, queue text NOT NULL,"
+    " body text NOT NULL, visible_at timestamptz NOT NULL DEFAULT now(),"
+    " receive_count integer NOT NULL DEFAULT 0);"
+    "CREATE INDEX IF NOT EXISTS bench_minq_ready ON bench_minq (queue, visible_at, id)";
+static const struct {
+    const char *name, *sql;
+} min_statements[] = {
+    {"min_send", "INSERT INTO bench_minq (queue, body) SELECT $1, unnest($2::text[])"},
+    {"min_claim", "UPDATE bench_minq SET visible_at = now() + $3 * interval '1 second',"
+                  " receive_count = receive_count + 1 WHERE id IN (SELECT id FROM bench_minq"
+                  " WHERE queue = $1 AND visible_at <= now() ORDER BY visible_at, id"
+                  " LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING id, body"},
+    {"min_delete", "DELETE FROM bench_minq WHERE id = ANY ($1::bigint[])"},
+};
+
 static PGconn *raw_connect(void)
 {
     PGconn *c = PQconnectdb(db_url);
@@ -49,6 +74,12 @@ static PGconn *raw_connect(void)
     const char *names[] = {"wb_send", "wb_claim", "wb_delete"};
     for (size_t i = 0; i < 3; i++) {
         PGresult *r = PQprepare(c, names[i], wb__pg_statement(names[i]), 0, NULL);
+        if (PQresultStatus(r) != PGRES_COMMAND_OK)
+            die("prepare", PQerrorMessage(c));
+        PQclear(r);
+    }
+    for (size_t i = 0; i < sizeof min_statements / sizeof min_statements[0]; i++) {
+        PGresult *r = PQprepare(c, min_statements[i].name, min_statements[i].sql, 0, NULL);
         if (PQresultStatus(r) != PGRES_COMMAND_OK)
             die("prepare", PQerrorMessage(c));
         PQclear(r);
@@ -129,6 +160,53 @@ static unsigned raw_claim_delete(PGconn *c, unsigned n)
     return (unsigned)rows;
 }
 
+/* The minimal queue: n bodies in one INSERT. */
+static void min_send(PGconn *c, unsigned n)
+{
+    static _Thread_local char b[8192];
+    static _Thread_local unsigned made;
+    if (made != n) {
+        size_t l = 0;
+        for (unsigned i = 0; i < n; i++)
+            l += (size_t)snprintf(b + l, sizeof b - l, "%s\"{\\\"job\\\":%u}\"", i ? "," : "{", i);
+        snprintf(b + l, sizeof b - l, "}");
+        made = n;
+    }
+    const char *vals[] = {"async-jobs", b};
+    PGresult *res = PQexecPrepared(c, "min_send", 2, vals, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK)
+        die("minimal send", PQerrorMessage(c));
+    PQclear(res);
+}
+
+static unsigned min_claim_delete(PGconn *c, unsigned n)
+{
+    char sn[16];
+    snprintf(sn, sizeof sn, "%u", n);
+    const char *vals[] = {"async-jobs", sn, "300"};
+    PGresult *r = PQexecPrepared(c, "min_claim", 3, vals, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+        die("minimal claim", PQerrorMessage(c));
+    int rows = PQntuples(r);
+    if (rows == 0) {
+        PQclear(r);
+        return 0;
+    }
+    char ids[512] = "{";
+    size_t li = 1;
+    for (int i = 0; i < rows; i++)
+        li +=
+            (size_t)snprintf(ids + li, sizeof ids - li, "%s%s", i ? "," : "", PQgetvalue(r, i, 0));
+    snprintf(ids + li, sizeof ids - li, "}");
+    PQclear(r);
+    const char *dv[] = {ids};
+    r = PQexecPrepared(c, "min_delete", 1, dv, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK)
+        die("minimal delete", PQerrorMessage(c));
+    PQclear(r);
+    return (unsigned)rows;
+}
+
 static void wb_send_n(unsigned n)
 {
     wb_queue_entry e[10];
@@ -164,8 +242,10 @@ static unsigned wb_claim_delete(unsigned n)
 
 typedef enum { SEND, CLAIM } op_kind;
 
+typedef enum { WORKERBUS, RAW, MINIMAL } who_kind;
+
 typedef struct job {
-    bool raw;
+    who_kind who;
     op_kind kind;
     unsigned batch;
     _Atomic double until;
@@ -176,19 +256,23 @@ typedef struct job {
 static void *worker(void *arg)
 {
     job *j = arg;
-    PGconn *c = j->raw ? raw_connect() : NULL;
+    PGconn *c = j->who != WORKERBUS ? raw_connect() : NULL;
     pthread_barrier_wait(j->ready);
     uint64_t n = 0;
     while (now_s() < atomic_load(&j->until)) {
         unsigned k;
         if (j->kind == SEND) {
-            if (j->raw)
+            if (j->who == RAW)
                 raw_send(c, j->batch);
+            else if (j->who == MINIMAL)
+                min_send(c, j->batch);
             else
                 wb_send_n(j->batch);
             k = j->batch;
         } else {
-            k = j->raw ? raw_claim_delete(c, j->batch) : wb_claim_delete(j->batch);
+            k = j->who == RAW       ? raw_claim_delete(c, j->batch)
+                : j->who == MINIMAL ? min_claim_delete(c, j->batch)
+                                    : wb_claim_delete(j->batch);
             if (!k)
                 die("claim", "the queue ran dry: preload more messages");
         }
@@ -205,11 +289,22 @@ static PGconn *admin;
 static void reset_queue(void)
 {
     raw_exec(admin, "TRUNCATE message_queue_messages, message_queue_deduplications");
+    raw_exec(admin, "TRUNCATE bench_minq");
 }
 
 /* Enough messages for a claim measure: rate guess x seconds x 2. */
-static void preload(unsigned messages)
+static void preload(unsigned messages, bool minimal)
 {
+    if (minimal) {
+        char sql[160];
+        snprintf(sql, sizeof sql,
+                 "INSERT INTO bench_minq (queue, body) SELECT 'async-jobs', '{\"job\":' || g || "
+                 "'}' FROM generate_series(1, %u) g",
+                 messages);
+        raw_exec(admin, sql);
+        raw_exec(admin, "VACUUM ANALYZE bench_minq");
+        return;
+    }
     char *q = malloc(1 << 20), *b = malloc(1 << 20), *d = malloc(1 << 20), *r = malloc(1 << 20);
     unsigned chunk = 2000;
     send_arrays(chunk, q, b, d, r, 1 << 20);
@@ -227,16 +322,16 @@ static void preload(unsigned messages)
     free(r);
 }
 
-static double measure(bool raw, op_kind kind, unsigned batch, unsigned threads)
+static double measure(who_kind who, op_kind kind, unsigned batch, unsigned threads)
 {
     reset_queue();
     if (kind == CLAIM)
-        preload(batch == 1 ? 40000 : 160000);
+        preload(batch == 1 ? 40000 : 160000, who == MINIMAL);
     atomic_uint_fast64_t count = 0;
     pthread_t t[32];
     pthread_barrier_t ready;
     pthread_barrier_init(&ready, NULL, threads + 1);
-    job j = {raw, kind, batch, 0, &count, &ready};
+    job j = {who, kind, batch, 0, &count, &ready};
     atomic_store(&j.until, now_s() + 3600);
     for (unsigned i = 0; i < threads; i++)
         pthread_create(&t[i], NULL, worker, &j);
@@ -266,6 +361,11 @@ int main(int argc, char **argv)
     wb_config *cfg = wbb_config(&env, "tls://127.0.0.1:8883", db_url);
     if (wb_queue_open(cfg, NULL, &wq))
         die("open", wb_queue_last_error(NULL));
+    {
+        PGconn *c = PQconnectdb(db_url); /* the minimal queue's table, before the statements */
+        raw_exec(c, MIN_TABLE);
+        PQfinish(c);
+    }
     admin = raw_connect();
     PGresult *sr = PQexec(admin, "SELECT current_setting('fsync'), "
                                  "current_setting('synchronous_commit'), version()");
@@ -289,27 +389,34 @@ int main(int argc, char **argv)
         {"send, single, 16 threads vs raw single-row on 1 connection", SEND, 1, 16, 1},
     };
     printf("| measure (messages/s, median of %u rounds of %.0f s) | workerbus | raw SQL "
-           "| workerbus / raw |\n|---|---|---|---|\n",
+           "| minimal SKIP LOCKED queue | workerbus / raw SQL | workerbus / minimal |\n"
+           "|---|---|---|---|---|---|\n",
            rounds, seconds);
     const char *filter = argc > 4 ? argv[4] : NULL;
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
         if (filter && !strstr(rows[i].label, filter))
             continue;
-        double w[15], r[15];
+        double w[15], r[15], m[15];
         for (unsigned k = 0; k < rounds; k++) {
-            bool raw_first = k % 2 == 1;
-            if (raw_first)
-                r[k] = measure(true, rows[i].kind, rows[i].batch, rows[i].raw_threads);
-            w[k] = measure(false, rows[i].kind, rows[i].batch, rows[i].threads);
-            if (!raw_first)
-                r[k] = measure(true, rows[i].kind, rows[i].batch, rows[i].raw_threads);
-            fprintf(stderr, "bench-queue: %s round %u: workerbus %.0f, raw %.0f\n", rows[i].label,
-                    k + 1, w[k], r[k]);
+            /* the order turns with the rounds */
+            for (unsigned o = 0; o < 3; o++) {
+                unsigned who = (o + k) % 3;
+                if (who == 0)
+                    w[k] = measure(WORKERBUS, rows[i].kind, rows[i].batch, rows[i].threads);
+                else if (who == 1)
+                    r[k] = measure(RAW, rows[i].kind, rows[i].batch, rows[i].raw_threads);
+                else
+                    m[k] = measure(MINIMAL, rows[i].kind, rows[i].batch, rows[i].raw_threads);
+            }
+            fprintf(stderr, "bench-queue: %s round %u: workerbus %.0f, raw %.0f, minimal %.0f\n",
+                    rows[i].label, k + 1, w[k], r[k], m[k]);
         }
-        double mw = wbb_median(w, rounds), mr = wbb_median(r, rounds);
-        printf("| %s | %.0f | %.0f | %.1f%% |\n", rows[i].label, mw, mr, 100.0 * mw / mr);
+        double mw = wbb_median(w, rounds), mr = wbb_median(r, rounds), mm = wbb_median(m, rounds);
+        printf("| %s | %.0f | %.0f | %.0f | %.1f%% | %.1f%% |\n", rows[i].label, mw, mr, mm,
+               100.0 * mw / mr, 100.0 * mw / mm);
         fflush(stdout);
     }
+    raw_exec(admin, "DROP TABLE bench_minq");
     wb_queue_close(wq);
     wb_config_free(cfg);
     PQfinish(admin);
