@@ -286,7 +286,6 @@ static wb_err write_config(wb_bundled *b, uid_t uid, gid_t gid, bool as_root, ch
                    "log_timestamp false\n"
                    "%s"
                    "connection_messages %s\n"
-                   "max_connections %ld\n"
                    /* queued QoS 1 messages of an offline or slow worker: keep
                     * them (bounded by bytes) instead of dropping at 1000 */
                    "max_queued_messages 100000\n"
@@ -306,7 +305,7 @@ static wb_err write_config(wb_bundled *b, uid_t uid, gid_t gid, bool as_root, ch
                     * user, mosquitto must not look for one */
                    as_root && uid == (uid_t)-1 ? "user root\n" : "", persist, autosave,
                    log_types(wb_config_builtin_log_level(c)),
-                   wb_config_builtin_log_level(c) <= WB_LOG_INFO ? "true" : "false", max_conn,
+                   wb_config_builtin_log_level(c) <= WB_LOG_INFO ? "true" : "false",
                    WB_BUNDLED_MAX_PACKET, wb__config_builtin(c)->plugin, wb__config_builtin(c)->ns,
                    wb__config_builtin(c)->max_payload, persist);
     if (token)
@@ -317,8 +316,10 @@ static wb_err write_config(wb_bundled *b, uid_t uid, gid_t gid, bool as_root, ch
         wb__buf_printf(&conf, "plugin_opt_replica_id %s\nplugin_opt_replica_env %s\n",
                        wb__config_builtin(c)->replica_id, rule_env);
     const char *lh = wb_config_builtin_listen_host(c);
-    wb__buf_printf(&conf, "\nlistener %u %s\nprotocol mqtt\n", wb_config_builtin_listen_port(c),
-                   lh);
+    /* max_connections belongs to a listener: outside one, Mosquitto would
+     * open its default listener (1883) for it */
+    wb__buf_printf(&conf, "\nlistener %u %s\nprotocol mqtt\nmax_connections %ld\n",
+                   wb_config_builtin_listen_port(c), lh, max_conn);
     if (tls)
         wb__buf_printf(&conf,
                        "cafile %s/ca.crt\ncertfile %s/broker.crt\nkeyfile %s/broker.key\n"

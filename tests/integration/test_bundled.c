@@ -6,7 +6,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -206,6 +208,16 @@ Test(bundled_limits, the_broker_takes_the_whole_open_file_limit, .timeout = 60)
         found = found || !strcmp(line, want);
     fclose(f);
     cr_assert(found, "%s has no '%.*s'", conf, (int)strlen(want) - 1, want);
+    /* and no other listener: a setting of a listener written outside one
+     * makes Mosquitto open its default listener on port 1883 */
+    int sock = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {
+        .sin_family = AF_INET, .sin_port = htons(1883), .sin_addr.s_addr = htonl(INADDR_ANY)};
+    int rc = bind(sock, (struct sockaddr *)&a, sizeof a);
+    int e = errno;
+    close(sock);
+    cr_assert_eq(rc, 0, "port 1883 is taken (%s): did the broker open its default listener?",
+                 strerror(e));
     wbt_env_teardown(&env);
 }
 
