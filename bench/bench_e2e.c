@@ -14,7 +14,12 @@
  * WAL flush (commit_delay, commit_siblings 0): the whole run, raw INSERT
  * included, then stands for a slower disk; only the builtin rows are run.
  *
- * Usage: bench-e2e [messages] [rounds] [commit delay µs]   (prints Markdown rows) */
+ * A steady load (100 and 1000 msg/s from 20 workers for 10 s, paced) gives
+ * p50, p99 and p99.9, and PostgreSQL's transactions per message (all the
+ * database's, from pg_stat_database).
+ *
+ * Usage: bench-e2e [messages] [rounds] [commit delay µs] [steady]
+ * ("steady": the steady loads only; prints Markdown rows) */
 #include <libpq-fe.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -196,6 +201,99 @@ static result run(const wb_config *cfg, const char *endpoint, unsigned k, unsign
     return r;
 }
 
+/* Transactions committed and rolled back in the current database so far,
+ * after this backend's statistics are flushed (others flush within 1 s). */
+static double xacts(const char *url)
+{
+    PGconn *c = PQconnectdb(url);
+    if (PQstatus(c) != CONNECTION_OK)
+        die("libpq", PQerrorMessage(c));
+    PQclear(PQexec(c, "SELECT pg_stat_force_next_flush()"));
+    PGresult *r = PQexec(c, "SELECT xact_commit + xact_rollback FROM pg_stat_database"
+                            " WHERE datname = current_database()");
+    double x = PQresultStatus(r) == PGRES_TUPLES_OK ? atof(PQgetvalue(r, 0, 0)) : 0;
+    PQclear(r);
+    PQfinish(c);
+    return x;
+}
+
+typedef struct steady_result {
+    double p50, p99, p999, xact_per_msg;
+} steady_result;
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* k workers send rate messages a second in all for secs seconds, paced;
+ * the drain (serve's defaults: 2 threads, 5 s long polls) handles them.
+ * Latency percentiles, and PostgreSQL transactions per message (every
+ * backend of the database: the topic rule's inserts, the drain's claims,
+ * next-visible queries and deletes, the statistics' own). */
+static steady_result steady(const wb_config *cfg, const char *url, const char *endpoint, unsigned k,
+                            unsigned rate, unsigned secs)
+{
+    wb_worker **w = open_workers(k, endpoint);
+    wb_queue *q = NULL;
+    wb_drain *d = NULL;
+    if (wb_queue_open(cfg, NULL, &q))
+        die("queue", wb_queue_last_error(NULL));
+    unsigned n = rate * secs;
+    pthread_mutex_lock(&S.lock);
+    free(S.lat);
+    S.cap = (size_t)n * 2;
+    S.lat = calloc(S.cap, sizeof *S.lat);
+    S.n = 0;
+    pthread_mutex_unlock(&S.lock);
+    wb_drain_opts o = WB_DRAIN_OPTS_INIT;
+    const char *th = getenv("WB_BENCH_DRAIN_THREADS"); /* to compare, e.g. 1 */
+    if (th)
+        o.threads = (unsigned)atoi(th);
+    if (wb_drain_start(q, &o, handler, NULL, &d))
+        die("drain", NULL);
+    sleep(2); /* the drain's first polls, then quiet */
+    double x0 = xacts(url);
+    double t0 = now_ms();
+    for (unsigned i = 0; i < n; i++) {
+        double due = t0 + (double)i * 1000.0 / rate;
+        double wait = due - now_ms();
+        if (wait > 0)
+            usleep((useconds_t)(wait * 1000.0));
+        char p[96];
+        int len = snprintf(p, sizeof p, "{\"i\":%u,\"t\":%.3f}", i, now_ms());
+        while (wb_worker_publish(w[i % k], p, (size_t)len, 1) == WB_ERR_BUSY)
+            usleep(1000);
+    }
+    for (int waited = 0;; waited++) {
+        pthread_mutex_lock(&S.lock);
+        size_t got = S.n;
+        pthread_mutex_unlock(&S.lock);
+        if (got >= n)
+            break;
+        if (waited > 3000)
+            die("drain", "the handler did not get every message in 300 s");
+        usleep(100000);
+    }
+    sleep(2); /* the other backends' statistics reach the database */
+    double x1 = xacts(url);
+    steady_result r = {0};
+    pthread_mutex_lock(&S.lock);
+    qsort(S.lat, S.n, sizeof *S.lat, cmp_double);
+    r.p50 = S.lat[S.n / 2];
+    r.p99 = S.lat[(size_t)((double)(S.n - 1) * 0.99)];
+    r.p999 = S.lat[(size_t)((double)(S.n - 1) * 0.999)];
+    pthread_mutex_unlock(&S.lock);
+    /* the drain's idle polls during the two quiet seconds count too: a
+     * steady load of their order is what it is measured against */
+    r.xact_per_msg = (x1 - x0) / n;
+    wb_drain_free(d);
+    wb_queue_close(q);
+    close_workers(w, k);
+    return r;
+}
+
 /* Removes every queued message (after runs with no consumer). */
 static void empty_queues(const char *url)
 {
@@ -286,6 +384,8 @@ int main(int argc, char **argv)
     unsigned n = argc > 1 ? (unsigned)atoi(argv[1]) : 3000;
     int rounds = argc > 2 ? atoi(argv[2]) : 3;
     int delay_us = argc > 3 ? atoi(argv[3]) : 0;
+    /* "steady": only the steady loads (their transactions per message) */
+    bool only_steady = argc > 4 && strcmp(argv[4], "steady") == 0;
     if (n < 100 || rounds < 1 || rounds > 20)
         die("usage", "bench-e2e [messages >= 100] [rounds 1-20] [commit delay 0-100000 us]");
     if (delay_us < 0 || delay_us > 100000) {
@@ -317,7 +417,9 @@ int main(int argc, char **argv)
     snprintf(raw_ep, sizeof raw_ep, "MQTT_BROKER_ENDPOINT=tls://127.0.0.1:%u", raw_port);
     snprintf(raw_run, sizeof raw_run, "MQTT_BROKER_BUILTIN_RUNTIME_DIR=%s/raw-broker",
              wb_harness_dir(h));
-    const char *over[] = {raw_ep, raw_run, NULL};
+    /* a replica of its own: its plugin's presence records are not the
+     * harness broker's */
+    const char *over[] = {raw_ep, raw_run, "MQTT_BROKER_BUILTIN_REPLICA_ID=bench-raw", NULL};
     char *env_copy = strdup(wb_harness_env(h, WB_BROKER_BUILTIN));
     const char *lines[32];
     size_t nl = 0;
@@ -348,7 +450,7 @@ int main(int argc, char **argv)
     fflush(stdout);
     /* rounds alternate the raw INSERT and workerbus, so that both see the
      * same disk: this VM's fsync rate moves by 2x within minutes */
-    for (size_t ki = 0; ki < 2; ki++) {
+    for (size_t ki = 0; ki < 2 && !only_steady; ki++) {
         unsigned k = ks[ki];
         double mq[20], ins[20], snd[20], rule[20], bw[20], b50[20], b99[20];
         double r_snd[20], r_rule[20], r_e2e[20];
@@ -383,8 +485,27 @@ int main(int argc, char **argv)
                100.0 * wbb_median(r_e2e, rounds), 100.0 * b / m);
         fflush(stdout);
     }
+    /* a steady load, as workers' heartbeats are: transactions per message */
+    if (!delay_us) {
+        static const unsigned rates[] = {100, 1000};
+        printf("\n| steady load, builtin + PostgreSQL (20 workers, %d s, median of %d rounds) | "
+               "p50 ms | p99 ms | p99.9 ms | PostgreSQL transactions per message |\n"
+               "|---|---|---|---|---|\n",
+               10, rounds);
+        for (size_t ri = 0; ri < 2; ri++) {
+            double a[20], b[20], c[20], x[20];
+            for (int r = 0; r < rounds; r++) {
+                empty_queues(dburl);
+                steady_result sr = steady(bcfg, dburl, bep, 20, rates[ri], 10);
+                a[r] = sr.p50, b[r] = sr.p99, c[r] = sr.p999, x[r] = sr.xact_per_msg;
+            }
+            printf("| %u msg/s | %.1f | %.1f | %.1f | %.2f |\n", rates[ri], wbb_median(a, rounds),
+                   wbb_median(b, rounds), wbb_median(c, rounds), wbb_median(x, rounds));
+            fflush(stdout);
+        }
+    }
     unsigned ni = n / 3;
-    for (size_t ki = 0; ki < 2 && !delay_us; ki++) {
+    for (size_t ki = 0; ki < 2 && !delay_us && !only_steady; ki++) {
         unsigned k = ks[ki];
         double iw[20], i50[20], i99[20];
         for (int r = 0; r < rounds; r++) {

@@ -40,8 +40,7 @@
 
 typedef struct pgconn {
     PGconn *c;
-    bool ready;     /* statements prepared */
-    bool listening; /* LISTEN issued (by its first long poll) */
+    bool ready; /* statements prepared */
     struct pgconn *next;
 } pgconn;
 
@@ -69,11 +68,31 @@ typedef struct pgq {
     pending *head, *tail;
     bool leader;
     _Atomic uint64_t next_housekeeping;
-    /* wb__queue_ops.wake: long polls begun before a wake-up end; the
-     * eventfd interrupts their sleep on the socket */
+    /* wb__queue_ops.wake: long polls begun before a wake-up end */
     atomic_uint wake_gen;
-    int wake_fd;
+    /* The long polls' wake-ups. One connection LISTENs for all the handle's
+     * long polls (a thread of its own, started by the first of them): each
+     * notification for a queue gives that queue a token and wakes one of
+     * its waiters, so that one message wakes one claim, not one a thread. */
+    pthread_mutex_t n_lock;
+    pthread_cond_t n_cond[WB_LQ__COUNT];
+    uint64_t notified[WB_LQ__COUNT]; /* notifications so far */
+    uint64_t tokens[WB_LQ__COUNT];   /* wake-ups no waiter has taken yet */
+    /* notified[] read before the last claim that came back short; until
+     * it moves, a claim would find nothing new (messages that become
+     * visible again are found by the long polls' timer); UINT64_MAX: no */
+    uint64_t drained_at[WB_LQ__COUNT];
+    bool listener_started, listener_ok;
+    atomic_bool listener_stop;
+    pthread_t listener;
+    int stop_fd; /* eventfd: the listener leaves */
 } pgq;
+
+/* A long poll with nothing to claim sleeps at most this long before it
+ * claims again and asks when the next message becomes visible: at a steady
+ * load the notifications come first. Also the longest sleep while the
+ * listener is down. */
+#define QUIET_CHECK_MS 1000
 
 /* Per-queue settings (facts.md): visibility 300 s (iot 45, webhooks 600);
  * retention 4 days (cronjobs 1 h); dead-letter queues do not redrive. */
@@ -227,21 +246,6 @@ static bool prepare_all(pgconn *pc, char **detail)
     return true;
 }
 
-/* Only connections that long-poll listen: every listening backend is woken
- * by every send's NOTIFY, and a connection that only sends would pile the
- * notifications up. Called before the claim, so no wake-up is missed. */
-static void listen_once(pgconn *pc)
-{
-    if (pc->listening || !pc->c || PQstatus(pc->c) != CONNECTION_OK)
-        return;
-    PGresult *r = PQexec(pc->c, "LISTEN " CHANNEL);
-    pc->listening = PQresultStatus(r) == PGRES_COMMAND_OK;
-    if (!pc->listening)
-        wb__log(WB_LOG_WARN, "queue", "LISTEN failed (long polls will wake on their timer): %s",
-                PQresultErrorMessage(r));
-    PQclear(r);
-}
-
 /* Makes pc usable: (re)connects and prepares. */
 static bool conn_ready(pgq *q, pgconn *pc, char **detail)
 {
@@ -249,7 +253,7 @@ static bool conn_ready(pgq *q, pgconn *pc, char **detail)
         return true;
     if (pc->c)
         PQfinish(pc->c);
-    pc->ready = pc->listening = false;
+    pc->ready = false;
     pc->c = wb__pg_connect(q->url, "workerbus", "queue", detail);
     return pc->c && prepare_all(pc, detail);
 }
@@ -283,10 +287,6 @@ static void release(pgq *q, pgconn *pc)
 {
     if (!pc)
         return;
-    /* notifications read along with results: nobody waits for them now */
-    PGnotify *nt;
-    while (pc->c && (nt = PQnotifies(pc->c)) != NULL)
-        PQfreemem(nt);
     pthread_mutex_lock(&q->lock);
     pc->next = q->idle;
     q->idle = pc;
@@ -315,7 +315,7 @@ static PGresult *run(pgq *q, pgconn *pc, int st, int n, const char *const *vals,
             d = wb__pg_describe(pc->c, r, statements[st].name);
             PQclear(r);
             if (transient && pc->c && PQstatus(pc->c) != CONNECTION_OK)
-                pc->ready = pc->listening = false;
+                pc->ready = false;
         }
         if (pass == 0 && transient && was_open && !pc->ready) {
             free(d);
@@ -615,19 +615,6 @@ static wb_err claim(pgq *q, pgconn *pc, wb_logical_queue lq, unsigned max, unsig
 }
 
 /* Whether a notification for this queue arrived (consumes them all). */
-static bool drain_notifies(PGconn *c, const char *name)
-{
-    bool hit = false;
-    PQconsumeInput(c);
-    PGnotify *nt;
-    while ((nt = PQnotifies(c)) != NULL) {
-        if (strcmp(nt->extra, name) == 0)
-            hit = true;
-        PQfreemem(nt);
-    }
-    return hit;
-}
-
 /* Milliseconds until the next message of the queue becomes visible, or -1. */
 static long long next_visible_ms(pgq *q, pgconn *pc, const char *name)
 {
@@ -643,63 +630,192 @@ static long long next_visible_ms(pgq *q, pgconn *pc, const char *name)
     return ms < 0 ? (r ? -1 : 1000) : ms;
 }
 
+/* ---- the listener --------------------------------------------------------- */
+
+static int lq_of(const char *name)
+{
+    for (int i = 0; i < WB_LQ__COUNT; i++)
+        if (strcmp(name, wb_logical_queue_name((wb_logical_queue)i)) == 0)
+            return i;
+    return -1;
+}
+
+/* Lock held: every queue's waiters look again (a notification may have been
+ * missed, or the handle is waking its long polls). */
+static void wake_all_locked(pgq *q)
+{
+    for (int i = 0; i < WB_LQ__COUNT; i++) {
+        q->notified[i]++;
+        q->tokens[i]++;
+        pthread_cond_broadcast(&q->n_cond[i]);
+    }
+}
+
+static void *listener_main(void *arg)
+{
+    pgq *q = arg;
+    PGconn *c = NULL;
+    unsigned failures = 0;
+    while (!atomic_load(&q->listener_stop)) {
+        if (!c) {
+            char *d = NULL;
+            c = wb__pg_connect(q->url, "workerbus", "queue", &d);
+            if (c && wb__pg_exec(c, "LISTEN " CHANNEL, "LISTEN", &d) != WB_OK) {
+                PQfinish(c);
+                c = NULL;
+            }
+            pthread_mutex_lock(&q->n_lock);
+            q->listener_ok = c != NULL;
+            if (c)
+                wake_all_locked(q); /* what was sent while nobody listened */
+            pthread_mutex_unlock(&q->n_lock);
+            if (!c) {
+                if (failures++ == 0)
+                    wb__log(WB_LOG_WARN, "queue",
+                            "cannot listen for new messages (%s): long polls wake on their "
+                            "timer, once a second, until it is back",
+                            d ? d : "PostgreSQL");
+                free(d);
+                struct pollfd p = {.fd = q->stop_fd, .events = POLLIN};
+                poll(&p, q->stop_fd >= 0 ? 1 : 0,
+                     (int)wb__backoff_ms(failures, 250, QUIET_CHECK_MS * 5));
+                continue;
+            }
+            if (failures)
+                wb__log(WB_LOG_INFO, "queue", "listening for new messages again");
+            failures = 0;
+        }
+        struct pollfd p[2] = {{.fd = PQsocket(c), .events = POLLIN},
+                              {.fd = q->stop_fd, .events = POLLIN}};
+        int rc = poll(p, q->stop_fd >= 0 ? 2 : 1, QUIET_CHECK_MS);
+        if (rc < 0 && errno != EINTR)
+            break;
+        if (atomic_load(&q->listener_stop))
+            break;
+        if (!PQconsumeInput(c) || PQstatus(c) != CONNECTION_OK) {
+            PQfinish(c);
+            c = NULL;
+            pthread_mutex_lock(&q->n_lock);
+            q->listener_ok = false;
+            wake_all_locked(q);
+            pthread_mutex_unlock(&q->n_lock);
+            continue;
+        }
+        PGnotify *nt;
+        pthread_mutex_lock(&q->n_lock);
+        while ((nt = PQnotifies(c)) != NULL) {
+            int i = lq_of(nt->extra);
+            if (i >= 0) {
+                q->notified[i]++;
+                q->tokens[i]++;
+                pthread_cond_signal(&q->n_cond[i]); /* one waiter a notification */
+            }
+            PQfreemem(nt);
+        }
+        pthread_mutex_unlock(&q->n_lock);
+    }
+    if (c)
+        PQfinish(c);
+    return NULL;
+}
+
+/* Lock held. */
+static void listener_start_locked(pgq *q)
+{
+    if (q->listener_started)
+        return;
+    q->listener_started = true;
+    if (pthread_create(&q->listener, NULL, listener_main, q) != 0) {
+        q->listener_started = false;
+        wb__log(WB_LOG_WARN, "queue", "cannot start the listener: long polls wake on their timer");
+    }
+}
+
 static wb_err pg_receive(void *priv, wb_logical_queue lq, unsigned max, unsigned wait_s,
                          int visibility_s, wb_queue_message **out, size_t *n, char **detail)
 {
     pgq *q = priv;
-    pgconn *pc = acquire(q);
-    if (!pc)
-        return WB_ERR_NO_MEMORY;
-    housekeeping(q, pc);
     const char *name = wb_logical_queue_name(lq);
     unsigned vis = visibility_s < 0 ? default_visibility(lq) : (unsigned)visibility_s;
     uint64_t deadline = wb__now_ms() + (uint64_t)wait_s * 1000u;
     unsigned gen = atomic_load(&q->wake_gen);
-    wb_err err;
+    /* FIFO queues claim every time: a group frees up on a delete, which
+     * notifies nobody */
+    bool may_skip = wait_s && !wb_logical_queue_is_fifo(lq);
+    pthread_mutex_lock(&q->n_lock);
+    if (wait_s)
+        listener_start_locked(q);
+    uint64_t seen = q->notified[lq];
+    /* nothing arrived since the last claim came back short: wait first */
+    bool skip = may_skip && q->listener_ok && q->drained_at[lq] == seen && q->tokens[lq] == 0;
+    pthread_mutex_unlock(&q->n_lock);
+    *out = NULL;
+    *n = 0;
+    pgconn *pc = acquire(q);
+    if (!pc)
+        return WB_ERR_NO_MEMORY;
+    housekeeping(q, pc);
+    wb_err err = WB_OK;
+    bool quiet = false;
     for (;;) {
-        if (wait_s && pc->c && pc->ready) {
-            listen_once(pc);
-            drain_notifies(pc->c, name);
+        if (!skip) {
+            err = claim(q, pc, lq, max, vis, out, n, detail);
+            if (err)
+                break;
+            pthread_mutex_lock(&q->n_lock);
+            if (*n < max) {
+                /* all notified before seen is claimed: only later ones count */
+                q->drained_at[lq] = seen;
+                q->tokens[lq] = q->notified[lq] - seen;
+            } else {
+                /* a full batch: more may wait, for another waiter */
+                q->drained_at[lq] = UINT64_MAX;
+                q->tokens[lq]++;
+                pthread_cond_signal(&q->n_cond[lq]);
+            }
+            pthread_mutex_unlock(&q->n_lock);
+            if (*n > 0)
+                break;
         }
-        err = claim(q, pc, lq, max, vis, out, n, detail);
-        if (err || *n > 0)
-            break;
+        skip = false;
         uint64_t now = wb__now_ms();
         if (now >= deadline || atomic_load(&q->wake_gen) != gen)
             break;
         long long wake = (long long)(deadline - now);
-        long long next = next_visible_ms(q, pc, name);
-        if (next >= 0 && next < wake)
-            wake = next;
-        /* Sleep on the socket until our queue is notified or it is time. */
-        for (;;) {
-            struct pollfd pfd[2] = {{.fd = PQsocket(pc->c), .events = POLLIN},
-                                    {.fd = q->wake_fd, .events = POLLIN}};
-            if (pfd[0].fd < 0)
-                break;
-            int rc = poll(pfd, q->wake_fd >= 0 ? 2 : 1, (int)(wake < 0 ? 0 : wake));
-            if (rc < 0 && errno == EINTR)
-                continue;
-            if (rc <= 0)
-                break;
-            if (pfd[1].revents & POLLIN) {
-                if (atomic_load(&q->wake_gen) != gen)
-                    break;  /* woken: the poll ends empty */
-                uint64_t v; /* a wake-up meant for polls older than this one */
-                if (read(q->wake_fd, &v, sizeof v) < 0 && errno != EAGAIN)
-                    break;
-                if (!(pfd[0].revents & POLLIN))
-                    continue;
-            }
-            if (drain_notifies(pc->c, name) || PQstatus(pc->c) != CONNECTION_OK)
-                break;
-            now = wb__now_ms();
-            if (now >= deadline)
-                break;
-            wake = (long long)(deadline - now) < wake ? (long long)(deadline - now) : wake;
+        pthread_mutex_lock(&q->n_lock);
+        bool listening = q->listener_ok;
+        pthread_mutex_unlock(&q->n_lock);
+        if (!quiet || !listening) {
+            if (wake > QUIET_CHECK_MS)
+                wake = QUIET_CHECK_MS;
+        } else {
+            long long next = next_visible_ms(q, pc, name);
+            if (next >= 0 && next < wake)
+                wake = next;
         }
-        if (PQstatus(pc->c) != CONNECTION_OK)
-            pc->ready = pc->listening = false;
+        /* the connection goes back to the pool while this poll sleeps */
+        release(q, pc);
+        pc = NULL;
+        uint64_t until = wb__now_ms() + (uint64_t)(wake < 0 ? 0 : wake);
+        bool woke = false;
+        pthread_mutex_lock(&q->n_lock);
+        for (;;) {
+            if (q->tokens[lq] > 0) {
+                q->tokens[lq]--;
+                woke = true;
+                break;
+            }
+            uint64_t t = wb__now_ms();
+            if (t >= until || atomic_load(&q->wake_gen) != gen)
+                break;
+            wb__cond_wait_ms(&q->n_cond[lq], &q->n_lock, (unsigned)(until - t));
+        }
+        seen = q->notified[lq];
+        pthread_mutex_unlock(&q->n_lock);
+        quiet = !woke;
+        pc = acquire(q);
+        if (!pc)
+            return WB_ERR_NO_MEMORY;
     }
     release(q, pc);
     return err;
@@ -827,6 +943,23 @@ static wb_err pg_counts(void *priv, wb_logical_queue lq, wb_queue_counts *out, c
 
 /* ---- open, migrations, close ------------------------------------------- */
 
+/* Stops the listener and frees what the long polls wait on. */
+static void destroy_waits(pgq *q)
+{
+    if (q->listener_started) {
+        atomic_store(&q->listener_stop, true);
+        uint64_t one = 1;
+        if (q->stop_fd >= 0 && write(q->stop_fd, &one, sizeof one) < 0 && errno != EAGAIN)
+            wb__log(WB_LOG_DEBUG, "queue", "stopping the listener: %s", strerror(errno));
+        pthread_join(q->listener, NULL);
+    }
+    if (q->stop_fd >= 0)
+        close(q->stop_fd);
+    for (int i = 0; i < WB_LQ__COUNT; i++)
+        pthread_cond_destroy(&q->n_cond[i]);
+    pthread_mutex_destroy(&q->n_lock);
+}
+
 static wb_err pg_open(void *priv, const wb_config *cfg, const wb_queue_opts *opts, char **detail)
 {
     pgq *q = priv;
@@ -844,7 +977,12 @@ static wb_err pg_open(void *priv, const wb_config *cfg, const wb_queue_opts *opt
     pthread_mutex_init(&q->co_lock, NULL);
     pthread_cond_init(&q->co_cond, NULL);
     atomic_store(&q->next_housekeeping, 0);
-    q->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK); /* -1: polls run their course */
+    pthread_mutex_init(&q->n_lock, NULL);
+    for (int i = 0; i < WB_LQ__COUNT; i++) {
+        pthread_cond_init(&q->n_cond[i], NULL);
+        q->drained_at[i] = UINT64_MAX;
+    }
+    q->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK); /* -1: it stops within a second */
 
     char *d = NULL;
     PGconn *c = wb__pg_connect(url, "workerbus", "queue", &d);
@@ -877,8 +1015,7 @@ static wb_err pg_open(void *priv, const wb_config *cfg, const wb_queue_opts *opt
         if (!err)
             err = WB_ERR_NO_MEMORY;
     }
-    if (q->wake_fd >= 0)
-        close(q->wake_fd);
+    destroy_waits(q);
     free(q->url);
     pthread_mutex_destroy(&q->lock);
     pthread_cond_destroy(&q->cond);
@@ -897,8 +1034,7 @@ static void pg_close(void *priv)
             PQfinish(pc->c);
         free(pc);
     }
-    if (q->wake_fd >= 0)
-        close(q->wake_fd);
+    destroy_waits(q);
     free(q->url);
     pthread_mutex_destroy(&q->lock);
     pthread_cond_destroy(&q->cond);
@@ -910,9 +1046,10 @@ static void pg_wake(void *priv)
 {
     pgq *q = priv;
     atomic_fetch_add(&q->wake_gen, 1);
-    uint64_t one = 1;
-    if (q->wake_fd >= 0 && write(q->wake_fd, &one, sizeof one) < 0 && errno != EAGAIN)
-        wb__log(WB_LOG_ERROR, "queue", "cannot wake the long polls: %s", strerror(errno));
+    pthread_mutex_lock(&q->n_lock);
+    for (int i = 0; i < WB_LQ__COUNT; i++)
+        pthread_cond_broadcast(&q->n_cond[i]);
+    pthread_mutex_unlock(&q->n_lock);
 }
 
 const wb__queue_ops wb__postgres_queue_ops = {
