@@ -76,6 +76,21 @@ static wb_err handler(void *ctx, const wb_worker_message *m)
     return WB_OK;
 }
 
+/* Waits until the handler has n messages; exits after 300 s. */
+static void wait_handled(size_t n)
+{
+    for (int waited = 0;; waited++) {
+        pthread_mutex_lock(&S.lock);
+        size_t got = S.n;
+        pthread_mutex_unlock(&S.lock);
+        if (got >= n)
+            return;
+        if (waited > 3000)
+            die("drain", "the handler did not get every message in 300 s");
+        usleep(100000);
+    }
+}
+
 /* ---- workers ---------------------------------------------------------------- */
 
 static wb_worker **open_workers(unsigned k, const char *endpoint)
@@ -178,16 +193,7 @@ static result run(const wb_config *cfg, const char *endpoint, unsigned k, unsign
     if (!through_queue) {
         r.rate = n / ((t_ack - t0) / 1000.0);
     } else {
-        for (int waited = 0;; waited++) {
-            pthread_mutex_lock(&S.lock);
-            size_t got = S.n;
-            pthread_mutex_unlock(&S.lock);
-            if (got >= n)
-                break;
-            if (waited > 3000)
-                die("drain", "the handler did not get every message in 300 s");
-            usleep(100000);
-        }
+        wait_handled(n);
         pthread_mutex_lock(&S.lock);
         r.rate = n / ((S.last_ms - t0) / 1000.0);
         qsort(S.lat, S.n, sizeof *S.lat, wbb_cmp_double);
@@ -266,16 +272,7 @@ static steady_result steady(const wb_config *cfg, const char *url, const char *e
         while (wb_worker_publish(w[i % k], p, (size_t)len, 1) == WB_ERR_BUSY)
             usleep(1000);
     }
-    for (int waited = 0;; waited++) {
-        pthread_mutex_lock(&S.lock);
-        size_t got = S.n;
-        pthread_mutex_unlock(&S.lock);
-        if (got >= n)
-            break;
-        if (waited > 3000)
-            die("drain", "the handler did not get every message in 300 s");
-        usleep(100000);
-    }
+    wait_handled(n);
     sleep(2); /* the other backends' statistics reach the database */
     double x1 = xacts(url);
     steady_result r = {0};
