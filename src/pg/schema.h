@@ -91,6 +91,24 @@ static const struct wb_pg_migration {
      "  claimed_until timestamptz);"
      "CREATE INDEX workerbus_outbox_worker ON workerbus_outbox (pool, worker, id);"
      "CREATE INDEX workerbus_outbox_expiry ON workerbus_outbox (expires_at);"},
+    {3, "plans that stay fast at any queue size: the claim's index, autovacuum per table",
+     /* The claim orders by (visible_at, id): an index with both serves the
+      * ORDER BY ... LIMIT with no sort, however many rows are visible. */
+     "CREATE INDEX message_queue_messages_claim ON message_queue_messages (queue, visible_at, id);"
+     "DROP INDEX message_queue_messages_ready;"
+     /* Queue tables churn: every message is inserted, updated and deleted
+      * within seconds. The default scale factors (20% of the table) wait
+      * for a dead-row pile the size of the backlog; fixed thresholds vacuum
+      * and analyze these tables after a few thousand changes whatever
+      * their size. */
+     "ALTER TABLE message_queue_messages SET (autovacuum_vacuum_scale_factor = 0,"
+     "  autovacuum_vacuum_threshold = 5000, autovacuum_vacuum_insert_scale_factor = 0,"
+     "  autovacuum_vacuum_insert_threshold = 20000, autovacuum_analyze_scale_factor = 0,"
+     "  autovacuum_analyze_threshold = 20000);"
+     "ALTER TABLE workerbus_outbox SET (autovacuum_vacuum_scale_factor = 0,"
+     "  autovacuum_vacuum_threshold = 5000, autovacuum_vacuum_insert_scale_factor = 0,"
+     "  autovacuum_vacuum_insert_threshold = 20000, autovacuum_analyze_scale_factor = 0,"
+     "  autovacuum_analyze_threshold = 20000);"},
 };
 
 #endif

@@ -5,6 +5,7 @@
 #include <libpq-fe.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "helpers.h"
 #include "queue_target.h"
@@ -47,6 +48,129 @@ static bool pg_restart(void)
     snprintf(cmd, sizeof cmd, "'%s/scripts/services' restart postgres --dir '%s' 2>/dev/null",
              wbt_qenv("WB_SOURCE_ROOT"), wbt_qenv("WBT_SERVICES_DIR"));
     return system(cmd) == 0;
+}
+
+/* The SQL of the backend's prepared statements (declared for the
+ * benchmarks in bench/hooks.h). */
+const char *wb__pg_statement(const char *name);
+
+static PGresult *must(PGconn *c, PGresult *r, ExecStatusType want, const char *what)
+{
+    cr_assert_eq(PQresultStatus(r), want, "%s: %s", what, PQerrorMessage(c));
+    return r;
+}
+
+static void exec_ok(PGconn *c, const char *sql)
+{
+    PQclear(must(c, PQexec(c, sql), PGRES_COMMAND_OK, sql));
+}
+
+/* The statements of the hot path, with arguments valid on an empty table. */
+static const struct {
+    const char *name, *idle_args;
+} hot[] = {
+    {"wb_claim", "'iot', 10, 30, 5, 'dlq'"},
+    {"wb_claim_fifo", "'async-jobs.fifo', 10, 30, 5, 'dlq.fifo'"},
+    {"wb_delete", "'iot', '{1}', '{1}'"},
+    {"wb_visibility", "'iot', 1, 1, 0"},
+    {"wb_next_visible", "'iot'"},
+};
+
+/* Runs the prepared statement NAME with ARGS under EXPLAIN ANALYZE in a
+ * transaction rolled back; asserts that no step of the plan handled more
+ * than MAX rows (rows times loops: no scan, join or sort over the backlog)
+ * and returns the plan's text. */
+static char *plan_within(PGconn *c, const char *name, const char *args, long max)
+{
+    char buf[512];
+    exec_ok(c, "BEGIN");
+    snprintf(buf, sizeof buf,
+             "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) EXECUTE %s(%s)", name, args);
+    PGresult *r = must(c, PQexec(c, buf), PGRES_TUPLES_OK, buf);
+    size_t len = 0, cap = 1;
+    for (int i = 0; i < PQntuples(r); i++)
+        cap += strlen(PQgetvalue(r, i, 0)) + 1;
+    char *text = calloc(1, cap);
+    cr_assert_not_null(text);
+    for (int i = 0; i < PQntuples(r); i++)
+        len += (size_t)sprintf(text + len, "%s\n", PQgetvalue(r, i, 0));
+    PQclear(r);
+    exec_ok(c, "ROLLBACK");
+    for (const char *at = text; (at = strstr(at, "actual rows=")) != NULL; at++) {
+        long rows = 0, loops = 1;
+        sscanf(at, "actual rows=%ld loops=%ld", &rows, &loops);
+        cr_assert_leq(rows * loops, max,
+                      "%s: a step of the plan handled %ld rows (%ld loops), more than %ld:\n%s",
+                      name, rows * loops, loops, max, text);
+    }
+    return text;
+}
+
+/* A connection set up as the backend sets up its own (the session's planner
+ * settings), its statements prepared and run on an idle, empty queue, as a
+ * server's are between bursts: then a backlog arrives that the planner has
+ * not seen (autovacuum off for the test, so nothing analyzes it). Every
+ * statement of the hot path still reads only the rows it returns. */
+Test(postgres_plans, stay_small_when_a_backlog_arrives_on_an_idle_queue, .timeout = 120)
+{
+    wb_config *cfg = pg_config(NULL);
+    wb_queue *q = NULL;
+    cr_assert_eq(wb_queue_open(cfg, NULL, &q), WB_OK);
+    pg_purge();
+    PGconn *c = PQconnectdb(wbt_qenv("DATABASE_URL"));
+    cr_assert_eq(PQstatus(c), CONNECTION_OK, "%s", PQerrorMessage(c));
+    exec_ok(c, "ALTER TABLE message_queue_messages SET (autovacuum_enabled = off)");
+    exec_ok(c, "VACUUM ANALYZE message_queue_messages");
+    const char *session = wb__pg_statement("wb_session");
+    cr_assert_not_null(session);
+    exec_ok(c, session);
+    char buf[8192];
+    for (size_t i = 0; i < sizeof hot / sizeof hot[0]; i++) {
+        snprintf(buf, sizeof buf, "PREPARE %s AS %s", hot[i].name, wb__pg_statement(hot[i].name));
+        exec_ok(c, buf);
+        /* more runs than PostgreSQL makes custom plans before it weighs a
+         * generic one */
+        snprintf(buf, sizeof buf, "EXECUTE %s(%s)", hot[i].name, hot[i].idle_args);
+        for (int k = 0; k < 8; k++)
+            PQclear(must(c, PQexec(c, buf), PGRES_TUPLES_OK, buf));
+    }
+    /* 40 000 visible messages on iot and as many in 40 groups of the FIFO
+     * queue; three of iot's are in flight with known receipts. */
+    exec_ok(c, "INSERT INTO message_queue_messages (queue, body, group_id, expires_at)"
+               " SELECT CASE WHEN g % 2 = 0 THEN 'iot' ELSE 'async-jobs.fifo' END, 'body',"
+               " CASE WHEN g % 2 = 0 THEN NULL ELSE 'group-' || (g / 2) % 40 END,"
+               " now() + interval '1 day' FROM generate_series(1, 80000) g");
+    exec_ok(c, "UPDATE message_queue_messages SET receipt = id, receive_count = 1,"
+               " visible_at = now() + interval '1 minute' WHERE id IN (SELECT id FROM"
+               " message_queue_messages WHERE queue = 'iot' ORDER BY id LIMIT 3)");
+    PGresult *r =
+        must(c,
+             PQexec(c, "SELECT array_agg(id ORDER BY id)::text FROM message_queue_messages"
+                       " WHERE receipt IS NOT NULL"),
+             PGRES_TUPLES_OK, "in flight");
+    char held[256], args[640];
+    snprintf(held, sizeof held, "%s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+
+    free(plan_within(c, "wb_claim", hot[0].idle_args, 100));
+    /* one probe per group for the heads, then the heads themselves */
+    free(plan_within(c, "wb_claim_fifo", hot[1].idle_args, 100));
+    snprintf(args, sizeof args, "'iot', '%s', '%s'", held, held);
+    char *del = plan_within(c, "wb_delete", args, 100);
+    cr_assert_not_null(strstr(del, "Delete on message_queue_messages m (actual rows=3"),
+                       "the delete did not delete the 3 messages in flight:\n%s", del);
+    free(del);
+    char first[32];
+    snprintf(first, sizeof first, "%.*s", (int)strcspn(held + 1, ",}"), held + 1);
+    snprintf(args, sizeof args, "'iot', %s, %s, 0", first, first);
+    free(plan_within(c, "wb_visibility", args, 100));
+    free(plan_within(c, "wb_next_visible", hot[4].idle_args, 100));
+
+    exec_ok(c, "ALTER TABLE message_queue_messages RESET (autovacuum_enabled)");
+    PQfinish(c);
+    pg_purge();
+    wb_queue_close(q);
+    wb_config_free(cfg);
 }
 
 const wbt_qtarget wbt_qtarget_impl = {
