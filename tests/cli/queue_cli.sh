@@ -43,6 +43,26 @@ DATABASE_URL=postgres://u:hunter2pw@127.0.0.1:1/x "$wb" queue stats 2>"$dir/err"
 [ $rc = 69 ] && ! grep -q hunter2pw "$dir/err" && grep -q DATABASE_URL "$dir/err" ||
   fail "unreachable database: rc $rc, $(cat "$dir/err")"
 set -e
+# check --probe measures this PostgreSQL: round trips and commits flushed to
+# disk, and the rate of worker messages they allow; the password stays out.
+DATABASE_URL="${DATABASE_URL/postgres@/postgres:probe-pw@}" "$wb" check --probe >"$dir/out" 2>&1 ||
+  fail "check --probe: $(cat "$dir/out")"
+grep -q "commit, flushed to disk: *p50 [0-9.]* ms, p99 [0-9.]* ms" "$dir/out" &&
+  grep -q "one replica takes at most" "$dir/out" && grep -q "Probe of DATABASE_URL=postgres://postgres:\*\*\*\*@" "$dir/out" &&
+  ! grep -q probe-pw "$dir/out" || fail "check --probe printed: $(cat "$dir/out")"
+"$wb" check --probe --json | python3 -c '
+import json, sys
+p = json.load(sys.stdin)["probe"]
+assert p["runs"] == 200 and p["durable"] is True, p
+assert 0 < p["round_trip"]["p50_ms"] <= p["round_trip"]["max_ms"], p
+assert 0 < p["commit"]["p50_ms"] <= p["commit"]["p99_ms"] <= p["commit"]["max_ms"], p
+assert p["topic_rule_msgs_per_s_per_replica"] > 0, p
+' || fail "check --probe --json"
+set +e
+DATABASE_URL=postgres://u:hunter2pw@127.0.0.1:1/x "$wb" check --probe >/dev/null 2>"$dir/err"; rc=$?
+[ $rc = 69 ] && ! grep -q hunter2pw "$dir/err" && grep -q "DATABASE_URL=postgres://u:\*\*\*\*@127.0.0.1:1/x: cannot connect" "$dir/err" ||
+  fail "check --probe, unreachable database: rc $rc, $(cat "$dir/err")"
+set -e
 # The queue commands read the queue's variables only: a broker setting they
 # do not use (a plain endpoint without its token key, no PKI at all) does not
 # stop them; a bad queue setting still does, by name.
@@ -53,4 +73,4 @@ set -e
   MESSAGE_QUEUE_TYPE=postgresql "$wb" queue stats iot 2>"$dir/err"; rc=$?
   [ $rc = 78 ] && grep -q MESSAGE_QUEUE_TYPE "$dir/err" || fail "a bad MESSAGE_QUEUE_TYPE: rc $rc, $(cat "$dir/err")"
 ) || exit 1
-echo "queue-cli: ok (send, stdin, FIFO dedup, stats, receive, delete, --body --delete, exit codes 64/65/69/78, password kept out, the queue's variables only)"
+echo "queue-cli: ok (send, stdin, FIFO dedup, stats, receive, delete, --body --delete, exit codes 64/65/69/78, password kept out, the queue's variables only, check --probe)"
