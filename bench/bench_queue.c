@@ -1,11 +1,11 @@
 /* The PostgreSQL queue against raw SQL, in the same run, on the same server
  * (fsync and synchronous_commit on), alternating which goes first.
  *
- * The raw baseline runs the very statements the backend prepares (the
- * INSERT ... unnest, the SKIP LOCKED claim, the DELETE ... unnest) through
- * plain libpq: one connection per thread, no pool, no coalescing, no
- * retries. workerbus runs through wb_queue_* with one handle shared by all
- * threads, as a server would.
+ * The raw baseline runs the very statements the backend runs (the
+ * INSERT ... unnest, the SKIP LOCKED claim, the DELETE by primary key), as
+ * the backend runs them (prepared, or planned at every run), through plain
+ * libpq: one connection per thread, no pool, no coalescing, no retries. workerbus runs through
+ * wb_queue_* with one handle shared by all threads, as a server would.
  *
  * A second baseline is a minimal SKIP LOCKED queue: the simplest correct SQL
  * for the same core semantics (a visibility timeout, a receive count,
@@ -17,6 +17,17 @@
  *
  * Each measure runs for a fixed time and counts messages; the table gives
  * the median of the rounds.
+ *
+ * The backlog case then drains 100 000 messages that arrived after the
+ * table was analyzed empty and the consumers' connections had claimed from
+ * it (their prepared claims then run a generic plan made for an empty
+ * table; autovacuum is off for the run, so nothing replans them), with 4
+ * consumers taking batches of 10: the rate of each round and the spread
+ * between the rounds (stable plans keep it small). The minimal queue
+ * cannot take that case (its claim, UPDATE ... WHERE id IN (SELECT ...
+ * LIMIT n FOR UPDATE SKIP LOCKED), turns into a scan of the backlog per
+ * row and ran over 10 minutes without finishing), so its column is its
+ * best case: the backlog analyzed before the drain, custom plans.
  *
  * Usage: bench-queue DATABASE_URL [seconds per measure] [rounds] [filter]
  * (filter: run only the measures whose label contains it) */
@@ -66,6 +77,14 @@ static const struct {
     {"min_delete", "DELETE FROM bench_minq WHERE id = ANY ($1::bigint[])"},
 };
 
+/* A statement of the backend's, run as the backend runs it. */
+static PGresult *raw_run(PGconn *c, const char *name, int n, const char *const *vals)
+{
+    return wb__pg_statement_replanned(name)
+               ? PQexecParams(c, wb__pg_statement(name), n, NULL, vals, NULL, NULL, 0)
+               : PQexecPrepared(c, name, n, vals, NULL, NULL, 0);
+}
+
 static PGconn *raw_connect(void)
 {
     PGconn *c = PQconnectdb(db_url);
@@ -73,6 +92,8 @@ static PGconn *raw_connect(void)
         die("connect", PQerrorMessage(c));
     const char *names[] = {"wb_send", "wb_claim", "wb_delete"};
     for (size_t i = 0; i < 3; i++) {
+        if (wb__pg_statement_replanned(names[i]))
+            continue;
         PGresult *r = PQprepare(c, names[i], wb__pg_statement(names[i]), 0, NULL);
         if (PQresultStatus(r) != PGRES_COMMAND_OK)
             die("prepare", PQerrorMessage(c));
@@ -133,7 +154,7 @@ static unsigned raw_claim_delete(PGconn *c, unsigned n)
     char sn[16];
     snprintf(sn, sizeof sn, "%u", n);
     const char *vals[] = {"async-jobs", sn, "300", "3", "dlq"};
-    PGresult *r = PQexecPrepared(c, "wb_claim", 5, vals, NULL, NULL, 0);
+    PGresult *r = raw_run(c, "wb_claim", 5, vals);
     if (PQresultStatus(r) != PGRES_TUPLES_OK)
         die("raw claim", PQerrorMessage(c));
     int rows = PQntuples(r);
@@ -153,7 +174,7 @@ static unsigned raw_claim_delete(PGconn *c, unsigned n)
     snprintf(toks + lt, sizeof toks - lt, "}");
     PQclear(r);
     const char *dv[] = {"async-jobs", ids, toks};
-    r = PQexecPrepared(c, "wb_delete", 3, dv, NULL, NULL, 0);
+    r = raw_run(c, "wb_delete", 3, dv);
     if (PQresultStatus(r) != PGRES_TUPLES_OK)
         die("raw delete", PQerrorMessage(c));
     PQclear(r);
@@ -249,14 +270,24 @@ typedef struct job {
     op_kind kind;
     unsigned batch;
     _Atomic double until;
+    bool drain; /* until the queue is empty, not for a time */
     atomic_uint_fast64_t *count;
-    pthread_barrier_t *ready; /* connections are made before the clock starts */
+    pthread_barrier_t *ready;  /* connections are made before the clock starts */
+    pthread_barrier_t *warmed; /* drain: claims ran on the empty queue first */
 } job;
 
 static void *worker(void *arg)
 {
     job *j = arg;
     PGconn *c = j->who != WORKERBUS ? raw_connect() : NULL;
+    if (j->warmed) {
+        /* a server idling on an empty queue: its connections' prepared
+         * claims settle on a generic plan made for an empty table */
+        for (unsigned i = 0; i < 30; i++)
+            if (j->who == MINIMAL ? min_claim_delete(c, j->batch) : wb_claim_delete(j->batch))
+                die("backlog", "the queue is not empty before the backlog");
+        pthread_barrier_wait(j->warmed);
+    }
     pthread_barrier_wait(j->ready);
     uint64_t n = 0;
     while (now_s() < atomic_load(&j->until)) {
@@ -273,6 +304,8 @@ static void *worker(void *arg)
             k = j->who == RAW       ? raw_claim_delete(c, j->batch)
                 : j->who == MINIMAL ? min_claim_delete(c, j->batch)
                                     : wb_claim_delete(j->batch);
+            if (!k && j->drain)
+                break;
             if (!k)
                 die("claim", "the queue ran dry: preload more messages");
         }
@@ -293,8 +326,9 @@ static void reset_queue(void)
 }
 
 /* Enough messages for a claim measure: rate guess x seconds x 2. */
-static void preload(unsigned messages, bool minimal)
+static void preload(unsigned messages, who_kind who, bool analyze)
 {
+    bool minimal = who == MINIMAL;
     if (minimal) {
         char sql[160];
         snprintf(sql, sizeof sql,
@@ -302,7 +336,8 @@ static void preload(unsigned messages, bool minimal)
                  "'}' FROM generate_series(1, %u) g",
                  messages);
         raw_exec(admin, sql);
-        raw_exec(admin, "VACUUM ANALYZE bench_minq");
+        if (analyze)
+            raw_exec(admin, "VACUUM ANALYZE bench_minq");
         return;
     }
     char *q = malloc(1 << 20), *b = malloc(1 << 20), *d = malloc(1 << 20), *r = malloc(1 << 20);
@@ -315,7 +350,8 @@ static void preload(unsigned messages, bool minimal)
             die("preload", PQerrorMessage(admin));
         PQclear(res);
     }
-    raw_exec(admin, "VACUUM ANALYZE message_queue_messages");
+    if (analyze)
+        raw_exec(admin, "VACUUM ANALYZE message_queue_messages");
     free(q);
     free(b);
     free(d);
@@ -326,12 +362,12 @@ static double measure(who_kind who, op_kind kind, unsigned batch, unsigned threa
 {
     reset_queue();
     if (kind == CLAIM)
-        preload(batch == 1 ? 40000 : 160000, who == MINIMAL);
+        preload(batch == 1 ? 40000 : 160000, who, true);
     atomic_uint_fast64_t count = 0;
     pthread_t t[32];
     pthread_barrier_t ready;
     pthread_barrier_init(&ready, NULL, threads + 1);
-    job j = {who, kind, batch, 0, &count, &ready};
+    job j = {who, kind, batch, 0, false, &count, &ready, NULL};
     atomic_store(&j.until, now_s() + 3600);
     for (unsigned i = 0; i < threads; i++)
         pthread_create(&t[i], NULL, worker, &j);
@@ -342,6 +378,79 @@ static double measure(who_kind who, op_kind kind, unsigned batch, unsigned threa
         pthread_join(t[i], NULL);
     pthread_barrier_destroy(&ready);
     return (double)atomic_load(&count) / (now_s() - start);
+}
+
+/* The backlog case: BACKLOG messages arrive after the planner saw the
+ * table empty, then 4 consumers drain them in batches of 10; messages/s. */
+#define BACKLOG 100000u
+
+static double drain_backlog(who_kind who)
+{
+    const char *table = who == MINIMAL ? "bench_minq" : "message_queue_messages";
+    char sql[160];
+    reset_queue();
+    snprintf(sql, sizeof sql, "ALTER TABLE %s SET (autovacuum_enabled = off)", table);
+    raw_exec(admin, sql);
+    snprintf(sql, sizeof sql, "VACUUM ANALYZE %s", table);
+    raw_exec(admin, sql);
+    bool worst = who != MINIMAL;
+    atomic_uint_fast64_t count = 0;
+    pthread_t t[4];
+    pthread_barrier_t ready, warmed;
+    pthread_barrier_init(&ready, NULL, 5);
+    pthread_barrier_init(&warmed, NULL, 5);
+    job j = {who, CLAIM, 10, 0, true, &count, &ready, worst ? &warmed : NULL};
+    atomic_store(&j.until, now_s() + 3600);
+    if (!worst)
+        preload(BACKLOG, who, true);
+    for (unsigned i = 0; i < 4; i++)
+        pthread_create(&t[i], NULL, worker, &j);
+    if (worst) {
+        pthread_barrier_wait(&warmed);
+        preload(BACKLOG, who, false);
+    }
+    pthread_barrier_wait(&ready);
+    double start = now_s();
+    for (unsigned i = 0; i < 4; i++)
+        pthread_join(t[i], NULL);
+    double rate = (double)atomic_load(&count) / (now_s() - start);
+    pthread_barrier_destroy(&ready);
+    pthread_barrier_destroy(&warmed);
+    if (atomic_load(&count) != BACKLOG)
+        die("backlog", "the drain did not take every message of the backlog");
+    snprintf(sql, sizeof sql, "ALTER TABLE %s RESET (autovacuum_enabled)", table);
+    raw_exec(admin, sql);
+    return rate;
+}
+
+static void backlog_table(unsigned rounds)
+{
+    double w[15], m[15];
+    for (unsigned k = 0; k < rounds; k++) {
+        if (k % 2) {
+            m[k] = drain_backlog(MINIMAL);
+            w[k] = drain_backlog(WORKERBUS);
+        } else {
+            w[k] = drain_backlog(WORKERBUS);
+            m[k] = drain_backlog(MINIMAL);
+        }
+        fprintf(stderr, "bench-queue: backlog round %u: workerbus %.0f, minimal %.0f\n", k + 1,
+                w[k], m[k]);
+    }
+    printf("| backlog of %u messages, analyzed empty, 4 consumers, batches of 10"
+           " (messages/s) | workerbus | minimal SKIP LOCKED queue, backlog analyzed"
+           " | workerbus / minimal |\n"
+           "|---|---|---|---|\n",
+           BACKLOG);
+    double wmin = w[0], wmax = w[0];
+    for (unsigned k = 0; k < rounds; k++) {
+        printf("| round %u | %.0f | %.0f | %.1f%% |\n", k + 1, w[k], m[k], 100.0 * w[k] / m[k]);
+        wmin = w[k] < wmin ? w[k] : wmin;
+        wmax = w[k] > wmax ? w[k] : wmax;
+    }
+    printf("| spread of workerbus's rounds ((max - min) / max) | %.1f%% | | |\n",
+           100.0 * (wmax - wmin) / wmax);
+    fflush(stdout);
 }
 
 int main(int argc, char **argv)
@@ -388,14 +497,17 @@ int main(int argc, char **argv)
         {"send, single, 16 threads (raw: 16 connections)", SEND, 1, 16, 16},
         {"send, single, 16 threads vs raw single-row on 1 connection", SEND, 1, 16, 1},
     };
-    printf("| measure (messages/s, median of %u rounds of %.0f s) | workerbus | raw SQL "
-           "| minimal SKIP LOCKED queue | workerbus / raw SQL | workerbus / minimal |\n"
-           "|---|---|---|---|---|---|\n",
-           rounds, seconds);
     const char *filter = argc > 4 ? argv[4] : NULL;
+    bool header = false;
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
         if (filter && !strstr(rows[i].label, filter))
             continue;
+        if (!header)
+            printf("| measure (messages/s, median of %u rounds of %.0f s) | workerbus | raw SQL "
+                   "| minimal SKIP LOCKED queue | workerbus / raw SQL | workerbus / minimal |\n"
+                   "|---|---|---|---|---|---|\n",
+                   rounds, seconds);
+        header = true;
         double w[15], r[15], m[15];
         for (unsigned k = 0; k < rounds; k++) {
             /* the order turns with the rounds */
@@ -415,6 +527,11 @@ int main(int argc, char **argv)
         printf("| %s | %.0f | %.0f | %.0f | %.1f%% | %.1f%% |\n", rows[i].label, mw, mr, mm,
                100.0 * mw / mr, 100.0 * mw / mm);
         fflush(stdout);
+    }
+    if (!filter || strstr("backlog", filter)) {
+        if (header)
+            printf("\n");
+        backlog_table(rounds);
     }
     raw_exec(admin, "DROP TABLE bench_minq");
     wb_queue_close(wq);

@@ -145,9 +145,18 @@ enum {
     " RETURNING m.id, m.queue = $1, m.receipt, m.body, m.receive_count,"                           \
     "   (extract(epoch FROM m.sent_at) * 1000)::bigint, m.group_id"
 
+/* Statements whose best plan depends on the table's size (replan) are
+ * planned at every run for the table as it is then, never prepared: a
+ * prepared statement switches to a generic plan after five runs, and on an
+ * idle queue that plan is made for an empty table (sequential scans, a sort
+ * of every visible row) and stays when a backlog of 100 000 arrives, until
+ * something invalidates it (measured: 360 messages/s drained instead of
+ * 36 000). Sends, whose plan is the same at any size, stay prepared:
+ * planning them at every run cost a fifth of a send's rate. */
 static const struct {
     const char *name;
     const char *sql;
+    bool replan;
 } statements[ST__COUNT] = {
     [ST_SEND] = {"wb_send",
                  "INSERT INTO message_queue_messages (queue, body, visible_at, expires_at)"
@@ -180,7 +189,8 @@ static const struct {
     [ST_CLAIM] = {"wb_claim",
                   "WITH c AS (SELECT id FROM message_queue_messages WHERE queue = $1"
                   "   AND" ASYNC_COMMIT " AND visible_at <= now() AND expires_at > now()"
-                  "   ORDER BY visible_at, id LIMIT $2 FOR UPDATE SKIP LOCKED)" CLAIM_UPDATE},
+                  "   ORDER BY visible_at, id LIMIT $2 FOR UPDATE SKIP LOCKED)" CLAIM_UPDATE,
+                  true},
     /* Only the oldest message of each group is eligible: the heads of the
      * groups, found by skipping through the groups index one group at a
      * time (a few index probes per group, not a pass over every queued
@@ -194,7 +204,8 @@ static const struct {
                        " c AS (SELECT m.id FROM message_queue_messages m"
                        "   WHERE m.id = ANY (ARRAY(SELECT id FROM h)) AND" ASYNC_COMMIT
                        "   AND m.visible_at <= now() AND m.expires_at > now()"
-                       "   ORDER BY m.id LIMIT $2 FOR UPDATE SKIP LOCKED)" CLAIM_UPDATE},
+                       "   ORDER BY m.id LIMIT $2 FOR UPDATE SKIP LOCKED)" CLAIM_UPDATE,
+                       true},
     /* By primary key only, whatever the planner thinks of the queue's size:
      * the queue and the receipts are checked on the rows found, in an
      * expression no index can serve. */
@@ -203,7 +214,8 @@ static const struct {
          "DELETE FROM message_queue_messages m WHERE m.id = ANY ($2::bigint[]) AND" ASYNC_COMMIT
          " AND (m.queue = $1 AND (m.id, m.receipt) IN"
          " (SELECT * FROM unnest($2::bigint[], $3::bigint[]))) IS TRUE"
-         " RETURNING m.id"},
+         " RETURNING m.id",
+         true},
     [ST_VISIBILITY] = {"wb_visibility",
                        "UPDATE message_queue_messages SET visible_at = now() +"
                        " make_interval(secs => $4) WHERE queue = $1 AND" ASYNC_COMMIT
@@ -216,34 +228,37 @@ static const struct {
                    " FROM message_queue_messages WHERE queue = $1 AND expires_at > now()"},
     [ST_NEXT_VISIBLE] = {"wb_next_visible",
                          "SELECT ceil(extract(epoch FROM min(visible_at) - now()) * 1000)::bigint"
-                         " FROM message_queue_messages WHERE queue = $1 AND visible_at > now()"},
+                         " FROM message_queue_messages WHERE queue = $1 AND visible_at > now()",
+                         true},
     [ST_HOUSEKEEPING] = {"wb_housekeeping",
                          "WITH a AS (DELETE FROM message_queue_messages WHERE expires_at <= now()"
                          " RETURNING 1), b AS (DELETE FROM message_queue_deduplications WHERE"
                          " expires_at <= now() RETURNING 1)"
-                         " SELECT (SELECT count(*) FROM a), (SELECT count(*) FROM b)"},
+                         " SELECT (SELECT count(*) FROM a), (SELECT count(*) FROM b)",
+                         true},
 };
 
-/* Every connection of the queue plans each statement for the table as it
- * is now. A prepared statement otherwise settles on a generic plan after a
- * few runs, made for the table it saw then: an idle queue's connections
- * keep a plan for an empty table (sequential scans, a sort of every
- * visible row) when a backlog of 100 000 arrives, and run it until
- * something invalidates it (measured: 1 500 messages/s drained instead of
- * 35 000). Planning costs a few dozen microseconds per statement. */
-#define SESSION_SETUP "SET plan_cache_mode = force_custom_plan"
-
 /* Declared for the benchmarks in bench/hooks.h, not in a header of the
- * backend: the SQL of a prepared statement by name, for bench-queue's
- * baseline. */
+ * backend: the SQL of a statement by name, and whether it is planned at
+ * every run (not prepared), for bench-queue's baseline and the plans test. */
 const char *wb__pg_statement(const char *name);
+bool wb__pg_statement_replanned(const char *name);
+bool wb__pg_statement_replanned(const char *name)
+{
+    for (int i = 0; i < ST__COUNT; i++) {
+        if (strcmp(statements[i].name, name) == 0)
+            return statements[i].replan;
+    }
+    return false;
+}
+
 const char *wb__pg_statement(const char *name)
 {
     for (int i = 0; i < ST__COUNT; i++) {
         if (strcmp(statements[i].name, name) == 0)
             return statements[i].sql;
     }
-    return strcmp(name, "wb_session") == 0 ? SESSION_SETUP : NULL;
+    return NULL;
 }
 
 /* ---- errors ----------------------------------------------------------- */
@@ -252,14 +267,9 @@ const char *wb__pg_statement(const char *name)
 
 static bool prepare_all(pgconn *pc, char **detail)
 {
-    PGresult *s = PQexec(pc->c, SESSION_SETUP);
-    bool set = PQresultStatus(s) == PGRES_COMMAND_OK;
-    if (!set)
-        *detail = wb__pg_describe(pc->c, s, "the session's planner settings");
-    PQclear(s);
-    if (!set)
-        return false;
     for (int i = 0; i < ST__COUNT; i++) {
+        if (statements[i].replan)
+            continue;
         PGresult *r = PQprepare(pc->c, statements[i].name, statements[i].sql, 0, NULL);
         bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
         if (!ok)
@@ -334,7 +344,10 @@ static PGresult *run(pgq *q, pgconn *pc, int st, int n, const char *const *vals,
         bool transient = true;
         bool was_open = pc->c && pc->ready;
         if (conn_ready(q, pc, &d)) {
-            PGresult *r = PQexecPrepared(pc->c, statements[st].name, n, vals, NULL, NULL, 0);
+            PGresult *r =
+                statements[st].replan
+                    ? PQexecParams(pc->c, statements[st].sql, n, NULL, vals, NULL, NULL, 0)
+                    : PQexecPrepared(pc->c, statements[st].name, n, vals, NULL, NULL, 0);
             if (PQresultStatus(r) == want)
                 return r;
             transient = wb__pg_is_transient(pc->c, r);
