@@ -523,6 +523,7 @@ WB_API wb_err wb_harness_replica_add(wb_harness *h, char **detail)
             snprintf(cmd, sizeof cmd, "enable health replicas/replica-%u", i + 1);
             err = haproxy_command(h, cmd, &ans);
             free(ans);
+            ans = NULL; /* freed again below when the next command is not run */
             snprintf(cmd, sizeof cmd, "enable server replicas/replica-%u", i + 1);
             if (!err)
                 err = haproxy_command(h, cmd, &ans);
