@@ -56,8 +56,10 @@ typedef struct wb_bundled_opts {
     unsigned int restart_min_ms;   /**< first restart delay; 0: 250 */
     unsigned int restart_max_ms;   /**< longest restart delay; 0: 15000 */
     /** Seconds between saves of the broker's in-memory state to its
-     *  persistence file (Mosquitto's autosave_interval); 0: 5. What a broker
-     *  killed without warning had not saved yet is lost: see
+     *  persistence file (Mosquitto's autosave_interval). 0: every 5 s
+     *  without PostgreSQL; with it (a replica, whose outbox keeps what waits
+     *  for workers), at exit only, and a broker killed without warning
+     *  restarts empty. What a killed broker had not saved is lost: see
      *  docs/builtin-broker.md. */
     unsigned int autosave_interval_s;
     /** The topic rule (docs/builtin-broker.md): what workers publish on

@@ -49,6 +49,9 @@ struct wb_bundled {
     char *extra_conf;
     char *probe_host; /* where the readiness probe connects */
     unsigned port;
+    /* saved at exit only (a replica): the persistence file, removed once a
+     * started broker has read it */
+    char *db_path;
 
     pthread_t thread;
     bool thread_started;
@@ -271,8 +274,16 @@ static wb_err write_config(wb_bundled *b, uid_t uid, gid_t gid, bool as_root, ch
      * cleanly past what that leaves, instead of failing its accept() */
     long max_conn = nofile_connections();
     wb__buf conf = WB__BUF_INIT;
-    unsigned autosave =
-        b->opts.autosave_interval_s ? b->opts.autosave_interval_s : DEFAULT_AUTOSAVE_S;
+    /* Mosquitto saves its whole state on its one thread: a stall of tens of
+     * ms with thousands of sessions, every interval. A replica (with
+     * PostgreSQL) keeps what waits for its workers in the outbox, and saves
+     * at exit only (0); without PostgreSQL the broker's queues are all there
+     * is, saved every 5 s. */
+    unsigned autosave = b->opts.autosave_interval_s ? b->opts.autosave_interval_s
+                        : replicas                  ? 0
+                                                    : DEFAULT_AUTOSAVE_S;
+    free(b->db_path);
+    b->db_path = autosave ? NULL : wb__asprintf("%smosquitto.db", persist);
     wb__buf_printf(&conf,
                    "# Written by workerbus for the bundled broker; it is rewritten at every "
                    "start.\n"
@@ -783,6 +794,13 @@ static void *supervise(void *arg)
                             "mosquitto restarted (pid %d), listening on %s:%u", (int)b->pid,
                             b->probe_host, b->port);
                 first = false;
+                /* Saved at exit only: the file a started broker has read goes,
+                 * so that a broker killed later starts empty, rather than
+                 * from a state of long ago whose messages it delivered since
+                 * (its next clean exit writes a fresh one). */
+                if (b->db_path && unlink(b->db_path) != 0 && errno != ENOENT)
+                    wb__log(WB_LOG_WARN, "broker", "cannot remove %s: %s", b->db_path,
+                            strerror(errno));
                 set_state(b, BLTN_READY);
                 while (!child_exited(b)) {
                     if (stop_requested(b, 1000)) {
@@ -848,6 +866,7 @@ static void bundled_free(wb_bundled *b)
     free(b->runtime_dir);
     free(b->conf_path);
     free(b->pid_path);
+    free(b->db_path);
     free(b->mosquitto);
     free(b->extra_conf);
     free(b->probe_host);

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <netinet/in.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -218,6 +219,75 @@ Test(bundled_limits, the_broker_takes_the_whole_open_file_limit, .timeout = 60)
     close(sock);
     cr_assert_eq(rc, 0, "port 1883 is taken (%s): did the broker open its default listener?",
                  strerror(e));
+    wbt_env_teardown(&env);
+}
+
+static bool file_exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+/* With PostgreSQL (this suite's services), the broker is a replica: it saves
+ * its state at exit only (no stall every few seconds), a clean restart keeps
+ * a worker's session and what was queued for it, and a broker killed later
+ * restarts empty instead of from the file it read at its start. */
+Test(bundled_persistence, a_replica_saves_at_exit_only, .timeout = 90)
+{
+    cr_assert_not_null(getenv("DATABASE_URL"), "this suite runs with PostgreSQL");
+    wbt_env_setup(&env, true);
+    wbt_env_start(&env);
+    char conf[256], db[256], line[256];
+    snprintf(conf, sizeof conf, "%s/mosquitto.conf", env.run);
+    snprintf(db, sizeof db, "%s/persistence/mosquitto.db", env.run);
+    FILE *f = fopen(conf, "r");
+    cr_assert_not_null(f);
+    bool at_exit = false;
+    while (fgets(line, sizeof line, f))
+        at_exit = at_exit || !strcmp(line, "autosave_interval 0\n");
+    fclose(f);
+    cr_assert(at_exit, "%s does not say autosave_interval 0", conf);
+
+    const char *mine = wbt_topic("readonly", WBT_POOL, WBT_WORKER);
+    const char *away[] = {"-i", WBT_WORKER, "-c", "-q", "1", "-t", mine, "-W", "1", NULL};
+    const char *back[] = {"-i", WBT_WORKER, "-c", "-q", "1", "-t",
+                          mine, "-C",       "1",  "-W", "4", NULL};
+    const char *pub[] = {"-i", "srv-1", "-q", "1", "-t", mine, "-m", "kept", NULL};
+    wbt_proc p = client("mosquitto_sub", "worker", away);
+    wbt_proc_free(&p);
+    p = client("mosquitto_pub", "server", pub);
+    cr_assert_eq(p.status, 0, "%s", p.err);
+    wbt_proc_free(&p);
+    cr_assert_not(file_exists(db), "%s was written while the broker ran", db);
+
+    /* a clean stop saves; the next start reads the file, then it goes */
+    wb_bundled_stop(env.broker);
+    env.broker = NULL;
+    cr_assert(file_exists(db), "a clean stop did not save %s", db);
+    wbt_env_start(&env);
+    cr_assert_not(file_exists(db), "%s is still there once the broker has read it", db);
+    p = client("mosquitto_sub", "worker", back);
+    cr_assert_str_eq(p.out, "kept\n", "a clean restart lost the queued message: got \"%s\" (%s)",
+                     p.out, p.err);
+    wbt_proc_free(&p);
+
+    /* killed: restarted by the supervisor with no state at all (not the
+     * one read at the last start, whose message was delivered since) */
+    p = client("mosquitto_sub", "worker", away);
+    wbt_proc_free(&p);
+    const char *pub2[] = {"-i", "srv-1", "-q", "1", "-t", mine, "-m", "gone", NULL};
+    p = client("mosquitto_pub", "server", pub2);
+    cr_assert_eq(p.status, 0, "%s", p.err);
+    wbt_proc_free(&p);
+    int pid = wb_bundled_pid(env.broker);
+    cr_assert_eq(kill(pid, SIGKILL), 0);
+    for (int i = 0; i < 100 && wb_bundled_restarts(env.broker) == 0; i++)
+        usleep(50000);
+    cr_assert_eq(wb_bundled_restarts(env.broker), 1, "the killed broker was not restarted");
+    cr_assert_eq(wb_bundled_wait_ready(env.broker, 15000), WB_OK);
+    p = client("mosquitto_sub", "worker", back);
+    cr_assert_str_eq(p.out, "", "a killed broker came back with an old state: got \"%s\"", p.out);
+    wbt_proc_free(&p);
     wbt_env_teardown(&env);
 }
 
