@@ -14,9 +14,11 @@
  * WAL flush (commit_delay, commit_siblings 0): the whole run, raw INSERT
  * included, then stands for a slower disk; only the builtin rows are run.
  *
- * A steady load (100 and 1000 msg/s from 20 workers for 10 s, paced) gives
- * p50, p99 and p99.9, and PostgreSQL's transactions per message (all the
- * database's, from pg_stat_database).
+ * A steady load (100 and 1000 msg/s from 20 workers for 10 s, paced), with
+ * the drain's receives lingering 0 ms and serve's default
+ * (WB_QUEUE_LINGER_DEFAULT_MS; WB_BENCH_LINGER_MS: another), gives p50, p99
+ * and p99.9, and PostgreSQL's transactions per message (all the database's,
+ * from pg_stat_database).
  *
  * Usage: bench-e2e [messages] [rounds] [commit delay µs] [steady]
  * ("steady": the steady loads only; prints Markdown rows) */
@@ -239,12 +241,14 @@ static int cmp_double(const void *a, const void *b)
  * backend of the database: the topic rule's inserts, the drain's claims,
  * next-visible queries and deletes, the statistics' own). */
 static steady_result steady(const wb_config *cfg, const char *url, const char *endpoint, unsigned k,
-                            unsigned rate, unsigned secs)
+                            unsigned rate, unsigned secs, unsigned linger_ms)
 {
     wb_worker **w = open_workers(k, endpoint);
     wb_queue *q = NULL;
     wb_drain *d = NULL;
-    if (wb_queue_open(cfg, NULL, &q))
+    wb_queue_opts qo = WB_QUEUE_OPTS_INIT;
+    qo.receive_linger_ms = linger_ms;
+    if (wb_queue_open(cfg, &qo, &q))
         die("queue", wb_queue_last_error(NULL));
     unsigned n = rate * secs;
     pthread_mutex_lock(&S.lock);
@@ -485,20 +489,28 @@ int main(int argc, char **argv)
     /* a steady load, as workers' heartbeats are: transactions per message */
     if (!delay_us) {
         static const unsigned rates[] = {100, 1000};
+        /* the drain's receive linger (wb_queue_opts.receive_linger_ms): none,
+         * and serve's default (WB_BENCH_LINGER_MS: another) */
+        const char *le = getenv("WB_BENCH_LINGER_MS");
+        const unsigned lingers[] = {0, le ? (unsigned)atoi(le) : WB_QUEUE_LINGER_DEFAULT_MS};
         printf("\n| steady load, builtin + PostgreSQL (20 workers, %d s, median of %d rounds) | "
-               "p50 ms | p99 ms | p99.9 ms | PostgreSQL transactions per message |\n"
-               "|---|---|---|---|---|\n",
+               "receive linger | p50 ms | p99 ms | p99.9 ms | PostgreSQL transactions per "
+               "message |\n"
+               "|---|---|---|---|---|---|\n",
                10, rounds);
         for (size_t ri = 0; ri < 2; ri++) {
-            double a[20], b[20], c[20], x[20];
-            for (int r = 0; r < rounds; r++) {
-                empty_queues(dburl);
-                steady_result sr = steady(bcfg, dburl, bep, 20, rates[ri], 10);
-                a[r] = sr.p50, b[r] = sr.p99, c[r] = sr.p999, x[r] = sr.xact_per_msg;
+            for (size_t li = 0; li < 2; li++) {
+                double a[20], b[20], c[20], x[20];
+                for (int r = 0; r < rounds; r++) {
+                    empty_queues(dburl);
+                    steady_result sr = steady(bcfg, dburl, bep, 20, rates[ri], 10, lingers[li]);
+                    a[r] = sr.p50, b[r] = sr.p99, c[r] = sr.p999, x[r] = sr.xact_per_msg;
+                }
+                printf("| %u msg/s | %u ms | %.1f | %.1f | %.1f | %.2f |\n", rates[ri], lingers[li],
+                       wbb_median(a, rounds), wbb_median(b, rounds), wbb_median(c, rounds),
+                       wbb_median(x, rounds));
+                fflush(stdout);
             }
-            printf("| %u msg/s | %.1f | %.1f | %.1f | %.2f |\n", rates[ri], wbb_median(a, rounds),
-                   wbb_median(b, rounds), wbb_median(c, rounds), wbb_median(x, rounds));
-            fflush(stdout);
         }
     }
     unsigned ni = n / 3;

@@ -82,6 +82,11 @@ typedef struct pgq {
      * it moves, a claim would find nothing new (messages that become
      * visible again are found by the long polls' timer); UINT64_MAX: no */
     uint64_t drained_at[WB_LQ__COUNT];
+    /* the mean gap between notifications (ms, moving average) and the
+     * last one's time: a receive lingers only when others are likely to
+     * come within its linger */
+    double gap_ms[WB_LQ__COUNT];
+    uint64_t last_notified_ms[WB_LQ__COUNT];
     bool listener_started, listener_ok;
     atomic_bool listener_stop;
     pthread_t listener;
@@ -745,6 +750,10 @@ static void *listener_main(void *arg)
         while ((nt = PQnotifies(c)) != NULL) {
             int i = lq_of(nt->extra);
             if (i >= 0) {
+                uint64_t t = wb__now_ms();
+                double gap = q->last_notified_ms[i] ? (double)(t - q->last_notified_ms[i]) : 1e6;
+                q->gap_ms[i] = q->gap_ms[i] * 0.875 + (gap > 1e6 ? 1e6 : gap) * 0.125;
+                q->last_notified_ms[i] = t;
                 q->notified[i]++;
                 q->tokens[i]++;
                 pthread_cond_signal(&q->n_cond[i]); /* one waiter a notification */
@@ -848,6 +857,23 @@ static wb_err pg_receive(void *priv, wb_logical_queue lq, unsigned max, unsigned
             if (t >= until || atomic_load(&q->wake_gen) != gen)
                 break;
             wb__cond_wait_ms(&q->n_cond[lq], &q->n_lock, (unsigned)(until - t));
+        }
+        /* Linger: woken by a message after the queue was drained, wait a
+         * little more for others to arrive (their tokens are this claim's),
+         * so that one claim and one delete take several; only when messages
+         * come more often than the linger (else it would add its latency
+         * for nothing) */
+        if (woke && q->opts.receive_linger_ms && q->drained_at[lq] != UINT64_MAX &&
+            q->gap_ms[lq] < (double)q->opts.receive_linger_ms) {
+            uint64_t end = wb__now_ms() + q->opts.receive_linger_ms;
+            for (;;) {
+                q->tokens[lq] = 0;
+                uint64_t t = wb__now_ms();
+                if (t >= end || q->notified[lq] - q->drained_at[lq] >= max ||
+                    atomic_load(&q->wake_gen) != gen)
+                    break;
+                wb__cond_wait_ms(&q->n_cond[lq], &q->n_lock, (unsigned)(end - t));
+            }
         }
         seen = q->notified[lq];
         pthread_mutex_unlock(&q->n_lock);
@@ -1020,6 +1046,7 @@ static wb_err pg_open(void *priv, const wb_config *cfg, const wb_queue_opts *opt
     for (int i = 0; i < WB_LQ__COUNT; i++) {
         pthread_cond_init(&q->n_cond[i], NULL);
         q->drained_at[i] = UINT64_MAX;
+        q->gap_ms[i] = 1e6; /* no messages yet: no linger */
     }
     q->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK); /* -1: it stops within a second */
 

@@ -64,7 +64,21 @@ typedef struct wb_queue_opts {
      *  broken is replaced at once, as part of that attempt). Opening makes
      *  one attempt whatever this says. Version 2. */
     unsigned int retry_limit_ms;
+    /** PostgreSQL: a long poll woken by a new message waits up to this many
+     *  ms more (less when its batch fills first) before it claims, so that
+     *  at a steady load one claim and one delete serve several messages:
+     *  fewer transactions per message, for up to this much latency. Only a
+     *  poll that found the queue drained waits; a backlog is claimed at once.
+     *  0 (the default): no wait; at most ::WB_QUEUE_LINGER_MAX_MS. Other
+     *  backends ignore it. Version 3. */
+    unsigned int receive_linger_ms;
 } wb_queue_opts;
+
+/** The largest wb_queue_opts.receive_linger_ms. */
+#define WB_QUEUE_LINGER_MAX_MS 1000u
+
+/** The receive linger `workerbus serve` drains with by default. */
+#define WB_QUEUE_LINGER_DEFAULT_MS 5u
 
 /** wb_queue_opts.retry_limit_ms when it is 0: 60 s. */
 #define WB_QUEUE_RETRY_DEFAULT_MS 60000u
@@ -73,9 +87,9 @@ typedef struct wb_queue_opts {
  *  (e.g. a broker's only thread): a transient failure is returned at once. */
 #define WB_QUEUE_NO_RETRY 0xFFFFFFFFu
 
-#define WB_QUEUE_OPTS_VERSION 2
+#define WB_QUEUE_OPTS_VERSION 3
 /* clang-format off */
-#define WB_QUEUE_OPTS_INIT {WB_QUEUE_OPTS_VERSION, 0, 0, 0}
+#define WB_QUEUE_OPTS_INIT {WB_QUEUE_OPTS_VERSION, 0, 0, 0, 0}
 /* clang-format on */
 
 /** One message to send. */

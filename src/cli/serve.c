@@ -24,7 +24,8 @@
 #define EX_UNAVAILABLE 69
 
 static const char serve_usage[] =
-    "Usage: workerbus serve [--exec CMD] [--threads N] [--wait S] [--visibility S] [--no-bundled]\n"
+    "Usage: workerbus serve [--exec CMD] [--threads N] [--wait S] [--visibility S] [--linger MS]\n"
+    "                       [--no-bundled]\n"
     "                       [--log-level debug|info|warn|error] [--log-format FORMAT]\n"
     "                       [--stats-every SECONDS]\n"
     "                       [--http [ADDRESS:]PORT] [--env-file FILE] [--set KEY=VALUE]...\n"
@@ -63,6 +64,11 @@ static const char serve_usage[] =
     "  --visibility S     how long a received message stays invisible, extended\n"
     "                     while its handler runs, 2-43200 (default 45, as the iot\n"
     "                     queue)\n"
+    "  --linger MS        PostgreSQL: a receive that found the queue drained and is\n"
+    "                     woken by a new message waits up to MS ms more for others\n"
+    "                     before it claims, so that one claim and one delete take\n"
+    "                     several: fewer transactions per message for that much\n"
+    "                     latency; 0-1000 (default 5); 0: claim at once\n"
     "  --stats-every S    print the counters every S seconds too, 1-86400\n"
     "  --log-level L      debug, info, warn or error (default info)\n"
     "  --log-format F     auto, text, json or journal (default auto)\n"
@@ -282,7 +288,7 @@ static int serve_run(int argc, char **argv)
     wb_cli_config_opts co = {.command = "serve"};
     wb_drain_opts dopts = WB_DRAIN_OPTS_INIT;
     dopts.wait_s = 5;
-    unsigned stats_every = 0;
+    unsigned stats_every = 0, linger_ms = WB_QUEUE_LINGER_DEFAULT_MS;
     bool no_bundled = false;
     char http_listen[128] = "";
     wb_log_format log_format = WB_LOG_FORMAT_AUTO;
@@ -291,6 +297,7 @@ static int serve_run(int argc, char **argv)
                                       {"threads", "N, 1 to 64", 0},
                                       {"wait", "SECONDS, 1 to 20", 0},
                                       {"visibility", "SECONDS, 2 to 43200", 0},
+                                      {"linger", "MS, 0 to 1000", 0},
                                       {"no-bundled", NULL, 0},
                                       {"log-level", "debug, info, warn or error", 0},
                                       {"log-format", "auto, text, json or journal", 0},
@@ -336,6 +343,10 @@ static int serve_run(int argc, char **argv)
         } else if (!strcmp(a, "--wait") && v) {
             if (!wb_cli_parse_uint(v, 1, 20, &dopts.wait_s))
                 return wb_cli_usage_error("serve", "--wait takes 1 to 20 seconds, not '%s'", v);
+        } else if (!strcmp(a, "--linger") && v) {
+            if (!wb_cli_parse_uint(v, 0, WB_QUEUE_LINGER_MAX_MS, &linger_ms))
+                return wb_cli_usage_error("serve", "--linger takes 0 to %u ms, not '%s'",
+                                          WB_QUEUE_LINGER_MAX_MS, v);
         } else if (!strcmp(a, "--visibility") && v) {
             if (!wb_cli_parse_uint(v, 2, 43200, &dopts.visibility_s))
                 return wb_cli_usage_error("serve",
@@ -406,7 +417,9 @@ static int serve_run(int argc, char **argv)
         exit_code = EX_UNAVAILABLE;
         goto out;
     }
-    if (wb_queue_open(cfg, NULL, &q) != WB_OK) {
+    wb_queue_opts qopts = WB_QUEUE_OPTS_INIT;
+    qopts.receive_linger_ms = linger_ms;
+    if (wb_queue_open(cfg, &qopts, &q) != WB_OK) {
         say(WB_LOG_ERROR, "the %s queue: %s\n", wb_queue_type_name(wb_config_queue_type(cfg)),
             wb_queue_last_error(NULL));
         exit_code = EX_UNAVAILABLE;

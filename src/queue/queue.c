@@ -167,6 +167,10 @@ WB_API wb_err wb_queue_open(const wb_config *config, const wb_queue_opts *opts, 
     if (opts && opts->version == 1) { /* the fields before retry_limit_ms */
         o.max_body_bytes = opts->max_body_bytes;
         o.max_receive_count = opts->max_receive_count;
+    } else if (opts && opts->version == 2) { /* the fields before receive_linger_ms */
+        o.max_body_bytes = opts->max_body_bytes;
+        o.max_receive_count = opts->max_receive_count;
+        o.retry_limit_ms = opts->retry_limit_ms;
     } else if (opts) {
         o = *opts;
     }
@@ -179,6 +183,10 @@ WB_API wb_err wb_queue_open(const wb_config *config, const wb_queue_opts *opts, 
             wb__asprintf("max_body_bytes is %zu; SQS takes at most 1 MiB", o.max_body_bytes));
     if (o.max_receive_count == 0)
         o.max_receive_count = 3;
+    if (o.receive_linger_ms > WB_QUEUE_LINGER_MAX_MS)
+        return wb__fail(NULL, WB_ERR_INVALID_ARGUMENT,
+                        wb__asprintf("receive_linger_ms is %u; give 0-%u (ms)", o.receive_linger_ms,
+                                     WB_QUEUE_LINGER_MAX_MS));
     wb_queue_type type = wb_config_queue_type(config);
     if (type == WB_QUEUE_POSTGRES && wb_config_broker_type(config) == WB_BROKER_IOTCORE)
         return wb__fail(NULL, WB_ERR_CONFIG,

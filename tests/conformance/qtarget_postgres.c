@@ -3,9 +3,11 @@
  * port, fsync and synchronous_commit on). */
 #include <criterion/criterion.h>
 #include <libpq-fe.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "helpers.h"
 #include "queue_target.h"
@@ -173,6 +175,101 @@ Test(postgres_plans, stay_small_when_a_backlog_arrives_on_an_idle_queue, .timeou
     pg_purge();
     wb_queue_close(q);
     wb_config_free(cfg);
+}
+
+typedef struct long_poll {
+    wb_queue *q;
+    wb_queue_message *m;
+    size_t n;
+    wb_err err;
+} long_poll;
+
+static void *receive_once(void *arg)
+{
+    long_poll *p = arg;
+    p->err = wb_queue_receive(p->q, WB_LQ_IOT, 10, 5, 30, &p->m, &p->n);
+    return NULL;
+}
+
+static void send_iot(wb_queue *q, const char *body)
+{
+    wb_queue_entry e = {.body = body, .body_len = strlen(body)};
+    cr_assert_eq(wb_queue_send(q, WB_LQ_IOT, &e, NULL), WB_OK, "%s", wb_queue_last_error(q));
+}
+
+static void drain_all(wb_queue *q, size_t want)
+{
+    for (size_t got = 0; got < want;) {
+        wb_queue_message *m = NULL;
+        size_t n = 0;
+        cr_assert_eq(wb_queue_receive(q, WB_LQ_IOT, 10, 2, 30, &m, &n), WB_OK);
+        cr_assert_gt(n, 0, "%zu of %zu messages came", got, want);
+        for (size_t i = 0; i < n; i++)
+            cr_assert_eq(wb_queue_delete(q, WB_LQ_IOT, m[i].receipt), WB_OK);
+        wb_queue_messages_free(m, n);
+        got += n;
+    }
+}
+
+/* One long poll on a drained queue, woken by the first of 5 messages sent
+ * 20 ms apart: what it returns with the given linger, after a warm-up that
+ * showed messages coming more often than that. */
+static size_t burst_in_one_receive(unsigned linger_ms)
+{
+    wb_config *cfg = pg_config(NULL);
+    wb_queue_opts o = WB_QUEUE_OPTS_INIT;
+    o.receive_linger_ms = linger_ms;
+    wb_queue *q = NULL;
+    cr_assert_eq(wb_queue_open(cfg, &o, &q), WB_OK, "%s", wb_queue_last_error(NULL));
+    pg_purge();
+    long_poll warm = {.q = q};
+    pthread_t t;
+    pthread_create(&t, NULL, receive_once, &warm); /* starts the listener */
+    usleep(200000);
+    for (int i = 0; i < 60; i++) {
+        send_iot(q, "warm-up");
+        usleep(2000);
+    }
+    pthread_join(t, NULL);
+    cr_assert_eq(warm.err, WB_OK);
+    for (size_t i = 0; i < warm.n; i++)
+        cr_assert_eq(wb_queue_delete(q, WB_LQ_IOT, warm.m[i].receipt), WB_OK);
+    wb_queue_messages_free(warm.m, warm.n);
+    drain_all(q, 60 - warm.n);
+    /* an empty claim: the queue is drained, the next receive waits first */
+    wb_queue_message *m = NULL;
+    size_t n = 0;
+    cr_assert_eq(wb_queue_receive(q, WB_LQ_IOT, 10, 0, 30, &m, &n), WB_OK);
+    cr_assert_eq(n, 0);
+    long_poll p = {.q = q};
+    pthread_create(&t, NULL, receive_once, &p);
+    usleep(100000);
+    for (int i = 0; i < 5; i++) {
+        send_iot(q, "burst");
+        usleep(20000);
+    }
+    pthread_join(t, NULL);
+    cr_assert_eq(p.err, WB_OK, "%s", wb_queue_last_error(q));
+    size_t got = p.n;
+    for (size_t i = 0; i < p.n; i++)
+        cr_assert_eq(wb_queue_delete(q, WB_LQ_IOT, p.m[i].receipt), WB_OK);
+    wb_queue_messages_free(p.m, p.n);
+    drain_all(q, 5 - got);
+    wb_queue_close(q);
+    wb_config_free(cfg);
+    return got;
+}
+
+/* wb_queue_opts.receive_linger_ms: at a steady flow, one claim takes what
+ * arrives within the linger; without it, the first message alone. */
+Test(postgres_linger, a_woken_receive_waits_for_the_messages_that_follow, .timeout = 60)
+{
+    size_t with = burst_in_one_receive(400);
+    cr_assert_eq(with, 5, "a receive lingering 400 ms took %zu of 5 messages sent over 80 ms",
+                 with);
+    size_t without = burst_in_one_receive(0);
+    cr_assert_lt(without, 5, "without a linger a receive took all %zu messages of the burst",
+                 without);
 }
 
 const wbt_qtarget wbt_qtarget_impl = {

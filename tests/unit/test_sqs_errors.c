@@ -135,14 +135,23 @@ Test(sqs, retry_limit_ms_cuts_the_retries_short)
     wb_queue_close(quick);
 }
 
-Test(sqs, options_of_version_1_are_still_accepted)
+Test(sqs, options_of_versions_1_and_2_are_still_accepted)
 {
     wb_queue *old = NULL;
     wb_queue_opts o = WB_QUEUE_OPTS_INIT;
     o.version = 1;
     cr_assert_eq(wb_queue_open(cfg, &o, &old), WB_OK, "%s", wb_queue_last_error(NULL));
     wb_queue_close(old);
-    o.version = 3;
+    o.version = 2;
+    cr_assert_eq(wb_queue_open(cfg, &o, &old), WB_OK, "%s", wb_queue_last_error(NULL));
+    wb_queue_close(old);
+    o.version = WB_QUEUE_OPTS_VERSION;
+    o.receive_linger_ms = WB_QUEUE_LINGER_MAX_MS + 1;
+    cr_assert_eq(wb_queue_open(cfg, &o, &old), WB_ERR_INVALID_ARGUMENT);
+    cr_assert(strstr(wb_queue_last_error(NULL), "receive_linger_ms is 1001; give 0-1000"), "%s",
+              wb_queue_last_error(NULL));
+    o.receive_linger_ms = 0;
+    o.version = WB_QUEUE_OPTS_VERSION + 1;
     cr_assert_eq(wb_queue_open(cfg, &o, &old), WB_ERR_INVALID_ARGUMENT);
     cr_assert(strstr(wb_queue_last_error(NULL), "version 1 to"), "%s", wb_queue_last_error(NULL));
 }
