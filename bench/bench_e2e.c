@@ -22,6 +22,7 @@
  *
  * Usage: bench-e2e [messages] [rounds] [commit delay µs] [steady]
  * ("steady": the steady loads only; prints Markdown rows) */
+#include <dirent.h>
 #include <libpq-fe.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -227,7 +228,57 @@ static double xacts(const char *url)
 
 typedef struct steady_result {
     double p50, p99, p999, xact_per_msg;
+    double pg_us, broker_us; /* CPU per message */
 } steady_result;
+
+/* CPU time (user + system) of a process so far, ms; 0 when it is gone. */
+static double proc_cpu_ms(int pid, int *ppid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    size_t len = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[len] = '\0';
+    const char *at = strrchr(buf, ')'); /* the command may hold spaces */
+    unsigned long long ut = 0, st = 0;
+    int pp = 0;
+    if (!at ||
+        sscanf(at + 2, "%*c %d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &pp, &ut, &st) != 3)
+        return 0;
+    if (ppid)
+        *ppid = pp;
+    return (double)(ut + st) * 1000.0 / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* The CPU time of the harness's PostgreSQL: its postmaster and every
+ * process it started that is alive now (backends, background workers). */
+static double pg_cpu_ms(void)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/pg/postmaster.pid", wb_harness_services_dir(h));
+    FILE *f = fopen(path, "r");
+    int pm = 0;
+    if (!f || fscanf(f, "%d", &pm) != 1)
+        die("PostgreSQL", "cannot read its postmaster.pid");
+    fclose(f);
+    double total = proc_cpu_ms(pm, NULL);
+    DIR *d = opendir("/proc");
+    struct dirent *e;
+    while (d && (e = readdir(d)) != NULL) {
+        int pid = atoi(e->d_name), pp = 0;
+        if (pid > 0 && pid != pm) {
+            double c = proc_cpu_ms(pid, &pp);
+            if (pp == pm)
+                total += c;
+        }
+    }
+    if (d)
+        closedir(d);
+    return total;
+}
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -265,6 +316,8 @@ static steady_result steady(const wb_config *cfg, const char *url, const char *e
         die("drain", NULL);
     sleep(2); /* the drain's first polls, then quiet */
     double x0 = xacts(url);
+    int broker = wb_harness_broker_pid(h, WB_BROKER_BUILTIN);
+    double pg0 = pg_cpu_ms(), br0 = proc_cpu_ms(broker, NULL);
     double t0 = now_ms();
     for (unsigned i = 0; i < n; i++) {
         double due = t0 + (double)i * 1000.0 / rate;
@@ -277,9 +330,12 @@ static steady_result steady(const wb_config *cfg, const char *url, const char *e
             usleep(1000);
     }
     wait_handled(n);
+    double pg1 = pg_cpu_ms(), br1 = proc_cpu_ms(broker, NULL);
     sleep(2); /* the other backends' statistics reach the database */
     double x1 = xacts(url);
     steady_result r = {0};
+    r.pg_us = (pg1 - pg0) * 1000.0 / n;
+    r.broker_us = (br1 - br0) * 1000.0 / n;
     pthread_mutex_lock(&S.lock);
     qsort(S.lat, S.n, sizeof *S.lat, cmp_double);
     r.p50 = S.lat[S.n / 2];
@@ -493,25 +549,41 @@ int main(int argc, char **argv)
          * and serve's default (WB_BENCH_LINGER_MS: another) */
         const char *le = getenv("WB_BENCH_LINGER_MS");
         const unsigned lingers[] = {0, le ? (unsigned)atoi(le) : WB_QUEUE_LINGER_DEFAULT_MS};
+        /* PostgreSQL's CPU for a plain single-row INSERT, the same server */
+        double ins_us[20];
+        for (int r = 0; r < rounds; r++) {
+            double c0 = pg_cpu_ms();
+            raw_insert(dburl, 10000);
+            ins_us[r] = (pg_cpu_ms() - c0) * 1000.0 / 10000;
+        }
+        double ins = wbb_median(ins_us, rounds);
         printf("\n| steady load, builtin + PostgreSQL (20 workers, %d s, median of %d rounds) | "
                "receive linger | p50 ms | p99 ms | p99.9 ms | PostgreSQL transactions per "
+               "message | PostgreSQL CPU µs per message (x plain INSERT) | broker CPU µs per "
                "message |\n"
-               "|---|---|---|---|---|---|\n",
+               "|---|---|---|---|---|---|---|---|\n",
                10, rounds);
         for (size_t ri = 0; ri < 2; ri++) {
             for (size_t li = 0; li < 2; li++) {
-                double a[20], b[20], c[20], x[20];
+                double a[20], b[20], c[20], x[20], pg[20], br[20];
                 for (int r = 0; r < rounds; r++) {
                     empty_queues(dburl);
                     steady_result sr = steady(bcfg, dburl, bep, 20, rates[ri], 10, lingers[li]);
                     a[r] = sr.p50, b[r] = sr.p99, c[r] = sr.p999, x[r] = sr.xact_per_msg;
+                    pg[r] = sr.pg_us, br[r] = sr.broker_us;
                 }
-                printf("| %u msg/s | %u ms | %.1f | %.1f | %.1f | %.2f |\n", rates[ri], lingers[li],
-                       wbb_median(a, rounds), wbb_median(b, rounds), wbb_median(c, rounds),
-                       wbb_median(x, rounds));
+                double mpg = wbb_median(pg, rounds);
+                printf("| %u msg/s | %u ms | %.1f | %.1f | %.1f | %.2f | %.0f (%.1fx) | %.0f |\n",
+                       rates[ri], lingers[li], wbb_median(a, rounds), wbb_median(b, rounds),
+                       wbb_median(c, rounds), wbb_median(x, rounds), mpg, mpg / ins,
+                       wbb_median(br, rounds));
                 fflush(stdout);
             }
         }
+        printf("| plain single-row INSERT, one connection (10000) | | | | | 1.00 | %.0f (1.0x) | "
+               "|\n",
+               ins);
+        fflush(stdout);
     }
     unsigned ni = n / 3;
     for (size_t ki = 0; ki < 2 && !delay_us && !only_steady; ki++) {
