@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -388,6 +389,18 @@ static int serve_run(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN); /* a closed stdout is an error of the handler, not a crash */
     wb_log_set_format(log_format);
     wb_log_set_level(S.level);
+
+    /* every descriptor the hard limit allows: the queue's connections,
+     * probes and scrapes here, and the bundled broker's workers, which it
+     * inherits (and raises again itself) */
+    struct rlimit nofile;
+    if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+        rlim_t soft = nofile.rlim_cur;
+        nofile.rlim_cur = nofile.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &nofile) == 0)
+            say(WB_LOG_DEBUG, "open-file limit raised from %llu to %llu\n",
+                (unsigned long long)soft, (unsigned long long)nofile.rlim_max);
+    }
 
     wb_config *cfg = NULL;
     rc = wb_cli_load_config(&co, &cfg);

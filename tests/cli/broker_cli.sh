@@ -60,11 +60,17 @@ grep -q "stopping the broker" "$tmp/broker.log" || fail "no clean stop"
 if kill -0 "$mpid" 2>/dev/null; then fail "mosquitto (pid $mpid) is still running"; fi
 # serve with its bundled broker: SIGHUP after `pki reissue-broker` makes the
 # running broker present the new certificate, and serve says so and goes on.
-"$wb" serve --env-file "$tmp/env" >"$tmp/serve.out" 2>"$tmp/serve.log" &
+# Started with a soft open-file limit of 512 (a shell's default is 1024):
+# serve raises it to the hard limit.
+hard=$(ulimit -Hn)
+( ulimit -Sn 512; exec "$wb" serve --env-file "$tmp/env" >"$tmp/serve.out" 2>"$tmp/serve.log" ) &
 serve=$!
 pids+=("$serve")
 for _ in $(seq 150); do grep -q "draining iot" "$tmp/serve.log" && break; sleep 0.1; done
 grep -q "draining iot" "$tmp/serve.log" || fail "serve did not start"
+soft=$(awk '/^Max open files/ {print $4}' "/proc/$serve/limits")
+[ "$hard" = unlimited ] || [ "$soft" = "$hard" ] ||
+  fail "serve's soft open-file limit is $soft, not raised to the hard limit $hard"
 enddate() {
   openssl s_client -connect "127.0.0.1:$port" -CAfile "$tmp/pki/ca.crt" -cert "$tmp/pool.crt" \
     -key "$tmp/pool.key" </dev/null 2>/dev/null | openssl x509 -noout -enddate
