@@ -12,7 +12,8 @@
  * PostgreSQL: saved at exit only; the outbox holds what waits for workers).
  * Each gets S persistent worker sessions (connected, subscribed, gone with
  * a queued message each), then one worker publishes QoS 1 at a steady rate
- * for 20 s and times each PUBACK: p50, p99, p99.9, max.
+ * for 20 s and times each PUBACK: p50, p99, p99.9, max. The broker's
+ * resident memory grown by the sessions, per session, with it.
  *
  * Usage: bench-autosave [sessions] (default 10000) */
 #include <stdio.h>
@@ -68,7 +69,23 @@ static wb_worker *worker_at(const char *endpoint, bool clean)
 typedef struct figures {
     double p50, p99, p999, max;
     unsigned over_20ms;
+    double kib_per_session; /* the broker's resident memory per session */
 } figures;
+
+/* VmRSS of a process, KiB; 0 when unknown. */
+static double rss_kib(int pid)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", pid);
+    FILE *f = fopen(path, "r");
+    double kib = 0;
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, "VmRSS:", 6))
+            kib = atof(line + 6);
+    if (f)
+        fclose(f);
+    return kib;
+}
 
 /* One broker: S sessions left behind, then the timed publishes. */
 static figures measure(const char *env, unsigned port, unsigned autosave_s, const char *name,
@@ -96,6 +113,7 @@ static figures measure(const char *env, unsigned port, unsigned autosave_s, cons
     wb_broker *srv = NULL;
     if (wb_broker_open(cfg, NULL, &srv) || wb_broker_connect(srv, 30000))
         die("server", wb_broker_last_error(srv));
+    double rss0 = rss_kib(wb_bundled_pid(b));
     double t0 = now_ms();
     for (unsigned i = 0; i < sessions; i++) {
         wb_worker *w = worker_at(endpoint, false);
@@ -109,6 +127,7 @@ static figures measure(const char *env, unsigned port, unsigned autosave_s, cons
     }
     if (wb_broker_flush(srv, 60000))
         die("flush", wb_broker_last_error(srv));
+    double per_session = (rss_kib(wb_bundled_pid(b)) - rss0) / sessions;
     fprintf(stderr, "%s: %s: %u sessions in %.1f s\n", prog, name, sessions, (now_ms() - t0) / 1e3);
     /* 20 s at 200 msg/s: four saves at 5 s */
     wb_worker *p = worker_at(endpoint, true);
@@ -129,7 +148,7 @@ static figures measure(const char *env, unsigned port, unsigned autosave_s, cons
     wb_bundled_stop(b);
     wb_config_free(cfg);
     qsort(lat, N, sizeof lat[0], wbb_cmp_double);
-    figures f = {lat[N / 2], lat[N * 99 / 100], lat[N * 999 / 1000], lat[N - 1], 0};
+    figures f = {lat[N / 2], lat[N * 99 / 100], lat[N * 999 / 1000], lat[N - 1], 0, per_session};
     for (unsigned i = 0; i < N; i++)
         f.over_20ms += lat[i] > 20.0;
     return f;
@@ -151,13 +170,17 @@ int main(int argc, char **argv)
     figures every5 = measure(env, port, 5, "autosave-5s", sessions);
     figures at_exit = measure(env, port + 1, 0, "at-exit", sessions);
     printf("| persistence (%u persistent sessions, QoS 1 publish to PUBACK, 200 msg/s for 20 s) "
-           "| p50 ms | p99 ms | p99.9 ms | max ms | PUBACKs over 20 ms |\n"
-           "|---|---|---|---|---|---|\n",
+           "| p50 ms | p99 ms | p99.9 ms | max ms | PUBACKs over 20 ms | broker RSS per session "
+           "KiB |\n"
+           "|---|---|---|---|---|---|---|\n",
            sessions);
-    printf("| saved every 5 s (without PostgreSQL) | %.2f | %.2f | %.2f | %.2f | %u |\n",
-           every5.p50, every5.p99, every5.p999, every5.max, every5.over_20ms);
-    printf("| saved at exit (a replica: with PostgreSQL) | %.2f | %.2f | %.2f | %.2f | %u |\n",
-           at_exit.p50, at_exit.p99, at_exit.p999, at_exit.max, at_exit.over_20ms);
+    printf("| saved every 5 s (without PostgreSQL) | %.2f | %.2f | %.2f | %.2f | %u | %.1f |\n",
+           every5.p50, every5.p99, every5.p999, every5.max, every5.over_20ms,
+           every5.kib_per_session);
+    printf(
+        "| saved at exit (a replica: with PostgreSQL) | %.2f | %.2f | %.2f | %.2f | %u | %.1f |\n",
+        at_exit.p50, at_exit.p99, at_exit.p999, at_exit.max, at_exit.over_20ms,
+        at_exit.kib_per_session);
     wb_harness_down(h);
     return 0;
 }
