@@ -41,31 +41,6 @@ static void die(const char *what, const char *why)
     wbb_die(prog, what, why);
 }
 
-static wb_worker *worker_at(const char *endpoint, bool clean)
-{
-    char ca[300], crt[300], key[300];
-    snprintf(ca, sizeof ca, "%s/pki/ca.crt", wb_harness_dir(h));
-    snprintf(crt, sizeof crt, "%s/pool.crt", wb_harness_dir(h));
-    snprintf(key, sizeof key, "%s/pool.key", wb_harness_dir(h));
-    wb_ulid u;
-    char id[WB_ULID_STR_SIZE];
-    wb_ulid_new(&u);
-    wb_ulid_format(&u, id);
-    wb_worker_opts o = WB_WORKER_OPTS_INIT;
-    o.endpoint = endpoint;
-    o.pool = wb_harness_pool(h);
-    o.worker = id;
-    o.ca_file = ca;
-    o.cert_file = crt;
-    o.key_file = key;
-    o.clean_session = clean;
-    wb_worker *w = NULL;
-    char *d = NULL;
-    if (wb_worker_open(&o, &w, &d) || wb_worker_connect(w, 30000))
-        die("worker", d ? d : wb_worker_last_error(w));
-    return w;
-}
-
 typedef struct figures {
     double p50, p99, p999, max;
     unsigned over_20ms;
@@ -116,7 +91,7 @@ static figures measure(const char *env, unsigned port, unsigned autosave_s, cons
     double rss0 = rss_kib(wb_bundled_pid(b));
     double t0 = now_ms();
     for (unsigned i = 0; i < sessions; i++) {
-        wb_worker *w = worker_at(endpoint, false);
+        wb_worker *w = wbb_harness_worker(prog, h, endpoint, false);
         char who[WB_ULID_STR_SIZE];
         const char *topic = wb_worker_readonly_topic(w);
         snprintf(who, sizeof who, "%s", strrchr(topic, '/') + 1);
@@ -130,7 +105,7 @@ static figures measure(const char *env, unsigned port, unsigned autosave_s, cons
     double per_session = (rss_kib(wb_bundled_pid(b)) - rss0) / sessions;
     fprintf(stderr, "%s: %s: %u sessions in %.1f s\n", prog, name, sessions, (now_ms() - t0) / 1e3);
     /* 20 s at 200 msg/s: four saves at 5 s */
-    wb_worker *p = worker_at(endpoint, true);
+    wb_worker *p = wbb_harness_worker(prog, h, endpoint, true);
     enum { N = 4000 };
     static double lat[N];
     double start = now_ms();

@@ -12,6 +12,32 @@ void wbb_die(const char *prog, const char *what, const char *why)
     exit(1);
 }
 
+wb_worker *wbb_harness_worker(const char *prog, const wb_harness *h, const char *endpoint,
+                              bool clean_session)
+{
+    char ca[300], crt[300], key[300];
+    snprintf(ca, sizeof ca, "%s/pki/ca.crt", wb_harness_dir(h));
+    snprintf(crt, sizeof crt, "%s/pool.crt", wb_harness_dir(h));
+    snprintf(key, sizeof key, "%s/pool.key", wb_harness_dir(h));
+    wb_ulid u;
+    char id[WB_ULID_STR_SIZE];
+    wb_ulid_new(&u);
+    wb_ulid_format(&u, id);
+    wb_worker_opts o = WB_WORKER_OPTS_INIT;
+    o.endpoint = endpoint;
+    o.pool = wb_harness_pool(h);
+    o.worker = id;
+    o.ca_file = ca;
+    o.cert_file = crt;
+    o.key_file = key;
+    o.clean_session = clean_session;
+    wb_worker *w = NULL;
+    char *d = NULL;
+    if (wb_worker_open(&o, &w, &d) || wb_worker_connect(w, 30000))
+        wbb_die(prog, "worker", d ? d : wb_worker_last_error(w));
+    return w;
+}
+
 int wbb_cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;

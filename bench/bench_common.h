@@ -3,6 +3,7 @@
 #ifndef WB_BENCH_COMMON_H
 #define WB_BENCH_COMMON_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "workerbus/workerbus.h"
@@ -23,6 +24,11 @@ wb_config *wbb_config(const wbb_env *e, const char *endpoint, const char *db_url
 /* Removes the directory. */
 void wbb_env_remove(const wbb_env *e);
 void wbb_die(const char *prog, const char *what, const char *why);
+/* A worker of the harness's pool with a fresh ULID, connected to endpoint
+ * (its pool certificate, the harness's CA); exits with a message on
+ * failure. */
+wb_worker *wbb_harness_worker(const char *prog, const wb_harness *h, const char *endpoint,
+                              bool clean_session);
 /* qsort comparison of doubles, ascending. */
 int wbb_cmp_double(const void *a, const void *b);
 /* The median of v[0..n) (n > 0; the mean of the middle two when n is

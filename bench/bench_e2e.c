@@ -98,28 +98,9 @@ static void wait_handled(size_t n)
 
 static wb_worker **open_workers(unsigned k, const char *endpoint)
 {
-    char ca[300], crt[300], key[300];
-    snprintf(ca, sizeof ca, "%s/pki/ca.crt", wb_harness_dir(h));
-    snprintf(crt, sizeof crt, "%s/pool.crt", wb_harness_dir(h));
-    snprintf(key, sizeof key, "%s/pool.key", wb_harness_dir(h));
     wb_worker **w = calloc(k, sizeof *w);
-    for (unsigned i = 0; i < k; i++) {
-        wb_ulid u;
-        char id[WB_ULID_STR_SIZE];
-        wb_ulid_new(&u);
-        wb_ulid_format(&u, id);
-        wb_worker_opts o = WB_WORKER_OPTS_INIT;
-        o.endpoint = endpoint;
-        o.pool = wb_harness_pool(h);
-        o.worker = id;
-        o.ca_file = ca;
-        o.cert_file = crt;
-        o.key_file = key;
-        o.clean_session = true;
-        char *d = NULL;
-        if (wb_worker_open(&o, &w[i], &d) || wb_worker_connect(w[i], 30000))
-            die("worker", d ? d : wb_worker_last_error(w[i]));
-    }
+    for (unsigned i = 0; i < k; i++)
+        w[i] = wbb_harness_worker(prog, h, endpoint, true);
     return w;
 }
 
