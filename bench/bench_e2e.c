@@ -561,6 +561,39 @@ int main(int argc, char **argv)
                 fflush(stdout);
             }
         }
+        /* the opt-in mode: a broker of its own whose PUBACK does not wait
+         * for the queue (MQTT_BROKER_BUILTIN_TOPIC_RULE_ACK=received) */
+        char ack_ep[80], ack_run[300], ack_url[64];
+        snprintf(ack_ep, sizeof ack_ep, "MQTT_BROKER_ENDPOINT=tls://127.0.0.1:%u", raw_port + 1);
+        snprintf(ack_run, sizeof ack_run, "MQTT_BROKER_BUILTIN_RUNTIME_DIR=%s/ack-broker",
+                 wb_harness_dir(h));
+        snprintf(ack_url, sizeof ack_url, "tls://127.0.0.1:%u", raw_port + 1);
+        const char *ack_over[] = {ack_ep, ack_run, "MQTT_BROKER_BUILTIN_REPLICA_ID=bench-ack",
+                                  "MQTT_BROKER_BUILTIN_TOPIC_RULE_ACK=received", NULL};
+        char *problems = NULL;
+        wb_config *acfg = wbt_config_of(wb_harness_env(h, WB_BROKER_BUILTIN), ack_over, &problems);
+        if (!acfg)
+            die("ack-received broker", problems);
+        wb_bundled *ackb = NULL;
+        if (wb_bundled_start(acfg, NULL, &ackb, &d))
+            die("ack-received broker", d);
+        for (size_t ri = 0; ri < 2; ri++) {
+            double a[20], b[20], c[20], x[20], pg[20];
+            for (int r = 0; r < rounds; r++) {
+                empty_queues(dburl);
+                steady_result sr = steady(acfg, dburl, ack_url, 20, rates[ri], 10, lingers[1]);
+                a[r] = sr.p50, b[r] = sr.p99, c[r] = sr.p999, x[r] = sr.xact_per_msg;
+                pg[r] = sr.pg_us;
+            }
+            double mpg = wbb_median(pg, rounds);
+            printf("| %u msg/s, PUBACK before the queue (TOPIC_RULE_ACK=received) | %u ms | %.1f | "
+                   "%.1f | %.1f | %.2f | %.0f (%.1fx) | (harness broker idle) |\n",
+                   rates[ri], lingers[1], wbb_median(a, rounds), wbb_median(b, rounds),
+                   wbb_median(c, rounds), wbb_median(x, rounds), mpg, mpg / ins);
+            fflush(stdout);
+        }
+        wb_bundled_stop(ackb);
+        wb_config_free(acfg);
         printf("| plain single-row INSERT, one connection (10000) | | | | | 1.00 | %.0f (1.0x) | "
                "|\n",
                ins);

@@ -43,6 +43,8 @@
  * replica_id and replica_env (this broker's replica, and a file of the
  * queue's variables whose DATABASE_URL worker presence is recorded in, see
  * presence.h),
+ * topic_rule_ack ("received": worker messages are acknowledged at once and
+ * written by a thread of the plugin, see writer.h),
  * websockets_server (the IoT Core stand-in only: "true" makes every client
  * of a WebSocket listener the server, as IoT Core admits a SigV4-signed
  * connection with the rights of its IAM identity; the stand-in does not
@@ -62,6 +64,7 @@
 #include "config_views.h"
 #include "identities.h"
 #include "presence.h"
+#include "writer.h"
 #include "wb_internal.h"
 
 #define PLUGIN_API __attribute__((visibility("default")))
@@ -98,7 +101,13 @@ typedef struct bltn_plugin {
     uint64_t rule_pause_until; /* monotonic ms: refuse without trying before */
     unsigned rule_failures;    /* in a row */
     uint64_t forwarded, refused_invalid, refused_queue, dead_lettered;
+    /* topic_rule_ack received: acknowledged at once, written by this thread */
+    bool ack_received;
+    bltn_writer *writer;
 } bltn_plugin;
+
+/* How long a stopping broker gives the writer to write what it holds. */
+#define WRITER_FLUSH_MS 5000u
 
 #define RULE_PAUSE_MIN_MS 250u
 #define RULE_PAUSE_MAX_MS 5000u
@@ -569,6 +578,21 @@ static int bltn_message(int event, void *event_data, void *userdata)
         p->refused_invalid++;
         never = wb__asprintf("the payload (%u bytes) is %s; workers must publish JSON objects",
                              (unsigned)ed->payloadlen, what);
+    } else if (p->writer) {
+        char *body = NULL, *detail = NULL;
+        size_t body_len = 0;
+        wb_err err = wb_envelope_encode(ed->payload, ed->payloadlen, pool, worker, wall_ms(), &body,
+                                        &body_len, &detail);
+        if (err) {
+            p->refused_invalid++;
+            never = wb__asprintf("%s: %s", wb_strerror(err), detail ? detail : "");
+        } else if (bltn_writer_push(p->writer, body, body_len, &why)) {
+            p->forwarded++;
+        }
+        free(body);
+        free(detail);
+        if (!never && !why)
+            return MOSQ_ERR_SUCCESS; /* acknowledged; written by the writer */
     } else if (mono_ms() < p->rule_pause_until) {
         why = wb__strdup("the queue failed moments ago; the worker will send it again");
     } else if (!rule_queue(p)) {
@@ -637,6 +661,7 @@ static void plugin_free(bltn_plugin *p)
 {
     if (!p)
         return;
+    bltn_writer_stop(p->writer, WRITER_FLUSH_MS);
     bltn_presence_close(p->presence);
     free(p->replica);
     wb_queue_close(p->rule_q);
@@ -669,6 +694,8 @@ PLUGIN_API int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **u
         } else if (strcmp(options[i].key, "topic_rule_env") == 0) {
             free(p->rule_env);
             p->rule_env = wb__strdup(options[i].value);
+        } else if (strcmp(options[i].key, "topic_rule_ack") == 0) {
+            p->ack_received = strcmp(options[i].value, "received") == 0;
         } else if (strcmp(options[i].key, "replica_env") == 0) {
             replica_env = options[i].value;
         } else if (strcmp(options[i].key, "replica_id") == 0) {
@@ -714,6 +741,20 @@ PLUGIN_API int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **u
         free(d);
         plugin_free(p);
         return MOSQ_ERR_INVAL;
+    }
+    if (p->rule_cfg && p->ack_received) {
+        p->writer = bltn_writer_start(p->rule_cfg);
+        if (!p->writer) {
+            mosquitto_log_printf(MOSQ_LOG_ERR,
+                                 "Error: workerbus: topic rule: cannot start its writer thread");
+            plugin_free(p);
+            return MOSQ_ERR_NOMEM;
+        }
+        mosquitto_log_printf(MOSQ_LOG_WARNING,
+                             "Warning: workerbus: topic rule: worker messages are acknowledged "
+                             "before they are written to the queue "
+                             "(MQTT_BROKER_BUILTIN_TOPIC_RULE_ACK=received): a broker that "
+                             "crashes loses those not yet written");
     }
     if (p->replica) {
         wb_config *rc = NULL;

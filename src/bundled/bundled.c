@@ -321,8 +321,11 @@ static wb_err write_config(wb_bundled *b, uid_t uid, gid_t gid, bool as_root, ch
                    wb__config_builtin(c)->max_payload, persist);
     if (token)
         wb__buf_printf(&conf, "plugin_opt_token_key %s\n", token);
-    if (rule_env && !b->opts.no_topic_rule)
+    if (rule_env && !b->opts.no_topic_rule) {
         wb__buf_printf(&conf, "plugin_opt_topic_rule_env %s\n", rule_env);
+        if (wb__config_builtin(c)->ack_received)
+            wb__buf_printf(&conf, "plugin_opt_topic_rule_ack received\n");
+    }
     if (rule_env && replicas)
         wb__buf_printf(&conf, "plugin_opt_replica_id %s\nplugin_opt_replica_env %s\n",
                        wb__config_builtin(c)->replica_id, rule_env);

@@ -80,6 +80,9 @@ static const wb__var_def vars[WB__V_COUNT] = {
                                        "builtin", "messages the outbox holds for one worker"},
     [WB__V_B_OUTBOX_MAX] = {"MQTT_BROKER_BUILTIN_OUTBOX_MAX", "1000000", false, "builtin",
                             "messages the outbox holds in all"},
+    [WB__V_B_TOPIC_RULE_ACK] = {"MQTT_BROKER_BUILTIN_TOPIC_RULE_ACK", "committed", false, "builtin",
+                                "when the broker acknowledges a worker message: committed (once "
+                                "in the queue) or received (before, as IoT Core)"},
     [WB__V_QUEUE_TYPE] = {"MESSAGE_QUEUE_TYPE", "sqs", false, "core",
                           "the message queue: sqs or postgres"},
     [WB__V_DATABASE_URL] = {"DATABASE_URL", NULL, true, "postgres",
@@ -706,6 +709,23 @@ static void check_broker(wb__loader *L)
         wb__cfg_problem(L, WB__WARN, WB__V_LOG_LEVEL,
                         "is only used by the built-in broker; it has no effect with "
                         "MQTT_BROKER_TYPE=iotcore");
+
+    static const char *const acks[] = {"committed", "received", NULL};
+    int ack = check_choice(L, WB__V_B_TOPIC_RULE_ACK, acks, true);
+    if (ack >= 0) {
+        L->cfg->ack_received = ack == 1;
+        free(L->cfg->values[WB__V_B_TOPIC_RULE_ACK]);
+        L->cfg->values[WB__V_B_TOPIC_RULE_ACK] = wb__strdup(acks[ack]);
+        if (!L->cfg->values[WB__V_B_TOPIC_RULE_ACK])
+            L->oom = true;
+    }
+    if (ack == 1 && L->broker_known && L->cfg->broker == WB_BROKER_BUILTIN)
+        wb__cfg_problem_hint(L, WB__WARN, WB__V_B_TOPIC_RULE_ACK,
+                             wb__strdup("unset it (committed) unless the database's commits are "
+                                        "too slow for the message rate (workerbus check --probe)"),
+                             "acknowledges worker messages before they are in the queue: a "
+                             "broker that crashes loses those it has not written yet (see "
+                             "docs/builtin-broker.md)");
 }
 
 static void check_namespace(wb__loader *L)
@@ -1290,6 +1310,7 @@ static void fill_views(wb_config *c)
             .outbox_expiry_s = c->outbox_expiry_s,
             .outbox_max_per_worker = c->outbox_max_per_worker,
             .outbox_max = c->outbox_max,
+            .ack_received = c->ack_received,
             .log_level = c->log_level,
             .ns = v[WB__V_NAMESPACE],
         };

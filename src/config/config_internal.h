@@ -36,7 +36,8 @@ enum wb__var {
     WB__V_B_OUTBOX_EXPIRY,
     WB__V_B_OUTBOX_MAX_PER_WORKER,
     WB__V_B_OUTBOX_MAX,
-    WB__V_B_LAST = WB__V_B_OUTBOX_MAX,
+    WB__V_B_TOPIC_RULE_ACK,
+    WB__V_B_LAST = WB__V_B_TOPIC_RULE_ACK,
     WB__V_QUEUE_TYPE,
     WB__V_DATABASE_URL,
     WB__V_SQS_FIRST,
@@ -86,6 +87,7 @@ struct wb_config {
     size_t max_payload; /* MQTT_BROKER_BUILTIN_MAX_PAYLOAD, bytes */
     bool replicas;      /* DATABASE_URL set: replicas coordinate through it */
     unsigned replica_timeout_s, outbox_expiry_s, outbox_max_per_worker, outbox_max;
+    bool ack_received; /* MQTT_BROKER_BUILTIN_TOPIC_RULE_ACK=received */
     /* iotcore */
     int iot_transport;  /* wb_iotcore_transport */
     char *connect_host; /* MQTT_BROKER_IOTCORE_CONNECT_TO, when allowed */

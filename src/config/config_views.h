@@ -37,8 +37,10 @@ typedef struct wb__builtin_view {
     unsigned outbox_expiry_s;       /* _OUTBOX_EXPIRY */
     unsigned outbox_max_per_worker; /* _OUTBOX_MAX_PER_WORKER */
     unsigned outbox_max;            /* _OUTBOX_MAX */
-    wb_log_level log_level;         /* _LOG_LEVEL */
-    const char *ns;                 /* MQTT_BROKER_IOTCORE_NAMESPACE */
+    /* _TOPIC_RULE_ACK=received: the PUBACK does not wait for the queue */
+    bool ack_received;
+    wb_log_level log_level; /* _LOG_LEVEL */
+    const char *ns;         /* MQTT_BROKER_IOTCORE_NAMESPACE */
 } wb__builtin_view;
 
 /* MQTT_BROKER_TYPE=iotcore: the server's connection to AWS IoT Core. */

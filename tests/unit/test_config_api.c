@@ -306,7 +306,7 @@ Test(config_api, settings_and_defaults)
 {
     wb_config_report *rep = NULL;
     cr_assert_eq(wbt_load(wbt_base_builtin, NULL, NULL, &rep), WB_OK);
-    cr_assert_eq(wb_config_report_setting_count(rep), 40);
+    cr_assert_eq(wb_config_report_setting_count(rep), 41);
     const wb_config_setting *ns = NULL, *db = NULL, *iot = NULL;
     for (size_t i = 0; i < wb_config_report_setting_count(rep); i++) {
         const wb_config_setting *s = wb_config_report_setting(rep, i);
@@ -324,7 +324,7 @@ Test(config_api, settings_and_defaults)
     cr_assert_str_eq(db->value, "postgres://wb:****@db.example.com:5432/wb");
     cr_assert_eq(iot->origin, WB_ORIGIN_UNSET);
     cr_assert_not(iot->used);
-    cr_assert_null(wb_config_report_setting(rep, 40));
+    cr_assert_null(wb_config_report_setting(rep, 41));
     wb_config_report_free(rep);
 }
 
@@ -445,7 +445,7 @@ Test(config_format, json_shape)
     cr_assert(json_is_null(json_object_get(w, "value")), "unknown variables' values are hidden");
     json_t *config = json_object_get(root, "config");
     cr_assert(json_is_object(config));
-    cr_assert_eq(json_object_size(config), 40);
+    cr_assert_eq(json_object_size(config), 41);
     json_t *ns = json_object_get(config, "MQTT_BROKER_IOTCORE_NAMESPACE");
     cr_assert_str_eq(json_string_value(json_object_get(ns, "origin")), "default");
     json_decref(root);

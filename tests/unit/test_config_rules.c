@@ -215,6 +215,9 @@ static const struct ccase cases[] = {
         {"outbox per worker neg", B, {"MQTT_BROKER_BUILTIN_OUTBOX_MAX_PER_WORKER=-1"}, ERRV, "MQTT_BROKER_BUILTIN_OUTBOX_MAX_PER_WORKER", "plain decimal"},
         {"outbox total huge", B, {"MQTT_BROKER_BUILTIN_OUTBOX_MAX=99999999999"}, ERRV, "MQTT_BROKER_BUILTIN_OUTBOX_MAX", "out of range"},
         {"replica vars with iotcore", I, {"MQTT_BROKER_BUILTIN_REPLICA_ID=x"}, OKW, "MQTT_BROKER_BUILTIN_REPLICA_ID", "only used by the built-in broker"},
+        {"ack committed", B, {"MQTT_BROKER_BUILTIN_TOPIC_RULE_ACK=Committed"}, OK, NULL, NULL},
+        {"ack received warns", B, {"MQTT_BROKER_BUILTIN_TOPIC_RULE_ACK=received"}, OKW, "MQTT_BROKER_BUILTIN_TOPIC_RULE_ACK", "before they are in the queue"},
+        {"ack other word", B, {"MQTT_BROKER_BUILTIN_TOPIC_RULE_ACK=async"}, ERRV, "MQTT_BROKER_BUILTIN_TOPIC_RULE_ACK", "\"committed\" or \"received\""},
 
         /* ---- MESSAGE_QUEUE_SQS_*_URL ---- */
         {"sqs one missing", I, {"MESSAGE_QUEUE_SQS_WEBHOOKS_URL"}, ERRV, "MESSAGE_QUEUE_SQS_WEBHOOKS_URL", "is required"},
