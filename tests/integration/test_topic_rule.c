@@ -241,19 +241,49 @@ static void services(const char *what)
     cr_assert_eq(system(cmd), 0, "scripts/services %s failed", what);
 }
 
-Test(rule_postgres, while_the_queue_is_down_messages_wait_and_arrive_after, .timeout = 180)
+/* The iot queue emptied, PostgreSQL suspended, then count messages
+ * {"seq":0..count-1} published by a connected worker (returned). */
+static wb_worker *publish_with_the_queue_down(wb_queue *q, unsigned count)
 {
-    wb_queue *q = open_queue(env.cfg);
     drain(q, NULL, 0, 0, 0);
     wb_worker *w = wbt_env_worker(&env, WBT_WORKER, NULL, NULL);
     cr_assert_eq(wb_worker_connect(w, 10000), WB_OK, "%s", wb_worker_last_error(w));
-    const unsigned count = 40;
     services("suspend postgres");
     for (unsigned i = 0; i < count; i++) {
         char p[64];
         int n = snprintf(p, sizeof p, "{\"seq\":%u}", i);
         cr_assert_eq(wb_worker_publish(w, p, (size_t)n, 1), WB_OK);
     }
+    return w;
+}
+
+/* The "seq" of each envelope, in 0..count-1, marked in seen[]; returns how
+ * many distinct ones below `below` arrived, *dups how many arrived again.
+ * Clears the envelopes. */
+static size_t seqs_of(wb_envelope *e, size_t got, unsigned count, bool *seen, uint64_t below,
+                      size_t *dups)
+{
+    size_t distinct = 0;
+    for (size_t i = 0; i < got; i++) {
+        json_t *j = json_loads(e[i].payload, 0, NULL);
+        json_int_t s = json_integer_value(json_object_get(j, "seq"));
+        cr_assert(s >= 0 && s < (json_int_t)count, "seq %lld of %s", (long long)s, e[i].payload);
+        if (seen[s])
+            (*dups)++;
+        else if ((uint64_t)s < below)
+            distinct++;
+        seen[s] = true;
+        json_decref(j);
+        wb_envelope_clear(&e[i]);
+    }
+    return distinct;
+}
+
+Test(rule_postgres, while_the_queue_is_down_messages_wait_and_arrive_after, .timeout = 180)
+{
+    wb_queue *q = open_queue(env.cfg);
+    const unsigned count = 40;
+    wb_worker *w = publish_with_the_queue_down(q, count);
     cr_assert(wbt_log_wait_for("closing its connection", 10000),
               "the broker refuses while the queue is down");
     sleep(3);
@@ -266,17 +296,7 @@ Test(rule_postgres, while_the_queue_is_down_messages_wait_and_arrive_after, .tim
     wb_envelope e[64];
     size_t got = drain(q, e, 64, count, 30000);
     bool seen[64] = {false};
-    size_t distinct = 0;
-    for (size_t i = 0; i < got && i < 64; i++) {
-        json_t *j = json_loads(e[i].payload, 0, NULL);
-        json_int_t s = json_integer_value(json_object_get(j, "seq"));
-        if (s >= 0 && s < (json_int_t)count && !seen[s]) {
-            seen[s] = true;
-            distinct++;
-        }
-        json_decref(j);
-        wb_envelope_clear(&e[i]);
-    }
+    size_t dups = 0, distinct = seqs_of(e, got < 64 ? got : 64, count, seen, count, &dups);
     cr_log_info("queue down: %llu acknowledged before it came back; %zu messages arrived, %zu "
                 "distinct of %u",
                 (unsigned long long)st.acknowledged, got, distinct, count);
@@ -317,16 +337,8 @@ Test(rule_ack_received, worker_messages_reach_the_iot_queue_in_the_envelope)
 Test(rule_ack_received, while_the_queue_is_down_messages_are_acknowledged_and_arrive_after)
 {
     wb_queue *q = open_queue(env.cfg);
-    drain(q, NULL, 0, 0, 0);
-    wb_worker *w = wbt_env_worker(&env, WBT_WORKER, NULL, NULL);
-    cr_assert_eq(wb_worker_connect(w, 10000), WB_OK, "%s", wb_worker_last_error(w));
     const unsigned count = 40;
-    services("suspend postgres");
-    for (unsigned i = 0; i < count; i++) {
-        char p[64];
-        int n = snprintf(p, sizeof p, "{\"seq\":%u}", i);
-        cr_assert_eq(wb_worker_publish(w, p, (size_t)n, 1), WB_OK);
-    }
+    wb_worker *w = publish_with_the_queue_down(q, count);
     cr_assert_eq(wb_worker_flush(w, 10000), WB_OK,
                  "the broker did not acknowledge every message with the queue down: %s",
                  wb_worker_last_error(w));
@@ -336,14 +348,9 @@ Test(rule_ack_received, while_the_queue_is_down_messages_are_acknowledged_and_ar
     size_t got = drain(q, e, 64, count, 30000);
     cr_assert_eq(got, count, "%zu of %u acknowledged messages arrived", got, count);
     bool seen[64] = {false};
-    for (size_t i = 0; i < got; i++) {
-        json_t *j = json_loads(e[i].payload, 0, NULL);
-        json_int_t s = json_integer_value(json_object_get(j, "seq"));
-        cr_assert(s >= 0 && s < (json_int_t)count && !seen[s], "seq %lld", (long long)s);
-        seen[s] = true;
-        json_decref(j);
-        wb_envelope_clear(&e[i]);
-    }
+    size_t dups = 0;
+    cr_assert_eq(seqs_of(e, got, count, seen, count, &dups), count);
+    cr_assert_eq(dups, 0, "a message arrived twice");
     wb_worker_close(w);
     wb_queue_close(q);
 }
@@ -382,18 +389,8 @@ Test(rule_ack_received, a_killed_broker_loses_what_it_had_not_written)
     static wb_envelope e[N + 100];
     size_t got = drain(q, e, N + 100, 0, 3000);
     static bool seen[N];
-    size_t written = 0, dups = 0;
-    for (size_t i = 0; i < got && i < N + 100; i++) {
-        json_t *j = json_loads(e[i].payload, 0, NULL);
-        json_int_t s = json_integer_value(json_object_get(j, "seq"));
-        cr_assert(s >= 0 && s < N, "seq %lld", (long long)s);
-        dups += seen[s];
-        if (!seen[s] && (uint64_t)s < acked)
-            written++;
-        seen[s] = true;
-        json_decref(j);
-        wb_envelope_clear(&e[i]);
-    }
+    size_t dups = 0;
+    size_t written = seqs_of(e, got < N + 100 ? got : N + 100, N, seen, acked, &dups);
     fprintf(stderr,
             "MEASURE ack-received broker-kill acknowledged=%llu written=%zu lost=%llu dups=%zu\n",
             (unsigned long long)acked, written, (unsigned long long)(acked - written), dups);
