@@ -389,6 +389,8 @@ Test(cli, serve_harness_and_demo_refuse_bad_arguments_by_name)
         {"serve", "--threads", "-3", NULL, "not '-3'"},
         {"serve", "--wait", "21", NULL, "--wait takes 1 to 20 seconds, not '21'"},
         {"serve", "--visibility", "1", NULL, "--visibility takes 2 to 43200"},
+        {"serve", "--linger", "1001", NULL, "--linger takes 0 to 1000 ms, not '1001'"},
+        {"check", "--probe", "--bogus", NULL, "unknown or ambiguous option '--bogus'"},
         {"serve", "--log-level", "loud", NULL, "debug, info, warn or error, not 'loud'"},
         {"serve", "--bogus", NULL, "unknown or ambiguous option '--bogus'; the options are --exec"},
         {"serve", "--threads", NULL, "--threads needs a value: N, 1 to 64"},
