@@ -29,16 +29,9 @@
 static const char *prog = "bench-autosave";
 static wb_harness *h;
 
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
 static void die(const char *what, const char *why)
 {
-    wbb_die(prog, what, why);
+    wbb_die_down(prog, h, what, why);
 }
 
 typedef struct figures {
@@ -89,7 +82,7 @@ static figures measure(const char *env, unsigned port, unsigned autosave_s, cons
     if (wb_broker_open(cfg, NULL, &srv) || wb_broker_connect(srv, 30000))
         die("server", wb_broker_last_error(srv));
     double rss0 = rss_kib(wb_bundled_pid(b));
-    double t0 = now_ms();
+    double t0 = wbb_now_ms();
     for (unsigned i = 0; i < sessions; i++) {
         wb_worker *w = wbb_harness_worker(prog, h, endpoint, false);
         char who[WB_ULID_STR_SIZE];
@@ -103,20 +96,21 @@ static figures measure(const char *env, unsigned port, unsigned autosave_s, cons
     if (wb_broker_flush(srv, 60000))
         die("flush", wb_broker_last_error(srv));
     double per_session = (rss_kib(wb_bundled_pid(b)) - rss0) / sessions;
-    fprintf(stderr, "%s: %s: %u sessions in %.1f s\n", prog, name, sessions, (now_ms() - t0) / 1e3);
+    fprintf(stderr, "%s: %s: %u sessions in %.1f s\n", prog, name, sessions,
+            (wbb_now_ms() - t0) / 1e3);
     /* 20 s at 200 msg/s: four saves at 5 s */
     wb_worker *p = wbb_harness_worker(prog, h, endpoint, true);
     enum { N = 4000 };
     static double lat[N];
-    double start = now_ms();
+    double start = wbb_now_ms();
     for (unsigned i = 0; i < N; i++) {
-        double due = start + i * 5.0, t = now_ms();
+        double due = start + i * 5.0, t = wbb_now_ms();
         if (t < due)
             usleep((useconds_t)((due - t) * 1000));
-        t = now_ms();
+        t = wbb_now_ms();
         if (wb_worker_publish(p, "probe", 5, 1) || wb_worker_flush(p, 30000))
             die("probe", wb_worker_last_error(p));
-        lat[i] = now_ms() - t;
+        lat[i] = wbb_now_ms() - t;
     }
     wb_worker_close(p);
     wb_broker_close(srv);

@@ -3,6 +3,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -36,6 +37,21 @@ wb_worker *wbb_harness_worker(const char *prog, const wb_harness *h, const char 
     if (wb_worker_open(&o, &w, &d) || wb_worker_connect(w, 30000))
         wbb_die(prog, "worker", d ? d : wb_worker_last_error(w));
     return w;
+}
+
+double wbb_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+void wbb_die_down(const char *prog, wb_harness *h, const char *what, const char *why)
+{
+    fprintf(stderr, "%s: %s: %s\n", prog, what, why ? why : "failed");
+    if (h)
+        wb_harness_down(h);
+    exit(1);
 }
 
 int wbb_cmp_double(const void *a, const void *b)

@@ -29,6 +29,11 @@ void wbb_die(const char *prog, const char *what, const char *why);
  * failure. */
 wb_worker *wbb_harness_worker(const char *prog, const wb_harness *h, const char *endpoint,
                               bool clean_session);
+/* The wall clock in ms (timestamps in payloads, read on other threads). */
+double wbb_now_ms(void);
+/* "prog: what: why" on stderr, the harness taken down when h is not NULL,
+ * then exit 1. */
+void wbb_die_down(const char *prog, wb_harness *h, const char *what, const char *why);
 /* qsort comparison of doubles, ascending. */
 int wbb_cmp_double(const void *a, const void *b);
 /* The median of v[0..n) (n > 0; the mean of the middle two when n is

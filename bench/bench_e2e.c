@@ -39,19 +39,9 @@
 static const char *prog = "bench-e2e";
 static wb_harness *h;
 
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
 static void die(const char *what, const char *why)
 {
-    fprintf(stderr, "%s: %s: %s\n", prog, what, why ? why : "failed");
-    if (h)
-        wb_harness_down(h);
-    exit(1);
+    wbb_die_down(prog, h, what, why);
 }
 
 /* ---- the handler ---------------------------------------------------------------- */
@@ -68,7 +58,7 @@ static sink S = {.lock = PTHREAD_MUTEX_INITIALIZER};
 static wb_err handler(void *ctx, const wb_worker_message *m)
 {
     (void)ctx;
-    double t = now_ms();
+    double t = wbb_now_ms();
     const char *p = strstr(m->envelope->payload, "\"t\":");
     double sent = p ? atof(p + 4) : t;
     pthread_mutex_lock(&S.lock);
@@ -80,6 +70,17 @@ static wb_err handler(void *ctx, const wb_worker_message *m)
 }
 
 /* Waits until the handler has n messages; exits after 300 s. */
+/* Empties the latency sink, with room for cap samples. */
+static void sink_reset(size_t cap)
+{
+    pthread_mutex_lock(&S.lock);
+    free(S.lat);
+    S.cap = cap;
+    S.lat = calloc(S.cap, sizeof *S.lat);
+    S.n = 0;
+    pthread_mutex_unlock(&S.lock);
+}
+
 static void wait_handled(size_t n)
 {
     for (int waited = 0;; waited++) {
@@ -123,7 +124,7 @@ static void *group_main(void *arg)
     group *g = arg;
     for (unsigned i = 0; i < g->n; i++) {
         char p[96];
-        int len = snprintf(p, sizeof p, "{\"i\":%u,\"t\":%.3f}", i, now_ms());
+        int len = snprintf(p, sizeof p, "{\"i\":%u,\"t\":%.3f}", i, wbb_now_ms());
         while (wb_worker_publish(g->w[i % g->k], p, (size_t)len, 1) == WB_ERR_BUSY)
             usleep(1000);
     }
@@ -152,16 +153,11 @@ static result run(const wb_config *cfg, const char *endpoint, unsigned k, unsign
         if (wb_drain_start(q, &o, handler, NULL, &d))
             die("drain", NULL);
     }
-    pthread_mutex_lock(&S.lock);
-    free(S.lat);
-    S.cap = (size_t)n * 2;
-    S.lat = calloc(S.cap, sizeof *S.lat);
-    S.n = 0;
-    pthread_mutex_unlock(&S.lock);
+    sink_reset((size_t)n * 2);
     unsigned threads = k < 4 ? k : 4;
     pthread_t t[4];
     group g[4];
-    double t0 = now_ms();
+    double t0 = wbb_now_ms();
     for (unsigned i = 0; i < threads; i++) {
         unsigned from = i * k / threads, to = (i + 1) * k / threads;
         g[i] = (group){w + from, to - from, n / threads + (i < n % threads)};
@@ -172,7 +168,7 @@ static result run(const wb_config *cfg, const char *endpoint, unsigned k, unsign
     for (unsigned i = 0; i < k; i++)
         if (wb_worker_flush(w[i], 300000))
             die("flush", wb_worker_last_error(w[i]));
-    double t_ack = now_ms();
+    double t_ack = wbb_now_ms();
     result r = {0};
     if (!through_queue) {
         r.rate = n / ((t_ack - t0) / 1000.0);
@@ -283,12 +279,7 @@ static steady_result steady(const wb_config *cfg, const char *url, const char *e
     if (wb_queue_open(cfg, &qo, &q))
         die("queue", wb_queue_last_error(NULL));
     unsigned n = rate * secs;
-    pthread_mutex_lock(&S.lock);
-    free(S.lat);
-    S.cap = (size_t)n * 2;
-    S.lat = calloc(S.cap, sizeof *S.lat);
-    S.n = 0;
-    pthread_mutex_unlock(&S.lock);
+    sink_reset((size_t)n * 2);
     wb_drain_opts o = WB_DRAIN_OPTS_INIT;
     const char *th = getenv("WB_BENCH_DRAIN_THREADS"); /* to compare, e.g. 1 */
     if (th)
@@ -299,14 +290,14 @@ static steady_result steady(const wb_config *cfg, const char *url, const char *e
     double x0 = xacts(url);
     int broker = wb_harness_broker_pid(h, WB_BROKER_BUILTIN);
     double pg0 = pg_cpu_ms(), br0 = proc_cpu_ms(broker, NULL);
-    double t0 = now_ms();
+    double t0 = wbb_now_ms();
     for (unsigned i = 0; i < n; i++) {
         double due = t0 + (double)i * 1000.0 / rate;
-        double wait = due - now_ms();
+        double wait = due - wbb_now_ms();
         if (wait > 0)
             usleep((useconds_t)(wait * 1000.0));
         char p[96];
-        int len = snprintf(p, sizeof p, "{\"i\":%u,\"t\":%.3f}", i, now_ms());
+        int len = snprintf(p, sizeof p, "{\"i\":%u,\"t\":%.3f}", i, wbb_now_ms());
         while (wb_worker_publish(w[i % k], p, (size_t)len, 1) == WB_ERR_BUSY)
             usleep(1000);
     }
@@ -362,14 +353,14 @@ static double raw_insert(const char *url, unsigned n)
     const char *body = "eyJpIjoxMjM0LCJ0IjoxNzk1MzQ2MTE5MTc1LjEyMywidGltZXN0YW1wIjoxNzk1MzQ2MTE5M"
                        "Tc1LCJ3b3JrZXJfcG9vbF91bGlkIjoiMDFNODFGRjhGUUE5WjQ4WjVDMDJWQkNBMEoiLCJ3b3"
                        "JrZXJfdWxpZCI6IjAxTTgxRkY4RlFHV0Y1Rlk2VkM3WUowUzFIIn0=";
-    double t0 = now_ms();
+    double t0 = wbb_now_ms();
     for (unsigned i = 0; i < n; i++) {
         r = PQexecPrepared(c, "ins", 1, &body, NULL, NULL, 0);
         if (PQresultStatus(r) != PGRES_COMMAND_OK)
             die("insert", PQerrorMessage(c));
         PQclear(r);
     }
-    double rate = n / ((now_ms() - t0) / 1000.0);
+    double rate = n / ((wbb_now_ms() - t0) / 1000.0);
     PQclear(PQexec(c, "DROP TABLE bench_raw"));
     PQfinish(c);
     return rate;
@@ -386,11 +377,11 @@ static double queue_send(const wb_config *cfg, const char *url, unsigned n)
                        "Tc1LCJ3b3JrZXJfcG9vbF91bGlkIjoiMDFNODFGRjhGUUE5WjQ4WjVDMDJWQkNBMEoiLCJ3b3"
                        "JrZXJfdWxpZCI6IjAxTTgxRkY4RlFHV0Y1Rlk2VkM3WUowUzFIIn0=";
     wb_queue_entry e = {.body = body, .body_len = strlen(body)};
-    double t0 = now_ms();
+    double t0 = wbb_now_ms();
     for (unsigned i = 0; i < n; i++)
         if (wb_queue_send(q, WB_LQ_IOT, &e, NULL))
             die("queue send", wb_queue_last_error(q));
-    double rate = n / ((now_ms() - t0) / 1000.0);
+    double rate = n / ((wbb_now_ms() - t0) / 1000.0);
     wb_queue_close(q);
     empty_queues(url);
     return rate;

@@ -34,19 +34,9 @@
 static const char *prog = "bench-replicas";
 static wb_harness *h;
 
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
 static void die(const char *what, const char *why)
 {
-    fprintf(stderr, "%s: %s: %s\n", prog, what, why ? why : "failed");
-    if (h)
-        wb_harness_down(h);
-    exit(1);
+    wbb_die_down(prog, h, what, why);
 }
 
 #define env_value wbt_env_value
@@ -80,7 +70,7 @@ static void on_message(void *ctx, const wb_message *m)
     (void)m;
     pthread_mutex_lock(&R.lock);
     R.got++;
-    R.last_ms = now_ms();
+    R.last_ms = wbb_now_ms();
     pthread_cond_broadcast(&R.cond);
     pthread_mutex_unlock(&R.lock);
 }
@@ -129,8 +119,8 @@ static uint64_t got(void)
 static bool wait_got(uint64_t want)
 {
     pthread_mutex_lock(&R.lock);
-    double end = now_ms() + 120000;
-    while (R.got < want && now_ms() < end) {
+    double end = wbb_now_ms() + 120000;
+    while (R.got < want && wbb_now_ms() < end) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         ts.tv_nsec += 20000000;
@@ -163,11 +153,11 @@ static void latencies(wb_broker *b, const char *pool, const char *worker, unsign
     double *lat = calloc(n, sizeof *lat);
     for (unsigned i = 0; i < n; i++) {
         uint64_t before = got();
-        double t0 = now_ms();
+        double t0 = wbb_now_ms();
         publish(b, pool, worker, i);
         if (!wait_got(before + 1))
             die("latency", "a message did not arrive in 120 s");
-        lat[i] = now_ms() - t0;
+        lat[i] = wbb_now_ms() - t0;
     }
     qsort(lat, n, sizeof *lat, wbb_cmp_double);
     *p50 = lat[n / 2];
@@ -200,7 +190,7 @@ static double s2w_rate(wb_broker **b, unsigned nb, const char *pool, bworker *w,
     uint64_t base = got();
     pthread_t t[MAX_R];
     sender s[MAX_R];
-    double t0 = now_ms();
+    double t0 = wbb_now_ms();
     for (unsigned i = 0; i < nb; i++) {
         s[i] = (sender){b[i], pool, w, k, n / nb};
         pthread_create(&t[i], NULL, sender_main, &s[i]);
@@ -222,7 +212,7 @@ static wb_err handler(void *ctx, const wb_worker_message *m)
     (void)ctx;
     (void)m;
     atomic_fetch_add(&handled, 1);
-    handled_last = now_ms();
+    handled_last = wbb_now_ms();
     return WB_OK;
 }
 
@@ -258,7 +248,7 @@ static double w2h_rate(const wb_config *cfg, bworker *w, unsigned k, unsigned n)
         die("drain", NULL);
     pthread_t t[4];
     pub p[4];
-    double t0 = now_ms();
+    double t0 = wbb_now_ms();
     for (unsigned i = 0; i < 4; i++) {
         unsigned from = i * k / 4, to = (i + 1) * k / 4;
         p[i] = (pub){w + from, to - from, n / 4};
@@ -312,14 +302,14 @@ static double raw_insert(const char *url, unsigned n, unsigned conns)
                       "body text NOT NULL, sent_at timestamptz NOT NULL DEFAULT now())"));
     pthread_t t[MAX_R];
     raw_job j[MAX_R];
-    double t0 = now_ms();
+    double t0 = wbb_now_ms();
     for (unsigned i = 0; i < conns; i++) {
         j[i] = (raw_job){url, n / conns};
         pthread_create(&t[i], NULL, raw_main, &j[i]);
     }
     for (unsigned i = 0; i < conns; i++)
         pthread_join(t[i], NULL);
-    double rate = (double)((n / conns) * conns) / ((now_ms() - t0) / 1000.0);
+    double rate = (double)((n / conns) * conns) / ((wbb_now_ms() - t0) / 1000.0);
     PQclear(PQexec(c, "DROP TABLE bench_raw"));
     PQfinish(c);
     return rate;
