@@ -40,7 +40,7 @@ dpkg -i "${debs[@]}" >"$work/dpkg.log" 2>&1 || fail "dpkg -i failed"
 getent passwd workerbus >/dev/null || fail "the package did not create the workerbus user"
 [ -f /usr/lib/systemd/system/workerbus.service ] || fail "no systemd unit"
 man -w workerbus-serve >/dev/null 2>&1 || fail "no man page workerbus-serve"
-readelf -d /usr/bin/workerbus | grep -q RUNPATH && fail "a /usr install carries a RUNPATH"
+grep -q RUNPATH <<<"$(readelf -d /usr/bin/workerbus)" && fail "a /usr install carries a RUNPATH"
 
 # an operator: the configuration, checked by the installed tool
 cd /

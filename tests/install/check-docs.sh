@@ -17,7 +17,9 @@ for cmd in "" check pki broker publish worker queue serve harness demo; do
   text=$(MANWIDTH=200 man -l "$page" 2>/dev/null | col -b)
   help=$(if [ -n "$cmd" ]; then "$wb" help "$cmd"; else "$wb" --help; fi 2>&1)
   for opt in $(echo "$help" | grep -o -- '--[a-z][a-z-]*' | sort -u); do
-    echo "$text" | grep -q -- "$opt" || fail "$page does not name $opt, which the help does"
+    # a here-string, not a pipe: grep -q stops reading at the first match,
+    # and under pipefail the writer's SIGPIPE would read as a failure
+    grep -q -- "$opt" <<<"$text" || fail "$page does not name $opt, which the help does"
   done
   n=$((n + 1))
 done

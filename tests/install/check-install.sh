@@ -51,7 +51,7 @@ exported="$(nm -D --defined-only "$real" | awk '{print $3}')"
 [ -n "$exported" ] || fail "nm lists no symbol in $real"
 leaked="$(echo "$exported" | grep -v '^wb_' || true)"
 [ -z "$leaked" ] || fail "symbols outside the public API are exported: $(echo $leaked)"
-echo "$exported" | grep -q '^wb__' && fail "internal wb__ symbols exported: $(echo "$exported" | grep '^wb__' | tr '\n' ' ')"
+grep -q '^wb__' <<<"$exported" && fail "internal wb__ symbols exported: $(grep '^wb__' <<<"$exported" | tr '\n' ' ')"
 # No path of the build or the source tree is compiled into the installed
 # library: its loaded sections, without debug information and symbol table,
 # hold neither as an absolute path. (A sanitizer build keeps its source
