@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "bench_common.h"
+#include "bench_pg.h"
 #include "envtext.h"
 #include "workerbus/workerbus.h"
 
@@ -39,21 +40,6 @@ typedef struct figures {
     unsigned over_20ms;
     double kib_per_session; /* the broker's resident memory per session */
 } figures;
-
-/* VmRSS of a process, KiB; 0 when unknown. */
-static double rss_kib(int pid)
-{
-    char path[64], line[256];
-    snprintf(path, sizeof path, "/proc/%d/status", pid);
-    FILE *f = fopen(path, "r");
-    double kib = 0;
-    while (f && fgets(line, sizeof line, f))
-        if (!strncmp(line, "VmRSS:", 6))
-            kib = atof(line + 6);
-    if (f)
-        fclose(f);
-    return kib;
-}
 
 /* One broker: S sessions left behind, then the timed publishes. */
 static figures measure(const char *env, unsigned port, unsigned autosave_s, const char *name,
@@ -81,7 +67,7 @@ static figures measure(const char *env, unsigned port, unsigned autosave_s, cons
     wb_broker *srv = NULL;
     if (wb_broker_open(cfg, NULL, &srv) || wb_broker_connect(srv, 30000))
         die("server", wb_broker_last_error(srv));
-    double rss0 = rss_kib(wb_bundled_pid(b));
+    double rss0 = wbb_rss_kib(wb_bundled_pid(b));
     double t0 = wbb_now_ms();
     for (unsigned i = 0; i < sessions; i++) {
         wb_worker *w = wbb_harness_worker(prog, h, endpoint, false);
@@ -95,7 +81,7 @@ static figures measure(const char *env, unsigned port, unsigned autosave_s, cons
     }
     if (wb_broker_flush(srv, 60000))
         die("flush", wb_broker_last_error(srv));
-    double per_session = (rss_kib(wb_bundled_pid(b)) - rss0) / sessions;
+    double per_session = (wbb_rss_kib(wb_bundled_pid(b)) - rss0) / sessions;
     fprintf(stderr, "%s: %s: %u sessions in %.1f s\n", prog, name, sessions,
             (wbb_now_ms() - t0) / 1e3);
     /* 20 s at 200 msg/s: four saves at 5 s */

@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "bench_common.h"
+#include "bench_pg.h"
 #include "envtext.h"
 #include "workerbus/workerbus.h"
 
@@ -187,81 +188,10 @@ static result run(const wb_config *cfg, const char *endpoint, unsigned k, unsign
     return r;
 }
 
-/* Transactions committed and rolled back in the current database so far,
- * after this backend's statistics are flushed (others flush within 1 s). */
-static double xacts(const char *url)
-{
-    PGconn *c = PQconnectdb(url);
-    if (PQstatus(c) != CONNECTION_OK)
-        die("libpq", PQerrorMessage(c));
-    PQclear(PQexec(c, "SELECT pg_stat_force_next_flush()"));
-    PGresult *r = PQexec(c, "SELECT xact_commit + xact_rollback FROM pg_stat_database"
-                            " WHERE datname = current_database()");
-    double x = PQresultStatus(r) == PGRES_TUPLES_OK ? atof(PQgetvalue(r, 0, 0)) : 0;
-    PQclear(r);
-    PQfinish(c);
-    return x;
-}
-
 typedef struct steady_result {
     double p50, p99, p999, xact_per_msg;
     double pg_us, broker_us; /* CPU per message */
 } steady_result;
-
-/* CPU time (user + system) of a process so far, ms; 0 when it is gone. */
-static double proc_cpu_ms(int pid, int *ppid)
-{
-    char path[64], buf[1024];
-    snprintf(path, sizeof path, "/proc/%d/stat", pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return 0;
-    size_t len = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[len] = '\0';
-    const char *at = strrchr(buf, ')'); /* the command may hold spaces */
-    unsigned long long ut = 0, st = 0;
-    int pp = 0;
-    if (!at ||
-        sscanf(at + 2, "%*c %d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &pp, &ut, &st) != 3)
-        return 0;
-    if (ppid)
-        *ppid = pp;
-    return (double)(ut + st) * 1000.0 / (double)sysconf(_SC_CLK_TCK);
-}
-
-/* The CPU time of the harness's PostgreSQL: its postmaster and every
- * process it started that is alive now (backends, background workers). */
-static double pg_cpu_ms(void)
-{
-    char path[512];
-    snprintf(path, sizeof path, "%s/pg/postmaster.pid", wb_harness_services_dir(h));
-    FILE *f = fopen(path, "r");
-    int pm = 0;
-    if (!f || fscanf(f, "%d", &pm) != 1)
-        die("PostgreSQL", "cannot read its postmaster.pid");
-    fclose(f);
-    double total = proc_cpu_ms(pm, NULL);
-    DIR *d = opendir("/proc");
-    struct dirent *e;
-    while (d && (e = readdir(d)) != NULL) {
-        int pid = atoi(e->d_name), pp = 0;
-        if (pid > 0 && pid != pm) {
-            double c = proc_cpu_ms(pid, &pp);
-            if (pp == pm)
-                total += c;
-        }
-    }
-    if (d)
-        closedir(d);
-    return total;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 /* k workers send rate messages a second in all for secs seconds, paced;
  * the drain (serve's defaults: 2 threads, 5 s long polls) handles them.
@@ -287,9 +217,9 @@ static steady_result steady(const wb_config *cfg, const char *url, const char *e
     if (wb_drain_start(q, &o, handler, NULL, &d))
         die("drain", NULL);
     sleep(2); /* the drain's first polls, then quiet */
-    double x0 = xacts(url);
+    double x0 = wbb_pg_xacts(prog, h, url);
     int broker = wb_harness_broker_pid(h, WB_BROKER_BUILTIN);
-    double pg0 = pg_cpu_ms(), br0 = proc_cpu_ms(broker, NULL);
+    double pg0 = wbb_pg_cpu_ms(prog, h), br0 = wbb_proc_cpu_ms(broker, NULL);
     double t0 = wbb_now_ms();
     for (unsigned i = 0; i < n; i++) {
         double due = t0 + (double)i * 1000.0 / rate;
@@ -302,14 +232,14 @@ static steady_result steady(const wb_config *cfg, const char *url, const char *e
             usleep(1000);
     }
     wait_handled(n);
-    double pg1 = pg_cpu_ms(), br1 = proc_cpu_ms(broker, NULL);
+    double pg1 = wbb_pg_cpu_ms(prog, h), br1 = wbb_proc_cpu_ms(broker, NULL);
     sleep(2); /* the other backends' statistics reach the database */
-    double x1 = xacts(url);
+    double x1 = wbb_pg_xacts(prog, h, url);
     steady_result r = {0};
     r.pg_us = (pg1 - pg0) * 1000.0 / n;
     r.broker_us = (br1 - br0) * 1000.0 / n;
     pthread_mutex_lock(&S.lock);
-    qsort(S.lat, S.n, sizeof *S.lat, cmp_double);
+    qsort(S.lat, S.n, sizeof *S.lat, wbb_cmp_double);
     r.p50 = S.lat[S.n / 2];
     r.p99 = S.lat[(size_t)((double)(S.n - 1) * 0.99)];
     r.p999 = S.lat[(size_t)((double)(S.n - 1) * 0.999)];
@@ -323,48 +253,7 @@ static steady_result steady(const wb_config *cfg, const char *url, const char *e
     return r;
 }
 
-/* Removes every queued message (after runs with no consumer). */
-static void empty_queues(const char *url)
-{
-    PGconn *c = PQconnectdb(url);
-    if (PQstatus(c) != CONNECTION_OK)
-        die("libpq", PQerrorMessage(c));
-    PGresult *r = PQexec(c, "DELETE FROM message_queue_messages");
-    if (PQresultStatus(r) != PGRES_COMMAND_OK)
-        die("emptying the queues", PQerrorMessage(c));
-    PQclear(r);
-    PQfinish(c);
-}
-
 /* ---- raw ceilings ------------------------------------------------------------------ */
-
-static double raw_insert(const char *url, unsigned n)
-{
-    PGconn *c = PQconnectdb(url);
-    if (PQstatus(c) != CONNECTION_OK)
-        die("libpq", PQerrorMessage(c));
-    PQclear(PQexec(c, "CREATE TABLE IF NOT EXISTS bench_raw (id bigserial PRIMARY KEY, "
-                      "body text NOT NULL, sent_at timestamptz NOT NULL DEFAULT now())"));
-    PGresult *r = PQprepare(c, "ins", "INSERT INTO bench_raw (body) VALUES ($1)", 1, NULL);
-    if (PQresultStatus(r) != PGRES_COMMAND_OK)
-        die("prepare", PQerrorMessage(c));
-    PQclear(r);
-    /* a body of the envelope's size */
-    const char *body = "eyJpIjoxMjM0LCJ0IjoxNzk1MzQ2MTE5MTc1LjEyMywidGltZXN0YW1wIjoxNzk1MzQ2MTE5M"
-                       "Tc1LCJ3b3JrZXJfcG9vbF91bGlkIjoiMDFNODFGRjhGUUE5WjQ4WjVDMDJWQkNBMEoiLCJ3b3"
-                       "JrZXJfdWxpZCI6IjAxTTgxRkY4RlFHV0Y1Rlk2VkM3WUowUzFIIn0=";
-    double t0 = wbb_now_ms();
-    for (unsigned i = 0; i < n; i++) {
-        r = PQexecPrepared(c, "ins", 1, &body, NULL, NULL, 0);
-        if (PQresultStatus(r) != PGRES_COMMAND_OK)
-            die("insert", PQerrorMessage(c));
-        PQclear(r);
-    }
-    double rate = n / ((wbb_now_ms() - t0) / 1000.0);
-    PQclear(PQexec(c, "DROP TABLE bench_raw"));
-    PQfinish(c);
-    return rate;
-}
 
 /* n envelopes sent one by one with wb_queue_send() into the iot queue: the
  * topic rule's own write, without Mosquitto. Then the queue is emptied. */
@@ -383,7 +272,7 @@ static double queue_send(const wb_config *cfg, const char *url, unsigned n)
             die("queue send", wb_queue_last_error(q));
     double rate = n / ((wbb_now_ms() - t0) / 1000.0);
     wb_queue_close(q);
-    empty_queues(url);
+    wbb_pg_empty_queues(prog, h, url);
     return rate;
 }
 
@@ -485,10 +374,10 @@ int main(int argc, char **argv)
         double r_snd[20], r_rule[20], r_e2e[20];
         for (int r = 0; r < rounds; r++) {
             mq[r] = run(NULL, rep, k, n, false).rate;
-            ins[r] = raw_insert(dburl, n);
+            ins[r] = wbb_pg_raw_insert(prog, h, dburl, n);
             snd[r] = queue_send(bcfg, dburl, n);
             rule[r] = run(NULL, bep, k, n, false).rate; /* no consumer */
-            empty_queues(dburl);
+            wbb_pg_empty_queues(prog, h, dburl);
             result b = run(bcfg, bep, k, n, true);
             bw[r] = b.rate;
             b50[r] = b.p50;
@@ -524,9 +413,9 @@ int main(int argc, char **argv)
         /* PostgreSQL's CPU for a plain single-row INSERT, the same server */
         double ins_us[20];
         for (int r = 0; r < rounds; r++) {
-            double c0 = pg_cpu_ms();
-            raw_insert(dburl, 10000);
-            ins_us[r] = (pg_cpu_ms() - c0) * 1000.0 / 10000;
+            double c0 = wbb_pg_cpu_ms(prog, h);
+            wbb_pg_raw_insert(prog, h, dburl, 10000);
+            ins_us[r] = (wbb_pg_cpu_ms(prog, h) - c0) * 1000.0 / 10000;
         }
         double ins = wbb_median(ins_us, rounds);
         printf("\n| steady load, builtin + PostgreSQL (20 workers, %d s, median of %d rounds) | "
@@ -539,7 +428,7 @@ int main(int argc, char **argv)
             for (size_t li = 0; li < 2; li++) {
                 double a[20], b[20], c[20], x[20], pg[20], br[20];
                 for (int r = 0; r < rounds; r++) {
-                    empty_queues(dburl);
+                    wbb_pg_empty_queues(prog, h, dburl);
                     steady_result sr = steady(bcfg, dburl, bep, 20, rates[ri], 10, lingers[li]);
                     a[r] = sr.p50, b[r] = sr.p99, c[r] = sr.p999, x[r] = sr.xact_per_msg;
                     pg[r] = sr.pg_us, br[r] = sr.broker_us;
@@ -571,7 +460,7 @@ int main(int argc, char **argv)
         for (size_t ri = 0; ri < 2; ri++) {
             double a[20], b[20], c[20], x[20], pg[20];
             for (int r = 0; r < rounds; r++) {
-                empty_queues(dburl);
+                wbb_pg_empty_queues(prog, h, dburl);
                 steady_result sr = steady(acfg, dburl, ack_url, 20, rates[ri], 10, lingers[1]);
                 a[r] = sr.p50, b[r] = sr.p99, c[r] = sr.p999, x[r] = sr.xact_per_msg;
                 pg[r] = sr.pg_us;

@@ -1,0 +1,125 @@
+/* Process and PostgreSQL measurements of the end-to-end benchmarks. */
+#include "bench_pg.h"
+
+#include <dirent.h>
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "bench_common.h"
+
+double wbb_rss_kib(int pid)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", pid);
+    FILE *f = fopen(path, "r");
+    double kib = 0;
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, "VmRSS:", 6))
+            kib = atof(line + 6);
+    if (f)
+        fclose(f);
+    return kib;
+}
+
+double wbb_pg_xacts(const char *prog, wb_harness *h, const char *url)
+{
+    PGconn *c = PQconnectdb(url);
+    if (PQstatus(c) != CONNECTION_OK)
+        wbb_die_down(prog, h, "libpq", PQerrorMessage(c));
+    PQclear(PQexec(c, "SELECT pg_stat_force_next_flush()"));
+    PGresult *r = PQexec(c, "SELECT xact_commit + xact_rollback FROM pg_stat_database"
+                            " WHERE datname = current_database()");
+    double x = PQresultStatus(r) == PGRES_TUPLES_OK ? atof(PQgetvalue(r, 0, 0)) : 0;
+    PQclear(r);
+    PQfinish(c);
+    return x;
+}
+
+double wbb_proc_cpu_ms(int pid, int *ppid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    size_t len = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[len] = '\0';
+    const char *at = strrchr(buf, ')'); /* the command may hold spaces */
+    unsigned long long ut = 0, st = 0;
+    int pp = 0;
+    if (!at ||
+        sscanf(at + 2, "%*c %d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &pp, &ut, &st) != 3)
+        return 0;
+    if (ppid)
+        *ppid = pp;
+    return (double)(ut + st) * 1000.0 / (double)sysconf(_SC_CLK_TCK);
+}
+
+double wbb_pg_cpu_ms(const char *prog, wb_harness *h)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/pg/postmaster.pid", wb_harness_services_dir(h));
+    FILE *f = fopen(path, "r");
+    int pm = 0;
+    if (!f || fscanf(f, "%d", &pm) != 1)
+        wbb_die_down(prog, h, "PostgreSQL", "cannot read its postmaster.pid");
+    fclose(f);
+    double total = wbb_proc_cpu_ms(pm, NULL);
+    DIR *d = opendir("/proc");
+    struct dirent *e;
+    while (d && (e = readdir(d)) != NULL) {
+        int pid = atoi(e->d_name), pp = 0;
+        if (pid > 0 && pid != pm) {
+            double c = wbb_proc_cpu_ms(pid, &pp);
+            if (pp == pm)
+                total += c;
+        }
+    }
+    if (d)
+        closedir(d);
+    return total;
+}
+
+void wbb_pg_empty_queues(const char *prog, wb_harness *h, const char *url)
+{
+    PGconn *c = PQconnectdb(url);
+    if (PQstatus(c) != CONNECTION_OK)
+        wbb_die_down(prog, h, "libpq", PQerrorMessage(c));
+    PGresult *r = PQexec(c, "DELETE FROM message_queue_messages");
+    if (PQresultStatus(r) != PGRES_COMMAND_OK)
+        wbb_die_down(prog, h, "emptying the queues", PQerrorMessage(c));
+    PQclear(r);
+    PQfinish(c);
+}
+
+double wbb_pg_raw_insert(const char *prog, wb_harness *h, const char *url, unsigned n)
+{
+    PGconn *c = PQconnectdb(url);
+    if (PQstatus(c) != CONNECTION_OK)
+        wbb_die_down(prog, h, "libpq", PQerrorMessage(c));
+    PQclear(PQexec(c, "CREATE TABLE IF NOT EXISTS bench_raw (id bigserial PRIMARY KEY, "
+                      "body text NOT NULL, sent_at timestamptz NOT NULL DEFAULT now())"));
+    PGresult *r = PQprepare(c, "ins", "INSERT INTO bench_raw (body) VALUES ($1)", 1, NULL);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK)
+        wbb_die_down(prog, h, "prepare", PQerrorMessage(c));
+    PQclear(r);
+    /* a body of the envelope's size */
+    const char *body = "eyJpIjoxMjM0LCJ0IjoxNzk1MzQ2MTE5MTc1LjEyMywidGltZXN0YW1wIjoxNzk1MzQ2MTE5M"
+                       "Tc1LCJ3b3JrZXJfcG9vbF91bGlkIjoiMDFNODFGRjhGUUE5WjQ4WjVDMDJWQkNBMEoiLCJ3b3"
+                       "JrZXJfdWxpZCI6IjAxTTgxRkY4RlFHV0Y1Rlk2VkM3WUowUzFIIn0=";
+    double t0 = wbb_now_ms();
+    for (unsigned i = 0; i < n; i++) {
+        r = PQexecPrepared(c, "ins", 1, &body, NULL, NULL, 0);
+        if (PQresultStatus(r) != PGRES_COMMAND_OK)
+            wbb_die_down(prog, h, "insert", PQerrorMessage(c));
+        PQclear(r);
+    }
+    double rate = n / ((wbb_now_ms() - t0) / 1000.0);
+    PQclear(PQexec(c, "DROP TABLE bench_raw"));
+    PQfinish(c);
+    return rate;
+}

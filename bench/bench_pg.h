@@ -1,0 +1,28 @@
+/* What the end-to-end benchmarks measure of the processes and of the
+ * harness's PostgreSQL: CPU time, resident memory, transactions, and a
+ * plain single-row INSERT to hold workerbus's cost against. Failures end
+ * the benchmark (wbb_die_down: the harness taken down). */
+#ifndef WB_BENCH_PG_H
+#define WB_BENCH_PG_H
+
+#include "workerbus/workerbus.h"
+
+/* CPU time (user + system) of a process so far, ms; 0 when it is gone.
+ * ppid (may be NULL) gets its parent's pid. */
+double wbb_proc_cpu_ms(int pid, int *ppid);
+/* Resident memory (VmRSS) of a process, KiB; 0 when unknown. */
+double wbb_rss_kib(int pid);
+/* The CPU time of the harness's PostgreSQL, ms: its postmaster and every
+ * process of it alive now (backends, background workers). */
+double wbb_pg_cpu_ms(const char *prog, wb_harness *h);
+/* Transactions committed and rolled back in the database of url so far,
+ * after this backend's statistics are flushed (others flush within 1 s). */
+double wbb_pg_xacts(const char *prog, wb_harness *h, const char *url);
+/* n single-row INSERTs of an envelope-sized body through libpq on one
+ * connection, each its own commit, into a table made and dropped for it;
+ * returns the rate (rows a second). */
+double wbb_pg_raw_insert(const char *prog, wb_harness *h, const char *url, unsigned n);
+/* Removes every queued message (after runs with no consumer). */
+void wbb_pg_empty_queues(const char *prog, wb_harness *h, const char *url);
+
+#endif
