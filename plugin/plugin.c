@@ -45,6 +45,12 @@
  * presence.h),
  * topic_rule_ack ("received": worker messages are acknowledged at once and
  * written by a thread of the plugin, see writer.h),
+ * listen_backlog (the listen queue of every listener, 1-65535, the kernel
+ * capping it at net.core.somaxconn: Mosquitto 2.0 listens with a backlog
+ * of 100, so a reconnect storm overflows it and the kernel drops the
+ * connections; listen() again on a listening socket sets the new length,
+ * which the plugin does at its first tick, once Mosquitto has opened its
+ * listeners),
  * websockets_server (the IoT Core stand-in only: "true" makes every client
  * of a WebSocket listener the server, as IoT Core admits a SigV4-signed
  * connection with the rights of its IAM identity; the stand-in does not
@@ -56,9 +62,13 @@
 #include <jansson.h>
 #include <openssl/crypto.h>
 #include <openssl/x509.h>
+#include <dirent.h>
+#include <errno.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include "config_views.h"
@@ -93,6 +103,7 @@ typedef struct bltn_plugin {
     unsigned log_in_window;
     uint64_t log_suppressed;
     uint64_t last_sync_ms;
+    int listen_backlog; /* 0: Mosquitto's own; set at the first tick, then -1 */
 
     /* the topic rule; off when env_file is NULL */
     char *rule_env;
@@ -427,12 +438,66 @@ static int has_subscriptions(const void *holder)
     return mosquitto_client_sub_count((const struct mosquitto *)holder) > 0;
 }
 
+/* Mosquitto's listening sockets get a longer listen queue. The process's
+ * descriptors are walked: Mosquitto does not give a plugin its listeners,
+ * and the only listening sockets of the process are its. Every line logged
+ * here begins "workerbus: listen backlog" (after a "Warning: "): the
+ * supervisor reads it as the sign that mosquitto runs its main loop. */
+static void raise_backlog(int backlog)
+{
+    DIR *d = opendir("/proc/self/fd");
+    if (!d) {
+        mosquitto_log_printf(MOSQ_LOG_WARNING,
+                             "Warning: workerbus: listen backlog left at Mosquitto's 100: "
+                             "/proc/self/fd: %s",
+                             strerror(errno));
+        return;
+    }
+    int raised = 0, failed = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        char *end;
+        long fd = strtol(e->d_name, &end, 10);
+        int on = 0;
+        socklen_t len = sizeof on;
+        if (*end || fd < 0 || fd == dirfd(d) ||
+            getsockopt((int)fd, SOL_SOCKET, SO_ACCEPTCONN, &on, &len) != 0 || !on)
+            continue;
+        if (listen((int)fd, backlog) == 0)
+            raised++;
+        else
+            failed++;
+    }
+    closedir(d);
+    int cap = 0;
+    FILE *f = fopen("/proc/sys/net/core/somaxconn", "r");
+    if (f) {
+        if (fscanf(f, "%d", &cap) != 1)
+            cap = 0;
+        fclose(f);
+    }
+    int effective = cap > 0 && cap < backlog ? cap : backlog;
+    if (failed)
+        mosquitto_log_printf(MOSQ_LOG_WARNING,
+                             "Warning: workerbus: listen backlog of %d listener(s) left at "
+                             "Mosquitto's 100: listen() failed",
+                             failed);
+    if (raised)
+        mosquitto_log_printf(
+            MOSQ_LOG_INFO, "workerbus: listen backlog of %d listener(s) raised from 100 to %d%s",
+            raised, effective, effective < backlog ? " (capped by net.core.somaxconn)" : "");
+}
+
 /* About ten times a second: the bindings reach the disk once a second. */
 static int bltn_tick(int event, void *event_data, void *userdata)
 {
     (void)event;
     (void)event_data;
     bltn_plugin *p = userdata;
+    if (p->listen_backlog > 0) {
+        raise_backlog(p->listen_backlog);
+        p->listen_backlog = -1;
+    }
     uint64_t now = mono_ms();
     if (now - p->last_sync_ms >= 1000u) {
         p->last_sync_ms = now;
@@ -701,6 +766,18 @@ PLUGIN_API int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **u
         } else if (strcmp(options[i].key, "replica_id") == 0) {
             free(p->replica);
             p->replica = wb__strdup(options[i].value);
+        } else if (strcmp(options[i].key, "listen_backlog") == 0) {
+            char *end;
+            unsigned long v = strtoul(options[i].value, &end, 10);
+            if (*end || v < 1 || v > 65535) {
+                mosquitto_log_printf(MOSQ_LOG_ERR,
+                                     "Error: workerbus: plugin_opt_listen_backlog \"%.20s\" is "
+                                     "not a number of connections from 1 to 65535",
+                                     options[i].value);
+                plugin_free(p);
+                return MOSQ_ERR_INVAL;
+            }
+            p->listen_backlog = (int)v;
         } else if (strcmp(options[i].key, "identities_file") == 0) {
             ids_file = options[i].value;
         } else if (strcmp(options[i].key, "max_payload") == 0) {

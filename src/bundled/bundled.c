@@ -73,6 +73,7 @@ struct wb_bundled {
     char *tail[TAIL_LINES]; /* the last log lines, for error reports */
     unsigned tail_next;
     bool running; /* mosquitto said it is running: listeners and TLS files loaded */
+    bool looping; /* the plugin's first tick said so: mosquitto runs its main loop */
 };
 
 /* ---- files -------------------------------------------------------------- */
@@ -201,6 +202,9 @@ static wb_err write_rule_env(const wb_config *c, const char *path, uid_t uid, gi
 
 /* How many connections the open-file limit leaves the broker (its soft
  * limit raised to this process's hard one); -1: no limit. */
+/* The longest listen queue asked for (the plugin's limit). */
+#define LISTEN_BACKLOG_MAX 65535L
+
 static long nofile_connections(void)
 {
     struct rlimit rl;
@@ -311,14 +315,19 @@ static wb_err write_config(wb_bundled *b, uid_t uid, gid_t gid, bool as_root, ch
                    "plugin %s\n"
                    "plugin_opt_namespace %s\n"
                    "plugin_opt_max_payload %zu\n"
-                   "plugin_opt_identities_file %sworkerbus-identities\n",
+                   "plugin_opt_identities_file %sworkerbus-identities\n"
+                   /* a listen queue as long as the connections allowed (the
+                    * kernel caps it at net.core.somaxconn): a reconnect storm
+                    * waits in it instead of being dropped at Mosquitto's 100 */
+                   "plugin_opt_listen_backlog %ld\n",
                    /* the child switched user itself; as root without a mosquitto
                     * user, mosquitto must not look for one */
                    as_root && uid == (uid_t)-1 ? "user root\n" : "", persist, autosave,
                    log_types(wb_config_builtin_log_level(c)),
                    wb_config_builtin_log_level(c) <= WB_LOG_INFO ? "true" : "false",
                    WB_BUNDLED_MAX_PACKET, wb__config_builtin(c)->plugin, wb__config_builtin(c)->ns,
-                   wb__config_builtin(c)->max_payload, persist);
+                   wb__config_builtin(c)->max_payload, persist,
+                   max_conn > 0 && max_conn < LISTEN_BACKLOG_MAX ? max_conn : LISTEN_BACKLOG_MAX);
     if (token)
         wb__buf_printf(&conf, "plugin_opt_token_key %s\n", token);
     if (rule_env && !b->opts.no_topic_rule) {
@@ -630,6 +639,9 @@ static void forward(wb_bundled *b, const char *line)
     remember(b, line);
     if (strncmp(line, "mosquitto version ", 18) == 0 && strstr(line, " running"))
         b->running = true;
+    /* the plugin's first tick (a tick runs in the main loop only) */
+    if (strstr(line, "workerbus: listen backlog"))
+        b->looping = true;
     wb_log_level configured = wb_config_builtin_log_level(b->cfg);
     wb_log_level level = WB_LOG_INFO;
     if (strncmp(line, "Error", 5) == 0 || strncmp(line, "OpenSSL Error", 13) == 0)
@@ -780,10 +792,16 @@ static void *supervise(void *arg)
             uint64_t deadline = started + (b->opts.start_timeout_ms ? b->opts.start_timeout_ms
                                                                     : DEFAULT_START_TIMEOUT_MS);
             bool ready = false, stop = false;
-            b->running = false;
+            b->running = b->looping = false;
             while (!ready && !stop && !child_exited(b) && wb__now_ms() < deadline) {
-                /* the loop first: a probe keeps mosquitto busy for a moment */
-                ready = b->running && in_main_loop(b->pid) && probe(b->probe_host, b->port);
+                /* In its main loop, mosquitto has its listeners and loses no
+                 * SIGTERM. The plugin's first tick says so even when a
+                 * reconnect storm keeps it too busy to be found waiting in
+                 * epoll_wait and its listen queue too full for a probe;
+                 * without that line, the loop first, then a probe (which
+                 * keeps mosquitto busy for a moment). */
+                ready = b->running &&
+                        (b->looping || (in_main_loop(b->pid) && probe(b->probe_host, b->port)));
                 if (!ready)
                     stop = stop_requested(b, PROBE_INTERVAL_MS);
             }

@@ -6,7 +6,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/socket.h>
@@ -288,6 +290,56 @@ Test(bundled_persistence, a_replica_saves_at_exit_only, .timeout = 90)
     p = client("mosquitto_sub", "worker", back);
     cr_assert_str_eq(p.out, "", "a killed broker came back with an old state: got \"%s\"", p.out);
     wbt_proc_free(&p);
+    wbt_env_teardown(&env);
+}
+
+/* Mosquitto 2.0 listens with a backlog of 100: with the broker busy (here
+ * stopped), a burst of connections beyond it is dropped by the kernel and
+ * each waits for a SYN retransmit (1 s, then 3, 7, 15 ...). The plugin
+ * lengthens the listen queue, so the whole burst waits in it instead. */
+Test(bundled_storm, a_burst_waits_in_the_listen_queue, .timeout = 60)
+{
+    enum { BURST = 400 };
+    FILE *f = fopen("/proc/sys/net/core/somaxconn", "r");
+    int somaxconn = 0;
+    cr_assert(f && fscanf(f, "%d", &somaxconn) == 1);
+    fclose(f);
+    cr_assert_gt(somaxconn, BURST, "net.core.somaxconn is %d here: a queue of %d cannot be shown",
+                 somaxconn, BURST);
+    wbt_env_setup(&env, true);
+    wbt_env_start(&env);
+    /* the plugin raises it at its first tick, ten times a second */
+    usleep(500000);
+    int pid = wb_bundled_pid(env.broker);
+    cr_assert_eq(kill(pid, SIGSTOP), 0);
+    int fds[BURST];
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)env.port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    for (int i = 0; i < BURST; i++) {
+        fds[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        cr_assert_geq(fds[i], 0);
+        int r = connect(fds[i], (struct sockaddr *)&a, sizeof a);
+        cr_assert(r == 0 || errno == EINPROGRESS, "connect: %s", strerror(errno));
+    }
+    /* a connection the queue holds is established at once; a dropped one
+     * stays in SYN-SENT for its first retransmit, a second later */
+    usleep(300000);
+    int established = 0;
+    for (int i = 0; i < BURST; i++) {
+        struct pollfd pf = {.fd = fds[i], .events = POLLOUT};
+        int err = 0;
+        socklen_t len = sizeof err;
+        if (poll(&pf, 1, 0) == 1 && getsockopt(fds[i], SOL_SOCKET, SO_ERROR, &err, &len) == 0 &&
+            err == 0)
+            established++;
+    }
+    cr_assert_eq(kill(pid, SIGCONT), 0);
+    for (int i = 0; i < BURST; i++)
+        close(fds[i]);
+    cr_assert_eq(established, BURST,
+                 "%d of %d connections to a busy broker were established: the listen queue is "
+                 "still Mosquitto's 100",
+                 established, BURST);
     wbt_env_teardown(&env);
 }
 
