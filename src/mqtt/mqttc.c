@@ -37,8 +37,16 @@
 #define TICK_MS          200
 /* An attempt without CONNACK after this long is abandoned and made again;
  * the limit doubles with each attempt that stalls in a row (a slow link gets
- * the time it needs) up to CONNECT_TIMEOUT_MAX_MS. */
-#define CONNECT_TIMEOUT_MS     2000
+ * the time it needs) up to CONNECT_TIMEOUT_MAX_MS. An attempt whose socket
+ * died is abandoned at once (attempt_dead()), so the limit is for a live
+ * connection that gets no answer, and it is not shorter: after a broker's
+ * restart every worker reconnects at once, and the broker does their TLS
+ * handshakes one after the other (about 1 ms each); an attempt given up
+ * while it waits its turn is made again, so the broker does the work twice
+ * and the others wait longer still. With 2 s, 10 000 workers took 21 s to
+ * reconnect, 22 000 attempts given up; with 10 s, 10 s and none
+ * (bench-scale, docs/benchmarks.md). */
+#define CONNECT_TIMEOUT_MS     10000
 #define CONNECT_TIMEOUT_MAX_MS 30000
 
 typedef enum req_kind { REQ_SUB, REQ_UNSUB } req_kind;
@@ -359,9 +367,23 @@ static void hand_over(wb__mqttc *c)
     pthread_mutex_unlock(&c->lock);
 }
 
+/* Whether the socket of an attempt is closed or failed. libmosquitto does
+ * not always say so while the connection is being made: right after a
+ * broker's restart a connect refused leaves its socket closed (TCP state
+ * CLOSE, POLLHUP), and the attempt would wait for the time limit. A
+ * connection still being made or open polls neither HUP nor ERR. */
+static bool attempt_dead(int sock)
+{
+    if (sock < 0)
+        return false;
+    struct pollfd p = {.fd = sock, .events = 0};
+    return poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLERR));
+}
+
 /* After a round of I/O: a failure that libmosquitto did not report through
- * on_disconnect (it does not for a connection still being made), or an
- * attempt that has not reached CONNACK in time, is abandoned; the next
+ * on_disconnect (it does not for a connection still being made), a socket
+ * that died, or an attempt that has not reached CONNACK in time, is
+ * abandoned; the next
  * attempt (mosquitto_reconnect_async) closes the old socket and sends the
  * unacknowledged QoS 1 messages again. */
 static void check_attempt(wb__mqttc *c, int rc)
@@ -381,14 +403,16 @@ static void check_attempt(wb__mqttc *c, int rc)
     uint64_t limit = (uint64_t)CONNECT_TIMEOUT_MS << (c->stalled < 4 ? c->stalled : 4);
     if (limit > CONNECT_TIMEOUT_MAX_MS)
         limit = CONNECT_TIMEOUT_MAX_MS;
-    bool late = wb__now_ms() - c->attempt_started_ms > limit;
+    bool dead = !closed && !failed && attempt_dead(mosquitto_socket(c->m));
+    bool late = !dead && wb__now_ms() - c->attempt_started_ms > limit;
     if (late)
         c->stalled++;
-    if (!closed && !failed && !late)
+    if (!closed && !failed && !dead && !late)
         return;
     wb__log(WB_LOG_DEBUG, c->o.component, "connection attempt to %s:%u %s; trying again",
             c->o.connect_host, c->o.port,
             late     ? "got no CONNACK in time"
+            : dead   ? "failed (its socket closed)"
             : failed ? mosquitto_strerror(rc)
                      : "was closed");
     on_disconnect(c->m, c, failed ? rc : MOSQ_ERR_CONN_LOST);
