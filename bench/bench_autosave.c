@@ -114,12 +114,7 @@ int main(int argc, char **argv)
     unsigned sessions = argc > 1 ? (unsigned)atoi(argv[1]) : 10000;
     if (sessions < 1 || sessions > 50000)
         die("usage", "bench-autosave [sessions 1-50000]");
-    wb_log_set_level(WB_LOG_ERROR);
-    wb_harness_opts ho = WB_HARNESS_OPTS_INIT;
-    ho.services_script = WB_BENCH_SERVICES_SCRIPT;
-    char *d = NULL;
-    if (wb_harness_up(&ho, &h, &d))
-        die("harness", d);
+    h = wbb_harness_start(prog, WB_BENCH_SERVICES_SCRIPT);
     const char *env = wb_harness_env(h, WB_BROKER_BUILTIN);
     unsigned port = 30000u + (unsigned)getpid() % 20000u;
     figures every5 = measure(env, port, 5, "autosave-5s", sessions);

@@ -133,3 +133,15 @@ void wbb_env_remove(const wbb_env *e)
     if (system(cmd) != 0)
         fprintf(stderr, "bench: could not remove %s\n", e->dir);
 }
+
+wb_harness *wbb_harness_start(const char *prog, const char *services_script)
+{
+    wb_log_set_level(WB_LOG_ERROR);
+    wb_harness_opts ho = WB_HARNESS_OPTS_INIT;
+    ho.services_script = services_script;
+    wb_harness *h = NULL;
+    char *d = NULL;
+    if (wb_harness_up(&ho, &h, &d))
+        wbb_die(prog, "harness", d);
+    return h;
+}

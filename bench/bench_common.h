@@ -34,6 +34,10 @@ double wbb_now_ms(void);
 /* "prog: what: why" on stderr, the harness taken down when h is not NULL,
  * then exit 1. */
 void wbb_die_down(const char *prog, wb_harness *h, const char *what, const char *why);
+/* The harness with its defaults (PostgreSQL, the builtin broker, the IoT
+ * Core and SQS stand-ins), services started by services_script, the
+ * library's log at errors only; exits with a message on failure. */
+wb_harness *wbb_harness_start(const char *prog, const char *services_script);
 /* qsort comparison of doubles, ascending. */
 int wbb_cmp_double(const void *a, const void *b);
 /* The median of v[0..n) (n > 0; the mean of the middle two when n is

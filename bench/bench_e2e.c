@@ -312,12 +312,8 @@ int main(int argc, char **argv)
                  argv[3]);
         die("usage", why);
     }
-    wb_log_set_level(WB_LOG_ERROR);
-    wb_harness_opts ho = WB_HARNESS_OPTS_INIT;
-    ho.services_script = WB_BENCH_SERVICES_SCRIPT;
+    h = wbb_harness_start(prog, WB_BENCH_SERVICES_SCRIPT);
     char *d = NULL;
-    if (wb_harness_up(&ho, &h, &d))
-        die("harness", d);
     wb_config *bcfg = wb_harness_config(h, WB_BROKER_BUILTIN);
     wb_config *icfg = wb_harness_config(h, WB_BROKER_IOTCORE);
     if (!bcfg || !icfg)

@@ -24,11 +24,17 @@ double wbb_rss_kib(int pid)
     return kib;
 }
 
-double wbb_pg_xacts(const char *prog, wb_harness *h, const char *url)
+static PGconn *connect_or_die(const char *prog, wb_harness *h, const char *url)
 {
     PGconn *c = PQconnectdb(url);
     if (PQstatus(c) != CONNECTION_OK)
         wbb_die_down(prog, h, "libpq", PQerrorMessage(c));
+    return c;
+}
+
+double wbb_pg_xacts(const char *prog, wb_harness *h, const char *url)
+{
+    PGconn *c = connect_or_die(prog, h, url);
     PQclear(PQexec(c, "SELECT pg_stat_force_next_flush()"));
     PGresult *r = PQexec(c, "SELECT xact_commit + xact_rollback FROM pg_stat_database"
                             " WHERE datname = current_database()");
@@ -38,7 +44,9 @@ double wbb_pg_xacts(const char *prog, wb_harness *h, const char *url)
     return x;
 }
 
-double wbb_proc_cpu_ms(int pid, int *ppid)
+/* The CPU time of a process (user + system, ms), and in *reaped that of its
+ * children it has waited for; 0 when it is gone. */
+static double proc_times(int pid, int *ppid, double *reaped)
 {
     char path[64], buf[1024];
     snprintf(path, sizeof path, "/proc/%d/stat", pid);
@@ -49,14 +57,22 @@ double wbb_proc_cpu_ms(int pid, int *ppid)
     fclose(f);
     buf[len] = '\0';
     const char *at = strrchr(buf, ')'); /* the command may hold spaces */
-    unsigned long long ut = 0, st = 0;
+    unsigned long long ut = 0, st = 0, cut = 0, cst = 0;
     int pp = 0;
-    if (!at ||
-        sscanf(at + 2, "%*c %d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &pp, &ut, &st) != 3)
+    if (!at || sscanf(at + 2, "%*c %d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %llu %llu", &pp,
+                      &ut, &st, &cut, &cst) != 5)
         return 0;
     if (ppid)
         *ppid = pp;
-    return (double)(ut + st) * 1000.0 / (double)sysconf(_SC_CLK_TCK);
+    double tick = 1000.0 / (double)sysconf(_SC_CLK_TCK);
+    if (reaped)
+        *reaped = (double)(cut + cst) * tick;
+    return (double)(ut + st) * tick;
+}
+
+double wbb_proc_cpu_ms(int pid, int *ppid)
+{
+    return proc_times(pid, ppid, NULL);
 }
 
 double wbb_pg_cpu_ms(const char *prog, wb_harness *h)
@@ -68,7 +84,10 @@ double wbb_pg_cpu_ms(const char *prog, wb_harness *h)
     if (!f || fscanf(f, "%d", &pm) != 1)
         wbb_die_down(prog, h, "PostgreSQL", "cannot read its postmaster.pid");
     fclose(f);
-    double total = wbb_proc_cpu_ms(pm, NULL);
+    /* the backends that ended: their time went to the postmaster's
+     * children's when it reaped them */
+    double reaped = 0;
+    double total = proc_times(pm, NULL, &reaped) + reaped;
     DIR *d = opendir("/proc");
     struct dirent *e;
     while (d && (e = readdir(d)) != NULL) {
@@ -86,9 +105,7 @@ double wbb_pg_cpu_ms(const char *prog, wb_harness *h)
 
 void wbb_pg_empty_queues(const char *prog, wb_harness *h, const char *url)
 {
-    PGconn *c = PQconnectdb(url);
-    if (PQstatus(c) != CONNECTION_OK)
-        wbb_die_down(prog, h, "libpq", PQerrorMessage(c));
+    PGconn *c = connect_or_die(prog, h, url);
     PGresult *r = PQexec(c, "DELETE FROM message_queue_messages");
     if (PQresultStatus(r) != PGRES_COMMAND_OK)
         wbb_die_down(prog, h, "emptying the queues", PQerrorMessage(c));
@@ -98,9 +115,7 @@ void wbb_pg_empty_queues(const char *prog, wb_harness *h, const char *url)
 
 double wbb_pg_raw_insert(const char *prog, wb_harness *h, const char *url, unsigned n)
 {
-    PGconn *c = PQconnectdb(url);
-    if (PQstatus(c) != CONNECTION_OK)
-        wbb_die_down(prog, h, "libpq", PQerrorMessage(c));
+    PGconn *c = connect_or_die(prog, h, url);
     PQclear(PQexec(c, "CREATE TABLE IF NOT EXISTS bench_raw (id bigserial PRIMARY KEY, "
                       "body text NOT NULL, sent_at timestamptz NOT NULL DEFAULT now())"));
     PGresult *r = PQprepare(c, "ins", "INSERT INTO bench_raw (body) VALUES ($1)", 1, NULL);

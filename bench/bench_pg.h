@@ -12,8 +12,9 @@
 double wbb_proc_cpu_ms(int pid, int *ppid);
 /* Resident memory (VmRSS) of a process, KiB; 0 when unknown. */
 double wbb_rss_kib(int pid);
-/* The CPU time of the harness's PostgreSQL, ms: its postmaster and every
- * process of it alive now (backends, background workers). */
+/* The CPU time of the harness's PostgreSQL, ms: its postmaster, every
+ * process of it alive now (backends, background workers) and those that
+ * ended (the postmaster's reaped children). */
 double wbb_pg_cpu_ms(const char *prog, wb_harness *h);
 /* Transactions committed and rolled back in the database of url so far,
  * after this backend's statistics are flushed (others flush within 1 s). */

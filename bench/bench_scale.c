@@ -475,12 +475,7 @@ int main(int argc, char **argv)
                  (unsigned long long)rl.rlim_max, n, n + 64);
         die("usage", why);
     }
-    wb_log_set_level(WB_LOG_ERROR);
-    wb_harness_opts ho = WB_HARNESS_OPTS_INIT;
-    ho.services_script = WB_BENCH_SERVICES_SCRIPT;
-    char *d = NULL;
-    if (wb_harness_up(&ho, &h, &d))
-        die("harness", d);
+    h = wbb_harness_start(prog, WB_BENCH_SERVICES_SCRIPT);
     const char *env = wb_harness_env(h, WB_BROKER_BUILTIN);
     char dburl[1024];
     snprintf(dburl, sizeof dburl, "%s", wbt_env_value(env, "DATABASE_URL"));
