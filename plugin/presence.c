@@ -14,6 +14,9 @@
 #define ID_SIZE      WB_ULID_STR_SIZE
 #define RETRY_MIN_MS 250u
 #define RETRY_MAX_MS 5000u
+/* Changes written in one transaction at most: a reconnect storm's records
+ * cost one commit (one WAL flush) per batch instead of one each. */
+#define BATCH_MAX 100u
 
 typedef struct conn {
     char worker[ID_SIZE], pool[ID_SIZE];
@@ -198,9 +201,10 @@ static const char SQL_CLEAR[] =
     "WITH d AS (DELETE FROM workerbus_presence WHERE replica = $1 RETURNING pool, worker)"
     " SELECT count(pg_notify('workerbus_presence', pool || '/' || worker)) FROM d";
 
-/* One statement; false when the connection should be dropped. */
+/* One statement; false when the connection should be dropped. *okp (may
+ * be NULL) says whether it succeeded. */
 static bool run(bltn_presence *pr, PGconn *c, const char *sql, int n, const char *pool,
-                const char *worker, int64_t epoch, const char *what)
+                const char *worker, int64_t epoch, const char *what, bool *okp)
 {
     char es[24];
     snprintf(es, sizeof es, "%lld", (long long)epoch);
@@ -228,7 +232,52 @@ static bool run(bltn_presence *pr, PGconn *c, const char *sql, int n, const char
     if (!ok)
         pr->failed++;
     pthread_mutex_unlock(&pr->lock);
+    if (okp)
+        *okp = ok;
     return keep;
+}
+
+static bool exec_ok(PGconn *c, const char *sql)
+{
+    PGresult *r = PQexec(c, sql);
+    bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    PQclear(r);
+    return ok;
+}
+
+/* Writes a batch of changes (the lock not held), in one transaction when
+ * there are several; false when the connection should be dropped: any
+ * failure inside a transaction loses the batch, and the reconnection's
+ * resync writes this replica's records again from what it holds. */
+static bool write_batch(bltn_presence *pr, PGconn *c, op *batch, unsigned n)
+{
+    bool several = n > 1, ok = true;
+    if (several && !exec_ok(c, "BEGIN"))
+        return false;
+    for (op *o = batch; o && ok; o = o->next) {
+        bool keep = o->up ? run(pr, c, SQL_UP, 4, o->pool, o->worker, o->epoch,
+                                "recording a worker's presence", &ok)
+                          : run(pr, c, SQL_DOWN, 4, o->pool, o->worker, o->epoch,
+                                "removing a worker's presence", &ok);
+        if (!keep)
+            return false;
+        if (!ok && !several)
+            return true; /* a statement of its own: the next goes on */
+    }
+    if (several && (!ok || !exec_ok(c, "COMMIT"))) {
+        if (ok)
+            wb__log(WB_LOG_WARN, "presence", "committing %u presence changes failed: %s", n,
+                    PQerrorMessage(c));
+        return false;
+    }
+    pthread_mutex_lock(&pr->lock);
+    for (op *o = batch; o; o = o->next)
+        if (o->up)
+            pr->recorded++;
+        else
+            pr->removed++;
+    pthread_mutex_unlock(&pr->lock);
+    return true;
 }
 
 /* After a (re)connection: this replica's records are exactly its present
@@ -252,10 +301,15 @@ static bool resync(bltn_presence *pr, PGconn *c)
                 snap[n++].epoch = k->epoch;
             }
     pthread_mutex_unlock(&pr->lock);
-    bool ok = run(pr, c, SQL_CLEAR, 1, NULL, NULL, 0, "clearing this replica's presence");
+    /* one transaction: the others never see this replica's records half
+     * written, and thousands of them cost one commit */
+    bool ok = exec_ok(c, "BEGIN");
+    if (ok)
+        run(pr, c, SQL_CLEAR, 1, NULL, NULL, 0, "clearing this replica's presence", &ok);
     for (size_t i = 0; ok && i < n; i++)
-        ok = run(pr, c, SQL_UP, 4, snap[i].pool, snap[i].worker, snap[i].epoch,
-                 "recording a worker's presence");
+        run(pr, c, SQL_UP, 4, snap[i].pool, snap[i].worker, snap[i].epoch,
+            "recording a worker's presence", &ok);
+    ok = ok && exec_ok(c, "COMMIT");
     free(snap);
     if (ok)
         wb__log(WB_LOG_INFO, "presence", "replica %s holds %zu subscribed worker connection(s)",
@@ -304,23 +358,25 @@ static void *writer_main(void *arg)
             pthread_cond_wait(&pr->cond, &pr->lock);
             continue;
         }
-        op *o = pr->head;
-        pr->head = o->next;
+        /* the oldest changes, in their order */
+        op *batch = pr->head, *last = batch;
+        unsigned n = 1;
+        while (last->next && n < BATCH_MAX) {
+            last = last->next;
+            n++;
+        }
+        pr->head = last->next;
+        last->next = NULL;
         if (!pr->head)
             pr->tail = NULL;
         pthread_mutex_unlock(&pr->lock);
-        bool keep = o->up ? run(pr, c, SQL_UP, 4, o->pool, o->worker, o->epoch,
-                                "recording a worker's presence")
-                          : run(pr, c, SQL_DOWN, 4, o->pool, o->worker, o->epoch,
-                                "removing a worker's presence");
-        pthread_mutex_lock(&pr->lock);
-        if (keep) {
-            if (o->up)
-                pr->recorded++;
-            else
-                pr->removed++;
+        bool keep = write_batch(pr, c, batch, n);
+        while (batch) {
+            op *o = batch;
+            batch = o->next;
+            free(o);
         }
-        free(o);
+        pthread_mutex_lock(&pr->lock);
         if (!keep) {
             PQfinish(c);
             c = NULL; /* the reconnection's resync covers what was lost */
@@ -328,7 +384,7 @@ static void *writer_main(void *arg)
     }
     pthread_mutex_unlock(&pr->lock);
     if (c) {
-        run(pr, c, SQL_CLEAR, 1, NULL, NULL, 0, "clearing this replica's presence");
+        run(pr, c, SQL_CLEAR, 1, NULL, NULL, 0, "clearing this replica's presence", NULL);
         PQfinish(c);
     }
     return NULL;
