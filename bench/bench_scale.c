@@ -24,8 +24,9 @@
  *    the server process (drain, handler, broker supervision), PostgreSQL
  *    transactions per message;
  *  - a restart: the broker stopped and started again; every worker
- *    reconnects at once (then every 100-300 ms while refused): the time until
- *    all N are subscribed again, from the new broker's start.
+ *    reconnects with workerbus's backoff (50-100 ms, then doubling while
+ *    refused): the time until all N are subscribed again, from the new
+ *    broker's start.
  * Workers connect as workerbus's own client does (bench/scale_client.c);
  * after each storm the workerbus run waits for the plugin to record every
  * worker's presence.

@@ -10,8 +10,9 @@
  *
  * A worker connects as workerbus's own client does: an attempt not
  * subscribed within ATTEMPT_MS (default 10 s; doubling with each such
- * attempt in a row, at most 30 s) is given up, and a failed one is tried
- * again 100-300 ms later; a dropped connection is tried again at once.
+ * attempt in a row, at most 30 s) is given up; after a drop or a failed
+ * attempt the next waits 100 ms doubling with each attempt since the last
+ * connection, at most 30 s, with equal jitter.
  *
  * At start all N connect at once (the storm: every socket, TLS handshake,
  * CONNECT and SUBSCRIBE in flight together), then it prints
@@ -74,6 +75,7 @@ typedef struct conn {
     double since;    /* when the worker began to want a connection; 0: has one */
     double retry_at; /* 0: no retry pending */
     unsigned stalls; /* attempts in a row that timed out */
+    unsigned fails;  /* attempts since the last connection: the backoff */
     bool want_write;
 } conn;
 
@@ -237,12 +239,23 @@ static void start(conn *c)
     epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &e);
 }
 
+/* The wait before the next attempt, as workerbus's client waits: 100 ms
+ * doubling with each attempt since the last connection, at most 30 s,
+ * with equal jitter (half of it fixed, half random). */
+static double backoff_ms(unsigned attempt)
+{
+    double base = 100.0;
+    for (unsigned i = 0; i < attempt && base < 30000.0; i++)
+        base *= 2;
+    base = base < 30000.0 ? base : 30000.0;
+    return base / 2 + (double)(random() % ((long)base / 2 + 1));
+}
+
 /* The connection failed or closed: counted, and tried again when the
  * reconnect command was given. */
 static void drop(conn *c)
 {
-    bool was_ready = c->st == S_READY;
-    if (was_ready)
+    if (c->st == S_READY)
         ready--;
     else
         failed_attempts++;
@@ -253,8 +266,7 @@ static void drop(conn *c)
         close(c->fd);
     c->fd = -1;
     c->st = S_IDLE;
-    /* after a drop at once; after a failed attempt, 100-300 ms later */
-    c->retry_at = mono_ms() + (was_ready ? 0.0 : 100.0 + (double)(random() % 200));
+    c->retry_at = mono_ms() + backoff_ms(c->fails++);
 }
 
 static void handle_packet(conn *c, unsigned char type, const unsigned char *p, size_t len)
@@ -277,7 +289,7 @@ static void handle_packet(conn *c, unsigned char type, const unsigned char *p, s
             return;
         }
         c->st = S_READY;
-        c->stalls = 0;
+        c->stalls = c->fails = 0;
         ready++;
         if (nconn_ms < N)
             conn_ms[nconn_ms++] = mono_ms() - c->since;
