@@ -200,11 +200,11 @@ static wb_err write_rule_env(const wb_config *c, const char *path, uid_t uid, gi
  * the plugin's database connections. */
 #define NOFILE_RESERVE 64
 
-/* How many connections the open-file limit leaves the broker (its soft
- * limit raised to this process's hard one); -1: no limit. */
 /* The longest listen queue asked for (the plugin's limit). */
 #define LISTEN_BACKLOG_MAX 65535L
 
+/* How many connections the open-file limit leaves the broker (its soft
+ * limit raised to this process's hard one); -1: no limit. */
 static long nofile_connections(void)
 {
     struct rlimit rl;

@@ -383,9 +383,8 @@ static bool attempt_dead(int sock)
 /* After a round of I/O: a failure that libmosquitto did not report through
  * on_disconnect (it does not for a connection still being made), a socket
  * that died, or an attempt that has not reached CONNACK in time, is
- * abandoned; the next
- * attempt (mosquitto_reconnect_async) closes the old socket and sends the
- * unacknowledged QoS 1 messages again. */
+ * abandoned; the next attempt (mosquitto_reconnect_async) closes the old
+ * socket and sends the unacknowledged QoS 1 messages again. */
 static void check_attempt(wb__mqttc *c, int rc)
 {
     if (!c->socket_open)
