@@ -71,14 +71,32 @@ static void on_msg(void *ctx, const wb_message *m)
     pthread_mutex_unlock(&c->lock);
 }
 
-/* Waits until `distinct` (or, for n_only, `n`) reaches want. */
-static bool col_wait(collector *c, size_t want, unsigned timeout_ms, bool n_only)
+/* What a wait waits for, read under the collector's lock: want messages
+ * (distinct, or any for n_only), or, with to > 0, every index in
+ * [from, to). */
+typedef struct col_goal {
+    size_t want, from, to;
+    bool n_only;
+} col_goal;
+
+static bool col_reached(const collector *c, const col_goal *g)
+{
+    if (g->to == 0)
+        return (g->n_only ? c->n : c->distinct) >= g->want;
+    size_t i = g->from;
+    while (i < g->to && i < c->cap && c->seen[i])
+        i++;
+    return i >= g->to;
+}
+
+/* Polls until the goal is reached; false after timeout_ms. */
+static bool col_until(collector *c, col_goal g, unsigned timeout_ms)
 {
     for (unsigned waited = 0;; waited += 10) {
         pthread_mutex_lock(&c->lock);
-        size_t have = n_only ? c->n : c->distinct;
+        bool done = col_reached(c, &g);
         pthread_mutex_unlock(&c->lock);
-        if (have >= want)
+        if (done)
             return true;
         if (waited >= timeout_ms)
             return false;
@@ -86,22 +104,16 @@ static bool col_wait(collector *c, size_t want, unsigned timeout_ms, bool n_only
     }
 }
 
-/* Waits until every index in [from, to) has been received; false after
- * timeout_ms. */
+/* Waits until `distinct` (or, for n_only, `n`) reaches want. */
+static bool col_wait(collector *c, size_t want, unsigned timeout_ms, bool n_only)
+{
+    return col_until(c, (col_goal){.want = want, .n_only = n_only}, timeout_ms);
+}
+
+/* Waits until every index in [from, to) has been received. */
 static bool col_wait_range(collector *c, size_t from, size_t to, unsigned timeout_ms)
 {
-    for (unsigned waited = 0;; waited += 10) {
-        pthread_mutex_lock(&c->lock);
-        size_t i = from;
-        while (i < to && i < c->cap && c->seen[i])
-            i++;
-        pthread_mutex_unlock(&c->lock);
-        if (i >= to)
-            return true;
-        if (waited >= timeout_ms)
-            return false;
-        usleep(10000);
-    }
+    return col_until(c, (col_goal){.from = from, .to = to}, timeout_ms);
 }
 
 /* ---- helpers ---------------------------------------------------------------- */
