@@ -69,6 +69,8 @@ typedef struct wb_queue_opts {
      *  at a steady load one claim and one delete serve several messages:
      *  fewer transactions per message, for up to this much latency. Only a
      *  poll that found the queue drained waits; a backlog is claimed at once.
+     *  It also spaces the handle's claims of a queue by this much while
+     *  messages come that often and fewer than a batch wait.
      *  0 (the default): no wait; at most ::WB_QUEUE_LINGER_MAX_MS. Other
      *  backends ignore it. Version 3. */
     unsigned int receive_linger_ms;

@@ -103,7 +103,10 @@ static bool handle(wb_drain *d, const wb_queue_message *m)
     return false;
 }
 
-static void handle_batch(wb_drain *d, keeper *k, const wb_queue_message *msgs, size_t n)
+/* Hands a received batch to the handler; done[] gets the receipts of the
+ * messages handled, which the next receive deletes. Returns their number. */
+static size_t handle_batch(wb_drain *d, keeper *k, const wb_queue_message *msgs, size_t n,
+                           const char **done)
 {
     pthread_mutex_lock(&k->lock);
     k->msgs = msgs;
@@ -112,7 +115,6 @@ static void handle_batch(wb_drain *d, keeper *k, const wb_queue_message *msgs, s
     k->gen++;
     pthread_cond_signal(&k->cond);
     pthread_mutex_unlock(&k->lock);
-    const char *done[WB_QUEUE_BATCH_MAX];
     size_t ndone = 0;
     for (size_t i = 0; i < n; i++) {
         bool ok = handle(d, &msgs[i]);
@@ -127,19 +129,20 @@ static void handle_batch(wb_drain *d, keeper *k, const wb_queue_message *msgs, s
     k->gen++;
     pthread_cond_signal(&k->cond);
     pthread_mutex_unlock(&k->lock);
-    if (!ndone)
-        return;
-    /* one request for the batch's handled messages; any left undeleted is
-     * seen again: at least once */
-    wb_err res[WB_QUEUE_BATCH_MAX];
-    wb_err err = wb_queue_delete_batch(d->q, WB_LQ_IOT, done, ndone, res);
-    for (size_t i = 0; i < ndone; i++) {
-        if (err == WB_OK || res[i] == WB_OK) {
+    return ndone;
+}
+
+/* Counts the deletes of handled messages; any left undeleted is seen
+ * again: at least once. */
+static void count_deletes(wb_drain *d, const wb_err *res, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (res[i] == WB_OK) {
             atomic_fetch_add(&d->delivered, 1);
         } else {
             atomic_fetch_add(&d->queue_errors, 1);
             wb__log(WB_LOG_WARN, "drain", "a handled message was not deleted: %s",
-                    wb_queue_last_error(d->q));
+                    wb_strerror(res[i]));
         }
     }
 }
@@ -156,11 +159,26 @@ static void *drain_main(void *arg)
                 "no thread to extend visibility: long handlers may see "
                 "their message twice");
     unsigned backoff = 0;
+    /* The handled messages of the last batch: the next receive deletes
+     * them, in the transaction of its claim where the queue can */
+    wb_queue_message *held = NULL;
+    size_t nheld = 0, ndone = 0;
+    const char *done[WB_QUEUE_BATCH_MAX];
+    wb_err res[WB_QUEUE_BATCH_MAX];
     while (!atomic_load(&d->stop)) {
         wb_queue_message *msgs = NULL;
         size_t n = 0;
-        wb_err err = wb_queue_receive(d->q, WB_LQ_IOT, WB_QUEUE_BATCH_MAX, d->o.wait_s,
-                                      (int)d->o.visibility_s, &msgs, &n);
+        wb_err err =
+            ndone ? wb__queue_delete_receive(d->q, WB_LQ_IOT, done, ndone, res, WB_QUEUE_BATCH_MAX,
+                                             d->o.wait_s, (int)d->o.visibility_s, &msgs, &n)
+                  : wb_queue_receive(d->q, WB_LQ_IOT, WB_QUEUE_BATCH_MAX, d->o.wait_s,
+                                     (int)d->o.visibility_s, &msgs, &n);
+        if (ndone)
+            count_deletes(d, res, ndone);
+        ndone = 0;
+        wb_queue_messages_free(held, nheld);
+        held = NULL;
+        nheld = 0;
         if (err) {
             atomic_fetch_add(&d->queue_errors, 1);
             unsigned ms = wb__backoff_ms(backoff++, 100, 5000);
@@ -174,9 +192,19 @@ static void *drain_main(void *arg)
         }
         backoff = 0;
         if (n)
-            handle_batch(d, &k, msgs, n);
-        wb_queue_messages_free(msgs, n);
+            ndone = handle_batch(d, &k, msgs, n, done);
+        held = msgs;
+        nheld = n;
     }
+    if (ndone) {
+        for (size_t i = 0; i < ndone; i++)
+            res[i] = WB_OK;
+        wb_err err = wb_queue_delete_batch(d->q, WB_LQ_IOT, done, ndone, res);
+        for (size_t i = 0; err && i < ndone; i++)
+            res[i] = res[i] ? res[i] : err;
+        count_deletes(d, res, ndone);
+    }
+    wb_queue_messages_free(held, nheld);
     if (keeping) {
         pthread_mutex_lock(&k.lock);
         k.quit = true;

@@ -351,14 +351,10 @@ WB_API wb_err wb_queue_send(wb_queue *q, wb_logical_queue lq, const wb_queue_ent
     return err ? wb__fail(q, err, d) : wb__ok(q);
 }
 
-WB_API wb_err wb_queue_receive(wb_queue *q, wb_logical_queue lq, unsigned int max,
-                               unsigned int wait_s, int visibility_s, wb_queue_message **out,
-                               size_t *n)
+/* The arguments of a receive. */
+static wb_err receive_checks(wb_queue *q, wb_logical_queue lq, unsigned max, unsigned wait_s,
+                             int visibility_s)
 {
-    if (!q || !out || !n)
-        return WB_ERR_INVALID_ARGUMENT;
-    *out = NULL;
-    *n = 0;
     char *d = NULL;
     if (!check_lq(lq, &d))
         return wb__fail(q, WB_ERR_INVALID_ARGUMENT, d);
@@ -373,7 +369,21 @@ WB_API wb_err wb_queue_receive(wb_queue *q, wb_logical_queue lq, unsigned int ma
                         wb__asprintf("the visibility timeout is 0-43200 s (or -1 for the "
                                      "queue's), not %d",
                                      visibility_s));
-    wb_err err;
+    return WB_OK;
+}
+
+WB_API wb_err wb_queue_receive(wb_queue *q, wb_logical_queue lq, unsigned int max,
+                               unsigned int wait_s, int visibility_s, wb_queue_message **out,
+                               size_t *n)
+{
+    if (!q || !out || !n)
+        return WB_ERR_INVALID_ARGUMENT;
+    *out = NULL;
+    *n = 0;
+    wb_err err = receive_checks(q, lq, max, wait_s, visibility_s);
+    if (err)
+        return err;
+    char *d = NULL;
     RETRYING(
         q, "receive", lq, d, err,
         (*out = NULL, *n = 0, q->ops->receive(q->priv, lq, max, wait_s, visibility_s, out, n, &d)));
@@ -396,23 +406,65 @@ static bool receipt_ok(const char *r)
     return r && *r;
 }
 
+/* The arguments of a delete. */
+static wb_err delete_checks(wb_queue *q, wb_logical_queue lq, const char *const *receipts, size_t n)
+{
+    wb_err err = batch_checks(q, lq, receipts, n, "receipts");
+    if (err)
+        return err;
+    for (size_t i = 0; i < n; i++) {
+        if (!receipt_ok(receipts[i]))
+            return wb__fail(q, WB_ERR_INVALID_ARGUMENT, wb__asprintf("receipt %zu is empty", i));
+    }
+    return WB_OK;
+}
+
 WB_API wb_err wb_queue_delete_batch(wb_queue *q, wb_logical_queue lq, const char *const *receipts,
                                     size_t n, wb_err *results)
 {
     if (!q)
         return WB_ERR_INVALID_ARGUMENT;
-    wb_err err = batch_checks(q, lq, receipts, n, "receipts");
+    wb_err err = delete_checks(q, lq, receipts, n);
     if (err)
         return err;
     char *d = NULL;
-    for (size_t i = 0; i < n; i++) {
-        if (!receipt_ok(receipts[i]))
-            return wb__fail(q, WB_ERR_INVALID_ARGUMENT, wb__asprintf("receipt %zu is empty", i));
-    }
     wb_err local[WB_QUEUE_BATCH_MAX];
     RETRYING(q, "delete_batch", lq, d, err,
              q->ops->delete_batch(q->priv, lq, receipts, n, results ? results : local, &d));
     plain_codes(results ? results : local, n);
+    return err ? wb__fail(q, err, d) : wb__ok(q);
+}
+
+wb_err wb__queue_delete_receive(wb_queue *q, wb_logical_queue lq, const char *const *receipts,
+                                size_t nr, wb_err *results, unsigned max, unsigned wait_s,
+                                int visibility_s, wb_queue_message **out, size_t *n)
+{
+    if (!q || !out || !n || !results)
+        return WB_ERR_INVALID_ARGUMENT;
+    *out = NULL;
+    *n = 0;
+    if (!q->ops->delete_receive) {
+        for (size_t i = 0; i < nr; i++)
+            results[i] = WB_OK;
+        wb_err err = wb_queue_delete_batch(q, lq, receipts, nr, results);
+        for (size_t i = 0; err && i < nr; i++)
+            results[i] = results[i] ? results[i] : err;
+        return err ? err : wb_queue_receive(q, lq, max, wait_s, visibility_s, out, n);
+    }
+    wb_err err = delete_checks(q, lq, receipts, nr);
+    if (!err)
+        err = receive_checks(q, lq, max, wait_s, visibility_s);
+    if (err) {
+        for (size_t i = 0; i < nr; i++)
+            results[i] = err;
+        return err;
+    }
+    char *d = NULL;
+    RETRYING(q, "delete_receive", lq, d, err,
+             (*out = NULL, *n = 0,
+              q->ops->delete_receive(q->priv, lq, receipts, nr, results, max, wait_s, visibility_s,
+                                     out, n, &d)));
+    plain_codes(results, nr);
     return err ? wb__fail(q, err, d) : wb__ok(q);
 }
 

@@ -84,7 +84,28 @@ typedef struct wb__queue_ops {
      * long poll that began before the call ends within about a second,
      * answering WB_OK with no message. NULL: long polls run their course. */
     void (*wake)(void *priv);
+    /* As delete_batch of nr receipts (nr >= 1) followed by receive, with
+     * the results of both, for a consumer that deletes what it handled and
+     * receives again at once (the drain): the backend may delete in the
+     * same transaction as its next claim, and may hold the deletes while the
+     * long poll waits, for a short time (a message's visibility timeout is
+     * far longer). *results are the deletes' (WB_OK also for a receipt
+     * that no longer holds its message). A failure fails both: the core
+     * retries both, deleting again being harmless. NULL: the core calls
+     * delete_batch, then receive. */
+    wb_err (*delete_receive)(void *priv, wb_logical_queue lq, const char *const *receipts,
+                             size_t nr, wb_err *results, unsigned max, unsigned wait_s,
+                             int visibility_s, wb_queue_message **out, size_t *n, char **detail);
 } wb__queue_ops;
+
+/* wb_queue_delete_batch() of the receipts, then wb_queue_receive(), in one
+ * call that a backend may serve with fewer transactions (delete_receive
+ * above). The same checks, codes and retries as those two; on a failure
+ * *out is empty and results[] hold the deletes' codes (the failure's when
+ * they did not happen). */
+wb_err wb__queue_delete_receive(wb_queue *q, wb_logical_queue lq, const char *const *receipts,
+                                size_t nr, wb_err *results, unsigned max, unsigned wait_s,
+                                int visibility_s, wb_queue_message **out, size_t *n);
 
 /* Ends the long polls of q now waiting (wake above); the drain calls it when
  * it stops. Any thread; never blocks. */

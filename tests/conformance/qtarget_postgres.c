@@ -57,6 +57,10 @@ static bool pg_restart(void)
  * bench/hooks.h). */
 const char *wb__pg_statement(const char *name);
 bool wb__pg_statement_replanned(const char *name);
+/* The drain's delete-then-receive (src/queue/queue_backend.h). */
+wb_err wb__queue_delete_receive(wb_queue *q, wb_logical_queue lq, const char *const *receipts,
+                                size_t nr, wb_err *results, unsigned max, unsigned wait_s,
+                                int visibility_s, wb_queue_message **out, size_t *n);
 
 static PGresult *must(PGconn *c, PGresult *r, ExecStatusType want, const char *what)
 {
@@ -76,6 +80,7 @@ static const struct {
     {"wb_claim", "'iot', 10, 30, 5, 'dlq'"},
     {"wb_claim_fifo", "'async-jobs.fifo', 10, 30, 5, 'dlq.fifo'"},
     {"wb_delete", "'iot', '{1}', '{1}'"},
+    {"wb_delete_claim", "'iot', 10, 30, 5, 'dlq', '{1}', '{1}'"},
     {"wb_visibility", "'iot', 1, 1, 0"},
     {"wb_next_visible", "'iot'"},
 };
@@ -164,11 +169,18 @@ Test(postgres_plans, stay_small_when_a_backlog_arrives_on_an_idle_queue, .timeou
     cr_assert_not_null(strstr(del, "Delete on message_queue_messages m (actual rows=3"),
                        "the delete did not delete the 3 messages in flight:\n%s", del);
     free(del);
+    /* the drain's deletes with its next claim: the same two plans in one */
+    snprintf(args, sizeof args, "'iot', 10, 30, 5, 'dlq', '%s', '%s'", held, held);
+    del = plan_within(c, "wb_delete_claim", args, 100);
+    cr_assert_not_null(strstr(del, "Delete on message_queue_messages m_1 (actual rows=3"),
+                       "the delete with the claim did not delete the 3 messages in flight:\n%s",
+                       del);
+    free(del);
     char first[32];
     snprintf(first, sizeof first, "%.*s", (int)strcspn(held + 1, ",}"), held + 1);
     snprintf(args, sizeof args, "'iot', %s, %s, 0", first, first);
     free(plan_within(c, "wb_visibility", args, 100));
-    free(plan_within(c, "wb_next_visible", hot[4].idle_args, 100));
+    free(plan_within(c, "wb_next_visible", hot[5].idle_args, 100));
 
     exec_ok(c, "ALTER TABLE message_queue_messages RESET (autovacuum_enabled)");
     PQfinish(c);
@@ -270,6 +282,152 @@ Test(postgres_linger, a_woken_receive_waits_for_the_messages_that_follow, .timeo
     size_t without = burst_in_one_receive(0);
     cr_assert_lt(without, 5, "without a linger a receive took all %zu messages of the burst",
                  without);
+}
+
+static uint64_t counts_in_flight(wb_queue *q)
+{
+    wb_queue_counts k;
+    cr_assert_eq(wb_queue_counts_get(q, WB_LQ_IOT, &k), WB_OK, "%s", wb_queue_last_error(q));
+    return k.in_flight;
+}
+
+typedef struct acking_poll {
+    wb_queue *q;
+    const char *receipts[10];
+    size_t nr;
+    wb_err results[10];
+    wb_queue_message *m;
+    size_t n;
+    wb_err err;
+} acking_poll;
+
+static void *delete_receive_once(void *arg)
+{
+    acking_poll *p = arg;
+    p->err = wb__queue_delete_receive(p->q, WB_LQ_IOT, p->receipts, p->nr, p->results, 10, 5, 30,
+                                      &p->m, &p->n);
+    return NULL;
+}
+
+/* The drain deletes what it handled with its next receive: in the claim's
+ * transaction when there is something to claim, and never held through a
+ * long wait. */
+Test(postgres_acks, the_deletes_of_handled_messages_travel_with_the_next_claim, .timeout = 60)
+{
+    wb_config *cfg = pg_config(NULL);
+    wb_queue *q = NULL;
+    cr_assert_eq(wb_queue_open(cfg, NULL, &q), WB_OK, "%s", wb_queue_last_error(NULL));
+    pg_purge();
+    for (int i = 0; i < 3; i++)
+        send_iot(q, "first");
+    wb_queue_message *m = NULL;
+    size_t n = 0;
+    cr_assert_eq(wb_queue_receive(q, WB_LQ_IOT, 10, 0, 30, &m, &n), WB_OK);
+    cr_assert_eq(n, 3);
+    send_iot(q, "second");
+    send_iot(q, "second");
+    /* three good receipts and a malformed one: the three deleted, the
+     * malformed one refused on its own, the two new messages claimed */
+    const char *rc[4] = {m[0].receipt, "not-a-receipt", m[1].receipt, m[2].receipt};
+    wb_err res[4];
+    wb_queue_message *m2 = NULL;
+    size_t n2 = 0;
+    cr_assert_eq(wb__queue_delete_receive(q, WB_LQ_IOT, rc, 4, res, 10, 0, 30, &m2, &n2), WB_OK,
+                 "%s", wb_queue_last_error(q));
+    cr_assert_eq(res[0], WB_OK);
+    cr_assert_eq(res[1], WB_ERR_INVALID_ARGUMENT);
+    cr_assert_eq(res[2], WB_OK);
+    cr_assert_eq(res[3], WB_OK);
+    cr_assert_eq(n2, 2, "the claim with the deletes took %zu of 2 new messages", n2);
+    for (size_t i = 0; i < n2; i++)
+        cr_assert_str_eq(m2[i].body, "second");
+    cr_assert_eq(counts_in_flight(q), 2, "the 3 handled messages were not deleted");
+    /* deleting again what is gone succeeds, as with wb_queue_delete_batch() */
+    const char *again[1] = {m[0].receipt};
+    wb_queue_message *m3 = NULL;
+    size_t n3 = 0;
+    cr_assert_eq(wb__queue_delete_receive(q, WB_LQ_IOT, again, 1, res, 10, 0, 30, &m3, &n3), WB_OK);
+    cr_assert_eq(res[0], WB_OK);
+    cr_assert_eq(n3, 0);
+    wb_queue_messages_free(m, n);
+
+    /* messages now come often (2 ms apart), so deletes may wait for the
+     * claim of the next one; none comes: they go alone, soon, and the poll
+     * waits on */
+    long_poll warm = {.q = q};
+    pthread_t t;
+    pthread_create(&t, NULL, receive_once, &warm);
+    usleep(200000);
+    for (int i = 0; i < 40; i++) {
+        send_iot(q, "warm-up");
+        usleep(2000);
+    }
+    pthread_join(t, NULL);
+    cr_assert_eq(warm.err, WB_OK);
+    for (size_t i = 0; i < warm.n; i++)
+        cr_assert_eq(wb_queue_delete(q, WB_LQ_IOT, warm.m[i].receipt), WB_OK);
+    wb_queue_messages_free(warm.m, warm.n);
+    drain_all(q, 40 - warm.n);
+    acking_poll p = {.q = q, .nr = n2};
+    for (size_t i = 0; i < n2; i++)
+        p.receipts[i] = m2[i].receipt;
+    pthread_create(&t, NULL, delete_receive_once, &p);
+    usleep(400000);
+    cr_assert_eq(counts_in_flight(q), 0,
+                 "400 ms into a long poll, the deletes it carries have not happened");
+    send_iot(q, "third");
+    pthread_join(t, NULL);
+    cr_assert_eq(p.err, WB_OK, "%s", wb_queue_last_error(q));
+    cr_assert_eq(p.n, 1, "the long poll returned %zu messages, not the one sent", p.n);
+    cr_assert_str_eq(p.m[0].body, "third");
+    cr_assert_eq(p.results[0], WB_OK);
+    cr_assert_eq(p.results[1], WB_OK);
+    cr_assert_eq(wb_queue_delete(q, WB_LQ_IOT, p.m[0].receipt), WB_OK);
+    wb_queue_messages_free(p.m, p.n);
+    wb_queue_messages_free(m2, n2);
+    wb_queue_close(q);
+    wb_config_free(cfg);
+}
+
+static long long vacuum_count(PGconn *c)
+{
+    PGresult *r = must(c,
+                       PQexec(c, "SELECT vacuum_count FROM pg_stat_user_tables"
+                                 " WHERE relname = 'message_queue_messages'"),
+                       PGRES_TUPLES_OK, "vacuum_count");
+    long long v = atoll(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return v;
+}
+
+/* Each message leaves dead entries in the claim index that every claim
+ * steps over until a VACUUM; autovacuum comes at most once a minute, so
+ * the handle vacuums the table itself after a few thousand deletes. */
+Test(postgres_vacuum, the_handle_vacuums_the_table_after_its_deletes, .timeout = 120)
+{
+    wb_config *cfg = pg_config(NULL);
+    wb_queue *q = NULL;
+    cr_assert_eq(wb_queue_open(cfg, NULL, &q), WB_OK, "%s", wb_queue_last_error(NULL));
+    pg_purge();
+    PGconn *c = PQconnectdb(wbt_qenv("DATABASE_URL"));
+    cr_assert_eq(PQstatus(c), CONNECTION_OK, "%s", PQerrorMessage(c));
+    long long before = vacuum_count(c);
+    wb_queue_entry e[10];
+    for (int i = 0; i < 10; i++)
+        e[i] = (wb_queue_entry){.body = "vacuum", .body_len = 6};
+    for (int i = 0; i < 220; i++)
+        cr_assert_eq(wb_queue_send_batch(q, WB_LQ_IOT, e, 10, NULL), WB_OK, "%s",
+                     wb_queue_last_error(q));
+    drain_all(q, 2200);
+    long long after = vacuum_count(c);
+    for (int waited = 0; after == before && waited < 50; waited++) {
+        usleep(100000);
+        after = vacuum_count(c);
+    }
+    cr_assert_gt(after, before, "2200 deletes and no VACUUM of message_queue_messages");
+    PQfinish(c);
+    wb_queue_close(q);
+    wb_config_free(cfg);
 }
 
 const wbt_qtarget wbt_qtarget_impl = {
