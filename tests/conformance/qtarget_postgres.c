@@ -223,22 +223,28 @@ static void drain_all(wb_queue *q, size_t want)
     }
 }
 
-/* One long poll on a drained queue, woken by the first of 5 messages sent
- * 20 ms apart: what it returns with the given linger, after a warm-up that
- * showed messages coming more often than that. */
-static size_t burst_in_one_receive(unsigned linger_ms)
+/* A queue handle with the given linger (0: none) on emptied tables. */
+static wb_queue *open_purged(wb_config **cfg, unsigned linger_ms)
 {
-    wb_config *cfg = pg_config(NULL);
+    *cfg = pg_config(NULL);
     wb_queue_opts o = WB_QUEUE_OPTS_INIT;
     o.receive_linger_ms = linger_ms;
     wb_queue *q = NULL;
-    cr_assert_eq(wb_queue_open(cfg, &o, &q), WB_OK, "%s", wb_queue_last_error(NULL));
+    cr_assert_eq(wb_queue_open(*cfg, &o, &q), WB_OK, "%s", wb_queue_last_error(NULL));
     pg_purge();
+    return q;
+}
+
+/* A long poll (which starts the listener) while n messages come 2 ms
+ * apart, then all of them deleted: the handle has seen messages come
+ * often. */
+static void warm_up(wb_queue *q, int n)
+{
     long_poll warm = {.q = q};
     pthread_t t;
-    pthread_create(&t, NULL, receive_once, &warm); /* starts the listener */
+    pthread_create(&t, NULL, receive_once, &warm);
     usleep(200000);
-    for (int i = 0; i < 60; i++) {
+    for (int i = 0; i < n; i++) {
         send_iot(q, "warm-up");
         usleep(2000);
     }
@@ -247,7 +253,18 @@ static size_t burst_in_one_receive(unsigned linger_ms)
     for (size_t i = 0; i < warm.n; i++)
         cr_assert_eq(wb_queue_delete(q, WB_LQ_IOT, warm.m[i].receipt), WB_OK);
     wb_queue_messages_free(warm.m, warm.n);
-    drain_all(q, 60 - warm.n);
+    drain_all(q, (size_t)n - warm.n);
+}
+
+/* One long poll on a drained queue, woken by the first of 5 messages sent
+ * 20 ms apart: what it returns with the given linger, after a warm-up that
+ * showed messages coming more often than that. */
+static size_t burst_in_one_receive(unsigned linger_ms)
+{
+    wb_config *cfg = NULL;
+    wb_queue *q = open_purged(&cfg, linger_ms);
+    warm_up(q, 60);
+    pthread_t t;
     /* an empty claim: the queue is drained, the next receive waits first */
     wb_queue_message *m = NULL;
     size_t n = 0;
@@ -314,10 +331,8 @@ static void *delete_receive_once(void *arg)
  * long wait. */
 Test(postgres_acks, the_deletes_of_handled_messages_travel_with_the_next_claim, .timeout = 60)
 {
-    wb_config *cfg = pg_config(NULL);
-    wb_queue *q = NULL;
-    cr_assert_eq(wb_queue_open(cfg, NULL, &q), WB_OK, "%s", wb_queue_last_error(NULL));
-    pg_purge();
+    wb_config *cfg = NULL;
+    wb_queue *q = open_purged(&cfg, 0);
     for (int i = 0; i < 3; i++)
         send_iot(q, "first");
     wb_queue_message *m = NULL;
@@ -354,20 +369,8 @@ Test(postgres_acks, the_deletes_of_handled_messages_travel_with_the_next_claim, 
     /* messages now come often (2 ms apart), so deletes may wait for the
      * claim of the next one; none comes: they go alone, soon, and the poll
      * waits on */
-    long_poll warm = {.q = q};
+    warm_up(q, 40);
     pthread_t t;
-    pthread_create(&t, NULL, receive_once, &warm);
-    usleep(200000);
-    for (int i = 0; i < 40; i++) {
-        send_iot(q, "warm-up");
-        usleep(2000);
-    }
-    pthread_join(t, NULL);
-    cr_assert_eq(warm.err, WB_OK);
-    for (size_t i = 0; i < warm.n; i++)
-        cr_assert_eq(wb_queue_delete(q, WB_LQ_IOT, warm.m[i].receipt), WB_OK);
-    wb_queue_messages_free(warm.m, warm.n);
-    drain_all(q, 40 - warm.n);
     acking_poll p = {.q = q, .nr = n2};
     for (size_t i = 0; i < n2; i++)
         p.receipts[i] = m2[i].receipt;
@@ -405,10 +408,8 @@ static long long vacuum_count(PGconn *c)
  * the handle vacuums the table itself after a few thousand deletes. */
 Test(postgres_vacuum, the_handle_vacuums_the_table_after_its_deletes, .timeout = 120)
 {
-    wb_config *cfg = pg_config(NULL);
-    wb_queue *q = NULL;
-    cr_assert_eq(wb_queue_open(cfg, NULL, &q), WB_OK, "%s", wb_queue_last_error(NULL));
-    pg_purge();
+    wb_config *cfg = NULL;
+    wb_queue *q = open_purged(&cfg, 0);
     PGconn *c = PQconnectdb(wbt_qenv("DATABASE_URL"));
     cr_assert_eq(PQstatus(c), CONNECTION_OK, "%s", PQerrorMessage(c));
     long long before = vacuum_count(c);
