@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "helpers.h"
@@ -462,6 +463,102 @@ Test(postgres_vacuum, the_handle_vacuums_the_table_after_its_deletes, .timeout =
     }
     cr_assert_gt(after, before, "2200 deletes and no VACUUM of message_queue_messages");
     PQfinish(c);
+    wb_queue_close(q);
+    wb_config_free(cfg);
+}
+
+static uint64_t ms_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+typedef struct lq_poll {
+    wb_queue *q;
+    wb_logical_queue lq;
+    size_t n;
+    char body[32];
+    uint64_t returned_at;
+} lq_poll;
+
+static void *poll_lq(void *arg)
+{
+    lq_poll *p = arg;
+    wb_queue_message *m = NULL;
+    cr_assert_eq(wb_queue_receive(p->q, p->lq, 1, 5, 600, &m, &p->n), WB_OK);
+    p->returned_at = ms_now();
+    if (p->n)
+        snprintf(p->body, sizeof p->body, "%.*s", (int)m[0].body_len, (const char *)m[0].body);
+    wb_queue_messages_free(m, p->n);
+    return NULL;
+}
+
+/* A long poll asleep on a queue, and then, from another handle, `make`
+ * makes a message of it visible now: the poll returns it at once, woken
+ * by the statement's own notification, not by its one-second timer. */
+static void wakes_on(wb_queue *q, wb_logical_queue lq, const char *body,
+                     void (*make)(wb_queue *, void *), void *arg)
+{
+    lq_poll p = {.q = q, .lq = lq};
+    pthread_t t;
+    pthread_create(&t, NULL, poll_lq, &p);
+    usleep(200000);
+    wb_config *cfg2 = pg_config(NULL);
+    wb_queue *other = NULL;
+    cr_assert_eq(wb_queue_open(cfg2, NULL, &other), WB_OK, "%s", wb_queue_last_error(NULL));
+    uint64_t at = ms_now();
+    make(other, arg);
+    pthread_join(t, NULL);
+    cr_assert_eq(p.n, 1, "the long poll on %s got nothing", wb_logical_queue_name(lq));
+    cr_assert_str_eq(p.body, body);
+    cr_assert_lt(p.returned_at - at, 500,
+                 "the long poll on %s returned %llu ms later: its timer, not a notification",
+                 wb_logical_queue_name(lq), (unsigned long long)(p.returned_at - at));
+    wb_queue_close(other);
+    wb_config_free(cfg2);
+}
+
+static void release_now(wb_queue *q, void *receipt)
+{
+    cr_assert_eq(wb_queue_change_visibility(q, WB_LQ_ASYNC_JOBS, receipt, 0), WB_OK, "%s",
+                 wb_queue_last_error(q));
+}
+
+static void fourth_receive(wb_queue *q, void *unused)
+{
+    (void)unused;
+    wb_queue_message *m = NULL;
+    size_t n = 0;
+    cr_assert_eq(wb_queue_receive(q, WB_LQ_ASYNC_JOBS, 1, 0, 0, &m, &n), WB_OK);
+    cr_assert_eq(n, 0, "received a 4th time");
+}
+
+/* The statements that make a message visible now notify: a visibility set
+ * to 0, and a claim that moves a message into the dead-letter queue. */
+Test(postgres_wakeups, visibility_0_and_a_redrive_wake_the_long_polls, .timeout = 60)
+{
+    wb_config *cfg = NULL;
+    wb_queue *q = open_purged(&cfg, 0);
+    wb_queue_entry e = {.body = "release", .body_len = 7};
+    cr_assert_eq(wb_queue_send(q, WB_LQ_ASYNC_JOBS, &e, NULL), WB_OK);
+    wb_queue_message *m = NULL;
+    size_t n = 0;
+    cr_assert_eq(wb_queue_receive(q, WB_LQ_ASYNC_JOBS, 1, 0, 600, &m, &n), WB_OK);
+    cr_assert_eq(n, 1);
+    wakes_on(q, WB_LQ_ASYNC_JOBS, "release", release_now, m[0].receipt);
+    wb_queue_messages_free(m, n);
+    /* a new message received three times (visibility 0: visible again at
+     * once); the fourth receive moves it */
+    e = (wb_queue_entry){.body = "poison", .body_len = 6};
+    pg_purge();
+    cr_assert_eq(wb_queue_send(q, WB_LQ_ASYNC_JOBS, &e, NULL), WB_OK);
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(wb_queue_receive(q, WB_LQ_ASYNC_JOBS, 1, 2, 0, &m, &n), WB_OK);
+        cr_assert_eq(n, 1, "receive %d", i + 1);
+        wb_queue_messages_free(m, n);
+    }
+    wakes_on(q, WB_LQ_DLQ, "poison", fourth_receive, NULL);
     wb_queue_close(q);
     wb_config_free(cfg);
 }
