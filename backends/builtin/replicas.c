@@ -11,6 +11,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "listen.h"
 #include "pg.h"
 #include "replicas.h"
 #include "wb_internal.h"
@@ -54,7 +55,8 @@ struct bltn_replicas {
     atomic_bool registered;
     atomic_uint_fast64_t cache_hits;
     pthread_mutex_t cache_lock;
-    bool cache_ok; /* the thread listens: entries are kept up to date */
+    bool cache_ok;    /* presence is heard: entries are kept up to date */
+    atomic_bool want; /* a notification: messages wait for this replica */
     cached *cache[CACHE_BUCKETS];
     /* per bucket, bumped by every drop: a publish that read the database
      * before a drop of its bucket does not put what it read */
@@ -236,15 +238,50 @@ static bool register_replica(bltn_replicas *r, PGconn *c, const char *sql)
     return run(r, c, sql, 4, vals, sql == SQL_REGISTER ? "registering the replica" : "heartbeat");
 }
 
-static PGconn *open_db(bltn_replicas *r, bool listen, char **detail)
+static PGconn *open_db(bltn_replicas *r, char **detail)
 {
-    PGconn *c = wb__pg_connect(r->url, "workerbus-replica", "replicas", detail);
-    if (c && listen &&
-        wb__pg_exec(c, "LISTEN " CHANNEL "; LISTEN " PRESENCE, "LISTEN", detail) != WB_OK) {
-        PQfinish(c);
-        c = NULL;
+    return wb__pg_connect(r->url, "workerbus-replica", "replicas", detail);
+}
+
+/* ---- notifications (the process's listener, src/pg/listen.h) ---------------- */
+
+static void wake_thread(bltn_replicas *r)
+{
+    uint64_t one = 1;
+    if (write(r->wake_fd, &one, sizeof one) < 0 && errno != EAGAIN)
+        wb__log(WB_LOG_DEBUG, "replicas", "wake: %s", strerror(errno));
+}
+
+static void on_notify(void *ctx, const char *channel, const char *payload)
+{
+    bltn_replicas *r = ctx;
+    if (strcmp(channel, PRESENCE) == 0) {
+        cache_drop(r, payload);
+        return;
     }
-    return c;
+    /* "<replica> <pool>/<worker>": messages wait for it */
+    const char *sp = strchr(payload, ' ');
+    if (!sp)
+        return;
+    cache_drop(r, sp + 1);
+    size_t idl = strlen(r->id);
+    if ((size_t)(sp - payload) == idl && strncmp(payload, r->id, idl) == 0) {
+        atomic_store(&r->want, true);
+        wake_thread(r);
+    }
+}
+
+/* Heard again: what was missed meanwhile is forgotten, and the outbox is
+ * read; lost: no worker is taken as local without asking the database. */
+static void on_listen_state(void *ctx, bool heard, const char *why)
+{
+    bltn_replicas *r = ctx;
+    (void)why;
+    cache_reset(r, heard);
+    if (heard) {
+        atomic_store(&r->want, true);
+        wake_thread(r);
+    }
 }
 
 /* ---- routing (publishing threads) ---------------------------------------- */
@@ -287,7 +324,7 @@ wb_err bltn_replicas_route(bltn_replicas *r, const char *topic, const char *pool
         if (r->route)
             PQfinish(r->route);
         char *d = NULL;
-        r->route = open_db(r, false, &d);
+        r->route = open_db(r, &d);
         if (!r->route) {
             pthread_mutex_unlock(&r->route_lock);
             atomic_fetch_add(&r->db_failures, 1);
@@ -490,6 +527,13 @@ static bool beat(bltn_replicas *r, PGconn *c)
 static void *replica_main(void *arg)
 {
     bltn_replicas *r = arg;
+    static const wb__pg_sub_ops ops = {.notify = on_notify, .state = on_listen_state};
+    const char *channels[] = {CHANNEL, PRESENCE};
+    wb__pg_sub *sub = wb__pg_subscribe(r->url, channels, 2, &ops, r);
+    if (!sub)
+        wb__log(WB_LOG_WARN, "replicas",
+                "cannot listen for the outbox and presence: deliveries wait for the "
+                "heartbeat, and every message asks the database where its worker is");
     PGconn *c = NULL;
     unsigned failures = 0;
     uint64_t next_beat = 0, outage_start = 0;
@@ -498,7 +542,7 @@ static void *replica_main(void *arg)
         unsigned wait_ms;
         if (!c) {
             char *d = NULL;
-            c = open_db(r, true, &d);
+            c = open_db(r, &d);
             if (!c) {
                 atomic_store(&r->registered, false);
                 if (failures++ == 0) {
@@ -518,7 +562,6 @@ static void *replica_main(void *arg)
             failures = 0;
             next_beat = 0;
             want = true;
-            cache_reset(r, true); /* listening again: what was missed is forgotten */
         }
         uint64_t now = wb__now_ms();
         bool ok = true;
@@ -527,6 +570,8 @@ static void *replica_main(void *arg)
             next_beat = now + r->beat_ms;
             want = true;
         }
+        if (atomic_exchange(&r->want, false))
+            want = true;
         if (ok && want) {
             int n = deliver(r, c);
             ok = n >= 0;
@@ -535,7 +580,6 @@ static void *replica_main(void *arg)
         if (!ok && PQstatus(c) != CONNECTION_OK) {
             PQfinish(c);
             c = NULL;
-            cache_reset(r, false);
             continue;
         }
         now = wb__now_ms();
@@ -549,33 +593,14 @@ static void *replica_main(void *arg)
             if (read(r->wake_fd, &v, sizeof v) < 0 && errno != EAGAIN)
                 wb__log(WB_LOG_DEBUG, "replicas", "wake: %s", strerror(errno));
         }
-        if (c) {
-            if (!PQconsumeInput(c)) {
-                PQfinish(c);
-                c = NULL;
-                cache_reset(r, false);
-                continue;
-            }
-            PGnotify *note;
-            size_t idl = strlen(r->id);
-            while ((note = PQnotifies(c)) != NULL) {
-                if (strcmp(note->relname, PRESENCE) == 0) {
-                    cache_drop(r, note->extra);
-                } else {
-                    /* "<replica> <pool>/<worker>": messages wait for it */
-                    const char *sp = strchr(note->extra, ' ');
-                    if (sp)
-                        cache_drop(r, sp + 1);
-                    if (sp && (size_t)(sp - note->extra) == idl &&
-                        strncmp(note->extra, r->id, idl) == 0)
-                        want = true;
-                }
-                PQfreemem(note);
-            }
+        if (c && !PQconsumeInput(c)) {
+            PQfinish(c);
+            c = NULL;
         }
     }
     if (c)
         PQfinish(c);
+    wb__pg_unsubscribe(sub);
     return NULL;
 }
 

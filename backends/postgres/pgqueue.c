@@ -21,15 +21,14 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <libpq-fe.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include "queue_backend.h"
+#include "listen.h"
 #include "pg.h"
 #include "wb_internal.h"
 
@@ -100,10 +99,11 @@ typedef struct pgq {
      * linger wait on spaced[] for a batch's worth of notifications */
     uint64_t last_claim_ms[WB_LQ__COUNT];
     pthread_cond_t spaced[WB_LQ__COUNT];
-    bool listener_started, listener_ok;
-    atomic_bool listener_stop;
-    pthread_t listener;
-    int stop_fd; /* eventfd: the listener leaves */
+    /* the process's listener (src/pg/listen.h), subscribed to by the
+     * first long poll under lock (whose callbacks never take it) */
+    wb__pg_sub *sub;
+    bool sub_failed;
+    bool listener_ok, listen_failed; /* n_lock */
 } pgq;
 
 /* A long poll with nothing to claim sleeps at most this long before it
@@ -814,91 +814,67 @@ static void wake_all_locked(pgq *q)
     }
 }
 
-static void *listener_main(void *arg)
+/* The process's listener (src/pg/listen.h) hands over a notification: the
+ * payload is a queue's name. */
+static void on_notify(void *ctx, const char *channel, const char *payload)
 {
-    pgq *q = arg;
-    PGconn *c = NULL;
-    unsigned failures = 0;
-    while (!atomic_load(&q->listener_stop)) {
-        if (!c) {
-            char *d = NULL;
-            c = wb__pg_connect(q->url, "workerbus", "queue", &d);
-            if (c && wb__pg_exec(c, "LISTEN " CHANNEL, "LISTEN", &d) != WB_OK) {
-                PQfinish(c);
-                c = NULL;
-            }
-            pthread_mutex_lock(&q->n_lock);
-            q->listener_ok = c != NULL;
-            if (c)
-                wake_all_locked(q); /* what was sent while nobody listened */
-            pthread_mutex_unlock(&q->n_lock);
-            if (!c) {
-                if (failures++ == 0)
-                    wb__log(WB_LOG_WARN, "queue",
-                            "cannot listen for new messages (%s): long polls wake on their "
-                            "timer, once a second, until it is back",
-                            d ? d : "PostgreSQL");
-                free(d);
-                struct pollfd p = {.fd = q->stop_fd, .events = POLLIN};
-                poll(&p, q->stop_fd >= 0 ? 1 : 0,
-                     (int)wb__backoff_ms(failures, 250, QUIET_CHECK_MS * 5));
-                continue;
-            }
-            if (failures)
-                wb__log(WB_LOG_INFO, "queue", "listening for new messages again");
-            failures = 0;
-        }
-        struct pollfd p[2] = {{.fd = PQsocket(c), .events = POLLIN},
-                              {.fd = q->stop_fd, .events = POLLIN}};
-        int rc = poll(p, q->stop_fd >= 0 ? 2 : 1, QUIET_CHECK_MS);
-        if (rc < 0 && errno != EINTR)
-            break;
-        if (atomic_load(&q->listener_stop))
-            break;
-        if (!PQconsumeInput(c) || PQstatus(c) != CONNECTION_OK) {
-            PQfinish(c);
-            c = NULL;
-            pthread_mutex_lock(&q->n_lock);
-            q->listener_ok = false;
-            wake_all_locked(q);
-            pthread_mutex_unlock(&q->n_lock);
-            continue;
-        }
-        PGnotify *nt;
-        pthread_mutex_lock(&q->n_lock);
-        while ((nt = PQnotifies(c)) != NULL) {
-            int i = lq_of(nt->extra);
-            if (i >= 0) {
-                uint64_t t = wb__now_ms();
-                double gap = q->last_notified_ms[i] ? (double)(t - q->last_notified_ms[i]) : 1e6;
-                q->gap_ms[i] = q->gap_ms[i] * 0.875 + (gap > 1e6 ? 1e6 : gap) * 0.125;
-                q->last_notified_ms[i] = t;
-                q->notified[i]++;
-                q->tokens[i]++;
-                pthread_cond_signal(&q->n_cond[i]); /* one waiter a notification */
-                if (q->drained_at[i] != UINT64_MAX &&
-                    q->notified[i] - q->drained_at[i] >= WB_QUEUE_BATCH_MAX)
-                    pthread_cond_broadcast(&q->spaced[i]); /* a batch is waiting */
-            }
-            PQfreemem(nt);
-        }
-        pthread_mutex_unlock(&q->n_lock);
-    }
-    if (c)
-        PQfinish(c);
-    return NULL;
+    (void)channel;
+    pgq *q = ctx;
+    int i = lq_of(payload);
+    if (i < 0)
+        return;
+    pthread_mutex_lock(&q->n_lock);
+    uint64_t t = wb__now_ms();
+    double gap = q->last_notified_ms[i] ? (double)(t - q->last_notified_ms[i]) : 1e6;
+    q->gap_ms[i] = q->gap_ms[i] * 0.875 + (gap > 1e6 ? 1e6 : gap) * 0.125;
+    q->last_notified_ms[i] = t;
+    q->notified[i]++;
+    q->tokens[i]++;
+    pthread_cond_signal(&q->n_cond[i]); /* one waiter a notification */
+    if (q->drained_at[i] != UINT64_MAX && q->notified[i] - q->drained_at[i] >= WB_QUEUE_BATCH_MAX)
+        pthread_cond_broadcast(&q->spaced[i]); /* a batch is waiting */
+    pthread_mutex_unlock(&q->n_lock);
 }
 
-/* Lock held. */
-static void listener_start_locked(pgq *q)
+/* Heard again (what was sent while nobody listened is looked for), or
+ * lost: long polls wake on their timer until it is back. */
+static void on_listen_state(void *ctx, bool heard, const char *why)
 {
-    if (q->listener_started)
-        return;
-    q->listener_started = true;
-    if (pthread_create(&q->listener, NULL, listener_main, q) != 0) {
-        q->listener_started = false;
-        wb__log(WB_LOG_WARN, "queue", "cannot start the listener: long polls wake on their timer");
+    pgq *q = ctx;
+    pthread_mutex_lock(&q->n_lock);
+    bool was = q->listener_ok, failed_before = q->listen_failed;
+    q->listener_ok = heard;
+    if (!heard)
+        q->listen_failed = true;
+    else
+        q->listen_failed = false;
+    wake_all_locked(q);
+    pthread_mutex_unlock(&q->n_lock);
+    if (!heard && (was || !failed_before))
+        wb__log(WB_LOG_WARN, "queue",
+                "cannot listen for new messages (%s): long polls wake on their timer, once a "
+                "second, until it is back",
+                why ? why : "PostgreSQL");
+    else if (heard && failed_before)
+        wb__log(WB_LOG_INFO, "queue", "listening for new messages again");
+}
+
+/* Subscribes to the process's listener once. Not under n_lock: the
+ * listener calls back under its own lock and then takes n_lock. */
+static void listener_start(pgq *q)
+{
+    pthread_mutex_lock(&q->lock);
+    if (!q->sub && !q->sub_failed) {
+        static const wb__pg_sub_ops ops = {.notify = on_notify, .state = on_listen_state};
+        const char *channels[] = {CHANNEL};
+        q->sub = wb__pg_subscribe(q->url, channels, 1, &ops, q);
+        if (!q->sub) {
+            q->sub_failed = true;
+            wb__log(WB_LOG_WARN, "queue",
+                    "cannot start the listener: long polls wake on their timer");
+        }
     }
+    pthread_mutex_unlock(&q->lock);
 }
 
 /* The claims of a queue by this handle's long polls begin at least
@@ -941,9 +917,9 @@ static wb_err receive_loop(pgq *q, wb_logical_queue lq, unsigned max, unsigned w
     /* FIFO queues claim every time: a group frees up on a delete, which
      * notifies nobody */
     bool may_skip = wait_s && !wb_logical_queue_is_fifo(lq);
-    pthread_mutex_lock(&q->n_lock);
     if (wait_s)
-        listener_start_locked(q);
+        listener_start(q);
+    pthread_mutex_lock(&q->n_lock);
     uint64_t seen = q->notified[lq];
     /* nothing arrived since the last claim came back short: wait first */
     bool skip = may_skip && q->listener_ok && q->drained_at[lq] == seen && q->tokens[lq] == 0;
@@ -1277,15 +1253,8 @@ static wb_err pg_counts(void *priv, wb_logical_queue lq, wb_queue_counts *out, c
 /* Stops the listener and frees what the long polls wait on. */
 static void destroy_waits(pgq *q)
 {
-    if (q->listener_started) {
-        atomic_store(&q->listener_stop, true);
-        uint64_t one = 1;
-        if (q->stop_fd >= 0 && write(q->stop_fd, &one, sizeof one) < 0 && errno != EAGAIN)
-            wb__log(WB_LOG_DEBUG, "queue", "stopping the listener: %s", strerror(errno));
-        pthread_join(q->listener, NULL);
-    }
-    if (q->stop_fd >= 0)
-        close(q->stop_fd);
+    wb__pg_unsubscribe(q->sub);
+    q->sub = NULL;
     for (int i = 0; i < WB_LQ__COUNT; i++) {
         pthread_cond_destroy(&q->n_cond[i]);
         pthread_cond_destroy(&q->spaced[i]);
@@ -1319,7 +1288,6 @@ static wb_err pg_open(void *priv, const wb_config *cfg, const wb_queue_opts *opt
         q->drained_at[i] = UINT64_MAX;
         q->gap_ms[i] = 1e6; /* no messages yet: no linger */
     }
-    q->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK); /* -1: it stops within a second */
 
     char *d = NULL;
     PGconn *c = wb__pg_connect(url, "workerbus", "queue", &d);

@@ -563,6 +563,46 @@ Test(postgres_wakeups, visibility_0_and_a_redrive_wake_the_long_polls, .timeout 
     wb_config_free(cfg);
 }
 
+/* PostgreSQL wakes every listening connection of a database on every
+ * notification: two handles of one process, each with a long poll
+ * waiting, listen on one connection, and both are woken through it. */
+Test(postgres_listen, the_handles_of_a_process_share_one_listening_connection, .timeout = 60)
+{
+    wb_config *cfg = NULL;
+    wb_queue *q1 = open_purged(&cfg, 0);
+    wb_queue *q2 = NULL;
+    cr_assert_eq(wb_queue_open(cfg, NULL, &q2), WB_OK, "%s", wb_queue_last_error(NULL));
+    long_poll p1 = {.q = q1}, p2 = {.q = q2};
+    pthread_t t1, t2;
+    pthread_create(&t1, NULL, receive_once, &p1);
+    pthread_create(&t2, NULL, receive_once, &p2);
+    usleep(500000);
+    PGconn *c = PQconnectdb(wbt_qenv("DATABASE_URL"));
+    cr_assert_eq(PQstatus(c), CONNECTION_OK, "%s", PQerrorMessage(c));
+    PGresult *r = must(c,
+                       PQexec(c, "SELECT count(*) FROM pg_stat_activity WHERE datname ="
+                                 " current_database() AND query LIKE 'LISTEN%'"),
+                       PGRES_TUPLES_OK, "listening connections");
+    int listening = atoi(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    PQfinish(c);
+    cr_assert_eq(listening, 1, "%d connections listen for two handles of one process", listening);
+    send_iot(q1, "one");
+    send_iot(q1, "two");
+    pthread_join(t1, NULL);
+    pthread_join(t2, NULL);
+    cr_assert_eq(p1.n + p2.n, 2, "the two long polls got %zu and %zu of 2 messages", p1.n, p2.n);
+    for (size_t i = 0; i < p1.n; i++)
+        cr_assert_eq(wb_queue_delete(q1, WB_LQ_IOT, p1.m[i].receipt), WB_OK);
+    for (size_t i = 0; i < p2.n; i++)
+        cr_assert_eq(wb_queue_delete(q2, WB_LQ_IOT, p2.m[i].receipt), WB_OK);
+    wb_queue_messages_free(p1.m, p1.n);
+    wb_queue_messages_free(p2.m, p2.n);
+    wb_queue_close(q2);
+    wb_queue_close(q1);
+    wb_config_free(cfg);
+}
+
 const wbt_qtarget wbt_qtarget_impl = {
     .name = "postgres",
     .config = pg_config,
