@@ -190,8 +190,13 @@ Test(postgres_plans, stay_small_when_a_backlog_arrives_on_an_idle_queue, .timeou
     wb_config_free(cfg);
 }
 
+/* A long poll of up to 5 s on iot, on a thread; with receipts (nr > 0),
+ * the drain's delete-then-receive. */
 typedef struct long_poll {
     wb_queue *q;
+    const char *receipts[10];
+    size_t nr;
+    wb_err results[10];
     wb_queue_message *m;
     size_t n;
     wb_err err;
@@ -200,8 +205,20 @@ typedef struct long_poll {
 static void *receive_once(void *arg)
 {
     long_poll *p = arg;
-    p->err = wb_queue_receive(p->q, WB_LQ_IOT, 10, 5, 30, &p->m, &p->n);
+    p->err = p->nr ? wb__queue_delete_receive(p->q, WB_LQ_IOT, p->receipts, p->nr, p->results, 10,
+                                              5, 30, &p->m, &p->n)
+                   : wb_queue_receive(p->q, WB_LQ_IOT, 10, 5, 30, &p->m, &p->n);
     return NULL;
+}
+
+/* Deletes and frees what a long poll received. */
+static void delete_all(long_poll *p)
+{
+    for (size_t i = 0; i < p->n; i++)
+        cr_assert_eq(wb_queue_delete(p->q, WB_LQ_IOT, p->m[i].receipt), WB_OK, "%s",
+                     wb_queue_last_error(p->q));
+    wb_queue_messages_free(p->m, p->n);
+    p->m = NULL;
 }
 
 static void send_iot(wb_queue *q, const char *body)
@@ -252,10 +269,9 @@ static void warm_up(wb_queue *q, int n)
     }
     pthread_join(t, NULL);
     cr_assert_eq(warm.err, WB_OK);
-    for (size_t i = 0; i < warm.n; i++)
-        cr_assert_eq(wb_queue_delete(q, WB_LQ_IOT, warm.m[i].receipt), WB_OK);
-    wb_queue_messages_free(warm.m, warm.n);
-    drain_all(q, (size_t)n - warm.n);
+    size_t got = warm.n;
+    delete_all(&warm);
+    drain_all(q, (size_t)n - got);
 }
 
 /* One long poll on a drained queue, woken by the first of 5 messages sent
@@ -282,9 +298,7 @@ static size_t burst_in_one_receive(unsigned linger_ms)
     pthread_join(t, NULL);
     cr_assert_eq(p.err, WB_OK, "%s", wb_queue_last_error(q));
     size_t got = p.n;
-    for (size_t i = 0; i < p.n; i++)
-        cr_assert_eq(wb_queue_delete(q, WB_LQ_IOT, p.m[i].receipt), WB_OK);
-    wb_queue_messages_free(p.m, p.n);
+    delete_all(&p);
     drain_all(q, 5 - got);
     wb_queue_close(q);
     wb_config_free(cfg);
@@ -326,9 +340,7 @@ Test(postgres_linger, claims_are_spaced_by_the_linger, .timeout = 60)
     pthread_join(t, NULL);
     cr_assert_eq(p.err, WB_OK, "%s", wb_queue_last_error(q));
     size_t got = p.n;
-    for (size_t i = 0; i < p.n; i++)
-        cr_assert_eq(wb_queue_delete(q, WB_LQ_IOT, p.m[i].receipt), WB_OK);
-    wb_queue_messages_free(p.m, p.n);
+    delete_all(&p);
     cr_assert_eq(got, 3,
                  "a receive begun 50 ms after the last claim, with a 300 ms linger, took "
                  "%zu of the 3 messages that came within 90 ms",
@@ -342,24 +354,6 @@ static uint64_t counts_in_flight(wb_queue *q)
     wb_queue_counts k;
     cr_assert_eq(wb_queue_counts_get(q, WB_LQ_IOT, &k), WB_OK, "%s", wb_queue_last_error(q));
     return k.in_flight;
-}
-
-typedef struct acking_poll {
-    wb_queue *q;
-    const char *receipts[10];
-    size_t nr;
-    wb_err results[10];
-    wb_queue_message *m;
-    size_t n;
-    wb_err err;
-} acking_poll;
-
-static void *delete_receive_once(void *arg)
-{
-    acking_poll *p = arg;
-    p->err = wb__queue_delete_receive(p->q, WB_LQ_IOT, p->receipts, p->nr, p->results, 10, 5, 30,
-                                      &p->m, &p->n);
-    return NULL;
 }
 
 /* The drain deletes what it handled with its next receive: in the claim's
@@ -407,10 +401,10 @@ Test(postgres_acks, the_deletes_of_handled_messages_travel_with_the_next_claim, 
      * waits on */
     warm_up(q, 100);
     pthread_t t;
-    acking_poll p = {.q = q, .nr = n2};
+    long_poll p = {.q = q, .nr = n2};
     for (size_t i = 0; i < n2; i++)
         p.receipts[i] = m2[i].receipt;
-    pthread_create(&t, NULL, delete_receive_once, &p);
+    pthread_create(&t, NULL, receive_once, &p);
     usleep(400000);
     cr_assert_eq(counts_in_flight(q), 0,
                  "400 ms into a long poll, the deletes it carries have not happened");
@@ -592,12 +586,8 @@ Test(postgres_listen, the_handles_of_a_process_share_one_listening_connection, .
     pthread_join(t1, NULL);
     pthread_join(t2, NULL);
     cr_assert_eq(p1.n + p2.n, 2, "the two long polls got %zu and %zu of 2 messages", p1.n, p2.n);
-    for (size_t i = 0; i < p1.n; i++)
-        cr_assert_eq(wb_queue_delete(q1, WB_LQ_IOT, p1.m[i].receipt), WB_OK);
-    for (size_t i = 0; i < p2.n; i++)
-        cr_assert_eq(wb_queue_delete(q2, WB_LQ_IOT, p2.m[i].receipt), WB_OK);
-    wb_queue_messages_free(p1.m, p1.n);
-    wb_queue_messages_free(p2.m, p2.n);
+    delete_all(&p1);
+    delete_all(&p2);
     wb_queue_close(q2);
     wb_queue_close(q1);
     wb_config_free(cfg);
