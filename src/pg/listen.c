@@ -116,11 +116,27 @@ static void *listener_main(void *arg)
             pthread_mutex_unlock(&e->lock);
             break;
         }
-        if (!c || e->dirty) {
+        if (!c) {
+            /* connecting can take the connect timeout: not under the lock,
+             * which subscribing and unsubscribing take */
+            pthread_mutex_unlock(&e->lock);
             char *d = NULL;
-            if (!c)
-                c = wb__pg_connect(e->url, "workerbus", "pg", &d);
-            if (c && !listen_all(e, c, &d)) {
+            c = wb__pg_connect(e->url, "workerbus", "pg", &d);
+            pthread_mutex_lock(&e->lock);
+            if (!c) {
+                tell_lost(e, d ? d : "PostgreSQL");
+                wait_ms = wb__backoff_ms(failures++, RETRY_MIN_MS, RETRY_MAX_MS);
+            }
+            free(d);
+            if (e->stop) {
+                pthread_mutex_unlock(&e->lock);
+                break;
+            }
+            e->dirty = c != NULL;
+        }
+        if (c && e->dirty) {
+            char *d = NULL;
+            if (!listen_all(e, c, &d)) {
                 PQfinish(c);
                 c = NULL;
             }
