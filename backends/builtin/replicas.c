@@ -712,9 +712,7 @@ void bltn_replicas_close(bltn_replicas *r)
         return;
     atomic_store(&r->stop, true);
     if (r->started) {
-        uint64_t one = 1;
-        if (write(r->wake_fd, &one, sizeof one) < 0)
-            wb__log(WB_LOG_DEBUG, "replicas", "wake: %s", strerror(errno));
+        wake_thread(r);
         pthread_join(r->thread, NULL);
     }
     if (r->router) {

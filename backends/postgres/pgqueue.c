@@ -78,10 +78,10 @@ typedef struct pgq {
     _Atomic uint64_t next_vacuum;
     /* wb__queue_ops.wake: long polls begun before a wake-up end */
     atomic_uint wake_gen;
-    /* The long polls' wake-ups. One connection LISTENs for all the handle's
-     * long polls (a thread of its own, started by the first of them): each
-     * notification for a queue gives that queue a token and wakes one of
-     * its waiters, so that one message wakes one claim, not one a thread. */
+    /* The long polls' wake-ups, from the process's listener (on_notify()):
+     * each notification for a queue gives that queue a token and wakes one
+     * of its waiters, so that one message wakes one claim, not one a
+     * thread. */
     pthread_mutex_t n_lock;
     pthread_cond_t n_cond[WB_LQ__COUNT];
     uint64_t notified[WB_LQ__COUNT]; /* notifications so far */
@@ -447,8 +447,6 @@ static void array_uint(wb__buf *b, uint64_t v, bool first)
 
 /* ---- send ---------------------------------------------------------------- */
 
-/* Inserts the entries of every pending request of the list (standard
- * queues) in one statement. */
 /* One message of a standard queue: the single-row statement (the arrays
  * of the batch statement cost a topic rule's insert a tenth more). */
 static wb_err insert_one(pgq *q, pending *p, char **detail)
@@ -475,6 +473,8 @@ static wb_err insert_one(pgq *q, pending *p, char **detail)
     return err;
 }
 
+/* Inserts the entries of every pending request of the list (standard
+ * queues) in one statement. */
 static wb_err insert_standard(pgq *q, pending *list, char **detail)
 {
     if (!list->next && list->n == 1)
@@ -677,8 +677,94 @@ static void housekeeping(pgq *q, pgconn *pc)
     PQclear(r);
 }
 
-/* Deletes a receive carries (pg_delete_receive()): the receipts as two
- * array literals, done once they are deleted. */
+/* ---- deletes: receipts, the VACUUM they call for -------------------------- */
+
+/* Every message leaves two dead row versions in the claim index: the one
+ * its claim replaced (at its first visible_at) and the one its delete
+ * removed (at the end of its visibility timeout, which the claims' range
+ * reaches once that time has passed). Autovacuum looks at a table at most
+ * once a minute (autovacuum_naptime), and until then each claim steps over
+ * every dead entry of the range: measured at 1000 msg/s, a claim's
+ * execution took 780 us, against 100 us right after a VACUUM. So the handle
+ * runs VACUUM itself after VACUUM_AFTER_ROWS deletes, at most once every
+ * VACUUM_MIN_GAP_MS and never more than 1/VACUUM_TIME_SHARE of the time
+ * (a VACUUM of a table with a large backlog takes longer, and is run less
+ * often). SKIP_LOCKED: when autovacuum or another replica's handle is at
+ * it, this one passes. VACUUM needs PostgreSQL 12 for its options, and
+ * ownership of the table, which the role that ran the migrations has; a
+ * role that does not own it gets a warning from the server and nothing
+ * done, as with older servers, where the handle leaves it to autovacuum. */
+static void vacuum_due(pgq *q, pgconn *pc, uint64_t deleted)
+{
+    if (atomic_fetch_add(&q->deleted_since_vacuum, deleted) + deleted < VACUUM_AFTER_ROWS)
+        return;
+    uint64_t now = wb__now_ms(), due = atomic_load(&q->next_vacuum);
+    if (now < due || !atomic_compare_exchange_strong(&q->next_vacuum, &due, UINT64_MAX))
+        return; /* not yet, or another thread runs it */
+    atomic_store(&q->deleted_since_vacuum, 0);
+    uint64_t took = 0;
+    if (pc->c && PQserverVersion(pc->c) >= 120000) {
+        PGresult *r =
+            PQexec(pc->c, "VACUUM (SKIP_LOCKED, INDEX_CLEANUP ON) message_queue_messages");
+        if (PQresultStatus(r) != PGRES_COMMAND_OK)
+            wb__log(WB_LOG_DEBUG, "queue", "VACUUM of message_queue_messages: %s",
+                    PQresultErrorMessage(r));
+        PQclear(r);
+        took = wb__now_ms() - now;
+    }
+    uint64_t gap = took * VACUUM_TIME_SHARE;
+    atomic_store(&q->next_vacuum,
+                 wb__now_ms() + (gap > VACUUM_MIN_GAP_MS ? gap : VACUUM_MIN_GAP_MS));
+}
+
+/* "<id>.<token>", both decimal. */
+static bool parse_receipt(const char *r, uint64_t *id, uint64_t *tok)
+{
+    char *end;
+    errno = 0;
+    if (*r < '0' || *r > '9')
+        return false;
+    *id = strtoull(r, &end, 10);
+    if (errno || *end != '.' || end[1] < '0' || end[1] > '9')
+        return false;
+    *tok = strtoull(end + 1, &end, 10);
+    return !errno && *end == '\0';
+}
+
+/* The receipts as two array literals (ids, tokens) of the well-formed
+ * ones, whose results are WB_OK; the others' are WB_ERR_INVALID_ARGUMENT,
+ * and so is the return, with *detail naming the first. */
+static wb_err receipt_arrays(const char *const *receipts, size_t n, wb_err *results, wb__buf *ids,
+                             wb__buf *toks, size_t *good, char **detail)
+{
+    wb__buf_putc(ids, '{');
+    wb__buf_putc(toks, '{');
+    *good = 0;
+    wb_err first_bad = WB_OK;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t id, tok;
+        if (!parse_receipt(receipts[i], &id, &tok)) {
+            results[i] = WB_ERR_INVALID_ARGUMENT;
+            if (!first_bad) {
+                first_bad = WB_ERR_INVALID_ARGUMENT;
+                *detail = wb__asprintf("receipt %zu is not a PostgreSQL queue receipt "
+                                       "(<id>.<token>, as wb_queue_receive() gives)",
+                                       i);
+            }
+            continue;
+        }
+        results[i] = WB_OK;
+        array_uint(ids, id, *good == 0);
+        array_uint(toks, tok, *good == 0);
+        ++*good;
+    }
+    wb__buf_putc(ids, '}');
+    wb__buf_putc(toks, '}');
+    return first_bad;
+}
+
+/* Deletes to make (pg_delete_batch(), pg_delete_receive()): the receipts
+ * as two array literals, done once they are deleted. */
 typedef struct acks {
     wb__buf ids, toks;
     size_t good;     /* well-formed receipts */
@@ -686,8 +772,6 @@ typedef struct acks {
     size_t n;
     bool pending;
 } acks;
-
-static void vacuum_due(pgq *q, pgconn *pc, uint64_t deleted);
 
 /* A failure of the deletes: every well-formed receipt's result. */
 static void acks_failed(acks *a, wb_err err)
@@ -697,7 +781,29 @@ static void acks_failed(acks *a, wb_err err)
             a->results[i] = err;
 }
 
-/* The deletes alone: the long poll is about to wait long. */
+/* The well-formed receipts of n into a (a->pending when there is any);
+ * results[] as receipt_arrays() leaves them. WB_ERR_NO_MEMORY, or what
+ * receipt_arrays() returns. */
+static wb_err acks_make(acks *a, const char *const *receipts, size_t n, wb_err *results,
+                        char **detail)
+{
+    *a = (acks){.ids = WB__BUF_INIT, .toks = WB__BUF_INIT, .results = results, .n = n};
+    wb_err bad = receipt_arrays(receipts, n, results, &a->ids, &a->toks, &a->good, detail);
+    if (a->ids.failed || a->toks.failed) {
+        acks_failed(a, WB_ERR_NO_MEMORY);
+        return WB_ERR_NO_MEMORY;
+    }
+    a->pending = a->good > 0;
+    return bad;
+}
+
+static void acks_free(acks *a)
+{
+    wb__buf_free(&a->ids);
+    wb__buf_free(&a->toks);
+}
+
+/* The deletes alone (a receive about to wait long, or a delete batch). */
 static wb_err delete_acks(pgq *q, pgconn *pc, wb_logical_queue lq, acks *a, char **detail)
 {
     const char *vals[] = {wb_logical_queue_name(lq), a->ids.data, a->toks.data};
@@ -840,17 +946,14 @@ static void on_notify(void *ctx, const char *channel, const char *payload)
  * lost: long polls wake on their timer until it is back. */
 static void on_listen_state(void *ctx, bool heard, const char *why)
 {
-    pgq *q = ctx;
+    pgq *q = ctx; /* told once per change */
     pthread_mutex_lock(&q->n_lock);
-    bool was = q->listener_ok, failed_before = q->listen_failed;
+    bool failed_before = q->listen_failed;
     q->listener_ok = heard;
-    if (!heard)
-        q->listen_failed = true;
-    else
-        q->listen_failed = false;
+    q->listen_failed = !heard;
     wake_all_locked(q);
     pthread_mutex_unlock(&q->n_lock);
-    if (!heard && (was || !failed_before))
+    if (!heard)
         wb__log(WB_LOG_WARN, "queue",
                 "cannot listen for new messages (%s): long polls wake on their timer, once a "
                 "second, until it is back",
@@ -1057,144 +1160,41 @@ static wb_err pg_receive(void *priv, wb_logical_queue lq, unsigned max, unsigned
 
 /* ---- delete, visibility, counts ------------------------------------------ */
 
-/* Every message leaves two dead row versions in the claim index: the one
- * its claim replaced (at its first visible_at) and the one its delete
- * removed (at the end of its visibility timeout, which the claims' range
- * reaches once that time has passed). Autovacuum looks at a table at most
- * once a minute (autovacuum_naptime), and until then each claim steps over
- * every dead entry of the range: measured at 1000 msg/s, a claim's
- * execution took 780 us, against 100 us right after a VACUUM. So the handle
- * runs VACUUM itself after VACUUM_AFTER_ROWS deletes, at most once every
- * VACUUM_MIN_GAP_MS and never more than 1/VACUUM_TIME_SHARE of the time
- * (a VACUUM of a table with a large backlog takes longer, and is run less
- * often). SKIP_LOCKED: when autovacuum or another replica's handle is at
- * it, this one passes. VACUUM needs PostgreSQL 12 for its options, and
- * ownership of the table, which the role that ran the migrations has; a
- * role that does not own it gets a warning from the server and nothing
- * done, as with older servers, where the handle leaves it to autovacuum. */
-static void vacuum_due(pgq *q, pgconn *pc, uint64_t deleted)
-{
-    if (atomic_fetch_add(&q->deleted_since_vacuum, deleted) + deleted < VACUUM_AFTER_ROWS)
-        return;
-    uint64_t now = wb__now_ms(), due = atomic_load(&q->next_vacuum);
-    if (now < due || !atomic_compare_exchange_strong(&q->next_vacuum, &due, UINT64_MAX))
-        return; /* not yet, or another thread runs it */
-    atomic_store(&q->deleted_since_vacuum, 0);
-    uint64_t took = 0;
-    if (pc->c && PQserverVersion(pc->c) >= 120000) {
-        PGresult *r =
-            PQexec(pc->c, "VACUUM (SKIP_LOCKED, INDEX_CLEANUP ON) message_queue_messages");
-        if (PQresultStatus(r) != PGRES_COMMAND_OK)
-            wb__log(WB_LOG_DEBUG, "queue", "VACUUM of message_queue_messages: %s",
-                    PQresultErrorMessage(r));
-        PQclear(r);
-        took = wb__now_ms() - now;
-    }
-    uint64_t gap = took * VACUUM_TIME_SHARE;
-    atomic_store(&q->next_vacuum,
-                 wb__now_ms() + (gap > VACUUM_MIN_GAP_MS ? gap : VACUUM_MIN_GAP_MS));
-}
-
-/* "<id>.<token>", both decimal. */
-static bool parse_receipt(const char *r, uint64_t *id, uint64_t *tok)
-{
-    char *end;
-    errno = 0;
-    if (*r < '0' || *r > '9')
-        return false;
-    *id = strtoull(r, &end, 10);
-    if (errno || *end != '.' || end[1] < '0' || end[1] > '9')
-        return false;
-    *tok = strtoull(end + 1, &end, 10);
-    return !errno && *end == '\0';
-}
-
-/* The receipts as two array literals (ids, tokens) of the well-formed
- * ones, whose results are WB_OK; the others' are WB_ERR_INVALID_ARGUMENT,
- * and so is the return, with *detail naming the first. */
-static wb_err receipt_arrays(const char *const *receipts, size_t n, wb_err *results, wb__buf *ids,
-                             wb__buf *toks, size_t *good, char **detail)
-{
-    wb__buf_putc(ids, '{');
-    wb__buf_putc(toks, '{');
-    *good = 0;
-    wb_err first_bad = WB_OK;
-    for (size_t i = 0; i < n; i++) {
-        uint64_t id, tok;
-        if (!parse_receipt(receipts[i], &id, &tok)) {
-            results[i] = WB_ERR_INVALID_ARGUMENT;
-            if (!first_bad) {
-                first_bad = WB_ERR_INVALID_ARGUMENT;
-                *detail = wb__asprintf("receipt %zu is not a PostgreSQL queue receipt "
-                                       "(<id>.<token>, as wb_queue_receive() gives)",
-                                       i);
-            }
-            continue;
-        }
-        results[i] = WB_OK;
-        array_uint(ids, id, *good == 0);
-        array_uint(toks, tok, *good == 0);
-        ++*good;
-    }
-    wb__buf_putc(ids, '}');
-    wb__buf_putc(toks, '}');
-    return first_bad;
-}
-
 static wb_err pg_delete_batch(void *priv, wb_logical_queue lq, const char *const *receipts,
                               size_t n, wb_err *results, char **detail)
 {
     pgq *q = priv;
-    wb__buf ids = WB__BUF_INIT, toks = WB__BUF_INIT;
-    size_t good = 0;
-    wb_err first_bad = receipt_arrays(receipts, n, results, &ids, &toks, &good, detail);
-    wb_err err = WB_OK;
-    if (good && !ids.failed && !toks.failed) {
-        const char *vals[] = {wb_logical_queue_name(lq), ids.data, toks.data};
+    acks a;
+    wb_err bad = acks_make(&a, receipts, n, results, detail);
+    wb_err err = bad == WB_ERR_NO_MEMORY ? bad : WB_OK;
+    if (!err && a.pending) {
         pgconn *pc = acquire(q);
         char *d = NULL;
-        PGresult *r = pc ? run(q, pc, ST_DELETE, 3, vals, PGRES_TUPLES_OK, &err, &d) : NULL;
-        if (!pc)
-            err = WB_ERR_NO_MEMORY;
-        if (r)
-            vacuum_due(q, pc, (uint64_t)PQntuples(r));
-        PQclear(r);
+        err = pc ? delete_acks(q, pc, lq, &a, &d) : WB_ERR_NO_MEMORY;
         release(q, pc);
         if (err) {
-            for (size_t i = 0; i < n; i++)
-                results[i] = results[i] ? results[i] : err;
+            acks_failed(&a, err);
             free(*detail);
             *detail = d;
         }
-    } else if (ids.failed || toks.failed) {
-        err = WB_ERR_NO_MEMORY;
     }
     /* A receipt that matches nothing (deleted already, or the message was
      * received again since) succeeds without deleting, as with SQS. */
-    wb__buf_free(&ids);
-    wb__buf_free(&toks);
-    return err ? err : first_bad;
+    acks_free(&a);
+    return err ? err : bad;
 }
 
 static wb_err pg_delete_receive(void *priv, wb_logical_queue lq, const char *const *receipts,
                                 size_t nr, wb_err *results, unsigned max, unsigned wait_s,
                                 int visibility_s, wb_queue_message **out, size_t *n, char **detail)
 {
-    pgq *q = priv;
-    acks a = {.ids = WB__BUF_INIT, .toks = WB__BUF_INIT, .results = results, .n = nr};
+    acks a;
     char *bad = NULL; /* a malformed receipt fails its own entry only */
-    receipt_arrays(receipts, nr, results, &a.ids, &a.toks, &a.good, &bad);
+    wb_err err = acks_make(&a, receipts, nr, results, &bad);
     free(bad);
-    wb_err err = WB_OK;
-    if (a.ids.failed || a.toks.failed) {
-        acks_failed(&a, WB_ERR_NO_MEMORY);
-        err = WB_ERR_NO_MEMORY;
-    } else {
-        a.pending = a.good > 0;
-        err = receive_loop(q, lq, max, wait_s, visibility_s, &a, out, n, detail);
-    }
-    wb__buf_free(&a.ids);
-    wb__buf_free(&a.toks);
+    if (err != WB_ERR_NO_MEMORY)
+        err = receive_loop(priv, lq, max, wait_s, visibility_s, &a, out, n, detail);
+    acks_free(&a);
     return err;
 }
 

@@ -197,11 +197,7 @@ static void *drain_main(void *arg)
         nheld = n;
     }
     if (ndone) {
-        for (size_t i = 0; i < ndone; i++)
-            res[i] = WB_OK;
-        wb_err err = wb_queue_delete_batch(d->q, WB_LQ_IOT, done, ndone, res);
-        for (size_t i = 0; err && i < ndone; i++)
-            res[i] = res[i] ? res[i] : err;
+        wb__queue_delete_each(d->q, WB_LQ_IOT, done, ndone, res);
         count_deletes(d, res, ndone);
     }
     wb_queue_messages_free(held, nheld);

@@ -435,6 +435,17 @@ WB_API wb_err wb_queue_delete_batch(wb_queue *q, wb_logical_queue lq, const char
     return err ? wb__fail(q, err, d) : wb__ok(q);
 }
 
+wb_err wb__queue_delete_each(wb_queue *q, wb_logical_queue lq, const char *const *receipts,
+                             size_t n, wb_err *results)
+{
+    for (size_t i = 0; i < n; i++)
+        results[i] = WB_OK;
+    wb_err err = wb_queue_delete_batch(q, lq, receipts, n, results);
+    for (size_t i = 0; err && i < n; i++)
+        results[i] = results[i] ? results[i] : err;
+    return err;
+}
+
 wb_err wb__queue_delete_receive(wb_queue *q, wb_logical_queue lq, const char *const *receipts,
                                 size_t nr, wb_err *results, unsigned max, unsigned wait_s,
                                 int visibility_s, wb_queue_message **out, size_t *n)
@@ -444,11 +455,7 @@ wb_err wb__queue_delete_receive(wb_queue *q, wb_logical_queue lq, const char *co
     *out = NULL;
     *n = 0;
     if (!q->ops->delete_receive) {
-        for (size_t i = 0; i < nr; i++)
-            results[i] = WB_OK;
-        wb_err err = wb_queue_delete_batch(q, lq, receipts, nr, results);
-        for (size_t i = 0; err && i < nr; i++)
-            results[i] = results[i] ? results[i] : err;
+        wb_err err = wb__queue_delete_each(q, lq, receipts, nr, results);
         return err ? err : wb_queue_receive(q, lq, max, wait_s, visibility_s, out, n);
     }
     wb_err err = delete_checks(q, lq, receipts, nr);

@@ -98,6 +98,11 @@ typedef struct wb__queue_ops {
                              int visibility_s, wb_queue_message **out, size_t *n, char **detail);
 } wb__queue_ops;
 
+/* wb_queue_delete_batch() with every result set: a receipt the batch's
+ * failure left untouched gets the failure's code. */
+wb_err wb__queue_delete_each(wb_queue *q, wb_logical_queue lq, const char *const *receipts,
+                             size_t n, wb_err *results);
+
 /* wb_queue_delete_batch() of the receipts, then wb_queue_receive(), in one
  * call that a backend may serve with fewer transactions (delete_receive
  * above). The same checks, codes and retries as those two; on a failure
