@@ -446,6 +446,11 @@ wb_err wb__queue_delete_each(wb_queue *q, wb_logical_queue lq, const char *const
     return err;
 }
 
+void *wb__queue_priv(const wb_queue *q)
+{
+    return q->priv;
+}
+
 wb_err wb__queue_delete_receive(wb_queue *q, wb_logical_queue lq, const char *const *receipts,
                                 size_t nr, wb_err *results, unsigned max, unsigned wait_s,
                                 int visibility_s, wb_queue_message **out, size_t *n)

@@ -103,6 +103,10 @@ typedef struct wb__queue_ops {
 wb_err wb__queue_delete_each(wb_queue *q, wb_logical_queue lq, const char *const *receipts,
                              size_t n, wb_err *results);
 
+/* The handle's backend state (its priv), for tests that look inside a
+ * backend. */
+void *wb__queue_priv(const wb_queue *q);
+
 /* wb_queue_delete_batch() of the receipts, then wb_queue_receive(), in one
  * call that a backend may serve with fewer transactions (delete_receive
  * above). The same checks, codes and retries as those two; on a failure

@@ -58,6 +58,11 @@ static bool pg_restart(void)
  * bench/hooks.h). */
 const char *wb__pg_statement(const char *name);
 bool wb__pg_statement_replanned(const char *name);
+/* How many generic and custom plans the handle's pooled connections made
+ * for a statement (backends/postgres/pgqueue.c), and the handle's backend
+ * state (src/queue/queue_backend.h). */
+bool wb__pg_plan_counts(void *priv, const char *name, long *generic, long *custom);
+void *wb__queue_priv(const wb_queue *q);
 /* The drain's delete-then-receive (src/queue/queue_backend.h). */
 wb_err wb__queue_delete_receive(wb_queue *q, wb_logical_queue lq, const char *const *receipts,
                                 size_t nr, wb_err *results, unsigned max, unsigned wait_s,
@@ -225,6 +230,49 @@ static void send_iot(wb_queue *q, const char *body)
 {
     wb_queue_entry e = {.body = body, .body_len = strlen(body)};
     cr_assert_eq(wb_queue_send(q, WB_LQ_IOT, &e, NULL), WB_OK, "%s", wb_queue_last_error(q));
+}
+
+/* The handle plans the statements that must stay fast at any size afresh
+ * at every run, and lets a send keep its generic plan: on one pooled
+ * connection taking turns between them, as a server's do. */
+Test(postgres_plans, claims_and_deletes_are_planned_at_every_run, .timeout = 60)
+{
+    wb_config *cfg = pg_config(NULL);
+    wb_queue *q = NULL;
+    cr_assert_eq(wb_queue_open(cfg, NULL, &q), WB_OK, "%s", wb_queue_last_error(NULL));
+    pg_purge();
+    const int runs = 12; /* more than PostgreSQL's five custom plans before a generic one */
+    for (int i = 0; i < runs; i++) {
+        send_iot(q, "planned");
+        wb_queue_message *m = NULL;
+        size_t n = 0;
+        cr_assert_eq(wb_queue_receive(q, WB_LQ_IOT, 10, 0, 30, &m, &n), WB_OK, "%s",
+                     wb_queue_last_error(q));
+        cr_assert_eq(n, 1);
+        cr_assert_eq(wb_queue_delete(q, WB_LQ_IOT, m[0].receipt), WB_OK, "%s",
+                     wb_queue_last_error(q));
+        wb_queue_messages_free(m, n);
+    }
+    const struct {
+        const char *name;
+        bool fresh;
+    } want[] = {{"wb_claim", true}, {"wb_delete", true}, {"wb_send1", false}};
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        long generic = -1, custom = -1;
+        cr_assert(wb__pg_plan_counts(wb__queue_priv(q), want[i].name, &generic, &custom),
+                  "%s: pg_prepared_statements did not answer", want[i].name);
+        cr_log_info("%s: %ld generic plans, %ld custom plans", want[i].name, generic, custom);
+        cr_assert_eq(generic + custom >= runs, true, "%s ran %ld times, not %d", want[i].name,
+                     generic + custom, runs);
+        if (want[i].fresh)
+            cr_assert_eq(generic, 0, "%s used a generic plan %ld times of %d", want[i].name,
+                         generic, runs);
+        else
+            cr_assert_gt(generic, 0, "%s never used its generic plan in %d runs", want[i].name,
+                         runs);
+    }
+    wb_queue_close(q);
+    wb_config_free(cfg);
 }
 
 static void drain_all(wb_queue *q, size_t want)
