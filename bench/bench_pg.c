@@ -2,6 +2,9 @@
 #include "bench_pg.h"
 
 #include <dirent.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <time.h>
 #include <libpq-fe.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +12,7 @@
 #include <unistd.h>
 
 #include "bench_common.h"
+#include "bench_minq.h"
 
 double wbb_rss_kib(int pid)
 {
@@ -137,4 +141,105 @@ double wbb_pg_raw_insert(const char *prog, wb_harness *h, const char *url, unsig
     PQclear(PQexec(c, "DROP TABLE bench_raw"));
     PQfinish(c);
     return rate;
+}
+
+/* The minimal queue's consumer: claims until every message is deleted. */
+typedef struct minq_run {
+    const char *prog, *url;
+    wb_harness *h;
+    unsigned long total, poll_ms;
+    double *lat; /* ms from the INSERT's start to the claim */
+} minq_run;
+
+static void *minq_consume(void *arg)
+{
+    minq_run *m = arg;
+    PGconn *c = connect_or_die(m->prog, m->h, m->url);
+    const char *err = wbb_minq_prepare(c);
+    if (err)
+        wbb_die_down(m->prog, m->h, "minimal queue: prepare", err);
+    unsigned long got = 0;
+    const unsigned batch = 100;
+    while (got < m->total) {
+        const char *vals[] = {"steady", "100", "300"};
+        PGresult *r = PQexecPrepared(c, "min_claim", 3, vals, NULL, NULL, 0);
+        if (PQresultStatus(r) != PGRES_TUPLES_OK)
+            wbb_die_down(m->prog, m->h, "minimal queue: claim", PQerrorMessage(c));
+        int rows = PQntuples(r);
+        double now = wbb_now_ms();
+        char ids[22 * 100 + 2] = "{";
+        size_t li = 1;
+        for (int i = 0; i < rows; i++) {
+            if (got + (unsigned long)i < m->total)
+                m->lat[got + (unsigned long)i] = now - atof(PQgetvalue(r, i, 1));
+            li += (size_t)snprintf(ids + li, sizeof ids - li, "%s%s", i ? "," : "",
+                                   PQgetvalue(r, i, 0));
+        }
+        snprintf(ids + li, sizeof ids - li, "}");
+        PQclear(r);
+        if (rows) {
+            const char *dv[] = {ids};
+            r = PQexecPrepared(c, "min_delete", 1, dv, NULL, NULL, 0);
+            if (PQresultStatus(r) != PGRES_COMMAND_OK)
+                wbb_die_down(m->prog, m->h, "minimal queue: delete", PQerrorMessage(c));
+            PQclear(r);
+            got += (unsigned long)rows;
+        }
+        if ((unsigned)rows < batch)
+            usleep((useconds_t)(m->poll_ms * 1000));
+    }
+    PQfinish(c);
+    return NULL;
+}
+
+void wbb_pg_minimal_queue(const char *prog, wb_harness *h, const char *url, unsigned rate,
+                          unsigned secs, unsigned poll_ms, wbb_minq_fig *f)
+{
+    PGconn *c = connect_or_die(prog, h, url);
+    PQclear(PQexec(c, "SET client_min_messages = warning"));
+    PGresult *r = PQexec(c, WBB_MINQ_TABLE);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK)
+        wbb_die_down(prog, h, "minimal queue: table", PQerrorMessage(c));
+    PQclear(r);
+    const char *err = wbb_minq_prepare(c);
+    if (err)
+        wbb_die_down(prog, h, "minimal queue: prepare", err);
+    minq_run m = {prog, url, h, (unsigned long)rate * secs, poll_ms, NULL};
+    m.lat = calloc(m.total, sizeof *m.lat);
+    if (!m.lat)
+        wbb_die_down(prog, h, "minimal queue", "out of memory");
+    double x0 = wbb_pg_xacts(prog, h, url), c0 = wbb_pg_cpu_ms(prog, h);
+    pthread_t t;
+    if (pthread_create(&t, NULL, minq_consume, &m))
+        wbb_die_down(prog, h, "minimal queue", "cannot start its consumer");
+    /* the sends on a fixed schedule, as the workers' heartbeats come */
+    double start = wbb_now_ms();
+    for (unsigned long i = 0; i < m.total; i++) {
+        double due = start + (double)i * 1000.0 / rate, now = wbb_now_ms();
+        if (due > now)
+            usleep((useconds_t)((due - now) * 1000));
+        /* the body: the send time, then an envelope's worth of text */
+        char body[256];
+        snprintf(body, sizeof body,
+                 "%.3f eyJpIjoxMjM0LCJ0IjoxNzk1MzQ2MTE5MTc1LjEyMywidGltZXN0YW1wIjoxNzk1MzQ2"
+                 "MTE5MTc1LCJ3b3JrZXJfcG9vbF91bGlkIjoiMDFNODFGRjhGUUE5WjQ4WjVDMDJWQkNBMEoiLCJ3b3"
+                 "JrZXJfdWxpZCI6IjAxTTgxRkY4RlFHV0Y1Rlk2VkM3WUowUzFIIn0=",
+                 wbb_now_ms());
+        const char *vals[] = {"steady", body};
+        r = PQexecPrepared(c, "min_send1", 2, vals, NULL, NULL, 0);
+        if (PQresultStatus(r) != PGRES_COMMAND_OK)
+            wbb_die_down(prog, h, "minimal queue: send", PQerrorMessage(c));
+        PQclear(r);
+    }
+    pthread_join(t, NULL);
+    f->pg_us = (wbb_pg_cpu_ms(prog, h) - c0) * 1e3 / (double)m.total;
+    sleep(2); /* the other backends' statistics reach the database */
+    f->xact = (wbb_pg_xacts(prog, h, url) - x0) / (double)m.total;
+    qsort(m.lat, m.total, sizeof *m.lat, wbb_cmp_double);
+    f->lat50 = m.lat[m.total / 2];
+    f->lat99 = m.lat[(size_t)((double)(m.total - 1) * 0.99)];
+    f->lat999 = m.lat[(size_t)((double)(m.total - 1) * 0.999)];
+    free(m.lat);
+    PQclear(PQexec(c, "DROP TABLE bench_minq"));
+    PQfinish(c);
 }

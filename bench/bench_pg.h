@@ -23,6 +23,19 @@ double wbb_pg_xacts(const char *prog, wb_harness *h, const char *url);
  * connection, each its own commit, into a table made and dropped for it;
  * returns the rate (rows a second). */
 double wbb_pg_raw_insert(const char *prog, wb_harness *h, const char *url, unsigned n);
+/* The minimal SKIP LOCKED queue (bench_minq.h) under a steady load, in a
+ * table made and dropped for it: one connection sends rate single-row
+ * INSERTs a second for secs seconds on a fixed schedule, each its own
+ * commit, as the topic rule does; one consumer connection claims up to 100
+ * messages and deletes them, and sleeps poll_ms after a claim that found
+ * fewer. */
+typedef struct wbb_minq_fig {
+    double pg_us;                /* PostgreSQL's CPU per message, µs */
+    double xact;                 /* transactions per message */
+    double lat50, lat99, lat999; /* from the INSERT's start to the claim, ms */
+} wbb_minq_fig;
+void wbb_pg_minimal_queue(const char *prog, wb_harness *h, const char *url, unsigned rate,
+                          unsigned secs, unsigned poll_ms, wbb_minq_fig *f);
 /* Removes every queued message (after runs with no consumer). */
 void wbb_pg_empty_queues(const char *prog, wb_harness *h, const char *url);
 

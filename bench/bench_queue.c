@@ -3,9 +3,10 @@
  *
  * The raw baseline runs the very statements the backend runs (the
  * INSERT ... unnest, the SKIP LOCKED claim, the DELETE by primary key), as
- * the backend runs them (prepared, or planned at every run), through plain
- * libpq: one connection per thread, no pool, no coalescing, no retries. workerbus runs through
- * wb_queue_* with one handle shared by all threads, as a server would.
+ * the backend runs them (prepared; the claim and the delete planned afresh
+ * at every run), through plain libpq: one connection per thread, no pool,
+ * no coalescing, no retries. workerbus runs through wb_queue_* with one
+ * handle shared by all threads, as a server would.
  *
  * A second baseline is a minimal SKIP LOCKED queue: the simplest correct SQL
  * for the same core semantics (a visibility timeout, a receive count,
@@ -40,6 +41,7 @@
 #include <time.h>
 
 #include "bench_common.h"
+#include "bench_minq.h"
 #include "hooks.h"
 #include "workerbus/workerbus.h"
 
@@ -60,29 +62,22 @@ static void die(const char *what, const char *why)
     exit(1);
 }
 
-/* The minimal queue's table and statements. */
-static const char MIN_TABLE[] =
-    "CREATE TABLE IF NOT EXISTS bench_minq (id bigserial PRIMARY KEY, queue text NOT NULL,"
-    " body text NOT NULL, visible_at timestamptz NOT NULL DEFAULT now(),"
-    " receive_count integer NOT NULL DEFAULT 0);"
-    "CREATE INDEX IF NOT EXISTS bench_minq_ready ON bench_minq (queue, visible_at, id)";
-static const struct {
-    const char *name, *sql;
-} min_statements[] = {
-    {"min_send", "INSERT INTO bench_minq (queue, body) SELECT $1, unnest($2::text[])"},
-    {"min_claim", "UPDATE bench_minq SET visible_at = now() + $3 * interval '1 second',"
-                  " receive_count = receive_count + 1 WHERE id IN (SELECT id FROM bench_minq"
-                  " WHERE queue = $1 AND visible_at <= now() ORDER BY visible_at, id"
-                  " LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING id, body"},
-    {"min_delete", "DELETE FROM bench_minq WHERE id = ANY ($1::bigint[])"},
-};
-
-/* A statement of the backend's, run as the backend runs it. */
+/* A statement of the backend's, run as the backend runs it: prepared, and
+ * those it plans at every run with plan_cache_mode force_custom_plan on
+ * their connection. */
 static PGresult *raw_run(PGconn *c, const char *name, int n, const char *const *vals)
 {
-    return wb__pg_statement_replanned(name)
-               ? PQexecParams(c, wb__pg_statement(name), n, NULL, vals, NULL, NULL, 0)
-               : PQexecPrepared(c, name, n, vals, NULL, NULL, 0);
+    static _Thread_local const PGconn *custom_on; /* this thread's connection, when custom */
+    bool custom = wb__pg_statement_replanned(name);
+    if (custom != (custom_on == c)) {
+        PGresult *r = PQexec(c, custom ? "SET plan_cache_mode = force_custom_plan"
+                                       : "SET plan_cache_mode = auto");
+        if (PQresultStatus(r) != PGRES_COMMAND_OK)
+            die("plan_cache_mode", PQerrorMessage(c));
+        PQclear(r);
+        custom_on = custom ? c : NULL;
+    }
+    return PQexecPrepared(c, name, n, vals, NULL, NULL, 0);
 }
 
 static PGconn *raw_connect(void)
@@ -92,19 +87,14 @@ static PGconn *raw_connect(void)
         die("connect", PQerrorMessage(c));
     const char *names[] = {"wb_send", "wb_claim", "wb_delete"};
     for (size_t i = 0; i < 3; i++) {
-        if (wb__pg_statement_replanned(names[i]))
-            continue;
         PGresult *r = PQprepare(c, names[i], wb__pg_statement(names[i]), 0, NULL);
         if (PQresultStatus(r) != PGRES_COMMAND_OK)
             die("prepare", PQerrorMessage(c));
         PQclear(r);
     }
-    for (size_t i = 0; i < sizeof min_statements / sizeof min_statements[0]; i++) {
-        PGresult *r = PQprepare(c, min_statements[i].name, min_statements[i].sql, 0, NULL);
-        if (PQresultStatus(r) != PGRES_COMMAND_OK)
-            die("prepare", PQerrorMessage(c));
-        PQclear(r);
-    }
+    const char *err = wbb_minq_prepare(c);
+    if (err)
+        die("prepare", err);
     return c;
 }
 
@@ -202,30 +192,11 @@ static void min_send(PGconn *c, unsigned n)
 
 static unsigned min_claim_delete(PGconn *c, unsigned n)
 {
-    char sn[16];
-    snprintf(sn, sizeof sn, "%u", n);
-    const char *vals[] = {"async-jobs", sn, "300"};
-    PGresult *r = PQexecPrepared(c, "min_claim", 3, vals, NULL, NULL, 0);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK)
-        die("minimal claim", PQerrorMessage(c));
-    int rows = PQntuples(r);
-    if (rows == 0) {
-        PQclear(r);
-        return 0;
-    }
-    char ids[512] = "{";
-    size_t li = 1;
-    for (int i = 0; i < rows; i++)
-        li +=
-            (size_t)snprintf(ids + li, sizeof ids - li, "%s%s", i ? "," : "", PQgetvalue(r, i, 0));
-    snprintf(ids + li, sizeof ids - li, "}");
-    PQclear(r);
-    const char *dv[] = {ids};
-    r = PQexecPrepared(c, "min_delete", 1, dv, NULL, NULL, 0);
-    if (PQresultStatus(r) != PGRES_COMMAND_OK)
-        die("minimal delete", PQerrorMessage(c));
-    PQclear(r);
-    return (unsigned)rows;
+    const char *err = NULL;
+    int got = wbb_minq_claim_delete(c, "async-jobs", n, &err);
+    if (got < 0)
+        die("minimal claim and delete", err);
+    return (unsigned)got;
 }
 
 static void wb_send_n(unsigned n)
@@ -472,7 +443,7 @@ int main(int argc, char **argv)
         die("open", wb_queue_last_error(NULL));
     {
         PGconn *c = PQconnectdb(db_url); /* the minimal queue's table, before the statements */
-        raw_exec(c, MIN_TABLE);
+        raw_exec(c, WBB_MINQ_TABLE);
         PQfinish(c);
     }
     admin = raw_connect();

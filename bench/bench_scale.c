@@ -30,7 +30,11 @@
  * Workers connect as workerbus's own client does (bench/scale_client.c);
  * after each storm the workerbus run waits for the plugin to record every
  * worker's presence.
- * And PostgreSQL's CPU for a plain single-row INSERT, the same server.
+ * And on the same PostgreSQL: the CPU of a plain single-row INSERT, and the
+ * minimal SKIP LOCKED queue (bench_minq.h) under the same steady loads:
+ * single-row INSERTs from one connection, one consumer claiming up to 100
+ * and polling every 5 ms (the drain's linger), no wake-ups: what the
+ * simplest correct queue costs per message here.
  *
  * Usage: bench-scale [workers] [seconds] [attempt ms]
  * (default 10000 workers, 60 s; seconds 0: the storm and the restart only;
@@ -503,6 +507,13 @@ int main(int argc, char **argv)
     double c0 = wbb_pg_cpu_ms(prog, h);
     wbb_pg_raw_insert(prog, h, dburl, 10000);
     double ins_us = (wbb_pg_cpu_ms(prog, h) - c0) * 1e3 / 10000;
+    wbb_minq_fig mq[2] = {0};
+    for (size_t ri = 0; ri < nrates; ri++) {
+        fprintf(stderr, "%s: minimal SKIP LOCKED queue: %u msg/s for %u s\n", prog, rates[ri],
+                secs);
+        wbb_pg_minimal_queue(prog, h, dburl, rates[ri], secs, WB_QUEUE_LINGER_DEFAULT_MS,
+                             &mq[ri]);
+    }
 
     printf("| %u TLS workers, all at once | all connected s | connect p50 ms | p99 ms | max ms "
            "| failed attempts (timed out) | listen overflows | broker CPU ms per connection | "
@@ -553,6 +564,15 @@ int main(int argc, char **argv)
     printf("| plain single-row INSERT, one connection (10000) | | | | | | | | %.0f (1.0x) | | "
            "1.00 |\n",
            ins_us);
+    for (int ri = 0; ri < 2; ri++) {
+        char vs_ins[32] = "";
+        if (ins_us > 0)
+            snprintf(vs_ins, sizeof vs_ins, " (%.1fx)", mq[ri].pg_us / ins_us);
+        printf("| minimal SKIP LOCKED queue, %u msg/s: INSERT to claim, a consumer polling every "
+               "%d ms | | | | %.1f | %.1f | %.1f | | %.0f%s | | %.2f |\n",
+               rates[ri], WB_QUEUE_LINGER_DEFAULT_MS, mq[ri].lat50, mq[ri].lat99, mq[ri].lat999,
+               mq[ri].pg_us, vs_ins, mq[ri].xact);
+    }
     for (int ri = 0; ri < 2; ri++)
         if (wd[ri].lost)
             fprintf(stderr, "%s: %lu messages at %u msg/s did not reach the handler\n", prog,
