@@ -511,8 +511,7 @@ int main(int argc, char **argv)
     for (size_t ri = 0; ri < nrates; ri++) {
         fprintf(stderr, "%s: minimal SKIP LOCKED queue: %u msg/s for %u s\n", prog, rates[ri],
                 secs);
-        wbb_pg_minimal_queue(prog, h, dburl, rates[ri], secs, WB_QUEUE_LINGER_DEFAULT_MS,
-                             &mq[ri]);
+        wbb_pg_minimal_queue(prog, h, dburl, rates[ri], secs, WB_QUEUE_LINGER_DEFAULT_MS, &mq[ri]);
     }
 
     printf("| %u TLS workers, all at once | all connected s | connect p50 ms | p99 ms | max ms "
