@@ -233,6 +233,10 @@ void wbb_pg_minimal_queue(const char *prog, wb_harness *h, const char *url, unsi
     }
     pthread_join(t, NULL);
     f->pg_us = (wbb_pg_cpu_ms(prog, h) - c0) * 1e3 / (double)m.total;
+    /* a backend reports its counts when it ends at the latest (one more
+     * transaction: the DROP) */
+    PQclear(PQexec(c, "DROP TABLE bench_minq"));
+    PQfinish(c);
     sleep(2); /* the other backends' statistics reach the database */
     f->xact = (wbb_pg_xacts(prog, h, url) - x0) / (double)m.total;
     qsort(m.lat, m.total, sizeof *m.lat, wbb_cmp_double);
@@ -240,6 +244,4 @@ void wbb_pg_minimal_queue(const char *prog, wb_harness *h, const char *url, unsi
     f->lat99 = m.lat[(size_t)((double)(m.total - 1) * 0.99)];
     f->lat999 = m.lat[(size_t)((double)(m.total - 1) * 0.999)];
     free(m.lat);
-    PQclear(PQexec(c, "DROP TABLE bench_minq"));
-    PQfinish(c);
 }

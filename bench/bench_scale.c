@@ -422,10 +422,13 @@ static void run(broker *b, unsigned n, unsigned secs, const char *dburl, storm_f
             f->pg_us = (pg1 - pg0) * 1e3 / (double)sent;
             f->broker_us = (br1 - br0) * 1e3 / (double)sent;
             f->server_us = (sv1 - sv0) * 1e3 / (double)sent;
-            sleep(2); /* the other backends' statistics reach the database */
-            f->xact = (wbb_pg_xacts(prog, h, dburl) - x0) / (double)sent;
+            /* the listening connection's backend counts a transaction for
+             * each read of notifications, and an idle backend reports its
+             * counts late: its end (the last handle closed) reports them */
             wb_drain_free(d);
             wb_queue_close(q);
+            sleep(2); /* the other backends' statistics reach the database */
+            f->xact = (wbb_pg_xacts(prog, h, dburl) - x0) / (double)sent;
         } else {
             f->broker_us = (wbb_proc_cpu_ms(pid, NULL) - br0) * 1e3 / (double)sent;
         }
