@@ -417,6 +417,9 @@ int main(int argc, char **argv)
             ins_us[r] = (wbb_pg_cpu_ms(prog, h) - c0) * 1000.0 / 10000;
         }
         double ins = wbb_median(ins_us, rounds);
+        if (ins <= 0)
+            wbb_die_down(prog, h, "the plain INSERT",
+                         "PostgreSQL's CPU did not grow over 10 000 inserts: no baseline");
         printf("\n| steady load, builtin + PostgreSQL (20 workers, %d s, median of %d rounds) | "
                "receive linger | p50 ms | p99 ms | p99.9 ms | PostgreSQL transactions per "
                "message | PostgreSQL CPU µs per message (x plain INSERT) | broker CPU µs per "

@@ -36,6 +36,19 @@ static PGconn *connect_or_die(const char *prog, wb_harness *h, const char *url)
     return c;
 }
 
+/* Closes c, then waits (up to 2 s) until its backend has ended and the
+ * postmaster has reaped it, so that its CPU time is in the postmaster's
+ * children's (wbb_pg_cpu_ms() reads it from there from then on). */
+static void finish_reaped(PGconn *c)
+{
+    int pid = PQbackendPID(c);
+    PQfinish(c);
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d", pid);
+    for (int i = 0; pid > 0 && i < 200 && access(path, F_OK) == 0; i++)
+        usleep(10000);
+}
+
 double wbb_pg_xacts(const char *prog, wb_harness *h, const char *url)
 {
     PGconn *c = connect_or_die(prog, h, url);
@@ -139,7 +152,7 @@ double wbb_pg_raw_insert(const char *prog, wb_harness *h, const char *url, unsig
     }
     double rate = n / ((wbb_now_ms() - t0) / 1000.0);
     PQclear(PQexec(c, "DROP TABLE bench_raw"));
-    PQfinish(c);
+    finish_reaped(c);
     return rate;
 }
 
@@ -188,7 +201,7 @@ static void *minq_consume(void *arg)
         if ((unsigned)rows < batch)
             usleep((useconds_t)(m->poll_ms * 1000));
     }
-    PQfinish(c);
+    finish_reaped(c); /* its CPU counted when the caller reads it */
     return NULL;
 }
 
