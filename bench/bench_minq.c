@@ -33,7 +33,8 @@ const char *wbb_minq_prepare(PGconn *c)
     return NULL;
 }
 
-int wbb_minq_claim_delete(PGconn *c, const char *queue, unsigned n, const char **err)
+int wbb_minq_claim_delete(PGconn *c, const char *queue, unsigned n,
+                          void (*seen)(const char *body, void *ctx), void *ctx, const char **err)
 {
     char sn[16];
     snprintf(sn, sizeof sn, "%u", n);
@@ -49,12 +50,15 @@ int wbb_minq_claim_delete(PGconn *c, const char *queue, unsigned n, const char *
         PQclear(r);
         return 0;
     }
-    /* ids of up to 20 digits, a comma each */
-    char ids[22 * 256 + 2] = "{";
+    /* up to 100 ids of up to 20 digits, a comma each */
+    char ids[22 * 100 + 2] = "{";
     size_t li = 1;
-    for (int i = 0; i < rows && li < sizeof ids - 23; i++)
+    for (int i = 0; i < rows && li < sizeof ids - 23; i++) {
+        if (seen)
+            seen(PQgetvalue(r, i, 1), ctx);
         li +=
             (size_t)snprintf(ids + li, sizeof ids - li, "%s%s", i ? "," : "", PQgetvalue(r, i, 0));
+    }
     snprintf(ids + li, sizeof ids - li, "}");
     PQclear(r);
     const char *dv[] = {ids};

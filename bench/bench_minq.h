@@ -20,9 +20,11 @@ extern const char WBB_MINQ_TABLE[];
  * Returns NULL, or libpq's error message. */
 const char *wbb_minq_prepare(PGconn *c);
 
-/* Claims up to n messages of queue with min_claim and deletes them with
- * min_delete, each statement its own transaction; returns how many, or -1
- * with libpq's error in *err. */
-int wbb_minq_claim_delete(PGconn *c, const char *queue, unsigned n, const char **err);
+/* Claims up to n (1-100) messages of queue with min_claim and deletes them
+ * with min_delete, each statement its own transaction; seen (may be NULL)
+ * gets each claimed body before the delete. Returns how many, or -1 with
+ * libpq's error in *err. */
+int wbb_minq_claim_delete(PGconn *c, const char *queue, unsigned n,
+                          void (*seen)(const char *body, void *ctx), void *ctx, const char **err);
 
 #endif

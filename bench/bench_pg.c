@@ -161,8 +161,17 @@ typedef struct minq_run {
     const char *prog, *url;
     wb_harness *h;
     unsigned long total, poll_ms;
-    double *lat; /* ms from the INSERT's start to the claim */
+    unsigned long got; /* claimed so far */
+    double *lat;       /* ms from the INSERT's start to the claim */
 } minq_run;
+
+/* A claimed body: its latency from the send time it starts with. */
+static void minq_seen(const char *body, void *ctx)
+{
+    minq_run *m = ctx;
+    if (m->got < m->total)
+        m->lat[m->got++] = wbb_now_ms() - atof(body);
+}
 
 static void *minq_consume(void *arg)
 {
@@ -171,33 +180,11 @@ static void *minq_consume(void *arg)
     const char *err = wbb_minq_prepare(c);
     if (err)
         wbb_die_down(m->prog, m->h, "minimal queue: prepare", err);
-    unsigned long got = 0;
     const unsigned batch = 100;
-    while (got < m->total) {
-        const char *vals[] = {"steady", "100", "300"};
-        PGresult *r = PQexecPrepared(c, "min_claim", 3, vals, NULL, NULL, 0);
-        if (PQresultStatus(r) != PGRES_TUPLES_OK)
-            wbb_die_down(m->prog, m->h, "minimal queue: claim", PQerrorMessage(c));
-        int rows = PQntuples(r);
-        double now = wbb_now_ms();
-        char ids[22 * 100 + 2] = "{";
-        size_t li = 1;
-        for (int i = 0; i < rows; i++) {
-            if (got + (unsigned long)i < m->total)
-                m->lat[got + (unsigned long)i] = now - atof(PQgetvalue(r, i, 1));
-            li += (size_t)snprintf(ids + li, sizeof ids - li, "%s%s", i ? "," : "",
-                                   PQgetvalue(r, i, 0));
-        }
-        snprintf(ids + li, sizeof ids - li, "}");
-        PQclear(r);
-        if (rows) {
-            const char *dv[] = {ids};
-            r = PQexecPrepared(c, "min_delete", 1, dv, NULL, NULL, 0);
-            if (PQresultStatus(r) != PGRES_COMMAND_OK)
-                wbb_die_down(m->prog, m->h, "minimal queue: delete", PQerrorMessage(c));
-            PQclear(r);
-            got += (unsigned long)rows;
-        }
+    while (m->got < m->total) {
+        int rows = wbb_minq_claim_delete(c, "steady", batch, minq_seen, m, &err);
+        if (rows < 0)
+            wbb_die_down(m->prog, m->h, "minimal queue: claim and delete", err);
         if ((unsigned)rows < batch)
             usleep((useconds_t)(m->poll_ms * 1000));
     }
@@ -217,7 +204,7 @@ void wbb_pg_minimal_queue(const char *prog, wb_harness *h, const char *url, unsi
     const char *err = wbb_minq_prepare(c);
     if (err)
         wbb_die_down(prog, h, "minimal queue: prepare", err);
-    minq_run m = {prog, url, h, (unsigned long)rate * secs, poll_ms, NULL};
+    minq_run m = {prog, url, h, (unsigned long)rate * secs, poll_ms, 0, NULL};
     m.lat = calloc(m.total, sizeof *m.lat);
     if (!m.lat)
         wbb_die_down(prog, h, "minimal queue", "out of memory");

@@ -193,7 +193,7 @@ static void min_send(PGconn *c, unsigned n)
 static unsigned min_claim_delete(PGconn *c, unsigned n)
 {
     const char *err = NULL;
-    int got = wbb_minq_claim_delete(c, "async-jobs", n, &err);
+    int got = wbb_minq_claim_delete(c, "async-jobs", n, NULL, NULL, &err);
     if (got < 0)
         die("minimal claim and delete", err);
     return (unsigned)got;
