@@ -70,8 +70,8 @@ static PGresult *raw_run(PGconn *c, const char *name, int n, const char *const *
     static _Thread_local const PGconn *custom_on; /* this thread's connection, when custom */
     bool custom = wb__pg_statement_replanned(name);
     if (custom != (custom_on == c)) {
-        PGresult *r = PQexec(c, custom ? "SET plan_cache_mode = force_custom_plan"
-                                       : "SET plan_cache_mode = auto");
+        PGresult *r =
+            PQexec(c, custom ? "SET plan_cache_mode = force_custom_plan" : "RESET plan_cache_mode");
         if (PQresultStatus(r) != PGRES_COMMAND_OK)
             die("plan_cache_mode", PQerrorMessage(c));
         PQclear(r);

@@ -46,7 +46,8 @@
 typedef struct pgconn {
     PGconn *c;
     bool ready;  /* statements prepared */
-    bool custom; /* plan_cache_mode is force_custom_plan (statements[].replan) */
+    bool custom; /* plan_cache_mode set to force_custom_plan (statements[].replan);
+                    else the session's default */
     struct pgconn *next;
 } pgconn;
 
@@ -209,8 +210,8 @@ enum {
  * through the claim index, a scan of the whole index. Sends, whose plan is
  * the same at any size, keep the generic plan: a fresh plan at every run
  * cost a send 20-30 µs more. A pooled connection is switched between the
- * two modes by a SET when it must be; acquire() prefers one already in the
- * mode wanted. */
+ * two modes by a SET (and back by a RESET, to the database's default) when
+ * it must be; acquire() prefers one already in the mode wanted. */
 static const struct {
     const char *name;
     const char *sql;
@@ -360,7 +361,7 @@ bool wb__pg_plan_counts(void *priv, const char *name, long *generic, long *custo
 
 static bool prepare_all(pgconn *pc, char **detail)
 {
-    pc->custom = false; /* a new session: plan_cache_mode is the server's (auto) */
+    pc->custom = false; /* a new session: plan_cache_mode is its default */
     for (int i = 0; i < ST__COUNT; i++) {
         PGresult *r = PQprepare(pc->c, statements[i].name, statements[i].sql, 0, NULL);
         bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
@@ -447,7 +448,7 @@ static PGresult *run(pgq *q, pgconn *pc, int st, int n, const char *const *vals,
             PGresult *r = NULL;
             if (pc->custom != statements[st].replan) {
                 r = PQexec(pc->c, statements[st].replan ? "SET plan_cache_mode = force_custom_plan"
-                                                        : "SET plan_cache_mode = auto");
+                                                        : "RESET plan_cache_mode");
                 if (PQresultStatus(r) == PGRES_COMMAND_OK) {
                     pc->custom = statements[st].replan;
                     PQclear(r);
