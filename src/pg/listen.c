@@ -104,6 +104,52 @@ static bool has_channel(const wb__pg_sub *s, const char *channel)
     return false;
 }
 
+/* Connects to e's database without blocking a stop: polls the socket and
+ * the wake-up until connected, failed, the connect timeout passed or stop
+ * was set. A wake-up for channels is consumed here: the caller LISTENs to
+ * all of them once connected. NULL with *detail, or with none when
+ * stopped. */
+static PGconn *connect_or_stop(entry *e, char **detail)
+{
+    PGconn *c = wb__pg_connect_start(e->url, "workerbus", detail);
+    uint64_t deadline = wb__now_ms() + WB__PG_CONNECT_TIMEOUT_S * 1000u;
+    PostgresPollingStatusType st = PGRES_POLLING_WRITING; /* as libpq says to begin */
+    while (c && st != PGRES_POLLING_OK) {
+        uint64_t now = wb__now_ms();
+        if (st == PGRES_POLLING_FAILED || now >= deadline) {
+            *detail = st == PGRES_POLLING_FAILED
+                          ? wb__pg_describe(c, NULL, "connecting")
+                          : wb__asprintf("PostgreSQL, connecting: no answer within %d s",
+                                         WB__PG_CONNECT_TIMEOUT_S);
+            PQfinish(c);
+            return NULL;
+        }
+        struct pollfd p[2] = {
+            {.fd = e->wake_fd, .events = POLLIN},
+            {.fd = PQsocket(c), .events = st == PGRES_POLLING_READING ? POLLIN : POLLOUT}};
+        int rc = poll(p, 2, (int)(deadline - now));
+        if (rc < 0 && errno != EINTR)
+            wb__log(WB_LOG_DEBUG, "pg", "the listener's poll: %s", strerror(errno));
+        if (rc > 0 && (p[0].revents & POLLIN)) {
+            uint64_t v;
+            if (read(e->wake_fd, &v, sizeof v) < 0 && errno != EAGAIN)
+                wb__log(WB_LOG_DEBUG, "pg", "the listener's wake-up: %s", strerror(errno));
+            pthread_mutex_lock(&e->lock);
+            bool stop = e->stop;
+            pthread_mutex_unlock(&e->lock);
+            if (stop) {
+                PQfinish(c);
+                return NULL;
+            }
+        }
+        if (rc > 0 && p[1].revents)
+            st = PQconnectPoll(c);
+    }
+    if (c)
+        wb__pg_connected(c, "pg");
+    return c;
+}
+
 static void *listener_main(void *arg)
 {
     entry *e = arg;
@@ -118,12 +164,13 @@ static void *listener_main(void *arg)
         }
         if (!c) {
             /* connecting can take the connect timeout: not under the lock,
-             * which subscribing and unsubscribing take */
+             * which subscribing and unsubscribing take, and stopped by a
+             * stop */
             pthread_mutex_unlock(&e->lock);
             char *d = NULL;
-            c = wb__pg_connect(e->url, "workerbus", "pg", &d);
+            c = connect_or_stop(e, &d);
             pthread_mutex_lock(&e->lock);
-            if (!c) {
+            if (!c && !e->stop) {
                 tell_lost(e, d ? d : "PostgreSQL");
                 wait_ms = wb__backoff_ms(failures++, RETRY_MIN_MS, RETRY_MAX_MS);
             }

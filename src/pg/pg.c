@@ -43,12 +43,19 @@ static void on_notice(void *arg, const char *message)
     wb__log(WB_LOG_DEBUG, arg ? arg : "postgres", "PostgreSQL: %.*s", (int)n, message);
 }
 
+/* Every connection's parameters: the URL (dbname, expanded) comes last,
+ * so that what it sets wins over the defaults before it. */
+static const char *const connect_keys[] = {"application_name", "connect_timeout", "client_encoding",
+                                           "dbname", NULL};
+#define STRING_OF(x)      #x
+#define DECIMAL(x)        STRING_OF(x)
+#define CONNECT_TIMEOUT_S DECIMAL(WB__PG_CONNECT_TIMEOUT_S)
+
 PGconn *wb__pg_connect(const char *url, const char *application_name, const char *component,
                        char **detail)
 {
-    const char *keys[] = {"application_name", "connect_timeout", "client_encoding", "dbname", NULL};
-    const char *vals[] = {application_name, "10", "UTF8", url, NULL};
-    PGconn *c = PQconnectdbParams(keys, vals, 1);
+    const char *vals[] = {application_name, CONNECT_TIMEOUT_S, "UTF8", url, NULL};
+    PGconn *c = PQconnectdbParams(connect_keys, vals, 1);
     if (!c) {
         *detail = wb__strdup("PostgreSQL: out of memory while connecting");
         return NULL;
@@ -58,9 +65,30 @@ PGconn *wb__pg_connect(const char *url, const char *application_name, const char
         PQfinish(c);
         return NULL;
     }
+    wb__pg_connected(c, component);
+    return c;
+}
+
+PGconn *wb__pg_connect_start(const char *url, const char *application_name, char **detail)
+{
+    const char *vals[] = {application_name, CONNECT_TIMEOUT_S, "UTF8", url, NULL};
+    PGconn *c = PQconnectStartParams(connect_keys, vals, 1);
+    if (!c) {
+        *detail = wb__strdup("PostgreSQL: out of memory while connecting");
+        return NULL;
+    }
+    if (PQstatus(c) == CONNECTION_BAD) {
+        *detail = wb__pg_describe(c, NULL, "connecting");
+        PQfinish(c);
+        return NULL;
+    }
+    return c;
+}
+
+void wb__pg_connected(PGconn *c, const char *component)
+{
     /* component is a string literal of the caller's: it outlives c */
     PQsetNoticeProcessor(c, on_notice, (void *)component);
-    return c;
 }
 
 wb_err wb__pg_exec(PGconn *c, const char *sql, const char *what, char **detail)

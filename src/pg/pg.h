@@ -25,6 +25,18 @@ bool wb__pg_is_transient(PGconn *c, const PGresult *r);
 PGconn *wb__pg_connect(const char *url, const char *application_name, const char *component,
                        char **detail);
 
+/* wb__pg_connect() in steps, for a caller that must not block: starts the
+ * connection (NULL and *detail when it failed at once); the caller drives
+ * PQconnectPoll() on PQsocket() (which may change between calls) and
+ * enforces the 10 s itself, then calls wb__pg_connected() once it is
+ * PGRES_POLLING_OK. */
+PGconn *wb__pg_connect_start(const char *url, const char *application_name, char **detail);
+/* What wb__pg_connect() sets on a new connection: the notices to the
+ * debug log of component (a string literal). */
+void wb__pg_connected(PGconn *c, const char *component);
+/* The connect timeout of every connection, s. */
+#define WB__PG_CONNECT_TIMEOUT_S 10
+
 /* Runs sql (no parameters); WB_OK, or WB_ERR_BACKEND with *detail. */
 wb_err wb__pg_exec(PGconn *c, const char *sql, const char *what, char **detail);
 

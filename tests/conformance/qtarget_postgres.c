@@ -1,16 +1,21 @@
 /* The queue conformance suite's PostgreSQL target: a throwaway PostgreSQL 15
  * cluster made by scripts/services (initdb as postgres, a free loopback
  * port, fsync and synchronous_commit on). */
+#include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <libpq-fe.h>
+#include <netinet/in.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "helpers.h"
+#include "listen.h"
 #include "queue_target.h"
 
 static wb_config *pg_config(const char *const *over)
@@ -639,6 +644,52 @@ Test(postgres_listen, the_handles_of_a_process_share_one_listening_connection, .
     wb_queue_close(q2);
     wb_queue_close(q1);
     wb_config_free(cfg);
+}
+
+static void count_heard(void *ctx, bool heard, const char *why)
+{
+    (void)why;
+    if (heard)
+        atomic_fetch_add((atomic_int *)ctx, 1);
+}
+
+static void ignore_notify(void *ctx, const char *channel, const char *payload)
+{
+    (void)ctx, (void)channel, (void)payload;
+}
+
+/* A database that takes the connection and never answers (a host behind
+ * a firewall that drops, a hung server): the listener waits up to the
+ * connect timeout (10 s) for it, and its last unsubscribe (a queue handle
+ * closed, a server stopping) ends that wait instead of sitting it out. */
+Test(postgres_listen, a_stop_ends_a_connect_the_database_does_not_answer, .timeout = 60)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert_geq(fd, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    cr_assert_eq(listen(fd, 4), 0); /* never accepted: the kernel completes the handshake */
+    cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    char url[128];
+    snprintf(url, sizeof url, "postgresql://workerbus@127.0.0.1:%u/workerbus", ntohs(a.sin_port));
+
+    atomic_int heard = 0;
+    const wb__pg_sub_ops ops = {.notify = ignore_notify, .state = count_heard};
+    const char *channels[] = {"workerbus_test"};
+    wb__pg_sub *s = wb__pg_subscribe(url, channels, 1, &ops, &heard);
+    cr_assert_not_null(s);
+    usleep(500000); /* the listener is connecting now, waiting for an answer */
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    wb__pg_unsubscribe(s);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    long took = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+    cr_log_info("the last unsubscribe took %ld ms", took);
+    cr_assert_lt(took, 3000, "the last unsubscribe took %ld ms: it sat out the connect timeout",
+                 took);
+    cr_assert_eq(atomic_load(&heard), 0, "a database that never answered was heard");
+    close(fd);
 }
 
 const wbt_qtarget wbt_qtarget_impl = {
