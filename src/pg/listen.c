@@ -104,6 +104,24 @@ static bool has_channel(const wb__pg_sub *s, const char *channel)
     return false;
 }
 
+/* Waits up to timeout_ms for e's wake-up and for events on fd (-1: none);
+ * returns whether the wake-up came (and consumes it), and fd's events in
+ * *revents. */
+static bool wait_for(entry *e, int fd, short events, int timeout_ms, short *revents)
+{
+    struct pollfd p[2] = {{.fd = e->wake_fd, .events = POLLIN}, {.fd = fd, .events = events}};
+    int rc = poll(p, fd >= 0 ? 2 : 1, timeout_ms);
+    if (rc < 0 && errno != EINTR)
+        wb__log(WB_LOG_DEBUG, "pg", "the listener's poll: %s", strerror(errno));
+    *revents = rc > 0 && fd >= 0 ? p[1].revents : 0;
+    if (rc <= 0 || !(p[0].revents & POLLIN))
+        return false;
+    uint64_t v;
+    if (read(e->wake_fd, &v, sizeof v) < 0 && errno != EAGAIN)
+        wb__log(WB_LOG_DEBUG, "pg", "the listener's wake-up: %s", strerror(errno));
+    return true;
+}
+
 /* Connects to e's database without blocking a stop: polls the socket and
  * the wake-up until connected, failed, the connect timeout passed or stop
  * was set. A wake-up for channels is consumed here: the caller LISTENs to
@@ -124,16 +142,9 @@ static PGconn *connect_or_stop(entry *e, char **detail)
             PQfinish(c);
             return NULL;
         }
-        struct pollfd p[2] = {
-            {.fd = e->wake_fd, .events = POLLIN},
-            {.fd = PQsocket(c), .events = st == PGRES_POLLING_READING ? POLLIN : POLLOUT}};
-        int rc = poll(p, 2, (int)(deadline - now));
-        if (rc < 0 && errno != EINTR)
-            wb__log(WB_LOG_DEBUG, "pg", "the listener's poll: %s", strerror(errno));
-        if (rc > 0 && (p[0].revents & POLLIN)) {
-            uint64_t v;
-            if (read(e->wake_fd, &v, sizeof v) < 0 && errno != EAGAIN)
-                wb__log(WB_LOG_DEBUG, "pg", "the listener's wake-up: %s", strerror(errno));
+        short ready = 0;
+        if (wait_for(e, PQsocket(c), st == PGRES_POLLING_READING ? POLLIN : POLLOUT,
+                     (int)(deadline - now), &ready)) {
             pthread_mutex_lock(&e->lock);
             bool stop = e->stop;
             pthread_mutex_unlock(&e->lock);
@@ -142,7 +153,7 @@ static PGconn *connect_or_stop(entry *e, char **detail)
                 return NULL;
             }
         }
-        if (rc > 0 && p[1].revents)
+        if (ready)
             st = PQconnectPoll(c);
     }
     if (c)
@@ -197,16 +208,8 @@ static void *listener_main(void *arg)
         }
         pthread_mutex_unlock(&e->lock);
 
-        struct pollfd p[2] = {{.fd = e->wake_fd, .events = POLLIN},
-                              {.fd = c ? PQsocket(c) : -1, .events = POLLIN}};
-        int rc = poll(p, c ? 2 : 1, (int)wait_ms);
-        if (rc < 0 && errno != EINTR)
-            wb__log(WB_LOG_DEBUG, "pg", "the listener's poll: %s", strerror(errno));
-        if (rc > 0 && (p[0].revents & POLLIN)) {
-            uint64_t v;
-            if (read(e->wake_fd, &v, sizeof v) < 0 && errno != EAGAIN)
-                wb__log(WB_LOG_DEBUG, "pg", "the listener's wake-up: %s", strerror(errno));
-        }
+        short ready = 0;
+        wait_for(e, c ? PQsocket(c) : -1, POLLIN, (int)wait_ms, &ready);
         if (!c)
             continue;
         pthread_mutex_lock(&e->lock);
