@@ -42,6 +42,9 @@ getent passwd workerbus >/dev/null || fail "the package did not create the worke
 man -w workerbus-serve >/dev/null 2>&1 || fail "no man page workerbus-serve"
 grep -q RUNPATH <<<"$(readelf -d /usr/bin/workerbus)" && fail "a /usr install carries a RUNPATH"
 
+# what /tmp holds before the installed files run: after them, nothing new
+tmp_before="$(ls -A /tmp | sort)"
+
 # an operator: the configuration, checked by the installed tool
 cd /
 /usr/bin/workerbus pki init "$work/pki" --host 127.0.0.1 >/dev/null || fail "pki init"
@@ -83,4 +86,6 @@ wait "$serve" || fail "serve did not exit 0 on SIGTERM"
 /usr/bin/workerbus harness down --dir "$h" 2>/dev/null || fail "harness down"
 [ ! -e "$h" ] || fail "harness down left $h"
 if pgrep -f "$h" >/dev/null; then fail "processes are left: $(pgrep -af "$h")"; fi
-echo "check-debian: ok (3 packages built and installed; check, harness up/down, serve probes, SIGHUP, SIGTERM from the installed files)"
+left="$(comm -13 <(printf '%s\n' "$tmp_before") <(ls -A /tmp | sort) | grep -vxF "$(basename "$work")" || true)"
+[ -z "$left" ] || fail "files left in /tmp: $(tr '\n' ' ' <<<"$left")"
+echo "check-debian: ok (3 packages built and installed; check, harness up/down, serve probes, SIGHUP, SIGTERM from the installed files; nothing left running or in /tmp)"
