@@ -206,7 +206,11 @@ WB_API unsigned int wb_config_broker_port(const wb_config *config);
 WB_API bool wb_config_broker_tls(const wb_config *config);
 /** iotcore: the region named by the endpoint; builtin: NULL. */
 WB_API const char *wb_config_iotcore_region(const wb_config *config);
+/** What the bundled Mosquitto logs (MQTT_BROKER_BUILTIN_LOG_LEVEL). */
 WB_API wb_log_level wb_config_builtin_log_level(const wb_config *config);
+/** The level of `workerbus serve`'s log (WORKERBUS_LOG_LEVEL, default info).
+ *  The library does not apply it: a program sets it with wb_log_set_level(). */
+WB_API wb_log_level wb_config_log_level(const wb_config *config);
 /** The topic namespace (MQTT_BROKER_IOTCORE_NAMESPACE, used by both types). */
 WB_API const char *wb_config_namespace(const wb_config *config);
 WB_API wb_queue_type wb_config_queue_type(const wb_config *config);

@@ -49,13 +49,14 @@ static const char serve_usage[] =
     "message pid=N`; json, one object a line (ts, level, component, msg, pid);\n"
     "journal, `<PRIORITY>component: message` for journald; auto (the default),\n"
     "journal when standard error is the journal, else text. Level: --log-level,\n"
-    "default info.\n"
+    "else WORKERBUS_LOG_LEVEL from the configuration (default info).\n"
     "SIGUSR1 prints the counters (received, delivered, failed, redriven,\n"
     "reconnects); SIGINT or SIGTERM stops everything cleanly and prints them.\n"
-    "SIGHUP reads the configuration again; the bundled broker reloads what can\n"
-    "change without a restart (its certificates and key, e.g. after `workerbus\n"
-    "pki reissue-broker`, its log level, the topic rule's queue settings), and\n"
-    "serve says what it did. An invalid configuration changes nothing.\n"
+    "SIGHUP reads the configuration again: serve takes its log level\n"
+    "(WORKERBUS_LOG_LEVEL), and the bundled broker reloads what can change\n"
+    "without a restart (its certificates and key, e.g. after `workerbus pki\n"
+    "reissue-broker`, its log level, the topic rule's queue settings); serve\n"
+    "says what it did. An invalid configuration changes nothing.\n"
     "\n"
     "Options:\n"
     "  --exec CMD         run `sh -c CMD` for each message (see above)\n"
@@ -72,7 +73,8 @@ static const char serve_usage[] =
     "                     takes several: fewer transactions per message for that\n"
     "                     much latency; 0-1000 (default 5); 0: claim at once\n"
     "  --stats-every S    print the counters every S seconds too, 1-86400\n"
-    "  --log-level L      debug, info, warn or error (default info)\n"
+    "  --log-level L      debug, info, warn or error (default: WORKERBUS_LOG_LEVEL,\n"
+    "                     which SIGHUP reads again; without either, info)\n"
     "  --log-format F     auto, text, json or journal (default auto)\n"
     "  --no-bundled       builtin: the broker already runs (workerbus harness, or a\n"
     "                     `workerbus broker run` of its own); connect to it only\n"
@@ -91,6 +93,7 @@ typedef struct serve {
     const char *exec;
     pthread_mutex_t out_lock;
     wb_log_level level;
+    bool level_pinned;      /* --log-level given: WORKERBUS_LOG_LEVEL is not read */
     wb_cli_latency latency; /* handler durations, for /metrics */
 } serve;
 
@@ -278,6 +281,22 @@ static void reload(const wb_cli_config_opts *co, wb_config **cfg, wb_bundled *bu
         say(WB_LOG_INFO, "SIGHUP: no bundled broker here (--no-bundled or "
                          "iotcore): nothing to reload\n");
     }
+    wb_log_level level = wb_config_log_level(next);
+    if (S.level_pinned) {
+        say(WB_LOG_INFO, "SIGHUP: the log level stays %s (--log-level sets it)\n",
+            wb_log_level_name(S.level));
+    } else if (level != S.level) {
+        /* the threshold is the more verbose of the two levels while this
+         * is said (at info, or warn between warn and error), so that the
+         * line is seen whichever way the level went */
+        wb_log_level was = S.level, at = level < was ? level : was;
+        wb_log_set_level(at);
+        say(at > WB_LOG_INFO ? at : WB_LOG_INFO,
+            "SIGHUP: log level %s, was %s (WORKERBUS_LOG_LEVEL)\n", wb_log_level_name(level),
+            wb_log_level_name(was));
+        S.level = level;
+        wb_log_set_level(level);
+    }
     say(WB_LOG_INFO, "SIGHUP: logs go to standard error, which stays open; "
                      "the server's own connection, the queue and the drain keep their "
                      "settings (a restart applies changes to those)\n");
@@ -368,6 +387,7 @@ static int serve_run(int argc, char **argv)
             for (size_t j = 0; j < 4 && !found; j++)
                 if (!strcmp(v, wb_log_level_name(levels[j]))) {
                     S.level = levels[j];
+                    S.level_pinned = true;
                     found = true;
                 }
             if (!found)
@@ -407,6 +427,10 @@ static int serve_run(int argc, char **argv)
     rc = wb_cli_load_config(&co, &cfg);
     if (rc)
         return rc;
+    if (!S.level_pinned) {
+        S.level = wb_config_log_level(cfg);
+        wb_log_set_level(S.level);
+    }
     wb_config *older[16] = {NULL}; /* configurations a reload replaced: still in use */
     size_t nolder = 0;
     wb_bundled *bundled = NULL;

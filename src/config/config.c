@@ -98,6 +98,8 @@ static const wb__var_def vars[WB__V_COUNT] = {
     [WB__V_AWS_REGION] = {"AWS_REGION", NULL, false, "aws", "the AWS region"},
     [WB__V_AWS_DEFAULT_REGION] = {"AWS_DEFAULT_REGION", NULL, false, "aws",
                                   "the AWS region when AWS_REGION is unset"},
+    [WB__V_SERVE_LOG_LEVEL] = {"WORKERBUS_LOG_LEVEL", "info", false, "core",
+                               "what workerbus serve logs: its own lines and the library's"},
 };
 #undef SQS_URL
 
@@ -703,6 +705,14 @@ static void check_broker(wb__loader *L)
         free(L->cfg->values[WB__V_LOG_LEVEL]);
         L->cfg->values[WB__V_LOG_LEVEL] = wb__strdup(log_levels[lvl]);
         if (!L->cfg->values[WB__V_LOG_LEVEL])
+            L->oom = true;
+    }
+    int serve_lvl = check_choice(L, WB__V_SERVE_LOG_LEVEL, log_levels, true);
+    if (serve_lvl >= 0) {
+        L->cfg->serve_log_level = (wb_log_level)serve_lvl;
+        free(L->cfg->values[WB__V_SERVE_LOG_LEVEL]);
+        L->cfg->values[WB__V_SERVE_LOG_LEVEL] = wb__strdup(log_levels[serve_lvl]);
+        if (!L->cfg->values[WB__V_SERVE_LOG_LEVEL])
             L->oom = true;
     }
     if (wb__cfg_raw(L, WB__V_LOG_LEVEL) && L->broker_known && L->cfg->broker == WB_BROKER_IOTCORE)
@@ -1493,6 +1503,7 @@ static wb_err load(const wb_config_load_opts *opts, bool queue_only, wb_config *
     L.cfg->broker = WB_BROKER_IOTCORE;
     L.cfg->queue = WB_QUEUE_SQS;
     L.cfg->log_level = WB_LOG_ERROR;
+    L.cfg->serve_log_level = WB_LOG_INFO;
 
     if (opts && opts->env_file) {
         L.file = opts->env_file;
@@ -1605,6 +1616,11 @@ WB_API bool wb_config_broker_tls(const wb_config *c)
 WB_API const char *wb_config_iotcore_region(const wb_config *c)
 {
     return c ? c->iot_region : NULL;
+}
+
+WB_API wb_log_level wb_config_log_level(const wb_config *c)
+{
+    return c ? c->serve_log_level : WB_LOG_INFO;
 }
 
 WB_API wb_log_level wb_config_builtin_log_level(const wb_config *c)

@@ -44,6 +44,7 @@ enum wb__var {
     WB__V_SQS_LAST = WB__V_SQS_FIRST + WB_LQ__COUNT - 1,
     WB__V_AWS_REGION,
     WB__V_AWS_DEFAULT_REGION,
+    WB__V_SERVE_LOG_LEVEL,
     WB__V_COUNT
 };
 
@@ -75,6 +76,7 @@ struct wb_config {
     wb_broker_type broker;
     wb_queue_type queue;
     wb_log_level log_level;
+    wb_log_level serve_log_level; /* WORKERBUS_LOG_LEVEL */
     char *host;
     unsigned port;
     bool tls;

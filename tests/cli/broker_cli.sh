@@ -87,6 +87,20 @@ grep -q "SIGHUP: the bundled broker (mosquitto pid [0-9]*) reloaded" "$tmp/serve
 for _ in $(seq 50); do [ "$(enddate)" = "$want" ] && break; sleep 0.1; done
 [ "$(enddate)" = "$want" ] || fail "after SIGHUP the broker presents '$(enddate)', not '$want'"
 kill -0 "$serve" || fail "serve died on SIGHUP"
+# the log level follows WORKERBUS_LOG_LEVEL at each SIGHUP: to debug, then
+# to error, after which serve's info lines (its stop among them) are gone
+reload_level() { # LEVEL WAS
+  grep -v '^WORKERBUS_LOG_LEVEL=' "$tmp/env" >"$tmp/env.next"
+  echo "WORKERBUS_LOG_LEVEL=$1" >>"$tmp/env.next"
+  mv "$tmp/env.next" "$tmp/env"
+  kill -HUP "$serve"
+  for _ in $(seq 50); do grep -q "SIGHUP: log level $1, was $2" "$tmp/serve.log" && break; sleep 0.1; done
+  grep -q "SIGHUP: log level $1, was $2" "$tmp/serve.log" ||
+    fail "serve did not take WORKERBUS_LOG_LEVEL=$1 on SIGHUP: $(tail -3 "$tmp/serve.log")"
+}
+reload_level debug info
+reload_level error debug
 kill -TERM "$serve"
 wait "$serve" || fail "serve exited with $? on SIGTERM after SIGHUP"
-echo "broker_cli: ok (3 messages through broker run, worker --echo and publish; clean stop; serve reloads its broker's certificate on SIGHUP)"
+grep -q "stopping" "$tmp/serve.log" && fail "serve logged at info after WORKERBUS_LOG_LEVEL=error was reloaded"
+echo "broker_cli: ok (3 messages through broker run, worker --echo and publish; clean stop; serve reloads its broker's certificate and its log level on SIGHUP)"

@@ -180,6 +180,7 @@ Test(config_api, accessors_builtin)
     cr_assert_null(wb_config_iotcore_region(cfg));
     cr_assert_eq(wb_config_builtin_log_level(cfg), WB_LOG_WARN);
     cr_assert_str_eq(wb_config_get(cfg, "MQTT_BROKER_BUILTIN_LOG_LEVEL"), "warn");
+    cr_assert_eq(wb_config_log_level(cfg), WB_LOG_INFO, "WORKERBUS_LOG_LEVEL's default");
     cr_assert_str_eq(wb_config_namespace(cfg), "spacelift");
     cr_assert_eq(wb_config_queue_type(cfg), WB_QUEUE_POSTGRES);
     /* the library hands the real password to the code that connects */
@@ -306,7 +307,7 @@ Test(config_api, settings_and_defaults)
 {
     wb_config_report *rep = NULL;
     cr_assert_eq(wbt_load(wbt_base_builtin, NULL, NULL, &rep), WB_OK);
-    cr_assert_eq(wb_config_report_setting_count(rep), 41);
+    cr_assert_eq(wb_config_report_setting_count(rep), 42);
     const wb_config_setting *ns = NULL, *db = NULL, *iot = NULL;
     for (size_t i = 0; i < wb_config_report_setting_count(rep); i++) {
         const wb_config_setting *s = wb_config_report_setting(rep, i);
@@ -324,7 +325,7 @@ Test(config_api, settings_and_defaults)
     cr_assert_str_eq(db->value, "postgres://wb:****@db.example.com:5432/wb");
     cr_assert_eq(iot->origin, WB_ORIGIN_UNSET);
     cr_assert_not(iot->used);
-    cr_assert_null(wb_config_report_setting(rep, 41));
+    cr_assert_null(wb_config_report_setting(rep, 42));
     wb_config_report_free(rep);
 }
 
@@ -445,7 +446,7 @@ Test(config_format, json_shape)
     cr_assert(json_is_null(json_object_get(w, "value")), "unknown variables' values are hidden");
     json_t *config = json_object_get(root, "config");
     cr_assert(json_is_object(config));
-    cr_assert_eq(json_object_size(config), 41);
+    cr_assert_eq(json_object_size(config), 42);
     json_t *ns = json_object_get(config, "MQTT_BROKER_IOTCORE_NAMESPACE");
     cr_assert_str_eq(json_string_value(json_object_get(ns, "origin")), "default");
     json_decref(root);

@@ -119,6 +119,12 @@ static const struct ccase cases[] = {
         {"log warning", B, {"MQTT_BROKER_BUILTIN_LOG_LEVEL=warning"}, ERRV, "MQTT_BROKER_BUILTIN_LOG_LEVEL", "did you mean \"warn\""},
         {"log trace", B, {"MQTT_BROKER_BUILTIN_LOG_LEVEL=trace"}, ERRV, "MQTT_BROKER_BUILTIN_LOG_LEVEL", "\"debug\", \"info\", \"warn\" or \"error\""},
         {"log with iotcore", I, {"MQTT_BROKER_BUILTIN_LOG_LEVEL=debug"}, OKW, "MQTT_BROKER_BUILTIN_LOG_LEVEL", "only used by the built-in broker"},
+        /* ---- WORKERBUS_LOG_LEVEL ---- */
+        {"serve log debug", B, {"WORKERBUS_LOG_LEVEL=debug"}, OK, NULL, NULL},
+        {"serve log ERROR with iotcore", I, {"WORKERBUS_LOG_LEVEL=ERROR"}, OK, NULL, NULL},
+        {"serve log empty is default", B, {"WORKERBUS_LOG_LEVEL="}, OK, NULL, NULL},
+        {"serve log warning", B, {"WORKERBUS_LOG_LEVEL=warning"}, ERRV, "WORKERBUS_LOG_LEVEL", "did you mean \"warn\""},
+        {"serve log verbose", I, {"WORKERBUS_LOG_LEVEL=verbose"}, ERRV, "WORKERBUS_LOG_LEVEL", "\"debug\", \"info\", \"warn\" or \"error\""},
 
         /* ---- MQTT_BROKER_IOTCORE_NAMESPACE ---- */
         {"ns custom", I, {"MQTT_BROKER_IOTCORE_NAMESPACE=acme"}, OK, NULL, NULL},
