@@ -195,6 +195,14 @@ static bool bltn_replica_stats(void *priv, wb_broker_replica_stats *out)
     bltn_replicas_stats(be->replicas, out);
     return true;
 }
+
+/* Tests (wb__broker_priv()): the replicas' plans, bltn_replicas_plan_counts(). */
+bool wb__bltn_plan_counts(void *priv, const char *name, long *generic, long *custom);
+bool wb__bltn_plan_counts(void *priv, const char *name, long *generic, long *custom)
+{
+    bltn_backend *be = priv;
+    return be->replicas && bltn_replicas_plan_counts(be->replicas, name, generic, custom);
+}
 #endif
 
 static void bltn_close(void *priv)

@@ -389,3 +389,8 @@ WB_API void wb_broker_close(wb_broker *b)
     wb__forget(b);
     free(b);
 }
+
+void *wb__broker_priv(const wb_broker *b)
+{
+    return b->priv;
+}

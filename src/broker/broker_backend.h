@@ -128,5 +128,8 @@ void wb__broker_connection(wb__broker_core *core, bool connected, const char *re
 wb_err wb__broker_ops_check(const wb__broker_ops *ops, char **detail);
 /* Tests: replaces the backend of a broker type (NULL restores it). */
 wb_err wb__broker_set_backend(wb_broker_type type, const wb__broker_ops *ops);
+/* The handle's backend state (its priv), for tests that look inside a
+ * backend. */
+void *wb__broker_priv(const wb_broker *b);
 
 #endif

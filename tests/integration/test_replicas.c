@@ -27,6 +27,11 @@
 #define KEEPALIVE                                                                                  \
     5u /* the workers' (libmosquitto's least): a frozen broker is noticed in 1.5 times this */
 
+/* inside the library (the static build): the builtin backend's state and
+ * the plans of its replicas' statements */
+void *wb__broker_priv(const wb_broker *b);
+bool wb__bltn_plan_counts(void *priv, const char *name, long *generic, long *custom);
+
 static wb_harness *h;
 
 /* ---- helpers ---------------------------------------------------------------- */
@@ -547,6 +552,15 @@ Test(replicas, an_offline_worker_gets_its_waiting_messages_and_expired_ones_neve
     cr_assert_eq(wb_broker_replica_stats_get(s1.b, &st), WB_OK);
     cr_assert_eq(st.pending, 10, "a worker connected nowhere: its messages wait");
     cr_assert_eq(sql_count("SELECT count(*) FROM workerbus_outbox"), 11);
+    /* each route is planned for the outbox as it is: a generic plan made
+     * while it was empty would read all of it to count a worker's rows */
+    long generic = -1, custom = -1;
+    cr_assert(wb__bltn_plan_counts(wb__broker_priv(s1.b), "wb_outbox_route", &generic, &custom),
+              "the route's statement is not prepared on the server's connection");
+    cr_log_info("wb_outbox_route: %ld generic plan(s), %ld custom", generic, custom);
+    cr_assert_eq(generic, 0, "the route used a generic plan %ld times of %ld", generic,
+                 generic + custom);
+    cr_assert_geq(custom, 10);
     sleep(2); /* "old" is past its expiry */
     cr_assert_eq(wb_worker_connect(t->w, 20000), WB_OK, "%s", wb_worker_last_error(t->w));
     unsigned total, dups;
