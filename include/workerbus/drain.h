@@ -86,7 +86,10 @@ WB_API void wb_drain_stats_get(wb_drain *d, wb_drain_stats *out);
  *  messages to be deleted or left). Long polls under way are ended, not
  *  waited for: without a handler running, it returns within about a second
  *  (PostgreSQL: at once; SQS: when curl next checks, about once a second),
- *  whatever wait_s. Other long polls on the same queue handle that began
+ *  whatever wait_s. So are the retries of a receive during an outage of
+ *  the queue (wb_queue_opts.retry_limit_ms), within 50 ms; an attempt under
+ *  way runs its course (PostgreSQL: a connect that the database does not
+ *  answer gives up after 10 s). Other long polls on the same queue handle that began
  *  before the call may end early too, empty. The counters stay readable.
  *  NULL is ignored. */
 WB_API void wb_drain_stop(wb_drain *d);

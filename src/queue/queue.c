@@ -2,6 +2,7 @@
  * backend chosen by the configuration. */
 #include <openssl/evp.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,6 +14,8 @@ struct wb_queue {
     void *priv;
     const wb_config *cfg;
     wb_queue_opts opts;
+    /* moved by every wb__queue_wake(): receives retrying an outage stop */
+    _Atomic unsigned wake_gen;
 };
 
 static wb__registry backends = {
@@ -253,12 +256,18 @@ static void retry_start(const wb_queue *q, wb__retry *r, char *what, size_t size
 }
 
 /* Sets err to `call`, an attempt of operation op on lq, made again while the
- * retry loop allows; d holds the last attempt's detail. */
-#define RETRYING(q, op, lq, d, err, call)                                                          \
+ * retry loop allows; d holds the last attempt's detail. A wakeable one (the
+ * receives) also stops retrying at a wake-up (wb__queue_wake(): a drain that
+ * stops), as its long poll ends at one. */
+#define RETRYING_AS(wakeable, q, op, lq, d, err, call)                                             \
     do {                                                                                           \
         wb__retry r_;                                                                              \
         char what_[96];                                                                            \
         retry_start(q, &r_, what_, sizeof what_, op, lq);                                          \
+        if (wakeable) {                                                                            \
+            r_.stop_gen = &(q)->wake_gen;                                                          \
+            r_.stop_at = atomic_load(&(q)->wake_gen);                                              \
+        }                                                                                          \
         do {                                                                                       \
             free(d);                                                                               \
             (d) = NULL;                                                                            \
@@ -267,6 +276,7 @@ static void retry_start(const wb_queue *q, wb__retry *r, char *what, size_t size
         wb__retry_end(&r_, err, d);                                                                \
         (err) = wb__err_code(err);                                                                 \
     } while (0)
+#define RETRYING(q, op, lq, d, err, call) RETRYING_AS(false, q, op, lq, d, err, call)
 
 /* Per-entry results are plain codes, whatever a backend marked. */
 static void plain_codes(wb_err *results, size_t n)
@@ -384,8 +394,8 @@ WB_API wb_err wb_queue_receive(wb_queue *q, wb_logical_queue lq, unsigned int ma
     if (err)
         return err;
     char *d = NULL;
-    RETRYING(
-        q, "receive", lq, d, err,
+    RETRYING_AS(
+        true, q, "receive", lq, d, err,
         (*out = NULL, *n = 0, q->ops->receive(q->priv, lq, max, wait_s, visibility_s, out, n, &d)));
     return err ? wb__fail(q, err, d) : wb__ok(q);
 }
@@ -472,10 +482,10 @@ wb_err wb__queue_delete_receive(wb_queue *q, wb_logical_queue lq, const char *co
         return err;
     }
     char *d = NULL;
-    RETRYING(q, "delete_receive", lq, d, err,
-             (*out = NULL, *n = 0,
-              q->ops->delete_receive(q->priv, lq, receipts, nr, results, max, wait_s, visibility_s,
-                                     out, n, &d)));
+    RETRYING_AS(true, q, "delete_receive", lq, d, err,
+                (*out = NULL, *n = 0,
+                 q->ops->delete_receive(q->priv, lq, receipts, nr, results, max, wait_s,
+                                        visibility_s, out, n, &d)));
     plain_codes(results, nr);
     return err ? wb__fail(q, err, d) : wb__ok(q);
 }
@@ -526,6 +536,8 @@ WB_API const char *wb_queue_last_error(const wb_queue *q)
 
 void wb__queue_wake(wb_queue *q)
 {
+    if (q)
+        atomic_fetch_add(&q->wake_gen, 1);
     if (q && q->ops->wake)
         q->ops->wake(q->priv);
 }

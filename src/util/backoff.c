@@ -2,6 +2,7 @@
  * and the one retry loop of the interfaces' cores. */
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <sys/random.h>
 #include <time.h>
@@ -75,9 +76,17 @@ void wb__retry_start(wb__retry *r, const char *component, const char *what, unsi
                      .start_ms = wb__now_ms()};
 }
 
+/* Whether a wake-up to stop came since the retries began (remembered). */
+static bool stop_asked(wb__retry *r)
+{
+    if (r->stop_gen && atomic_load(r->stop_gen) != r->stop_at)
+        r->stopped = true;
+    return r->stopped;
+}
+
 bool wb__retry_again(wb__retry *r, wb_err err, const char *detail)
 {
-    if (!wb__is_retryable(err) || r->limit_ms == 0)
+    if (!wb__is_retryable(err) || r->limit_ms == 0 || stop_asked(r))
         return false;
     uint64_t spent = wb__now_ms() - r->start_ms;
     if (spent >= r->limit_ms)
@@ -89,8 +98,15 @@ bool wb__retry_again(wb__retry *r, wb_err err, const char *detail)
         wb__log(WB_LOG_WARN, r->component, "%s: %s; retrying in %u ms (for up to %u ms in all)",
                 r->what, detail ? detail : wb_strerror(wb__err_code(err)), delay, r->limit_ms);
     r->attempt++;
-    struct timespec ts = {delay / 1000, (long)(delay % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    /* in slices, so that a wake-up to stop is heard while it sleeps */
+    for (unsigned left = delay; left > 0;) {
+        unsigned slice = r->stop_gen && left > 50 ? 50 : left;
+        struct timespec ts = {slice / 1000, (long)(slice % 1000) * 1000000L};
+        while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+        }
+        left -= slice;
+        if (stop_asked(r))
+            return false;
     }
     return true;
 }
@@ -100,7 +116,13 @@ void wb__retry_end(const wb__retry *r, wb_err err, const char *detail)
     if (r->attempt == 0)
         return; /* no outage: the first attempt did it, or was not retryable */
     unsigned long long spent = (unsigned long long)(wb__now_ms() - r->start_ms);
-    if (!err)
+    if (err && r->stopped)
+        wb__log(WB_LOG_WARN, r->component,
+                "%s: stopped after %llu ms and %u retr%s, as asked (a stop, such as "
+                "wb_drain_stop()): %s",
+                r->what, spent, r->attempt, r->attempt == 1 ? "y" : "ies",
+                detail ? detail : wb_strerror(wb__err_code(err)));
+    else if (!err)
         wb__log(WB_LOG_WARN, r->component, "%s: recovered after %llu ms and %u retr%s", r->what,
                 spent, r->attempt, r->attempt == 1 ? "y" : "ies");
     else

@@ -58,6 +58,12 @@ typedef struct wb__retry {
     unsigned min_ms, max_ms; /* the backoff's range */
     uint64_t start_ms;
     unsigned attempt;
+    /* NULL, or a generation that ends the retries when it moves from
+     * stop_at (a wake-up to stop: wb_drain_stop()); set after
+     * wb__retry_start(). stopped: it did. */
+    const _Atomic unsigned *stop_gen;
+    unsigned stop_at;
+    bool stopped;
 } wb__retry;
 
 /* Starts counting: the first attempt is about to run. */
@@ -66,7 +72,7 @@ void wb__retry_start(wb__retry *r, const char *component, const char *what, unsi
 /* After a failed attempt: true when err is retryable and the limit allows
  * another attempt, after sleeping the backoff (logged at the first retry and
  * every tenth, with detail, which stays the caller's); false: stop, err
- * stands. */
+ * stands. A move of stop_gen ends it, within 50 ms even while it sleeps. */
 bool wb__retry_again(wb__retry *r, wb_err err, const char *detail);
 /* After the last attempt: an outage that was retried is logged as ended,
  * with how long it lasted (recovered: a warning; given up: an error). */

@@ -52,10 +52,12 @@ static void pg_purge(void)
 
 static bool pg_restart(void)
 {
-    char cmd[1024];
-    snprintf(cmd, sizeof cmd, "'%s/scripts/services' restart postgres --dir '%s' 2>/dev/null",
-             wbt_qenv("WB_SOURCE_ROOT"), wbt_qenv("WBT_SERVICES_DIR"));
-    return system(cmd) == 0;
+    return wbt_services("restart", "postgres");
+}
+
+static bool pg_outage(bool down)
+{
+    return wbt_services(down ? "suspend" : "resume", "postgres");
 }
 
 /* The SQL of the backend's statements, and whether it plans one at every
@@ -697,5 +699,6 @@ const wbt_qtarget wbt_qtarget_impl = {
     .config = pg_config,
     .purge = pg_purge,
     .restart = pg_restart,
+    .outage = pg_outage,
     .aws_cli = false,
 };

@@ -43,10 +43,12 @@ static wb_config *sqs_config(const char *const *over)
  * queue, and the stand-in enforces it. */
 static void sqs_purge(void)
 {
-    char cmd[1024];
-    snprintf(cmd, sizeof cmd, "'%s/scripts/services' restart sqs --dir '%s' 2>/dev/null",
-             wbt_qenv("WB_SOURCE_ROOT"), wbt_qenv("WBT_SERVICES_DIR"));
-    cr_assert_eq(system(cmd), 0, "the SQS stand-in did not restart");
+    cr_assert(wbt_services("restart", "sqs"), "the SQS stand-in did not restart");
+}
+
+static bool sqs_outage(bool down)
+{
+    return wbt_services(down ? "suspend" : "resume", "sqs");
 }
 
 const wbt_qtarget wbt_qtarget_impl = {
@@ -54,6 +56,7 @@ const wbt_qtarget wbt_qtarget_impl = {
     .config = sqs_config,
     .purge = sqs_purge,
     .restart = NULL,
+    .outage = sqs_outage,
     .aws_cli = true,
     .deviates_long_poll = "local-aws-sqs holds a long poll until MaxNumberOfMessages messages "
                           "are there or the wait ends; SQS returns as soon as one is",

@@ -3,6 +3,7 @@
  * code must not be able to tell the backends apart. */
 #include <criterion/criterion.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,14 @@ const char *wbt_qenv(const char *name)
     cr_assert(v && *v, "%s is not set: run this suite through tests/conformance/with-services.sh",
               name);
     return v;
+}
+
+bool wbt_services(const char *cmd, const char *what)
+{
+    char line[1024];
+    snprintf(line, sizeof line, "'%s/scripts/services' %s %s --dir '%s' >/dev/null 2>&1",
+             wbt_qenv("WB_SOURCE_ROOT"), cmd, what, wbt_qenv("WBT_SERVICES_DIR"));
+    return system(line) == 0;
 }
 
 static uint64_t now_ms(void)
@@ -520,6 +529,55 @@ Test(queue, drain_stop_ends_the_long_polls)
 Test(queue, concurrent_producers_and_consumers)
 {
     run_flow(false);
+}
+
+/* A stop during an outage of the server: the receives were retrying it
+ * (for up to wb_queue_opts.retry_limit_ms, 60 s), and wb_drain_stop() ends
+ * their retries as it ends their long polls. Timed as the test above. */
+static atomic_uint retrying;
+
+static void count_retries(void *ctx, wb_log_level level, const char *component, const char *message)
+{
+    (void)ctx;
+    (void)level;
+    if (!strcmp(component, "queue") && strstr(message, "receive") && strstr(message, "retrying in"))
+        atomic_fetch_add(&retrying, 1);
+}
+
+Test(queue, drain_stop_ends_the_retries_of_an_outage)
+{
+    if (!T->outage)
+        cr_skip_test("%s cannot be stopped here", T->name);
+    int handled = 0;
+    wb_drain_opts o = WB_DRAIN_OPTS_INIT;
+    o.threads = 2;
+    o.wait_s = 20;
+    wb_drain *d = NULL;
+    cr_assert_eq(wb_drain_start(q, &o, count_handled, &handled, &d), WB_OK, "%s",
+                 wb_queue_last_error(q));
+    sleep_ms(500);
+    atomic_store(&retrying, 0);
+    wb_log_set_handler(count_retries, NULL);
+    cr_assert(T->outage(true), "%s did not stop", T->name);
+    /* a receive is retrying once it says so (a long poll ends on its timer
+     * within a few seconds with the server gone) */
+    uint64_t end = now_ms() + 20000;
+    while (atomic_load(&retrying) == 0 && now_ms() < end)
+        sleep_ms(50);
+    unsigned seen = atomic_load(&retrying);
+    sleep_ms(300);
+    uint64_t t0 = now_ms();
+    wb_drain_stop(d);
+    uint64_t took = now_ms() - t0;
+    wb_log_set_handler(NULL, NULL);
+    bool back = T->outage(false);
+    wb_drain_free(d);
+    cr_assert(back, "%s did not start again", T->name);
+    cr_assert_gt(seen, 0, "no receive retried the outage within 20 s");
+    cr_log_info("wb_drain_stop() took %llu ms during the outage", (unsigned long long)took);
+    cr_assert_lt(took, 5000, "wb_drain_stop() took %llu ms: it waited for the retries",
+                 (unsigned long long)took);
+    cr_assert_eq(handled, 0);
 }
 
 Test(queue, server_restart_mid_flow_loses_nothing)

@@ -18,6 +18,8 @@ typedef struct wbt_qtarget {
     void (*purge)(void);
     /* restarts the server in the middle of a run; NULL when not possible */
     bool (*restart)(void);
+    /* stops the server (down) or starts it again on the same address */
+    bool (*outage)(bool down);
     /* the aws CLI can reach this backend (SQS) */
     bool aws_cli;
     /* Where the server behind the target departs from SQS's documented
@@ -32,5 +34,7 @@ extern const wbt_qtarget wbt_qtarget_impl;
 
 /* The services' environment variable, or a failed assertion. */
 const char *wbt_qenv(const char *name);
+/* `scripts/services CMD WHAT` on the suite's services; true when it exits 0. */
+bool wbt_services(const char *cmd, const char *what);
 
 #endif
