@@ -179,6 +179,8 @@ static void *drain_main(void *arg)
         wb_queue_messages_free(held, nheld);
         held = NULL;
         nheld = 0;
+        if (err && atomic_load(&d->stop))
+            break; /* the stop ended the receive's retries: not an error of the queue */
         if (err) {
             atomic_fetch_add(&d->queue_errors, 1);
             unsigned ms = wb__backoff_ms(backoff++, 100, 5000);

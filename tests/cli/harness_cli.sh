@@ -180,6 +180,29 @@ serve_for builtin 2 --no-bundled --visibility 2 --exec "exit 3"
 grep -q 'exited with 3' "$out/builtin.err" || fail "a failing --exec is not logged"
 grep -q 'delivered 0, failed [1-9]' "$out/builtin.err" || fail "a failing --exec was counted as delivered"
 
+running() { ps -o stat= -p "$1" 2>/dev/null | grep -qv Z; } # PID 1 may reap late
+# SIGTERM while PostgreSQL is down: serve's receives are retrying it (for up
+# to 60 s), and the stop ends that at once, without calling it a failure of
+# the receive (deletes that the outage made fail are counted, rightly)
+(
+  eval "$("$wb" harness env --dir "$dir" --mode builtin)"
+  exec "$wb" serve --wait 20 --no-bundled
+) >"$out/outage.out" 2>"$out/outage.err" &
+opid=$!
+for _ in $(seq 100); do grep -q "draining iot" "$out/outage.err" && break; sleep 0.1; done
+services="${WB_SOURCE_ROOT:?}/scripts/services"
+"$services" suspend postgres --dir "$dir/services" >/dev/null 2>&1 || fail "cannot stop PostgreSQL"
+for _ in $(seq 200); do grep -q "receive on iot: .*retrying in" "$out/outage.err" && break; sleep 0.1; done
+grep -q "receive on iot: .*retrying in" "$out/outage.err" || fail "serve did not retry the outage: $(tail -3 "$out/outage.err")"
+kill -TERM "$opid"
+for _ in $(seq 50); do running "$opid" || break; sleep 0.1; done
+if running "$opid"; then fail "serve did not stop within 5 s of SIGTERM during the outage"; fi
+wait "$opid" || fail "serve exited with $? on SIGTERM during the outage"
+grep -q "stopped after .* retries, as asked" "$out/outage.err" || fail "the retries did not say they were stopped"
+grep -q "drain: receiving from the iot queue" "$out/outage.err" && fail "the stop was reported as a failed receive"
+"$services" resume postgres --dir "$dir/services" >/dev/null 2>&1 || fail "cannot start PostgreSQL again"
+echo "harness_cli: serve stopped at once on SIGTERM during a PostgreSQL outage"
+
 pid=$(cat "$dir/harness.pid")
 "$wb" harness down --dir "$dir" 2>"$out/down.err" || fail "harness down failed"
 [ ! -e "$dir" ] || fail "$dir is still there"
@@ -191,7 +214,6 @@ if ps -o stat= -p "$pid" 2>/dev/null | grep -qv Z; then fail "the harness proces
 # suite): its watchdog stops the services and removes the directory.
 "$wb" harness up --dir "$dir2" --workers 1 >/dev/null 2>"$out/up2.err" || fail "the second harness did not come up"
 pg=$(head -1 "$dir2/services/pg/postmaster.pid")
-running() { ps -o stat= -p "$1" 2>/dev/null | grep -qv Z; } # PID 1 may reap late
 running "$pg" || fail "no PostgreSQL ($pg) in the second harness"
 kill -KILL "$(cat "$dir2/harness.pid")"
 for _ in $(seq 300); do
