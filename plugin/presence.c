@@ -317,6 +317,15 @@ static bool resync(bltn_presence *pr, PGconn *c)
     return ok;
 }
 
+static bool stopping(void *ctx)
+{
+    bltn_presence *pr = ctx;
+    pthread_mutex_lock(&pr->lock);
+    bool stop = pr->stop;
+    pthread_mutex_unlock(&pr->lock);
+    return stop;
+}
+
 static void *writer_main(void *arg)
 {
     bltn_presence *pr = arg;
@@ -327,7 +336,10 @@ static void *writer_main(void *arg)
         if (!c) {
             pthread_mutex_unlock(&pr->lock);
             char *d = NULL;
-            c = wb__pg_connect(pr->url, "workerbus-presence", "presence", &d);
+            /* a stop (Mosquitto ending) does not wait out a connect that
+             * the database does not answer */
+            c = wb__pg_connect_stoppable(pr->url, "workerbus-presence", "presence", -1, stopping,
+                                         pr, &d);
             if (c && wb__pg_migrate(c, "presence", NULL, NULL, &d) != WB_OK) {
                 PQfinish(c);
                 c = NULL;
@@ -337,6 +349,10 @@ static void *writer_main(void *arg)
                 c = NULL;
             }
             pthread_mutex_lock(&pr->lock);
+            if (!c && pr->stop) {
+                free(d);
+                break;
+            }
             if (!c) {
                 if (failures++ == 0)
                     wb__log(WB_LOG_WARN, "presence",

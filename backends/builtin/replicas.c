@@ -284,10 +284,18 @@ static bool register_replica(bltn_replicas *r, PGconn *c, enum stmt st)
     return run(r, c, st, 4, vals, st == ST_REGISTER ? "registering the replica" : "heartbeat");
 }
 
-/* A connection with the statements prepared (the schema must exist). */
-static PGconn *open_db(bltn_replicas *r, char **detail)
+static bool closing(void *ctx)
 {
-    PGconn *c = wb__pg_connect(r->url, "workerbus-replica", "replicas", detail);
+    return atomic_load(&((bltn_replicas *)ctx)->stop);
+}
+
+/* A connection with the statements prepared (the schema must exist). A
+ * close ends its connect (NULL, no detail); wake_fd: the thread's, whose
+ * wake-ups it consumes, or -1. */
+static PGconn *open_db(bltn_replicas *r, int wake_fd, char **detail)
+{
+    PGconn *c = wb__pg_connect_stoppable(r->url, "workerbus-replica", "replicas", wake_fd, closing,
+                                         r, detail);
     if (c && !prepare(c, detail)) {
         PQfinish(c);
         c = NULL;
@@ -376,7 +384,7 @@ wb_err bltn_replicas_route(bltn_replicas *r, const char *topic, const char *pool
         if (r->route)
             PQfinish(r->route);
         char *d = NULL;
-        r->route = open_db(r, &d);
+        r->route = open_db(r, -1, &d);
         if (!r->route) {
             pthread_mutex_unlock(&r->route_lock);
             atomic_fetch_add(&r->db_failures, 1);
@@ -594,7 +602,11 @@ static void *replica_main(void *arg)
         unsigned wait_ms;
         if (!c) {
             char *d = NULL;
-            c = open_db(r, &d);
+            c = open_db(r, r->wake_fd, &d);
+            if (!c && atomic_load(&r->stop)) {
+                free(d);
+                break; /* a close ended the connect */
+            }
             if (!c) {
                 atomic_store(&r->registered, false);
                 if (failures++ == 0) {

@@ -48,6 +48,10 @@ typedef struct pgconn {
     bool ready;  /* statements prepared */
     bool custom; /* plan_cache_mode set to force_custom_plan (statements[].replan);
                     else the session's default */
+    /* while a receive holds it: its connect ends when *stop_gen moves from
+     * stop_at (a wake-up: the drain stops); NULL otherwise */
+    const _Atomic unsigned *stop_gen;
+    unsigned stop_at;
     struct pgconn *next;
 } pgconn;
 
@@ -375,7 +379,14 @@ static bool prepare_all(pgconn *pc, char **detail)
     return true;
 }
 
-/* Makes pc usable: (re)connects and prepares. */
+static bool receive_woken(void *ctx)
+{
+    const pgconn *pc = ctx;
+    return atomic_load(pc->stop_gen) != pc->stop_at;
+}
+
+/* Makes pc usable: (re)connects and prepares. A receive's connect ends at
+ * a wake-up, even while the database does not answer. */
 static bool conn_ready(pgq *q, pgconn *pc, char **detail)
 {
     if (pc->c && PQstatus(pc->c) == CONNECTION_OK && pc->ready)
@@ -383,7 +394,10 @@ static bool conn_ready(pgq *q, pgconn *pc, char **detail)
     if (pc->c)
         PQfinish(pc->c);
     pc->ready = false;
-    pc->c = wb__pg_connect(q->url, "workerbus", "queue", detail);
+    pc->c = wb__pg_connect_stoppable(q->url, "workerbus", "queue", -1,
+                                     pc->stop_gen ? receive_woken : NULL, pc, detail);
+    if (!pc->c && !*detail)
+        *detail = wb__strdup("PostgreSQL, connecting: ended by a stop (wb_drain_stop())");
     return pc->c && prepare_all(pc, detail);
 }
 
@@ -420,10 +434,22 @@ static pgconn *acquire(pgq *q, int st)
     }
 }
 
+/* acquire() for a receive begun at wake generation gen. */
+static pgconn *acquire_receiving(pgq *q, int st, unsigned gen)
+{
+    pgconn *pc = acquire(q, st);
+    if (pc) {
+        pc->stop_gen = &q->wake_gen;
+        pc->stop_at = gen;
+    }
+    return pc;
+}
+
 static void release(pgq *q, pgconn *pc)
 {
     if (!pc)
         return;
+    pc->stop_gen = NULL;
     pthread_mutex_lock(&q->lock);
     pc->next = q->idle;
     q->idle = pc;
@@ -1087,7 +1113,7 @@ static wb_err receive_loop(pgq *q, wb_logical_queue lq, unsigned max, unsigned w
     pthread_mutex_unlock(&q->n_lock);
     *out = NULL;
     *n = 0;
-    pgconn *pc = acquire(q, ST_CLAIM);
+    pgconn *pc = acquire_receiving(q, ST_CLAIM, gen);
     if (!pc) {
         if (a && a->pending)
             acks_failed(a, WB_ERR_NO_MEMORY);
@@ -1184,7 +1210,7 @@ static wb_err receive_loop(pgq *q, wb_logical_queue lq, unsigned max, unsigned w
         pthread_mutex_unlock(&q->n_lock);
         bool was_quiet = quiet;
         quiet = !woke;
-        pc = acquire(q, ST_CLAIM);
+        pc = acquire_receiving(q, ST_CLAIM, gen);
         if (!pc) {
             if (a && a->pending)
                 acks_failed(a, WB_ERR_NO_MEMORY);

@@ -122,43 +122,22 @@ static bool wait_for(entry *e, int fd, short events, int timeout_ms, short *reve
     return true;
 }
 
-/* Connects to e's database without blocking a stop: polls the socket and
- * the wake-up until connected, failed, the connect timeout passed or stop
- * was set. A wake-up for channels is consumed here: the caller LISTENs to
- * all of them once connected. NULL with *detail, or with none when
- * stopped. */
+static bool entry_stopping(void *ctx)
+{
+    entry *e = ctx;
+    pthread_mutex_lock(&e->lock);
+    bool stop = e->stop;
+    pthread_mutex_unlock(&e->lock);
+    return stop;
+}
+
+/* Connects to e's database without blocking a stop: a wake-up (consumed
+ * here: the caller LISTENs to all channels once connected) or a stop ends
+ * the wait. NULL with *detail, or with none when stopped. */
 static PGconn *connect_or_stop(entry *e, char **detail)
 {
-    PGconn *c = wb__pg_connect_start(e->url, "workerbus", detail);
-    uint64_t deadline = wb__now_ms() + WB__PG_CONNECT_TIMEOUT_S * 1000u;
-    PostgresPollingStatusType st = PGRES_POLLING_WRITING; /* as libpq says to begin */
-    while (c && st != PGRES_POLLING_OK) {
-        uint64_t now = wb__now_ms();
-        if (st == PGRES_POLLING_FAILED || now >= deadline) {
-            *detail = st == PGRES_POLLING_FAILED
-                          ? wb__pg_describe(c, NULL, "connecting")
-                          : wb__asprintf("PostgreSQL, connecting: no answer within %d s",
-                                         WB__PG_CONNECT_TIMEOUT_S);
-            PQfinish(c);
-            return NULL;
-        }
-        short ready = 0;
-        if (wait_for(e, PQsocket(c), st == PGRES_POLLING_READING ? POLLIN : POLLOUT,
-                     (int)(deadline - now), &ready)) {
-            pthread_mutex_lock(&e->lock);
-            bool stop = e->stop;
-            pthread_mutex_unlock(&e->lock);
-            if (stop) {
-                PQfinish(c);
-                return NULL;
-            }
-        }
-        if (ready)
-            st = PQconnectPoll(c);
-    }
-    if (c)
-        wb__pg_connected(c, "pg");
-    return c;
+    return wb__pg_connect_stoppable(e->url, "workerbus", "pg", e->wake_fd, entry_stopping, e,
+                                    detail);
 }
 
 static void *listener_main(void *arg)

@@ -1,8 +1,12 @@
 /* PostgreSQL helpers (pg.h): errors, connections and the schema's
  * migrations. */
+#include <errno.h>
+#include <poll.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "pg.h"
 #include "schema.h"
@@ -54,18 +58,49 @@ static const char *const connect_keys[] = {"application_name", "connect_timeout"
 PGconn *wb__pg_connect(const char *url, const char *application_name, const char *component,
                        char **detail)
 {
-    const char *vals[] = {application_name, CONNECT_TIMEOUT_S, "UTF8", url, NULL};
-    PGconn *c = PQconnectdbParams(connect_keys, vals, 1);
-    if (!c) {
-        *detail = wb__strdup("PostgreSQL: out of memory while connecting");
-        return NULL;
+    return wb__pg_connect_stoppable(url, application_name, component, -1, NULL, NULL, detail);
+}
+
+PGconn *wb__pg_connect_stoppable(const char *url, const char *application_name,
+                                 const char *component, int wake_fd, bool (*stop)(void *ctx),
+                                 void *ctx, char **detail)
+{
+    PGconn *c = wb__pg_connect_start(url, application_name, detail);
+    uint64_t deadline = wb__now_ms() + WB__PG_CONNECT_TIMEOUT_S * 1000u;
+    PostgresPollingStatusType st = PGRES_POLLING_WRITING; /* as libpq says to begin */
+    while (c && st != PGRES_POLLING_OK) {
+        uint64_t now = wb__now_ms();
+        if (st == PGRES_POLLING_FAILED || now >= deadline) {
+            *detail = st == PGRES_POLLING_FAILED
+                          ? wb__pg_describe(c, NULL, "connecting")
+                          : wb__asprintf("PostgreSQL, connecting: no answer within %d s",
+                                         WB__PG_CONNECT_TIMEOUT_S);
+            PQfinish(c);
+            return NULL;
+        }
+        if (stop && stop(ctx)) {
+            PQfinish(c);
+            return NULL;
+        }
+        uint64_t left = deadline - now;
+        int slice = stop && left > 50 ? 50 : (int)left;
+        struct pollfd p[2] = {
+            {.fd = PQsocket(c), .events = st == PGRES_POLLING_READING ? POLLIN : POLLOUT},
+            {.fd = wake_fd, .events = POLLIN}};
+        int rc = poll(p, wake_fd >= 0 ? 2 : 1, slice);
+        if (rc < 0 && errno != EINTR)
+            wb__log(WB_LOG_DEBUG, component, "PostgreSQL, connecting: poll: %s", strerror(errno));
+        if (rc > 0 && wake_fd >= 0 && (p[1].revents & POLLIN)) {
+            uint64_t v;
+            if (read(wake_fd, &v, sizeof v) < 0 && errno != EAGAIN)
+                wb__log(WB_LOG_DEBUG, component, "PostgreSQL, connecting: wake-up: %s",
+                        strerror(errno));
+        }
+        if (rc > 0 && p[0].revents)
+            st = PQconnectPoll(c);
     }
-    if (PQstatus(c) != CONNECTION_OK) {
-        *detail = wb__pg_describe(c, NULL, "connecting");
-        PQfinish(c);
-        return NULL;
-    }
-    wb__pg_connected(c, component);
+    if (c)
+        wb__pg_connected(c, component);
     return c;
 }
 

@@ -34,6 +34,15 @@ PGconn *wb__pg_connect_start(const char *url, const char *application_name, char
 /* What wb__pg_connect() sets on a new connection: the notices to the
  * debug log of component (a string literal). */
 void wb__pg_connected(PGconn *c, const char *component);
+/* wb__pg_connect() that a stop can end, for a thread that must stop
+ * promptly even while the database does not answer (a frozen host, packets
+ * dropped): the connect is driven without blocking, stop(ctx) (NULL: never)
+ * is asked at least every 50 ms and whenever wake_fd (an eventfd, -1: none)
+ * becomes readable, which consumes its wake-up. NULL with *detail when it
+ * failed or the 10 s passed; NULL with no detail when stopped. */
+PGconn *wb__pg_connect_stoppable(const char *url, const char *application_name,
+                                 const char *component, int wake_fd, bool (*stop)(void *ctx),
+                                 void *ctx, char **detail);
 /* The connect timeout of every connection, s. */
 #define WB__PG_CONNECT_TIMEOUT_S 10
 

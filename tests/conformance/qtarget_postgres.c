@@ -6,6 +6,7 @@
 #include <libpq-fe.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -692,6 +693,61 @@ Test(postgres_listen, a_stop_ends_a_connect_the_database_does_not_answer, .timeo
                  took);
     cr_assert_eq(atomic_load(&heard), 0, "a database that never answered was heard");
     close(fd);
+}
+
+static wb_err handle_nothing(void *ctx, const wb_worker_message *m)
+{
+    (void)ctx;
+    (void)m;
+    return WB_OK;
+}
+
+/* A database host that stops answering (a frozen VM, packets dropped): the
+ * postmaster is stopped, so a new connection is accepted by the kernel and
+ * never answered, and the drain's connections are ended, so its receives
+ * connect again. wb_drain_stop() then does not wait out their connect
+ * timeout (10 s). */
+Test(postgres_listen, a_drain_stop_ends_connects_the_database_does_not_answer, .timeout = 90)
+{
+    wb_config *cfg = NULL;
+    wb_queue *q = open_purged(&cfg, 0);
+    wb_drain_opts o = WB_DRAIN_OPTS_INIT;
+    o.threads = 2;
+    o.wait_s = 20;
+    wb_drain *d = NULL;
+    cr_assert_eq(wb_drain_start(q, &o, handle_nothing, NULL, &d), WB_OK, "%s",
+                 wb_queue_last_error(q));
+    usleep(500000);
+    char pidfile[512];
+    snprintf(pidfile, sizeof pidfile, "%s/pg/postmaster.pid", wbt_qenv("WBT_SERVICES_DIR"));
+    FILE *f = fopen(pidfile, "r");
+    cr_assert_not_null(f, "no %s", pidfile);
+    int postmaster = 0;
+    cr_assert_eq(fscanf(f, "%d", &postmaster), 1);
+    fclose(f);
+    PGconn *c = PQconnectdb(wbt_qenv("DATABASE_URL"));
+    cr_assert_eq(PQstatus(c), CONNECTION_OK, "%s", PQerrorMessage(c));
+    cr_assert_eq(kill(postmaster, SIGSTOP), 0);
+    PGresult *r = PQexec(c, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                            " WHERE application_name = 'workerbus' AND pid <> pg_backend_pid()");
+    bool ended = PQresultStatus(r) == PGRES_TUPLES_OK && atoi(PQgetvalue(r, 0, 0)) > 0;
+    PQclear(r);
+    /* the long polls, no longer woken, claim again within their 1 s check
+     * and find their connection gone: they are connecting now */
+    usleep(2500000);
+    uint64_t t0 = ms_now();
+    wb_drain_stop(d);
+    uint64_t took = ms_now() - t0;
+    kill(postmaster, SIGCONT);
+    PQfinish(c);
+    wb_drain_free(d);
+    wb_queue_close(q);
+    wb_config_free(cfg);
+    cr_assert(ended, "no connection of the drain was ended");
+    cr_log_info("wb_drain_stop() took %llu ms while the database did not answer",
+                (unsigned long long)took);
+    cr_assert_lt(took, 5000, "wb_drain_stop() took %llu ms: it sat out the connect timeout",
+                 (unsigned long long)took);
 }
 
 const wbt_qtarget wbt_qtarget_impl = {
