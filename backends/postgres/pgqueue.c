@@ -481,8 +481,24 @@ static PGresult *run(pgq *q, pgconn *pc, int st, int n, const char *const *vals,
                     r = NULL;
                 }
             }
-            if (!r)
+            if (!r && pc->stop_gen) {
+                /* a receive's statement: a stop does not wait for a database
+                 * that stopped answering; the connection, mid-statement, goes */
+                bool stopped = false;
+                r = wb__pg_exec_prepared_stoppable(pc->c, statements[st].name, n, vals,
+                                                   receive_woken, pc, &stopped);
+                if (stopped) {
+                    PQfinish(pc->c);
+                    pc->c = NULL;
+                    pc->ready = false;
+                    *err = wb__retryable(WB_ERR_CONNECTION_LOST);
+                    *detail = wb__strdup("PostgreSQL: the statement was left unanswered, ended "
+                                         "by a stop (wb_drain_stop())");
+                    return NULL;
+                }
+            } else if (!r) {
                 r = PQexecPrepared(pc->c, statements[st].name, n, vals, NULL, NULL, 0);
+            }
             if (PQresultStatus(r) == want)
                 return r;
             transient = wb__pg_is_transient(pc->c, r);

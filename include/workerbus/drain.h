@@ -88,10 +88,10 @@ WB_API void wb_drain_stats_get(wb_drain *d, wb_drain_stats *out);
  *  (PostgreSQL: at once; SQS: when curl next checks, about once a second),
  *  whatever wait_s. So are the retries of a receive during an outage of
  *  the queue (wb_queue_opts.retry_limit_ms), within 50 ms, and
- *  (PostgreSQL) a connect that the database does not answer. A statement
- *  already sent when the database stopped answering is waited for. Other
- *  long polls on the same queue handle that began before the call may end
- *  early too, empty. The counters stay readable. NULL is ignored. */
+ *  (PostgreSQL) a connect or a receive's statement that the database does
+ *  not answer (that connection is closed). Other long polls on the same
+ *  queue handle that began before the call may end early too, empty. The
+ *  counters stay readable. NULL is ignored. */
 WB_API void wb_drain_stop(wb_drain *d);
 
 /** Stops the drain if it runs, and frees it. NULL is ignored. */

@@ -126,6 +126,37 @@ void wb__pg_connected(PGconn *c, const char *component)
     PQsetNoticeProcessor(c, on_notice, (void *)component);
 }
 
+PGresult *wb__pg_exec_prepared_stoppable(PGconn *c, const char *name, int n,
+                                         const char *const *vals, bool (*stop)(void *ctx),
+                                         void *ctx, bool *stopped)
+{
+    *stopped = false;
+    if (!PQsendQueryPrepared(c, name, n, vals, NULL, NULL, 0))
+        return PQgetResult(c); /* the failure, as PQexecPrepared() gives it */
+    PGresult *first = NULL;
+    for (;;) {
+        while (PQisBusy(c)) {
+            if (stop(ctx)) {
+                PQclear(first);
+                *stopped = true;
+                return NULL;
+            }
+            struct pollfd p = {.fd = PQsocket(c), .events = POLLIN};
+            if (poll(&p, 1, 50) < 0 && errno != EINTR)
+                wb__log(WB_LOG_DEBUG, "pg", "waiting for a result: poll: %s", strerror(errno));
+            if (!PQconsumeInput(c))
+                break; /* the connection failed: PQgetResult() says how */
+        }
+        PGresult *r = PQgetResult(c);
+        if (!r)
+            return first;
+        if (!first)
+            first = r;
+        else
+            PQclear(r);
+    }
+}
+
 wb_err wb__pg_exec(PGconn *c, const char *sql, const char *what, char **detail)
 {
     PGresult *r = PQexec(c, sql);

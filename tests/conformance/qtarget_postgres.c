@@ -3,6 +3,7 @@
  * port, fsync and synchronous_commit on). */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <libpq-fe.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -695,6 +696,18 @@ Test(postgres_listen, a_stop_ends_a_connect_the_database_does_not_answer, .timeo
     close(fd);
 }
 
+static int postmaster_pid(void)
+{
+    char pidfile[512];
+    snprintf(pidfile, sizeof pidfile, "%s/pg/postmaster.pid", wbt_qenv("WBT_SERVICES_DIR"));
+    FILE *f = fopen(pidfile, "r");
+    cr_assert_not_null(f, "no %s", pidfile);
+    int pid = 0;
+    cr_assert_eq(fscanf(f, "%d", &pid), 1);
+    fclose(f);
+    return pid;
+}
+
 static wb_err handle_nothing(void *ctx, const wb_worker_message *m)
 {
     (void)ctx;
@@ -718,13 +731,7 @@ Test(postgres_listen, a_drain_stop_ends_connects_the_database_does_not_answer, .
     cr_assert_eq(wb_drain_start(q, &o, handle_nothing, NULL, &d), WB_OK, "%s",
                  wb_queue_last_error(q));
     usleep(500000);
-    char pidfile[512];
-    snprintf(pidfile, sizeof pidfile, "%s/pg/postmaster.pid", wbt_qenv("WBT_SERVICES_DIR"));
-    FILE *f = fopen(pidfile, "r");
-    cr_assert_not_null(f, "no %s", pidfile);
-    int postmaster = 0;
-    cr_assert_eq(fscanf(f, "%d", &postmaster), 1);
-    fclose(f);
+    int postmaster = postmaster_pid();
     PGconn *c = PQconnectdb(wbt_qenv("DATABASE_URL"));
     cr_assert_eq(PQstatus(c), CONNECTION_OK, "%s", PQerrorMessage(c));
     cr_assert_eq(kill(postmaster, SIGSTOP), 0);
@@ -747,6 +754,88 @@ Test(postgres_listen, a_drain_stop_ends_connects_the_database_does_not_answer, .
     cr_log_info("wb_drain_stop() took %llu ms while the database did not answer",
                 (unsigned long long)took);
     cr_assert_lt(took, 5000, "wb_drain_stop() took %llu ms: it sat out the connect timeout",
+                 (unsigned long long)took);
+}
+
+/* The cluster's processes: the postmaster and its children. */
+static size_t cluster_pids(int postmaster, int *pids, size_t max)
+{
+    size_t n = 0;
+    pids[n++] = postmaster;
+    DIR *dir = opendir("/proc");
+    for (struct dirent *e; dir && n < max && (e = readdir(dir));) {
+        char path[300], line[512];
+        snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
+        FILE *f = e->d_name[0] >= '1' && e->d_name[0] <= '9' ? fopen(path, "r") : NULL;
+        if (!f)
+            continue;
+        const char *after = fgets(line, sizeof line, f) ? strrchr(line, ')') : NULL;
+        fclose(f);
+        int ppid = 0;
+        if (after && sscanf(after, ") %*c %d", &ppid) == 1 && ppid == postmaster)
+            pids[n++] = atoi(e->d_name);
+    }
+    if (dir)
+        closedir(dir);
+    return n;
+}
+
+static int frozen[64];
+static size_t nfrozen;
+static atomic_bool thawed;
+
+static void thaw(void)
+{
+    for (size_t i = 0; i < nfrozen; i++)
+        kill(frozen[i], SIGCONT);
+    atomic_store(&thawed, true);
+}
+
+static void *thaw_later(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 80 && !atomic_load(&thawed); i++)
+        usleep(100000);
+    thaw();
+    return NULL;
+}
+
+/* The whole database host stops answering, statements under way included
+ * (every process of the cluster stopped): wb_drain_stop() does not wait for
+ * a receive's statement, which would wait for as long as the kernel keeps
+ * the connection (minutes). A thread thaws the cluster after 8 s, so that
+ * a drain stop that waits fails the test instead of hanging it. */
+Test(postgres_listen, a_drain_stop_ends_statements_the_database_does_not_answer, .timeout = 90)
+{
+    wb_config *cfg = NULL;
+    wb_queue *q = open_purged(&cfg, 0);
+    wb_drain_opts o = WB_DRAIN_OPTS_INIT;
+    o.threads = 2;
+    o.wait_s = 20;
+    wb_drain *d = NULL;
+    cr_assert_eq(wb_drain_start(q, &o, handle_nothing, NULL, &d), WB_OK, "%s",
+                 wb_queue_last_error(q));
+    usleep(300000);
+    atomic_store(&thawed, false);
+    nfrozen = cluster_pids(postmaster_pid(), frozen, 64);
+    for (size_t i = 0; i < nfrozen; i++)
+        kill(frozen[i], SIGSTOP);
+    pthread_t t;
+    pthread_create(&t, NULL, thaw_later, NULL);
+    /* the long polls claim again within their 1 s check: that statement
+     * is waiting for its answer now */
+    usleep(2500000);
+    uint64_t t0 = ms_now();
+    wb_drain_stop(d);
+    uint64_t took = ms_now() - t0;
+    thaw();
+    pthread_join(t, NULL);
+    wb_drain_free(d);
+    wb_queue_close(q);
+    wb_config_free(cfg);
+    cr_log_info("wb_drain_stop() took %llu ms with %zu processes of the cluster stopped",
+                (unsigned long long)took, nfrozen);
+    cr_assert_lt(took, 4000, "wb_drain_stop() took %llu ms: it waited for a statement",
                  (unsigned long long)took);
 }
 
