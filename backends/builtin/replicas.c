@@ -249,9 +249,31 @@ static bool prepare(PGconn *c, char **detail)
     return true;
 }
 
-static PGresult *exec(PGconn *c, enum stmt st, int n, const char *const *vals, int binary)
+static bool closing(void *ctx)
 {
-    return PQexecPrepared(c, stmts[st].name, n, vals, NULL, NULL, binary);
+    return atomic_load(&((bltn_replicas *)ctx)->stop);
+}
+
+/* A statement of the thread's; a close does not wait for a database that
+ * stopped answering it (NULL then, the connection mid-statement: the
+ * thread ends and closes it). */
+static PGresult *exec(bltn_replicas *r, PGconn *c, enum stmt st, int n, const char *const *vals,
+                      int binary)
+{
+    bool stopped;
+    return wb__pg_exec_prepared_stoppable(c, stmts[st].name, n, vals, NULL, NULL, binary, closing,
+                                          r, &stopped);
+}
+
+/* A failure worth a warning: not one that a close made. */
+static void warn_failure(bltn_replicas *r, PGconn *c, const PGresult *res, const char *what)
+{
+    if (closing(r))
+        return;
+    char *d = wb__pg_describe(c, res, what);
+    wb__log(WB_LOG_WARN, "replicas", "%s", d ? d : what);
+    free(d);
+    atomic_fetch_add(&r->db_failures, 1);
 }
 
 static bool ok_result(PGresult *res)
@@ -264,14 +286,10 @@ static bool ok_result(PGresult *res)
 static bool run(bltn_replicas *r, PGconn *c, enum stmt st, int n, const char *const *vals,
                 const char *what)
 {
-    PGresult *res = exec(c, st, n, vals, 0);
+    PGresult *res = exec(r, c, st, n, vals, 0);
     bool ok = ok_result(res);
-    if (!ok) {
-        char *d = wb__pg_describe(c, res, what);
-        wb__log(WB_LOG_WARN, "replicas", "%s", d ? d : what);
-        free(d);
-        atomic_fetch_add(&r->db_failures, 1);
-    }
+    if (!ok)
+        warn_failure(r, c, res, what);
     PQclear(res);
     return ok;
 }
@@ -282,11 +300,6 @@ static bool register_replica(bltn_replicas *r, PGconn *c, enum stmt st)
     snprintf(pid, sizeof pid, "%d", (int)getpid());
     const char *vals[] = {r->id, r->host, pid, r->broker};
     return run(r, c, st, 4, vals, st == ST_REGISTER ? "registering the replica" : "heartbeat");
-}
-
-static bool closing(void *ctx)
-{
-    return atomic_load(&((bltn_replicas *)ctx)->stop);
 }
 
 /* A connection with the statements prepared (the schema must exist). A
@@ -469,13 +482,10 @@ static int deliver(bltn_replicas *r, PGconn *c)
     snprintf(batch, sizeof batch, "%u", BATCH);
     snprintf(lease, sizeof lease, "%u", LEASE_S);
     const char *vals[] = {r->id, batch, lease};
-    PGresult *res = exec(c, ST_CLAIM, 3, vals, 1);
+    PGresult *res = exec(r, c, ST_CLAIM, 3, vals, 1);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        char *d = wb__pg_describe(c, res, "claiming outbox messages");
-        wb__log(WB_LOG_WARN, "replicas", "%s", d ? d : "claim");
-        free(d);
+        warn_failure(r, c, res, "claiming outbox messages");
         PQclear(res);
-        atomic_fetch_add(&r->db_failures, 1);
         return -1;
     }
     int n = PQntuples(res);
@@ -561,7 +571,7 @@ static bool beat(bltn_replicas *r, PGconn *c)
     snprintf(t, sizeof t, "%u", r->timeout_s);
     snprintf(g, sizeof g, "%u", GONE_FACTOR);
     const char *vals[] = {t, g};
-    PGresult *res = exec(c, ST_HOUSEKEEPING, 2, vals, 0);
+    PGresult *res = exec(r, c, ST_HOUSEKEEPING, 2, vals, 0);
     bool ok = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1;
     if (ok) {
         uint64_t expired = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
@@ -575,10 +585,7 @@ static bool beat(bltn_replicas *r, PGconn *c)
                     "MQTT_BROKER_BUILTIN_OUTBOX_EXPIRY (%u s): their workers did not connect",
                     (unsigned long long)expired, r->expiry_s);
     } else {
-        char *d = wb__pg_describe(c, res, "outbox housekeeping");
-        wb__log(WB_LOG_WARN, "replicas", "%s", d ? d : "housekeeping");
-        free(d);
-        atomic_fetch_add(&r->db_failures, 1);
+        warn_failure(r, c, res, "outbox housekeeping");
     }
     PQclear(res);
     return ok;

@@ -485,8 +485,8 @@ static PGresult *run(pgq *q, pgconn *pc, int st, int n, const char *const *vals,
                 /* a receive's statement: a stop does not wait for a database
                  * that stopped answering; the connection, mid-statement, goes */
                 bool stopped = false;
-                r = wb__pg_exec_prepared_stoppable(pc->c, statements[st].name, n, vals,
-                                                   receive_woken, pc, &stopped);
+                r = wb__pg_exec_prepared_stoppable(pc->c, statements[st].name, n, vals, NULL, NULL,
+                                                   0, receive_woken, pc, &stopped);
                 if (stopped) {
                     PQfinish(pc->c);
                     pc->c = NULL;

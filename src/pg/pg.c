@@ -127,11 +127,12 @@ void wb__pg_connected(PGconn *c, const char *component)
 }
 
 PGresult *wb__pg_exec_prepared_stoppable(PGconn *c, const char *name, int n,
-                                         const char *const *vals, bool (*stop)(void *ctx),
-                                         void *ctx, bool *stopped)
+                                         const char *const *vals, const int *lens, const int *fmts,
+                                         int binary, bool (*stop)(void *ctx), void *ctx,
+                                         bool *stopped)
 {
     *stopped = false;
-    if (!PQsendQueryPrepared(c, name, n, vals, NULL, NULL, 0))
+    if (!PQsendQueryPrepared(c, name, n, vals, lens, fmts, binary))
         return PQgetResult(c); /* the failure, as PQexecPrepared() gives it */
     PGresult *first = NULL;
     for (;;) {

@@ -46,13 +46,15 @@ PGconn *wb__pg_connect_stoppable(const char *url, const char *application_name,
 /* The connect timeout of every connection, s. */
 #define WB__PG_CONNECT_TIMEOUT_S 10
 
-/* PQexecPrepared() that a stop can end: the wait for the result asks
+/* PQexecPrepared() (lens, fmts: NULL for text parameters; binary: the
+ * results' format) that a stop can end: the wait for the result asks
  * stop(ctx) at least every 50 ms. Stopped: NULL and *stopped; the
  * connection is then in the middle of a statement, and the caller closes
  * it. */
 PGresult *wb__pg_exec_prepared_stoppable(PGconn *c, const char *name, int n,
-                                         const char *const *vals, bool (*stop)(void *ctx),
-                                         void *ctx, bool *stopped);
+                                         const char *const *vals, const int *lens, const int *fmts,
+                                         int binary, bool (*stop)(void *ctx), void *ctx,
+                                         bool *stopped);
 
 /* Runs sql (no parameters); WB_OK, or WB_ERR_BACKEND with *detail. */
 wb_err wb__pg_exec(PGconn *c, const char *sql, const char *what, char **detail);

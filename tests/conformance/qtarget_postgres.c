@@ -3,7 +3,6 @@
  * port, fsync and synchronous_commit on). */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
-#include <dirent.h>
 #include <libpq-fe.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -16,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "freeze.h"
 #include "helpers.h"
 #include "listen.h"
 #include "queue_target.h"
@@ -757,54 +757,12 @@ Test(postgres_listen, a_drain_stop_ends_connects_the_database_does_not_answer, .
                  (unsigned long long)took);
 }
 
-/* The cluster's processes: the postmaster and its children. */
-static size_t cluster_pids(int postmaster, int *pids, size_t max)
-{
-    size_t n = 0;
-    pids[n++] = postmaster;
-    DIR *dir = opendir("/proc");
-    for (struct dirent *e; dir && n < max && (e = readdir(dir));) {
-        char path[300], line[512];
-        snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
-        FILE *f = e->d_name[0] >= '1' && e->d_name[0] <= '9' ? fopen(path, "r") : NULL;
-        if (!f)
-            continue;
-        const char *after = fgets(line, sizeof line, f) ? strrchr(line, ')') : NULL;
-        fclose(f);
-        int ppid = 0;
-        if (after && sscanf(after, ") %*c %d", &ppid) == 1 && ppid == postmaster)
-            pids[n++] = atoi(e->d_name);
-    }
-    if (dir)
-        closedir(dir);
-    return n;
-}
-
-static int frozen[64];
-static size_t nfrozen;
-static atomic_bool thawed;
-
-static void thaw(void)
-{
-    for (size_t i = 0; i < nfrozen; i++)
-        kill(frozen[i], SIGCONT);
-    atomic_store(&thawed, true);
-}
-
-static void *thaw_later(void *arg)
-{
-    (void)arg;
-    for (int i = 0; i < 80 && !atomic_load(&thawed); i++)
-        usleep(100000);
-    thaw();
-    return NULL;
-}
-
 /* The whole database host stops answering, statements under way included
  * (every process of the cluster stopped): wb_drain_stop() does not wait for
  * a receive's statement, which would wait for as long as the kernel keeps
- * the connection (minutes). A thread thaws the cluster after 8 s, so that
- * a drain stop that waits fails the test instead of hanging it. */
+ * the connection (minutes). The cluster is continued after 8 s whatever
+ * happens, so that a drain stop that waits fails the test instead of
+ * hanging it. */
 Test(postgres_listen, a_drain_stop_ends_statements_the_database_does_not_answer, .timeout = 90)
 {
     wb_config *cfg = NULL;
@@ -816,25 +774,22 @@ Test(postgres_listen, a_drain_stop_ends_statements_the_database_does_not_answer,
     cr_assert_eq(wb_drain_start(q, &o, handle_nothing, NULL, &d), WB_OK, "%s",
                  wb_queue_last_error(q));
     usleep(300000);
-    atomic_store(&thawed, false);
-    nfrozen = cluster_pids(postmaster_pid(), frozen, 64);
-    for (size_t i = 0; i < nfrozen; i++)
-        kill(frozen[i], SIGSTOP);
-    pthread_t t;
-    pthread_create(&t, NULL, thaw_later, NULL);
+    char pidfile[512];
+    snprintf(pidfile, sizeof pidfile, "%s/pg/postmaster.pid", wbt_qenv("WBT_SERVICES_DIR"));
+    wbt_frozen fz;
+    cr_assert(wbt_freeze(&fz, pidfile, 8000), "cannot stop the cluster of %s", pidfile);
     /* the long polls claim again within their 1 s check: that statement
      * is waiting for its answer now */
     usleep(2500000);
     uint64_t t0 = ms_now();
     wb_drain_stop(d);
     uint64_t took = ms_now() - t0;
-    thaw();
-    pthread_join(t, NULL);
+    wbt_thaw(&fz);
     wb_drain_free(d);
     wb_queue_close(q);
     wb_config_free(cfg);
     cr_log_info("wb_drain_stop() took %llu ms with %zu processes of the cluster stopped",
-                (unsigned long long)took, nfrozen);
+                (unsigned long long)took, fz.n);
     cr_assert_lt(took, 4000, "wb_drain_stop() took %llu ms: it waited for a statement",
                  (unsigned long long)took);
 }

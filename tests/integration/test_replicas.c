@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "envtext.h"
+#include "freeze.h"
 #include "workerbus/workerbus.h"
 
 #define NWORKERS  50
@@ -755,4 +756,43 @@ Test(replicas, one_replica_keeps_what_waits_for_an_offline_worker_when_its_broke
     server_close(&s);
     workers_close();
     cr_assert_eq(wb_harness_down(h), WB_OK);
+}
+
+/* The database host stops answering (every process of the cluster
+ * stopped) while the server's replica thread beats: closing the server
+ * does not wait for that statement, which would wait for as long as the
+ * kernel keeps the connection (minutes). The cluster is continued after
+ * 8 s whatever happens, so that a close that waits fails the test. */
+Test(replicas, a_close_does_not_wait_for_a_database_that_stopped_answering, .timeout = 120)
+{
+    up(1);
+    server s = {0};
+    server_open(&s, 0, NULL);
+    /* its replica thread has its connection once it has beaten */
+    long long before = sql_count("SELECT count(*) FROM pg_stat_activity WHERE application_name ="
+                                 " 'workerbus-replica'");
+    uint64_t end = now_ms() + 10000;
+    while (now_ms() < end && sql_count("SELECT count(*) FROM pg_stat_activity WHERE"
+                                       " application_name = 'workerbus-replica'") < 2)
+        usleep(100000);
+    cr_assert_geq(sql_count("SELECT count(*) FROM pg_stat_activity WHERE application_name ="
+                            " 'workerbus-replica'"),
+                  2, "the server's replica thread did not connect (%lld before)", before);
+    char pidfile[512];
+    snprintf(pidfile, sizeof pidfile, "%s/services/pg/postmaster.pid", wb_harness_dir(h));
+    wbt_frozen fz;
+    cr_assert(wbt_freeze(&fz, pidfile, 8000), "cannot stop the cluster of %s", pidfile);
+    /* a heartbeat every TIMEOUT_S / 3: one waits for its answer now */
+    usleep(2500000);
+    uint64_t t0 = now_ms();
+    wb_broker_close(s.b);
+    uint64_t took = now_ms() - t0;
+    s.b = NULL;
+    wbt_thaw(&fz);
+    server_close(&s);
+    cr_assert_eq(wb_harness_down(h), WB_OK);
+    cr_log_info("wb_broker_close() took %llu ms with %zu processes of the cluster stopped",
+                (unsigned long long)took, fz.n);
+    cr_assert_lt(took, 4000, "wb_broker_close() took %llu ms: it waited for a statement",
+                 (unsigned long long)took);
 }
