@@ -724,12 +724,7 @@ Test(postgres_listen, a_drain_stop_ends_connects_the_database_does_not_answer, .
 {
     wb_config *cfg = NULL;
     wb_queue *q = open_purged(&cfg, 0);
-    wb_drain_opts o = WB_DRAIN_OPTS_INIT;
-    o.threads = 2;
-    o.wait_s = 20;
-    wb_drain *d = NULL;
-    cr_assert_eq(wb_drain_start(q, &o, handle_nothing, NULL, &d), WB_OK, "%s",
-                 wb_queue_last_error(q));
+    wb_drain *d = wbt_drain_long_polls(q, handle_nothing, NULL);
     usleep(500000);
     int postmaster = postmaster_pid();
     PGconn *c = PQconnectdb(wbt_qenv("DATABASE_URL"));
@@ -767,12 +762,7 @@ Test(postgres_listen, a_drain_stop_ends_statements_the_database_does_not_answer,
 {
     wb_config *cfg = NULL;
     wb_queue *q = open_purged(&cfg, 0);
-    wb_drain_opts o = WB_DRAIN_OPTS_INIT;
-    o.threads = 2;
-    o.wait_s = 20;
-    wb_drain *d = NULL;
-    cr_assert_eq(wb_drain_start(q, &o, handle_nothing, NULL, &d), WB_OK, "%s",
-                 wb_queue_last_error(q));
+    wb_drain *d = wbt_drain_long_polls(q, handle_nothing, NULL);
     usleep(300000);
     char pidfile[512];
     snprintf(pidfile, sizeof pidfile, "%s/pg/postmaster.pid", wbt_qenv("WBT_SERVICES_DIR"));

@@ -24,6 +24,16 @@ const char *wbt_qenv(const char *name)
     return v;
 }
 
+wb_drain *wbt_drain_long_polls(wb_queue *queue, wb_worker_message_fn fn, void *ctx)
+{
+    wb_drain_opts o = WB_DRAIN_OPTS_INIT;
+    o.threads = 2;
+    o.wait_s = 20;
+    wb_drain *d = NULL;
+    cr_assert_eq(wb_drain_start(queue, &o, fn, ctx, &d), WB_OK, "%s", wb_queue_last_error(queue));
+    return d;
+}
+
 bool wbt_services(const char *cmd, const char *what)
 {
     char line[1024];
@@ -503,12 +513,7 @@ static wb_err count_handled(void *ctx, const wb_worker_message *msg)
 Test(queue, drain_stop_ends_the_long_polls)
 {
     int handled = 0;
-    wb_drain_opts o = WB_DRAIN_OPTS_INIT;
-    o.threads = 2;
-    o.wait_s = 20;
-    wb_drain *d = NULL;
-    cr_assert_eq(wb_drain_start(q, &o, count_handled, &handled, &d), WB_OK, "%s",
-                 wb_queue_last_error(q));
+    wb_drain *d = wbt_drain_long_polls(q, count_handled, &handled);
     sleep_ms(1500); /* both threads are in their long polls now */
     uint64_t t0 = now_ms();
     wb_drain_stop(d);
@@ -549,12 +554,7 @@ Test(queue, drain_stop_ends_the_retries_of_an_outage)
     if (!T->outage)
         cr_skip_test("%s cannot be stopped here", T->name);
     int handled = 0;
-    wb_drain_opts o = WB_DRAIN_OPTS_INIT;
-    o.threads = 2;
-    o.wait_s = 20;
-    wb_drain *d = NULL;
-    cr_assert_eq(wb_drain_start(q, &o, count_handled, &handled, &d), WB_OK, "%s",
-                 wb_queue_last_error(q));
+    wb_drain *d = wbt_drain_long_polls(q, count_handled, &handled);
     sleep_ms(500);
     atomic_store(&retrying, 0);
     wb_log_set_handler(count_retries, NULL);

@@ -34,6 +34,8 @@ extern const wbt_qtarget wbt_qtarget_impl;
 
 /* The services' environment variable, or a failed assertion. */
 const char *wbt_qenv(const char *name);
+/* A drain of q with 2 threads whose long polls last 20 s, handling with fn. */
+wb_drain *wbt_drain_long_polls(wb_queue *queue, wb_worker_message_fn fn, void *ctx);
 /* `scripts/services CMD WHAT` on the suite's services; true when it exits 0. */
 bool wbt_services(const char *cmd, const char *what);
 
