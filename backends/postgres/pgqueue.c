@@ -48,10 +48,14 @@ typedef struct pgconn {
     bool ready;  /* statements prepared */
     bool custom; /* plan_cache_mode set to force_custom_plan (statements[].replan);
                     else the session's default */
-    /* while a receive holds it: its connect ends when *stop_gen moves from
-     * stop_at (a wake-up: the drain stops); NULL otherwise */
+    /* while a receive holds it: its connect and statements end when
+     * *stop_gen moves from stop_at (a wake-up: the drain stops); NULL
+     * otherwise */
     const _Atomic unsigned *stop_gen;
     unsigned stop_at;
+    /* a handle of one attempt (WB_QUEUE_NO_RETRY): when its statement's
+     * connect and answer must be over (wb__now_ms()); 0: no bound */
+    uint64_t deadline_ms;
     struct pgconn *next;
 } pgconn;
 
@@ -379,14 +383,41 @@ static bool prepare_all(pgconn *pc, char **detail)
     return true;
 }
 
-static bool receive_woken(void *ctx)
+/* The longest a handle of one attempt (the plugin's topic rule, on
+ * Mosquitto's only thread) waits for the database, connect and statement
+ * together: a database that stops answering (a frozen host) holds the
+ * broker's thread that long, then the plugin's pause begins, instead of
+ * holding it until the kernel gives the connection up. */
+#define ONE_ATTEMPT_MS 3000u
+
+static bool past_deadline(const pgconn *pc)
+{
+    return pc->deadline_ms && wb__now_ms() >= pc->deadline_ms;
+}
+
+/* Whether pc's wait for the database ends now: its receive was woken to
+ * stop, or its one attempt's time is over. */
+static bool wait_ends(void *ctx)
 {
     const pgconn *pc = ctx;
-    return atomic_load(pc->stop_gen) != pc->stop_at;
+    return (pc->stop_gen && atomic_load(pc->stop_gen) != pc->stop_at) || past_deadline(pc);
+}
+
+/* Why a wait for the database ended (wait_ends()), for *detail. */
+static char *why_ended(const pgconn *pc, const char *what)
+{
+    return past_deadline(pc)
+               ? wb__asprintf("PostgreSQL, %s: no answer within %u ms, the one attempt's time "
+                              "(WB_QUEUE_NO_RETRY); the connection is closed",
+                              what, ONE_ATTEMPT_MS)
+               : wb__asprintf("PostgreSQL, %s: left unanswered, ended by a stop "
+                              "(wb_drain_stop())",
+                              what);
 }
 
 /* Makes pc usable: (re)connects and prepares. A receive's connect ends at
- * a wake-up, even while the database does not answer. */
+ * a wake-up, and one attempt's at its deadline, even while the database
+ * does not answer. */
 static bool conn_ready(pgq *q, pgconn *pc, char **detail)
 {
     if (pc->c && PQstatus(pc->c) == CONNECTION_OK && pc->ready)
@@ -394,10 +425,11 @@ static bool conn_ready(pgq *q, pgconn *pc, char **detail)
     if (pc->c)
         PQfinish(pc->c);
     pc->ready = false;
-    pc->c = wb__pg_connect_stoppable(q->url, "workerbus", "queue", -1,
-                                     pc->stop_gen ? receive_woken : NULL, pc, detail);
+    bool bounded = pc->stop_gen || pc->deadline_ms;
+    pc->c = wb__pg_connect_stoppable(q->url, "workerbus", "queue", -1, bounded ? wait_ends : NULL,
+                                     pc, detail);
     if (!pc->c && !*detail)
-        *detail = wb__strdup("PostgreSQL, connecting: ended by a stop (wb_drain_stop())");
+        *detail = why_ended(pc, "connecting");
     return pc->c && prepare_all(pc, detail);
 }
 
@@ -466,6 +498,8 @@ static void release(pgq *q, pgconn *pc)
 static PGresult *run(pgq *q, pgconn *pc, int st, int n, const char *const *vals,
                      ExecStatusType want, wb_err *err, char **detail)
 {
+    pc->deadline_ms =
+        q->opts.retry_limit_ms == WB_QUEUE_NO_RETRY ? wb__now_ms() + ONE_ATTEMPT_MS : 0;
     for (int pass = 0;; pass++) {
         char *d = NULL;
         bool transient = true;
@@ -481,19 +515,20 @@ static PGresult *run(pgq *q, pgconn *pc, int st, int n, const char *const *vals,
                     r = NULL;
                 }
             }
-            if (!r && pc->stop_gen) {
-                /* a receive's statement: a stop does not wait for a database
-                 * that stopped answering; the connection, mid-statement, goes */
+            if (!r && (pc->stop_gen || pc->deadline_ms)) {
+                /* a receive's statement, or one attempt's: a stop or the
+                 * deadline does not wait for a database that stopped
+                 * answering; the connection, mid-statement, goes */
                 bool stopped = false;
                 r = wb__pg_exec_prepared_stoppable(pc->c, statements[st].name, n, vals, NULL, NULL,
-                                                   0, receive_woken, pc, &stopped);
+                                                   0, wait_ends, pc, &stopped);
                 if (stopped) {
+                    *detail = why_ended(pc, statements[st].name);
                     PQfinish(pc->c);
                     pc->c = NULL;
                     pc->ready = false;
+                    pc->deadline_ms = 0;
                     *err = wb__retryable(WB_ERR_CONNECTION_LOST);
-                    *detail = wb__strdup("PostgreSQL: the statement was left unanswered, ended "
-                                         "by a stop (wb_drain_stop())");
                     return NULL;
                 }
             } else if (!r) {

@@ -61,8 +61,10 @@ typedef struct wb_queue_opts {
      *  with backoff and jitter (50 ms doubling to 2 s), the same for every
      *  backend; 0: ::WB_QUEUE_RETRY_DEFAULT_MS; ::WB_QUEUE_NO_RETRY: one
      *  attempt that never sleeps (a pooled PostgreSQL connection found
-     *  broken is replaced at once, as part of that attempt). Opening makes
-     *  one attempt whatever this says. Version 2. */
+     *  broken is replaced at once, as part of that attempt; on PostgreSQL
+     *  the attempt, connect included, gives up after 3 s without an answer,
+     *  closing its connection). Opening makes one attempt whatever this
+     *  says. Version 2. */
     unsigned int retry_limit_ms;
     /** PostgreSQL: a long poll woken by a new message waits up to this many
      *  ms more (less when its batch fills first) before it claims, so that

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "fixture.h"
+#include "freeze.h"
 #include "proc.h"
 
 static wbt_env env;
@@ -302,6 +303,52 @@ Test(rule_postgres, while_the_queue_is_down_messages_wait_and_arrive_after, .tim
                 (unsigned long long)st.acknowledged, got, distinct, count);
     cr_assert_eq(distinct, count, "every message arrived once the queue was back");
     wb_worker_close(w);
+    wb_queue_close(q);
+}
+
+/* The database host stops answering (every process of the cluster stopped)
+ * while a worker's message waits for its commit on Mosquitto's only
+ * thread: that write gives up after its one attempt's 3 s and the plugin
+ * pauses, so the broker goes on with its other work (here another worker's
+ * connection) instead of waiting for as long as the kernel keeps the
+ * database's connection (minutes). The cluster is continued after 25 s
+ * whatever happens, so that a broker that waits fails the test. */
+Test(rule_postgres, a_database_that_stops_answering_does_not_hold_the_broker, .timeout = 180)
+{
+    wb_queue *q = open_queue(env.cfg);
+    drain(q, NULL, 0, 0, 0);
+    wb_worker *a = wbt_env_worker(&env, WBT_WORKER, NULL, NULL);
+    cr_assert_eq(wb_worker_connect(a, 10000), WB_OK, "%s", wb_worker_last_error(a));
+    cr_assert_eq(wb_worker_publish(a, "{\"seq\":0}", 9, 1), WB_OK);
+    cr_assert_eq(wb_worker_flush(a, 10000), WB_OK, "the queue took no message before the freeze");
+    char pidfile[512];
+    snprintf(pidfile, sizeof pidfile, "%s/pg/postmaster.pid", need("WBT_SERVICES_DIR"));
+    wbt_frozen fz;
+    cr_assert(wbt_freeze(&fz, pidfile, 25000), "cannot stop the cluster of %s", pidfile);
+    cr_assert_eq(wb_worker_publish(a, "{\"seq\":1}", 9, 1), WB_OK);
+    usleep(300000); /* the topic rule waits for its commit now */
+    uint64_t t0 = now_ms();
+    wb_worker *b = wbt_env_worker(&env, WBT_OTHER_WORKER, NULL, NULL);
+    wb_err err = wb_worker_connect(b, 20000);
+    uint64_t took = now_ms() - t0;
+    bool said = wbt_log_wait_for("the one attempt's time", 5000);
+    wbt_thaw(&fz);
+    cr_log_info("another worker connected in %llu ms with %zu processes of the cluster stopped",
+                (unsigned long long)took, fz.n);
+    cr_assert_eq(err, WB_OK, "another worker could not connect while the database was stopped: %s",
+                 wb_worker_last_error(b));
+    cr_assert_lt(took, 10000, "another worker waited %llu ms to connect: the broker was held",
+                 (unsigned long long)took);
+    cr_assert(said, "the plugin did not say why the write failed");
+    /* once the database answers again, the message that failed arrives */
+    cr_assert_eq(wb_worker_flush(a, 60000), WB_OK, "%s", wb_worker_last_error(a));
+    wb_envelope e[4];
+    size_t got = drain(q, e, 4, 2, 30000);
+    bool seen[2] = {false};
+    size_t dups = 0, distinct = seqs_of(e, got < 4 ? got : 4, 2, seen, 2, &dups);
+    cr_assert_eq(distinct, 2, "%zu of the 2 messages arrived", distinct);
+    wb_worker_close(b);
+    wb_worker_close(a);
     wb_queue_close(q);
 }
 
