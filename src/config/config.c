@@ -669,6 +669,19 @@ static void check_built_in(wb__loader *L, enum wb__var v, const char *kind, unsi
     free(d);
 }
 
+/* A log level variable: checked, its value kept lower case, *out set. */
+static void check_log_level(wb__loader *L, enum wb__var v, wb_log_level *out)
+{
+    int lvl = check_choice(L, v, log_levels, true);
+    if (lvl < 0)
+        return;
+    *out = (wb_log_level)lvl;
+    free(L->cfg->values[v]);
+    L->cfg->values[v] = wb__strdup(log_levels[lvl]);
+    if (!L->cfg->values[v])
+        L->oom = true;
+}
+
 static void check_broker(wb__loader *L)
 {
     int t = check_choice(L, WB__V_BROKER_TYPE, broker_types, false);
@@ -699,22 +712,8 @@ static void check_broker(wb__loader *L)
         }
     }
 
-    int lvl = check_choice(L, WB__V_LOG_LEVEL, log_levels, true);
-    if (lvl >= 0) {
-        L->cfg->log_level = (wb_log_level)lvl;
-        free(L->cfg->values[WB__V_LOG_LEVEL]);
-        L->cfg->values[WB__V_LOG_LEVEL] = wb__strdup(log_levels[lvl]);
-        if (!L->cfg->values[WB__V_LOG_LEVEL])
-            L->oom = true;
-    }
-    int serve_lvl = check_choice(L, WB__V_SERVE_LOG_LEVEL, log_levels, true);
-    if (serve_lvl >= 0) {
-        L->cfg->serve_log_level = (wb_log_level)serve_lvl;
-        free(L->cfg->values[WB__V_SERVE_LOG_LEVEL]);
-        L->cfg->values[WB__V_SERVE_LOG_LEVEL] = wb__strdup(log_levels[serve_lvl]);
-        if (!L->cfg->values[WB__V_SERVE_LOG_LEVEL])
-            L->oom = true;
-    }
+    check_log_level(L, WB__V_LOG_LEVEL, &L->cfg->log_level);
+    check_log_level(L, WB__V_SERVE_LOG_LEVEL, &L->cfg->serve_log_level);
     if (wb__cfg_raw(L, WB__V_LOG_LEVEL) && L->broker_known && L->cfg->broker == WB_BROKER_IOTCORE)
         wb__cfg_problem(L, WB__WARN, WB__V_LOG_LEVEL,
                         "is only used by the built-in broker; it has no effect with "
