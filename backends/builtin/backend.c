@@ -196,12 +196,13 @@ static bool bltn_replica_stats(void *priv, wb_broker_replica_stats *out)
     return true;
 }
 
-/* Tests (wb__broker_priv()): the replicas' plans, bltn_replicas_plan_counts(). */
-bool wb__bltn_plan_counts(void *priv, const char *name, long *generic, long *custom);
-bool wb__bltn_plan_counts(void *priv, const char *name, long *generic, long *custom)
+/* Tests (wb__broker_priv()): a query on the replicas' routing connection,
+ * bltn_replicas_route_query(). */
+char *wb__bltn_route_query(void *priv, const char *sql);
+char *wb__bltn_route_query(void *priv, const char *sql)
 {
     bltn_backend *be = priv;
-    return be->replicas && bltn_replicas_plan_counts(be->replicas, name, generic, custom);
+    return be->replicas ? bltn_replicas_route_query(be->replicas, sql) : NULL;
 }
 #endif
 

@@ -50,10 +50,11 @@ wb_err bltn_replicas_route(bltn_replicas *r, const char *topic, const char *pool
 
 void bltn_replicas_stats(bltn_replicas *r, wb_broker_replica_stats *out);
 
-/* Tests: how often the publishing threads' connection planned statement
- * name generically and afresh (pg_prepared_statements). False when that
- * connection is not open or the query failed. */
-bool bltn_replicas_plan_counts(bltn_replicas *r, const char *name, long *generic, long *custom);
+/* Tests: the rows of sql (no parameters) run on the publishing threads'
+ * connection, where the route is prepared: one line a row, its columns
+ * separated by spaces (heap). NULL when that connection is not open or the
+ * query failed. */
+char *bltn_replicas_route_query(bltn_replicas *r, const char *sql);
 
 /* Stops the thread and closes everything. The replica's row stays: its
  * heartbeat just stops, as when the process dies. */
