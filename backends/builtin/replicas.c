@@ -577,6 +577,30 @@ static int deliver(bltn_replicas *r, PGconn *c)
     return ok ? (sent < n ? 0 : n) : -1;
 }
 
+/* ANALYZE of the outbox and the presence, for plans that fit them (see
+ * stmts[]). It waits at most 200 ms for its lock (a VACUUM holds it: an
+ * autovacuum is cancelled by the wait, an operator's is not), so that the
+ * heartbeat is never held; a failure is tried again at the next beat. */
+static bool analyze(bltn_replicas *r, PGconn *c)
+{
+    char *d = NULL;
+    bool ok = wb__pg_exec(c, "BEGIN", "analyzing", &d) == WB_OK;
+    ok = ok && wb__pg_exec(c, "SET LOCAL lock_timeout = 200", "analyzing", &d) == WB_OK;
+    ok = ok && wb__pg_exec(c, "ANALYZE workerbus_outbox, workerbus_presence",
+                           "analyzing the outbox and the presence", &d) == WB_OK;
+    char *end = NULL;
+    if (wb__pg_exec(c, ok ? "COMMIT" : "ROLLBACK", "analyzing", &end) != WB_OK)
+        ok = false;
+    if (!ok && !closing(r))
+        wb__log(WB_LOG_DEBUG, "replicas", "%s; again at the next heartbeat",
+                d     ? d
+                : end ? end
+                      : "ANALYZE");
+    free(d);
+    free(end);
+    return ok;
+}
+
 static bool beat(bltn_replicas *r, PGconn *c)
 {
     if (!register_replica(r, c, ST_BEAT))
@@ -596,18 +620,11 @@ static bool beat(bltn_replicas *r, PGconn *c)
         atomic_store(&r->replicas, (unsigned)strtoul(PQgetvalue(res, 0, 2), NULL, 10));
         uint64_t presence = strtoull(PQgetvalue(res, 0, 3), NULL, 10);
         unsigned cls = size_class(size) * 64u + size_class(presence);
-        if (cls != r->size_class) {
-            char *d = NULL;
-            if (wb__pg_exec(c, "ANALYZE workerbus_outbox, workerbus_presence",
-                            "analyzing the outbox and the presence", &d) == WB_OK) {
-                r->size_class = cls;
-                wb__log(WB_LOG_DEBUG, "replicas",
-                        "analyzed for new plans: the outbox holds %llu rows, the presence %llu",
-                        (unsigned long long)size, (unsigned long long)presence);
-            } else if (!closing(r)) {
-                wb__log(WB_LOG_WARN, "replicas", "%s", d ? d : "ANALYZE");
-            }
-            free(d);
+        if (cls != r->size_class && analyze(r, c)) {
+            r->size_class = cls;
+            wb__log(WB_LOG_DEBUG, "replicas",
+                    "analyzed for new plans: the outbox holds %llu rows, the presence %llu",
+                    (unsigned long long)size, (unsigned long long)presence);
         }
         if (expired)
             wb__log(WB_LOG_WARN, "replicas",

@@ -564,9 +564,10 @@ static void run_sql(PGconn *c, const char *sql)
 
 /* The route keeps a generic plan after five runs. One made while the
  * outbox was analyzed nearly empty reads all of it to count a worker's
- * rows; once the outbox grows (300 000 rows for other workers), the next
- * heartbeat has the statements prepared again, and the plan the route then
- * keeps finds a worker's rows by the index. */
+ * rows; once the outbox grows (300 000 rows for other workers), a heartbeat
+ * analyzes it, and the plan the route then keeps finds a worker's rows by
+ * the index. While another session holds the lock that ANALYZE needs (a
+ * VACUUM's), the heartbeats go on, and the ANALYZE comes after it. */
 static void route_plans_follow_the_outbox(server *s, tworker *t)
 {
     PGconn *c = PQconnectdb(env_value(wb_harness_env(h, WB_BROKER_BUILTIN), "DATABASE_URL"));
@@ -578,7 +579,17 @@ static void route_plans_follow_the_outbox(server *s, tworker *t)
     run_sql(c, "INSERT INTO workerbus_outbox (pool, worker, topic, payload, qos, sender,"
                " expires_at) SELECT 'other-pool', 'w' || (i % 1000), 't', '\\x00', 1, 'x',"
                " now() + interval '1 hour' FROM generate_series(1, 300000) i");
-    sleep(TIMEOUT_S); /* a heartbeat or more */
+    PGconn *lock = PQconnectdb(env_value(wb_harness_env(h, WB_BROKER_BUILTIN), "DATABASE_URL"));
+    cr_assert_eq(PQstatus(lock), CONNECTION_OK, "%s", PQerrorMessage(lock));
+    run_sql(lock, "BEGIN");
+    run_sql(lock, "LOCK TABLE workerbus_outbox IN SHARE UPDATE EXCLUSIVE MODE");
+    sleep(TIMEOUT_S); /* heartbeats, whose ANALYZE cannot have its lock */
+    long long beating = sql_count("SELECT count(*) FROM workerbus_replicas WHERE id = 'replica-1'"
+                                  " AND heartbeat_at > now() - interval '2 seconds'");
+    run_sql(lock, "COMMIT");
+    PQfinish(lock);
+    cr_assert_eq(beating, 1, "replica-1's heartbeat stopped while its ANALYZE waited for a lock");
+    sleep(TIMEOUT_S); /* a heartbeat or more, with the lock free */
     for (unsigned n = 0; n < 6; n++)
         send_to(s, t, "after", 1, n);
     char *after = route_plan(s, t);
