@@ -527,7 +527,6 @@ static PGresult *run(pgq *q, pgconn *pc, int st, int n, const char *const *vals,
                     PQfinish(pc->c);
                     pc->c = NULL;
                     pc->ready = false;
-                    pc->deadline_ms = 0;
                     *err = wb__retryable(WB_ERR_CONNECTION_LOST);
                     return NULL;
                 }

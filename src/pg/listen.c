@@ -131,15 +131,6 @@ static bool entry_stopping(void *ctx)
     return stop;
 }
 
-/* Connects to e's database without blocking a stop: a wake-up (consumed
- * here: the caller LISTENs to all channels once connected) or a stop ends
- * the wait. NULL with *detail, or with none when stopped. */
-static PGconn *connect_or_stop(entry *e, char **detail)
-{
-    return wb__pg_connect_stoppable(e->url, "workerbus", "pg", e->wake_fd, entry_stopping, e,
-                                    detail);
-}
-
 static void *listener_main(void *arg)
 {
     entry *e = arg;
@@ -158,7 +149,11 @@ static void *listener_main(void *arg)
              * stop */
             pthread_mutex_unlock(&e->lock);
             char *d = NULL;
-            c = connect_or_stop(e, &d);
+            /* a wake-up (consumed: all channels are LISTENed to once
+             * connected) or a stop ends the connect; NULL with no detail
+             * when stopped */
+            c = wb__pg_connect_stoppable(e->url, "workerbus", "pg", e->wake_fd, entry_stopping, e,
+                                         &d);
             pthread_mutex_lock(&e->lock);
             if (!c && !e->stop) {
                 tell_lost(e, d ? d : "PostgreSQL");
